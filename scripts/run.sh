@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, build, and run omniplace on shipped data.
+# Usage: bash scripts/run.sh
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+omni_ensure_packages "${OMNI_PACKAGES[@]}"
+omni_build
+echo "== omniplace info"
+build/bin/omniplace info
