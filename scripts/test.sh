@@ -1,9 +1,41 @@
 #!/usr/bin/env bash
 # Every test but the gpu label: install what is missing, build, run ctest.
 # Usage: bash scripts/test.sh
+#
+# Stages:
+#   1. Release build in build/ (warnings are errors), ctest -LE gpu.
+#   2. TSan build in build-tsan/ of the modules with concurrent code, running
+#      only the suites listed in OMNI_TSAN_TESTS (kept small for CI time).
+#   3. Fuzzing build in build-fuzz/ (clang, libFuzzer, ASan+UBSan) when fuzz/
+#      exists: ctest -L fuzz, each target for a bounded time on its seed corpus.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 omni_ensure_packages "${OMNI_PACKAGES[@]}"
+start=$(date +%s)
 omni_build
 echo "== ctest (all labels but gpu)"
 (cd build && ctest -LE gpu --output-on-failure -j"$(nproc)")
+
+# Suites (ctest names) that must also pass under ThreadSanitizer.
+OMNI_TSAN_TESTS=()
+# Modules those suites need.
+OMNI_TSAN_MODULES="core"
+if ((${#OMNI_TSAN_TESTS[@]})); then
+  echo "== ThreadSanitizer: ${OMNI_TSAN_TESTS[*]}"
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_WERROR=ON -DOMNI_SANITIZE=thread \
+    -DOMNI_MODULES="$OMNI_TSAN_MODULES" -DOMNI_BUILD_BENCH=OFF -DOMNI_BUILD_TOOLS=OFF >build-configure.log 2>&1 ||
+    { cat build-configure.log; exit 1; }
+  cmake --build build-tsan -j"$(nproc)" --target "${OMNI_TSAN_TESTS[@]}"
+  regex=$(IFS='|'; echo "^(${OMNI_TSAN_TESTS[*]})\$")
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest -R "$regex" --output-on-failure)
+fi
+
+if [[ -f fuzz/CMakeLists.txt ]]; then
+  echo "== fuzzing (clang, libFuzzer, ASan+UBSan)"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_SANITIZE=address \
+    -DOMNI_BUILD_FUZZERS=ON -DOMNI_MODULES=core,planner,io -DOMNI_BUILD_TESTS=ON -DOMNI_BUILD_BENCH=OFF \
+    -DOMNI_BUILD_TOOLS=OFF >build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
+  cmake --build build-fuzz -j"$(nproc)"
+  (cd build-fuzz && ctest -L fuzz --output-on-failure)
+fi
+echo "== all test stages passed in $(( $(date +%s) - start )) s"
