@@ -1,13 +1,28 @@
 # cmake -P script: install BUILD_DIR into WORK_DIR/prefix, then configure,
-# build and run the consumer project in SOURCE_DIR against that prefix.
+# build and run the consumer project in SOURCE_DIR against that prefix,
+# including the first ```cpp block of README (when README is given).
 file(REMOVE_RECURSE ${WORK_DIR})
 execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix
   RESULT_VARIABLE rc OUTPUT_QUIET)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "install into ${WORK_DIR}/prefix failed (${rc})")
 endif()
+set(example_arg "")
+if(README)
+  file(READ ${README} readme)
+  string(FIND "${readme}" "```cpp\n" begin)
+  if(begin LESS 0)
+    message(FATAL_ERROR "${README} has no ```cpp example")
+  endif()
+  math(EXPR begin "${begin} + 7")
+  string(SUBSTRING "${readme}" ${begin} -1 rest)
+  string(FIND "${rest}" "```" end)
+  string(SUBSTRING "${rest}" 0 ${end} example)
+  file(WRITE ${WORK_DIR}/readme_example.cc "${example}")
+  set(example_arg -DREADME_EXAMPLE=${WORK_DIR}/readme_example.cc)
+endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build
-  -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release
+  -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release ${example_arg}
   RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "configuring the consumer project failed (${rc})")
@@ -16,7 +31,11 @@ execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIAB
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "building the consumer project failed (${rc})")
 endif()
-execute_process(COMMAND ${WORK_DIR}/build/consumer RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "the consumer program failed (${rc})")
-endif()
+foreach(program consumer readme_example)
+  if(EXISTS ${WORK_DIR}/build/${program})
+    execute_process(COMMAND ${WORK_DIR}/build/${program} RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "${program} failed (${rc})")
+    endif()
+  endif()
+endforeach()
