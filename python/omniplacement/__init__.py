@@ -1,0 +1,31 @@
+"""OmniPlacement: dynamic expert placement for Mixture-of-Experts inference.
+
+The C++ library's types and functions (from the extension ``omniplacement._omni``)
+are re-exported here; this package adds numpy/torch adapters, the DeepSeek EPLB
+drop-in :func:`rebalance_experts` (when the planner module is built) and plots
+(:mod:`omniplacement.plot`, imported on demand because it loads matplotlib).
+
+    import numpy as np, omniplacement as op
+    p = op.Placement.contiguous(num_layers=2, num_ranks=4, num_experts=8, slots_per_rank=3)
+    load = op.LoadMatrix(np.arange(16).reshape(2, 8))        # int dtype -> exact counts
+    print(op.placement_balance(p, load).mean_max_over_mean)
+
+Arrays: any array-like goes in (lists, numpy arrays, torch tensors); results are
+numpy arrays, or torch tensors where a function takes and returns arrays and was
+given a tensor (rank_loads with expert loads, water_fill_counts, rebalance_experts).
+
+Errors from the library raise ValueError (bad input), TimeoutError (a wait ran
+out), NotImplementedError (feature not built) or RuntimeError (anything else),
+with the library's message ("INVALID_ARGUMENT: layer 3, ...") and the code name
+in ``exc.status_code``.
+"""
+from . import _omni
+from ._omni import *  # noqa: F401,F403  (the bound API)
+from ._omni import __version__, bound_modules
+from ._tensors import torch_aware as _torch_aware
+
+# Array-in, array-out functions: tensors in give tensors out.
+rank_loads = _torch_aware(_omni.rank_loads)
+water_fill_counts = _torch_aware(_omni.water_fill_counts)
+
+__all__ = [n for n in dir(_omni) if not n.startswith("_")]

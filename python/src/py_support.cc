@@ -1,0 +1,144 @@
+#include "py_support.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "omniplacement/core/str_cat.h"
+
+namespace omni::py_support {
+
+PyObject* status_exception_type(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kOutOfRange:
+    case StatusCode::kDataLoss:
+      return PyExc_ValueError;
+    case StatusCode::kDeadlineExceeded:
+      return PyExc_TimeoutError;
+    case StatusCode::kUnimplemented:
+      return PyExc_NotImplementedError;  // a subclass of RuntimeError
+    default:
+      return PyExc_RuntimeError;
+  }
+}
+
+namespace {
+
+void raise_status(const Status& status) {
+  PyObject* type = status_exception_type(status.code());
+  py::object exc = py::reinterpret_borrow<py::object>(type)(status.to_string());
+  exc.attr("status_code") = py::str(std::string(status_code_name(status.code())));
+  PyErr_SetObject(type, exc.ptr());
+}
+
+}  // namespace
+
+void register_status_errors(py::module_& m) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const StatusError& e) {
+      raise_status(e.status());
+    }
+  });
+  m.def(
+      "status_exception_type",
+      [](const std::string& code_name) -> py::object {
+        for (int c = 0; c <= static_cast<int>(StatusCode::kInternal); ++c) {
+          const auto code = static_cast<StatusCode>(c);
+          if (status_code_name(code) == code_name)
+            return py::reinterpret_borrow<py::object>(status_exception_type(code));
+        }
+        fail(StatusCode::kInvalidArgument, str_cat("unknown status code name '", code_name, "'"));
+      },
+      py::arg("code_name"),
+      "The Python exception class raised for a library status code name such as "
+      "'INVALID_ARGUMENT' (ValueError) or 'DEADLINE_EXCEEDED' (TimeoutError).");
+}
+
+void fail(StatusCode code, const std::string& message) { throw StatusError(Status(code, message)); }
+
+void check_index(const char* what, int64_t index, int64_t size) {
+  if (index < 0 || index >= size) {
+    fail(StatusCode::kOutOfRange, str_cat(what, " ", index, " out of [0, ", size, ")"));
+  }
+}
+
+void expect_ndim(const char* what, size_t got, size_t ndim) {
+  if (got != ndim) {
+    fail(StatusCode::kInvalidArgument, str_cat(what, ": expected a ", ndim, "-D array, got ", got, "-D"));
+  }
+}
+
+namespace {
+
+py::array as_array(py::handle obj, const char* what) {
+  py::array arr;
+  try {
+    arr = py::module_::import("numpy").attr("asarray")(obj);
+  } catch (py::error_already_set& e) {
+    fail(StatusCode::kInvalidArgument, str_cat(what, ": not convertible to an array (", e.what(), ")"));
+  }
+  return arr;
+}
+
+template <typename T>
+Dense<T> dense_copy(const py::array& arr) {
+  auto typed = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(arr);
+  Dense<T> out;
+  for (py::ssize_t d = 0; d < typed.ndim(); ++d) out.shape.push_back(static_cast<int64_t>(typed.shape(d)));
+  out.data.resize(static_cast<size_t>(typed.size()));
+  if (!out.data.empty()) std::memcpy(out.data.data(), typed.data(), out.data.size() * sizeof(T));
+  return out;
+}
+
+}  // namespace
+
+Dense<double> to_doubles(py::handle obj, const char* what) {
+  py::array arr = as_array(obj, what);
+  const char kind = arr.dtype().kind();
+  if (arr.size() > 0 && kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') {
+    fail(StatusCode::kInvalidArgument,
+         str_cat(what, ": expected a real numeric array, got dtype ", std::string(py::str(arr.dtype()))));
+  }
+  return dense_copy<double>(arr);
+}
+
+Dense<int64_t> to_int64s(py::handle obj, const char* what) {
+  py::array arr = as_array(obj, what);
+  const char kind = arr.dtype().kind();
+  if (arr.size() > 0 && kind != 'b' && kind != 'i' && kind != 'u') {
+    fail(StatusCode::kInvalidArgument,
+         str_cat(what, ": expected an integer array, got dtype ", std::string(py::str(arr.dtype()))));
+  }
+  if (kind == 'u' && arr.itemsize() == 8) {
+    // uint64 values above INT64_MAX would wrap in the cast below.
+    auto u = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+    const uint64_t* p = u.data();
+    for (py::ssize_t i = 0; i < u.size(); ++i) {
+      if (p[i] > static_cast<uint64_t>(INT64_MAX)) {
+        fail(StatusCode::kInvalidArgument, str_cat(what, ": value ", p[i], " at flat index ", i, " exceeds int64"));
+      }
+    }
+  }
+  return dense_copy<int64_t>(arr);
+}
+
+Dense<int32_t> to_int32s(py::handle obj, const char* what, int64_t lo, int64_t hi) {
+  Dense<int64_t> wide = to_int64s(obj, what);
+  Dense<int32_t> out;
+  out.shape = wide.shape;
+  out.data.resize(wide.data.size());
+  for (size_t i = 0; i < wide.data.size(); ++i) {
+    const int64_t v = wide.data[i];
+    if (v < lo || v > hi) {
+      fail(StatusCode::kInvalidArgument,
+           str_cat(what, ": value ", v, " at flat index ", i, " is outside [", lo, ", ", hi, "]"));
+    }
+    out.data[i] = static_cast<int32_t>(v);
+  }
+  return out;
+}
+
+}  // namespace omni::py_support
