@@ -1,0 +1,121 @@
+// simulate(): replays a trace step by step under several placement policies
+// side by side and prices every step with the CostModel.
+//
+// Time is cut into intervals of `interval_steps` steps. A policy is:
+//   kFixed    one placement for the whole run (e.g. contiguous);
+//   kStatic   planned once on the first interval's load (a calibration run),
+//             in force from step 0;
+//   kDynamic  the same start as kStatic, then re-planned at the end of every
+//             interval on the load observed in that interval, with the
+//             placement in force passed to the planner (incremental planners
+//             use it; from-scratch planners ignore it); the weight migration
+//             is priced (migration_cost) and charged as a stall on the first
+//             step of the next interval;
+//   kOracle   planned on each interval's own load before it is served (it
+//             sees the future); its migration bytes are reported but, by
+//             default, not charged, so that it is the balance reference.
+// The lower bound (step_lower_bound, with the most slots per layer of any
+// policy's first placement) is reported beside them.
+//
+//   omni::sim::SimOptions opts;                       // 100-step intervals, default costs
+//   std::vector<omni::sim::PolicySpec> policies = {
+//       omni::sim::PolicySpec::fixed("contiguous", *contiguous_placement),
+//       omni::sim::PolicySpec::dynamic("dynamic eplb", plan_eplb)};
+//   auto trace = omni::sim::SyntheticTrace::create(workload_params, 10000);
+//   omni::StatusOr<omni::sim::SimResult> r = omni::sim::simulate(*trace, *topology, policies, opts);
+//   r->policies[1].mean_step_s;
+//
+// Thread safety: simulate() runs on the calling thread; it calls the planners
+// and the progress callback from that thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "omniplacement/core/load_matrix.h"
+#include "omniplacement/core/placement.h"
+#include "omniplacement/core/status.h"
+#include "omniplacement/core/topology.h"
+#include "omniplacement/sim/cost_model.h"
+#include "omniplacement/sim/trace.h"
+
+namespace omni::sim {
+
+// A planner as the simulator sees it: the load of a window ([num_layers,
+// num_experts], tokens summed over the window's steps) and the placement in
+// force (nullptr when there is none) -> the next placement, with the same
+// num_layers, num_experts and num_ranks as the trace and the topology.
+using PlanFn = std::function<StatusOr<Placement>(const LoadMatrix& window, const Placement* current)>;
+
+enum class PolicyKind { kFixed, kStatic, kDynamic, kOracle };
+const char* policy_kind_name(PolicyKind k);  // "fixed", "static", "dynamic", "oracle"
+
+struct PolicySpec {
+  std::string name;
+  PolicyKind kind = PolicyKind::kFixed;
+  PlanFn plan;                   // every kind but kFixed
+  Placement placement;           // kFixed only
+  bool charge_migration = true;  // kDynamic: true; kOracle: false (see above)
+
+  static PolicySpec fixed(std::string name, Placement placement);
+  static PolicySpec static_plan(std::string name, PlanFn plan);
+  static PolicySpec dynamic(std::string name, PlanFn plan);
+  static PolicySpec oracle(std::string name, PlanFn plan);
+};
+
+struct SimOptions {
+  int64_t interval_steps = 100;  // re-planning period and window length, steps
+  CostParams cost;
+  int64_t max_steps = 0;         // stop after this many steps; 0: the whole trace
+  bool record_steps = true;      // fill SimResult::steps
+  // Called after every interval with (steps done, total steps); may be empty.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+// One policy at one step.
+struct StepRecord {
+  int64_t step = 0;
+  int32_t policy = 0;            // index into SimResult::policies
+  double time_s = 0;             // cost-model time + migration stall charged at this step
+  double compute_s = 0;
+  double comm_s = 0;
+  double migration_s = 0;        // stall charged at this step
+  double max_over_mean = 1;      // mean over layers
+  double cross_host_bytes = 0;   // dispatch + combine
+  double moved_bytes = 0;        // weights moved by a switch at this step (charged or not)
+};
+
+struct PolicySummary {
+  std::string name;
+  std::string kind;              // policy_kind_name, or "bound"
+  double mean_step_s = 0;        // including migration stalls
+  double p99_step_s = 0;
+  double mean_max_over_mean = 1;
+  double cross_host_bytes = 0;   // total over the run
+  double moved_bytes = 0;        // total over the run
+  double migration_s = 0;        // total stall charged
+  int64_t replans = 0;           // placements planned (initial one included)
+  double plan_wall_s = 0;        // wall time spent in the planner, total
+};
+
+struct SimResult {
+  int64_t num_steps = 0;
+  int32_t num_layers = 0;
+  int32_t num_experts = 0;
+  int32_t num_ranks = 0;
+  // The policies in the order given, then the lower bound.
+  std::vector<PolicySummary> policies;
+  // Step-major: steps[i * policies.size() + p] (empty unless record_steps).
+  std::vector<StepRecord> steps;
+  double wall_s = 0;             // wall time of the whole simulation
+};
+
+// Replays `trace` (from its current position) under `policies`. Every planned
+// placement is checked for shape; a planner error stops the run with that
+// error and the policy's name and step.
+StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const std::vector<PolicySpec>& policies,
+                             const SimOptions& options);
+
+}  // namespace omni::sim

@@ -1,0 +1,330 @@
+#include "omniplacement/sim/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "omniplacement/core/metrics.h"
+#include "omniplacement/core/str_cat.h"
+
+namespace omni::sim {
+
+namespace {
+
+Status check_param(const char* name, double v) {
+  if (!(std::isfinite(v) && v >= 0)) {
+    return invalid_argument_error(str_cat("sim cost model: ", name, " = ", v, " must be finite and >= 0"));
+  }
+  return ok_status();
+}
+
+Status check_loads(const char* what, LayerId l, std::span<const double> w, int32_t num_experts) {
+  if (static_cast<int64_t>(w.size()) != num_experts) {
+    return invalid_argument_error(
+        str_cat(what, ": layer ", l, ": ", w.size(), " expert loads, expected ", num_experts));
+  }
+  for (size_t e = 0; e < w.size(); ++e) {
+    if (!(std::isfinite(w[e]) && w[e] >= 0)) {
+      return invalid_argument_error(
+          str_cat(what, ": layer ", l, ", expert ", e, ": load ", w[e], " must be finite and >= 0"));
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status CostParams::validate() const {
+  OMNI_RETURN_IF_ERROR(check_param("expert_bytes", expert_bytes));
+  if (expert_bytes <= 0) return invalid_argument_error("sim cost model: expert_bytes must be > 0");
+  OMNI_RETURN_IF_ERROR(check_param("dispatch_bytes_per_token", dispatch_bytes_per_token));
+  OMNI_RETURN_IF_ERROR(check_param("combine_bytes_per_token", combine_bytes_per_token));
+  OMNI_RETURN_IF_ERROR(check_param("compute_s_per_token", compute_s_per_token));
+  OMNI_RETURN_IF_ERROR(check_param("compute_s_per_replica", compute_s_per_replica));
+  OMNI_RETURN_IF_ERROR(check_param("layer_overhead_s", layer_overhead_s));
+  return ok_status();
+}
+
+StatusOr<CostModel> CostModel::create(const Placement& placement, const Topology& topology,
+                                      const CostParams& params) {
+  OMNI_RETURN_IF_ERROR(params.validate());
+  if (placement.num_layers() == 0) return invalid_argument_error("sim cost model: the placement has no layers");
+  if (topology.num_ranks() != placement.num_ranks()) {
+    return invalid_argument_error(str_cat("sim cost model: topology has ", topology.num_ranks(),
+                                          " ranks but the placement has ", placement.num_ranks()));
+  }
+  const auto& bw = topology.bandwidths();
+  if (!(bw.same_host_bytes_per_s > 0 && bw.cross_host_bytes_per_s > 0 && std::isfinite(bw.latency_s) &&
+        bw.latency_s >= 0)) {
+    return invalid_argument_error("sim cost model: topology bandwidths must be > 0 and latency >= 0");
+  }
+  CostModel m;
+  m.params_ = params;
+  m.num_experts_ = placement.num_experts();
+  m.num_ranks_ = placement.num_ranks();
+  m.host_of_rank_ = topology.host_of_rank();
+  m.num_hosts_ = topology.num_hosts();
+  m.same_host_bw_ = bw.same_host_bytes_per_s;
+  m.cross_host_bw_ = bw.cross_host_bytes_per_s;
+  m.latency_s_ = bw.latency_s;
+
+  const int32_t R = m.num_ranks_;
+  const int32_t H = m.num_hosts_;
+  const int32_t E = m.num_experts_;
+  std::vector<int32_t> ranks_on_host(static_cast<size_t>(H), 0);
+  for (RankId r = 0; r < R; ++r) ++ranks_on_host[static_cast<size_t>(m.host_of_rank_[static_cast<size_t>(r)])];
+
+  // Per expert: distinct ranks holding it, per host count of them.
+  std::vector<int32_t> distinct_ranks(static_cast<size_t>(E));
+  std::vector<int32_t> host_count(static_cast<size_t>(H) * static_cast<size_t>(E));
+  std::vector<int32_t> covered_origins(static_cast<size_t>(E));  // ranks on hosts that hold e
+  std::vector<char> seen_rank;
+  m.layers_.resize(static_cast<size_t>(placement.num_layers()));
+  for (LayerId l = 0; l < placement.num_layers(); ++l) {
+    LayerRoute& route = m.layers_[static_cast<size_t>(l)];
+    const int32_t spr = placement.slots_per_rank(l);
+    route.slots_per_rank = spr;
+    auto row = placement.phy2log(l);
+    route.slot_expert.assign(row.begin(), row.end());
+    route.slot_share.resize(row.size());
+    for (size_t g = 0; g < row.size(); ++g) route.slot_share[g] = placement.share_of(l, static_cast<GlobalSlot>(g));
+
+    std::fill(distinct_ranks.begin(), distinct_ranks.end(), 0);
+    std::fill(host_count.begin(), host_count.end(), 0);
+    std::fill(covered_origins.begin(), covered_origins.end(), 0);
+    // Distinct (rank, expert) pairs, rank-major: a rank's slots are contiguous.
+    for (RankId r = 0; r < R; ++r) {
+      const HostId h = m.host_of_rank_[static_cast<size_t>(r)];
+      for (int32_t s = 0; s < spr; ++s) {
+        const ExpertId e = row[static_cast<size_t>(r) * static_cast<size_t>(spr) + static_cast<size_t>(s)];
+        if (e < 0) continue;
+        bool dup = false;
+        for (int32_t t = 0; t < s; ++t)
+          dup |= row[static_cast<size_t>(r) * static_cast<size_t>(spr) + static_cast<size_t>(t)] == e;
+        if (dup) continue;
+        route.rank_holders.push_back(Holder{r, e, 0, 0});
+        ++distinct_ranks[static_cast<size_t>(e)];
+        int32_t& hc = host_count[static_cast<size_t>(h) * static_cast<size_t>(E) + static_cast<size_t>(e)];
+        if (hc++ == 0) {
+          route.host_holders.emplace_back(h, e);
+          covered_origins[static_cast<size_t>(e)] += ranks_on_host[static_cast<size_t>(h)];
+        }
+      }
+    }
+    // Receive coefficients of the nearest-replica rule (per token of load_e,
+    // each of the R origins holding load_e / R):
+    //   same host: the n_h - k_he origins on h without e split over its k_he holders;
+    //   cross host: the origins on hosts without e split over all c_e holders.
+    const double inv_r = 1.0 / R;
+    for (Holder& hold : route.rank_holders) {
+      const HostId h = m.host_of_rank_[static_cast<size_t>(hold.rank)];
+      const double k_he = host_count[static_cast<size_t>(h) * static_cast<size_t>(E) + static_cast<size_t>(hold.expert)];
+      const double n_h = ranks_on_host[static_cast<size_t>(h)];
+      const double c_e = distinct_ranks[static_cast<size_t>(hold.expert)];
+      const double outside = R - covered_origins[static_cast<size_t>(hold.expert)];
+      hold.recv_same_host = (n_h - k_he) / k_he * inv_r;
+      hold.recv_cross_host = outside / c_e * inv_r;
+    }
+  }
+  return m;
+}
+
+double CostModel::phase_seconds(double same_host_bytes, double cross_host_bytes) const {
+  if (same_host_bytes <= 0 && cross_host_bytes <= 0) return 0;
+  return latency_s_ + std::max(same_host_bytes / same_host_bw_, cross_host_bytes / cross_host_bw_);
+}
+
+LayerCost CostModel::evaluate(const LayerRoute& route, std::span<const double> w,
+                              std::vector<double>& scratch) const {
+  const size_t R = static_cast<size_t>(num_ranks_);
+  const size_t H = static_cast<size_t>(num_hosts_);
+  // scratch layout: compute tokens [R], replicas [R], rank cover [R], host cover [H],
+  // received same-host [R], received cross-host [R].
+  scratch.assign(5 * R + H, 0.0);
+  double* tokens = scratch.data();
+  double* replicas = tokens + R;
+  double* rank_cover = replicas + R;
+  double* recv_same = rank_cover + R;
+  double* recv_cross = recv_same + R;
+  double* host_cover = recv_cross + R;
+
+  const size_t spr = static_cast<size_t>(route.slots_per_rank);
+  for (size_t g = 0; g < route.slot_expert.size(); ++g) {
+    const ExpertId e = route.slot_expert[g];
+    if (e < 0) continue;
+    const double load = w[static_cast<size_t>(e)];
+    if (load <= 0) continue;
+    tokens[g / spr] += load * route.slot_share[g];
+    replicas[g / spr] += 1;
+  }
+  double total = 0;
+  for (double v : w) total += v;
+  for (const Holder& hold : route.rank_holders) {
+    const double load = w[static_cast<size_t>(hold.expert)];
+    rank_cover[hold.rank] += load;
+    recv_same[hold.rank] += load * hold.recv_same_host;
+    recv_cross[hold.rank] += load * hold.recv_cross_host;
+  }
+  for (const auto& [h, e] : route.host_holders) host_cover[h] += w[static_cast<size_t>(e)];
+
+  LayerCost c;
+  const double inv_r = 1.0 / static_cast<double>(R);
+  double sent_same = 0, sent_cross = 0;
+  for (size_t r = 0; r < R; ++r) {
+    const double compute = tokens[r] * params_.compute_s_per_token + replicas[r] * params_.compute_s_per_replica;
+    c.compute_s = std::max(c.compute_s, compute);
+    c.max_tokens = std::max(c.max_tokens, tokens[r]);
+    const double cover = host_cover[host_of_rank_[r]];
+    const double send_same = std::max(0.0, (cover - rank_cover[r]) * inv_r);
+    const double send_cross = std::max(0.0, (total - cover) * inv_r);
+    sent_same += send_same;
+    sent_cross += send_cross;
+    const double same = std::max(send_same, recv_same[r]);
+    const double cross = std::max(send_cross, recv_cross[r]);
+    c.dispatch_s = std::max(c.dispatch_s, phase_seconds(same * params_.dispatch_bytes_per_token,
+                                                        cross * params_.dispatch_bytes_per_token));
+    c.combine_s = std::max(c.combine_s, phase_seconds(same * params_.combine_bytes_per_token,
+                                                      cross * params_.combine_bytes_per_token));
+  }
+  c.mean_tokens = total * inv_r;
+  const double per_token = params_.dispatch_bytes_per_token + params_.combine_bytes_per_token;
+  c.same_host_bytes = sent_same * per_token;
+  c.cross_host_bytes = sent_cross * per_token;
+  c.time_s = params_.layer_overhead_s + c.compute_s + c.dispatch_s + c.combine_s;
+  return c;
+}
+
+StatusOr<LayerCost> CostModel::layer_cost(LayerId l, std::span<const double> expert_loads) const {
+  if (l < 0 || l >= num_layers()) {
+    return out_of_range_error(str_cat("sim cost model: layer ", l, " out of [0, ", num_layers(), ")"));
+  }
+  OMNI_RETURN_IF_ERROR(check_loads("sim cost model", l, expert_loads, num_experts_));
+  std::vector<double> scratch;
+  return evaluate(layers_[static_cast<size_t>(l)], expert_loads, scratch);
+}
+
+StatusOr<StepCost> CostModel::step_cost(const LoadMatrix& load, std::vector<LayerCost>* per_layer) const {
+  if (load.num_layers() != num_layers() || load.num_experts() != num_experts_) {
+    return invalid_argument_error(str_cat("sim cost model: load is ", load.num_layers(), " x ", load.num_experts(),
+                                          " but the placement has ", num_layers(), " layers x ", num_experts_,
+                                          " experts"));
+  }
+  // LoadMatrix values are finite and >= 0 by construction: no per-value check here.
+  if (per_layer) per_layer->clear();
+  StepCost s;
+  std::vector<double> scratch;
+  double sum_ratio = 0;
+  int32_t loaded_layers = 0;
+  for (LayerId l = 0; l < num_layers(); ++l) {
+    const LayerCost c = evaluate(layers_[static_cast<size_t>(l)], load.row(l), scratch);
+    s.time_s += c.time_s;
+    s.compute_s += c.compute_s;
+    s.comm_s += c.dispatch_s + c.combine_s;
+    s.same_host_bytes += c.same_host_bytes;
+    s.cross_host_bytes += c.cross_host_bytes;
+    if (c.mean_tokens > 0) {
+      sum_ratio += c.max_tokens / c.mean_tokens;
+      ++loaded_layers;
+    }
+    if (per_layer) per_layer->push_back(c);
+  }
+  s.mean_max_over_mean = loaded_layers > 0 ? sum_ratio / loaded_layers : 1.0;
+  return s;
+}
+
+StatusOr<StepBound> step_lower_bound(const LoadMatrix& load, int32_t num_ranks,
+                                     std::span<const int64_t> num_slots_per_layer, const CostParams& params) {
+  OMNI_RETURN_IF_ERROR(params.validate());
+  if (num_ranks <= 0) return invalid_argument_error(str_cat("sim lower bound: num_ranks ", num_ranks, " must be > 0"));
+  const size_t n = num_slots_per_layer.size();
+  if (n != 1 && n != static_cast<size_t>(load.num_layers())) {
+    return invalid_argument_error(str_cat("sim lower bound: ", n, " slot counts for ", load.num_layers(),
+                                          " layers (give one per layer, or one for all)"));
+  }
+  StepBound out;
+  double sum_ratio = 0;
+  int32_t loaded = 0;
+  for (LayerId l = 0; l < load.num_layers(); ++l) {
+    const int64_t slots = num_slots_per_layer[n == 1 ? 0 : static_cast<size_t>(l)];
+    if (slots < load.num_experts()) {
+      return invalid_argument_error(str_cat("sim lower bound: layer ", l, ": ", slots, " slots for ",
+                                            load.num_experts(), " experts"));
+    }
+    const double bound = lower_bound(load.row(l), num_ranks, slots);
+    out.time_s += params.layer_overhead_s + bound * params.compute_s_per_token;
+    const double mean = load.layer_total(l) / num_ranks;
+    if (mean > 0) {
+      sum_ratio += bound / mean;
+      ++loaded;
+    }
+  }
+  out.bound_over_mean = loaded > 0 ? sum_ratio / loaded : 1.0;
+  return out;
+}
+
+}  // namespace omni::sim
+
+namespace omni::sim {
+
+StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& to, const Topology& topology,
+                                       const CostParams& params) {
+  OMNI_RETURN_IF_ERROR(params.validate());
+  if (from.num_layers() != to.num_layers() || from.num_ranks() != to.num_ranks() ||
+      from.num_experts() != to.num_experts()) {
+    return invalid_argument_error(str_cat("sim migration: placements differ in shape (", from.summary(), " vs ",
+                                          to.summary(), ")"));
+  }
+  if (topology.num_ranks() != from.num_ranks()) {
+    return invalid_argument_error(str_cat("sim migration: topology has ", topology.num_ranks(),
+                                          " ranks but the placements have ", from.num_ranks()));
+  }
+  const size_t R = static_cast<size_t>(from.num_ranks());
+  // Bytes per rank: sent / received, same host / cross host.
+  std::vector<double> send_same(R), send_cross(R), recv_same(R), recv_cross(R);
+  MigrationCost out;
+  std::vector<char> has(R);
+  for (LayerId l = 0; l < from.num_layers(); ++l) {
+    const int32_t spr_from = from.slots_per_rank(l);
+    const int32_t spr_to = to.slots_per_rank(l);
+    for (ExpertId e = 0; e < to.num_experts(); ++e) {
+      std::fill(has.begin(), has.end(), 0);
+      for (GlobalSlot g : from.replicas(l, e)) has[static_cast<size_t>(g / spr_from)] = 1;
+      RankId last = -1;
+      for (GlobalSlot g : to.replicas(l, e)) {
+        const RankId r = g / spr_to;
+        if (r == last || has[static_cast<size_t>(r)]) continue;  // replicas ascend: a rank's are adjacent
+        last = r;
+        // Source: a holder on r's host, else any holder; the least busy sender wins.
+        RankId src = -1;
+        bool same = false;
+        for (GlobalSlot h : from.replicas(l, e)) {
+          const RankId q = h / spr_from;
+          const bool q_same = topology.same_host(q, r);
+          const double busy = q_same ? send_same[static_cast<size_t>(q)] : send_cross[static_cast<size_t>(q)];
+          const double best = src < 0 ? 0
+                                      : (same ? send_same[static_cast<size_t>(src)] : send_cross[static_cast<size_t>(src)]);
+          if (src < 0 || (q_same && !same) || (q_same == same && busy < best)) {
+            src = q;
+            same = q_same;
+          }
+        }
+        OMNI_CHECK(src >= 0);  // every expert has a replica in a Placement
+        (same ? send_same : send_cross)[static_cast<size_t>(src)] += params.expert_bytes;
+        (same ? recv_same : recv_cross)[static_cast<size_t>(r)] += params.expert_bytes;
+        ++out.transfers;
+        out.bytes += params.expert_bytes;
+        if (!same) out.cross_host_bytes += params.expert_bytes;
+      }
+    }
+  }
+  const auto& bw = topology.bandwidths();
+  for (size_t r = 0; r < R; ++r) {
+    const double same = std::max(send_same[r], recv_same[r]);
+    const double cross = std::max(send_cross[r], recv_cross[r]);
+    if (same <= 0 && cross <= 0) continue;
+    out.time_s = std::max(out.time_s, bw.latency_s + std::max(same / bw.same_host_bytes_per_s,
+                                                              cross / bw.cross_host_bytes_per_s));
+  }
+  return out;
+}
+
+}  // namespace omni::sim

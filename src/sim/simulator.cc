@@ -1,0 +1,248 @@
+#include "omniplacement/sim/simulator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "omniplacement/core/str_cat.h"
+
+namespace omni::sim {
+
+const char* policy_kind_name(PolicyKind k) {
+  switch (k) {
+    case PolicyKind::kFixed: return "fixed";
+    case PolicyKind::kStatic: return "static";
+    case PolicyKind::kDynamic: return "dynamic";
+    case PolicyKind::kOracle: return "oracle";
+  }
+  return "?";
+}
+
+PolicySpec PolicySpec::fixed(std::string name, Placement placement) {
+  PolicySpec p;
+  p.name = std::move(name);
+  p.kind = PolicyKind::kFixed;
+  p.placement = std::move(placement);
+  return p;
+}
+PolicySpec PolicySpec::static_plan(std::string name, PlanFn plan) {
+  PolicySpec p;
+  p.name = std::move(name);
+  p.kind = PolicyKind::kStatic;
+  p.plan = std::move(plan);
+  return p;
+}
+PolicySpec PolicySpec::dynamic(std::string name, PlanFn plan) {
+  PolicySpec p = static_plan(std::move(name), std::move(plan));
+  p.kind = PolicyKind::kDynamic;
+  return p;
+}
+PolicySpec PolicySpec::oracle(std::string name, PlanFn plan) {
+  PolicySpec p = static_plan(std::move(name), std::move(plan));
+  p.kind = PolicyKind::kOracle;
+  p.charge_migration = false;
+  return p;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// State of one policy during the run.
+struct PolicyState {
+  const PolicySpec* spec = nullptr;
+  Placement placement;
+  CostModel model;
+  double pending_stall_s = 0;   // migration charged on the next step
+  double pending_moved = 0;     // bytes moved by the switch before the next step
+  std::vector<double> times;    // per step, for the percentile
+  PolicySummary summary;
+  double sum_ratio = 0;
+};
+
+Status check_plan(const Placement& p, const TraceSource& trace, const Topology& topo, const std::string& name,
+                  int64_t step) {
+  if (p.num_layers() != trace.num_layers() || p.num_experts() != trace.num_experts() ||
+      p.num_ranks() != topo.num_ranks()) {
+    return invalid_argument_error(str_cat("simulate: policy '", name, "' at step ", step, " gave a placement of ",
+                                          p.summary(), "; the trace is ", trace.num_layers(), " layers x ",
+                                          trace.num_experts(), " experts on ", topo.num_ranks(), " ranks"));
+  }
+  return ok_status();
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  // Nearest rank: the smallest value with at least q of the samples at or below it.
+  const size_t k = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+  const size_t idx = std::min(v.size() - 1, k == 0 ? 0 : k - 1);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(idx), v.end());
+  return v[idx];
+}
+
+// Plans with the policy's planner, timing it, and installs the placement.
+Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trace, const Topology& topo,
+              const CostParams& cost, int64_t step, bool first) {
+  const auto t0 = Clock::now();
+  StatusOr<Placement> next = st.spec->plan(window, first ? nullptr : &st.placement);
+  st.summary.plan_wall_s += seconds_since(t0);
+  if (!next.ok()) {
+    return next.status().with_context(str_cat("simulate: policy '", st.spec->name, "' at step ", step));
+  }
+  OMNI_RETURN_IF_ERROR(check_plan(*next, trace, topo, st.spec->name, step));
+  ++st.summary.replans;
+  if (!first) {
+    OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost));
+    st.pending_moved += mig.bytes;
+    if (st.spec->charge_migration) st.pending_stall_s += mig.time_s;
+  }
+  OMNI_ASSIGN_OR_RETURN(st.model, CostModel::create(*next, topo, cost));
+  st.placement = std::move(next).value();
+  return ok_status();
+}
+
+}  // namespace
+
+StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const std::vector<PolicySpec>& policies,
+                             const SimOptions& options) {
+  const auto t_start = Clock::now();
+  OMNI_RETURN_IF_ERROR(options.cost.validate());
+  if (options.interval_steps < 1) {
+    return invalid_argument_error(str_cat("simulate: interval_steps ", options.interval_steps, " must be >= 1"));
+  }
+  if (options.max_steps < 0) return invalid_argument_error("simulate: max_steps must be >= 0");
+  if (policies.empty()) return invalid_argument_error("simulate: no policies");
+  for (const PolicySpec& p : policies) {
+    if (p.kind != PolicyKind::kFixed && !p.plan) {
+      return invalid_argument_error(str_cat("simulate: policy '", p.name, "' (", policy_kind_name(p.kind),
+                                            ") has no planner"));
+    }
+  }
+  int64_t total = trace.num_steps();
+  if (options.max_steps > 0) total = std::min(total, options.max_steps);
+
+  std::vector<PolicyState> states(policies.size());
+  for (size_t i = 0; i < policies.size(); ++i) {
+    states[i].spec = &policies[i];
+    states[i].summary.name = policies[i].name;
+    states[i].summary.kind = policy_kind_name(policies[i].kind);
+    if (policies[i].kind == PolicyKind::kFixed) {
+      OMNI_RETURN_IF_ERROR(check_plan(policies[i].placement, trace, topology, policies[i].name, 0));
+      states[i].placement = policies[i].placement;
+      OMNI_ASSIGN_OR_RETURN(states[i].model, CostModel::create(states[i].placement, topology, options.cost));
+    }
+  }
+  PolicySummary bound;
+  bound.name = "lower bound";
+  bound.kind = "bound";
+  std::vector<double> bound_times;
+  double bound_ratio = 0;
+  std::vector<int64_t> bound_slots;  // per layer: the most slots of any policy (a bound for all)
+
+  SimResult result;
+  result.num_layers = trace.num_layers();
+  result.num_experts = trace.num_experts();
+  result.num_ranks = topology.num_ranks();
+
+  std::vector<LoadMatrix> chunk;
+  LoadMatrix window;
+  int64_t step = 0;
+  bool first = true;
+  while (step < total) {
+    // Read one interval.
+    const int64_t n = std::min(options.interval_steps, total - step);
+    chunk.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      OMNI_ASSIGN_OR_RETURN(bool more, trace.next(&chunk[static_cast<size_t>(i)]));
+      if (!more) return data_loss_error(str_cat("simulate: the trace ended at step ", step + i, " of ", total));
+      if (chunk[static_cast<size_t>(i)].num_layers() != trace.num_layers() ||
+          chunk[static_cast<size_t>(i)].num_experts() != trace.num_experts()) {
+        return invalid_argument_error(str_cat("simulate: step ", step + i, " has a load of the wrong shape"));
+      }
+    }
+    window = chunk.front();
+    for (int64_t i = 1; i < n; ++i) OMNI_RETURN_IF_ERROR(window.add(chunk[static_cast<size_t>(i)]));
+
+    for (PolicyState& st : states) {
+      const PolicyKind k = st.spec->kind;
+      if (k == PolicyKind::kOracle || (first && (k == PolicyKind::kStatic || k == PolicyKind::kDynamic))) {
+        OMNI_RETURN_IF_ERROR(replan(st, window, trace, topology, options.cost, step, first));
+      }
+    }
+    if (first) {
+      bound_slots.assign(static_cast<size_t>(trace.num_layers()), 0);
+      for (const PolicyState& st : states)
+        for (LayerId l = 0; l < trace.num_layers(); ++l)
+          bound_slots[static_cast<size_t>(l)] = std::max<int64_t>(bound_slots[static_cast<size_t>(l)],
+                                                                  st.placement.num_slots(l));
+    }
+    first = false;
+
+    for (int64_t i = 0; i < n; ++i, ++step) {
+      const LoadMatrix& load = chunk[static_cast<size_t>(i)];
+      for (size_t p = 0; p < states.size(); ++p) {
+        PolicyState& st = states[p];
+        OMNI_ASSIGN_OR_RETURN(StepCost c, st.model.step_cost(load));
+        StepRecord rec;
+        rec.step = step;
+        rec.policy = static_cast<int32_t>(p);
+        rec.migration_s = st.pending_stall_s;
+        rec.moved_bytes = st.pending_moved;
+        rec.time_s = c.time_s + st.pending_stall_s;
+        rec.compute_s = c.compute_s;
+        rec.comm_s = c.comm_s;
+        rec.max_over_mean = c.mean_max_over_mean;
+        rec.cross_host_bytes = c.cross_host_bytes;
+        st.pending_stall_s = 0;
+        st.pending_moved = 0;
+        st.times.push_back(rec.time_s);
+        st.sum_ratio += rec.max_over_mean;
+        st.summary.cross_host_bytes += rec.cross_host_bytes;
+        st.summary.moved_bytes += rec.moved_bytes;
+        st.summary.migration_s += rec.migration_s;
+        if (options.record_steps) result.steps.push_back(rec);
+      }
+      OMNI_ASSIGN_OR_RETURN(StepBound lb, step_lower_bound(load, topology.num_ranks(), bound_slots, options.cost));
+      bound_times.push_back(lb.time_s);
+      bound_ratio += lb.bound_over_mean;
+      if (options.record_steps) {
+        StepRecord rec;
+        rec.step = step;
+        rec.policy = static_cast<int32_t>(states.size());
+        rec.time_s = rec.compute_s = lb.time_s;
+        rec.max_over_mean = lb.bound_over_mean;
+        result.steps.push_back(rec);
+      }
+    }
+    // Dynamic policies re-plan on the interval just served.
+    if (step < total) {
+      for (PolicyState& st : states)
+        if (st.spec->kind == PolicyKind::kDynamic)
+          OMNI_RETURN_IF_ERROR(replan(st, window, trace, topology, options.cost, step, false));
+    }
+    if (options.progress) options.progress(step, total);
+  }
+
+  result.num_steps = step;
+  const double steps = static_cast<double>(std::max<int64_t>(step, 1));
+  for (PolicyState& st : states) {
+    double sum = 0;
+    for (double t : st.times) sum += t;
+    st.summary.mean_step_s = sum / steps;
+    st.summary.p99_step_s = percentile(st.times, 0.99);
+    st.summary.mean_max_over_mean = st.sum_ratio / steps;
+    result.policies.push_back(st.summary);
+  }
+  double sum = 0;
+  for (double t : bound_times) sum += t;
+  bound.mean_step_s = sum / steps;
+  bound.p99_step_s = percentile(bound_times, 0.99);
+  bound.mean_max_over_mean = bound_ratio / steps;
+  result.policies.push_back(bound);
+  result.wall_s = seconds_since(t_start);
+  return result;
+}
+
+}  // namespace omni::sim

@@ -1,0 +1,158 @@
+#include "omniplacement/sim/simulator.h"
+
+#include <gtest/gtest.h>
+
+#include "sim/greedy_planner.h"
+
+namespace omni::sim {
+namespace {
+
+using testing::greedy_planner;
+
+// 2 layers x 8 experts on 4 ranks (2 hosts), 3 slots per rank.
+constexpr int32_t kRanks = 4, kSpr = 3;
+
+WorkloadParams drifting() {
+  WorkloadParams p;
+  p.num_layers = 2;
+  p.num_experts = 8;
+  p.top_k = 2;
+  p.tokens_per_step = 256;
+  p.skew_param = 1.2;
+  p.phase_period = 40;
+  p.phase_fraction = 1.0;
+  p.seed = 3;
+  return p;
+}
+
+std::vector<PolicySpec> all_policies() {
+  auto plan = greedy_planner(kRanks, kSpr);
+  return {PolicySpec::fixed("contiguous", *Placement::contiguous(2, kRanks, 8, kSpr)),
+          PolicySpec::static_plan("static", plan), PolicySpec::dynamic("dynamic", plan),
+          PolicySpec::oracle("oracle", plan)};
+}
+
+TEST(SimulatorTest, FixedPolicyStepsAreTheCostModelsAndTheBoundIsBelow) {
+  std::vector<LoadMatrix> windows = {*LoadMatrix::from_counts(2, 8, {8, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 9}),
+                                     *LoadMatrix::from_counts(2, 8, {1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2})};
+  auto trace = WindowTrace::create(windows, 3);
+  const Placement contiguous = *Placement::contiguous(2, kRanks, 8, kSpr);
+  const Topology topo = *Topology::uniform(kRanks, 2);
+  SimOptions opts;
+  opts.interval_steps = 2;
+  auto r = simulate(*trace, topo, {PolicySpec::fixed("contiguous", contiguous)}, opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->num_steps, 6);
+  ASSERT_EQ(r->policies.size(), 2u);  // the policy and the lower bound
+  ASSERT_EQ(r->steps.size(), 12u);
+  const CostModel model = *CostModel::create(contiguous, topo, opts.cost);
+  const double t0 = model.step_cost(windows[0])->time_s, t1 = model.step_cost(windows[1])->time_s;
+  for (int64_t s = 0; s < 6; ++s) {
+    EXPECT_DOUBLE_EQ(r->steps[static_cast<size_t>(2 * s)].time_s, s < 3 ? t0 : t1) << "step " << s;
+    EXPECT_LE(r->steps[static_cast<size_t>(2 * s + 1)].time_s, r->steps[static_cast<size_t>(2 * s)].time_s);
+  }
+  EXPECT_DOUBLE_EQ(r->policies[0].mean_step_s, (t0 + t1) / 2);
+  EXPECT_DOUBLE_EQ(r->policies[0].p99_step_s, std::max(t0, t1));
+  EXPECT_EQ(r->policies[0].moved_bytes, 0);
+  EXPECT_EQ(r->policies[1].kind, "bound");
+}
+
+TEST(SimulatorTest, PoliciesSideBySideOnADriftingTrace) {
+  auto trace = SyntheticTrace::create(drifting(), 200);
+  const Topology topo = *Topology::uniform(kRanks, 2);
+  SimOptions opts;
+  opts.interval_steps = 20;
+  auto r = simulate(*trace, topo, all_policies(), opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& contiguous = r->policies[0];
+  const auto& stat = r->policies[1];
+  const auto& dyn = r->policies[2];
+  const auto& oracle = r->policies[3];
+  const auto& bound = r->policies[4];
+  // Planned every interval: the static once, the dynamic at the start and after
+  // each of the first 9 intervals, the oracle on each of the 10.
+  EXPECT_EQ(contiguous.replans, 0);
+  EXPECT_EQ(stat.replans, 1);
+  EXPECT_EQ(dyn.replans, 10);
+  EXPECT_EQ(oracle.replans, 10);
+  // Balance ordering: planning on the very window served beats everything; the
+  // phase shifts every 40 steps make the static placement decay.
+  EXPECT_LT(oracle.mean_max_over_mean, stat.mean_max_over_mean);
+  EXPECT_LT(dyn.mean_max_over_mean, stat.mean_max_over_mean);
+  EXPECT_LT(stat.mean_max_over_mean, contiguous.mean_max_over_mean);
+  EXPECT_LE(bound.mean_max_over_mean, oracle.mean_max_over_mean + 1e-12);
+  EXPECT_LE(bound.mean_step_s, oracle.mean_step_s);
+  // Moves: the dynamic policy pays for them, the oracle's are reported only.
+  EXPECT_GT(dyn.moved_bytes, 0);
+  EXPECT_GT(dyn.migration_s, 0);
+  EXPECT_GT(oracle.moved_bytes, 0);
+  EXPECT_EQ(oracle.migration_s, 0);
+  EXPECT_EQ(stat.moved_bytes, 0);
+  // Stalls fall on the first step of an interval, and only for the dynamic policy.
+  const size_t rows = r->policies.size();
+  for (int64_t s = 0; s < r->num_steps; ++s) {
+    const StepRecord& d = r->steps[static_cast<size_t>(s) * rows + 2];
+    EXPECT_EQ(d.step, s);
+    if (s == 0 || s % 20 != 0) {
+      EXPECT_EQ(d.migration_s, 0) << "step " << s;
+    }
+    EXPECT_GE(d.time_s, d.compute_s + d.comm_s + d.migration_s - 1e-15);
+  }
+}
+
+TEST(SimulatorTest, DeterministicAndMaxStepsStopsEarly) {
+  const Topology topo = *Topology::uniform(kRanks, 2);
+  SimOptions opts;
+  opts.interval_steps = 7;
+  opts.max_steps = 30;
+  int64_t last_progress = 0;
+  opts.progress = [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 30);
+    EXPECT_GT(done, last_progress);
+    last_progress = done;
+  };
+  auto t1 = SyntheticTrace::create(drifting(), 100);
+  auto t2 = SyntheticTrace::create(drifting(), 100);
+  auto a = simulate(*t1, topo, all_policies(), opts);
+  EXPECT_EQ(last_progress, 30);
+  opts.progress = nullptr;
+  auto b = simulate(*t2, topo, all_policies(), opts);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->num_steps, 30);
+  ASSERT_EQ(a->steps.size(), b->steps.size());
+  for (size_t i = 0; i < a->steps.size(); ++i) EXPECT_EQ(a->steps[i].time_s, b->steps[i].time_s) << i;
+}
+
+TEST(SimulatorTest, ReportsPlannerErrorsWithPolicyAndStep) {
+  auto trace = SyntheticTrace::create(drifting(), 50);
+  const Topology topo = *Topology::uniform(kRanks, 2);
+  SimOptions opts;
+  opts.interval_steps = 10;
+  int calls = 0;
+  PlanFn flaky = [&, plan = greedy_planner(kRanks, kSpr)](const LoadMatrix& w, const Placement* cur) -> StatusOr<Placement> {
+    if (++calls == 3) return invalid_argument_error("no luck");
+    return plan(w, cur);
+  };
+  auto r = simulate(*trace, topo, {PolicySpec::dynamic("flaky", flaky)}, opts);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("policy 'flaky' at step 20"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("no luck"), std::string::npos);
+
+  PlanFn wrong = [](const LoadMatrix&, const Placement*) { return Placement::contiguous(2, 2, 8, 4); };
+  auto trace2 = SyntheticTrace::create(drifting(), 50);
+  auto w = simulate(*trace2, topo, {PolicySpec::static_plan("wrong", wrong)}, opts);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.status().message().find("policy 'wrong'"), std::string::npos) << w.status();
+
+  auto trace3 = SyntheticTrace::create(drifting(), 50);
+  EXPECT_FALSE(simulate(*trace3, topo, {}, opts).ok());
+  PolicySpec no_plan;
+  no_plan.name = "empty";
+  no_plan.kind = PolicyKind::kDynamic;
+  EXPECT_FALSE(simulate(*trace3, topo, {no_plan}, opts).ok());
+  opts.interval_steps = 0;
+  EXPECT_FALSE(simulate(*trace3, topo, all_policies(), opts).ok());
+}
+
+}  // namespace
+}  // namespace omni::sim
