@@ -3,6 +3,7 @@
 #pragma once
 
 #include "omniplacement/sim/cost_model.h"
+#include "omniplacement/sim/report.h"
 #include "omniplacement/sim/simulator.h"
 #include "omniplacement/sim/trace.h"
 #include "omniplacement/sim/workload.h"

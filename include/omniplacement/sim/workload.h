@@ -57,7 +57,7 @@ struct WorkloadParams {
   // Tokens in one decode step over the whole EP group (64 ranks x 128).
   int64_t tokens_per_step = 8192;
   SkewKind skew = SkewKind::kZipf;
-  double skew_param = 0.9;          // Zipf exponent s, or lognormal sigma
+  double skew_param = 0.5;          // Zipf exponent s, or lognormal sigma
   double skew_layer_spread = 0.25;  // layer l's parameter is skew_param * (1 + spread * u_l), u_l in [-1, 1]
   double drift_rate = 0.0005;       // popularity swaps per step per layer, as a fraction of num_experts
   int64_t phase_period = 0;         // steps between phase shifts; 0: none

@@ -1,0 +1,195 @@
+// omniplace simulate: replay a trace under several placement policies side by
+// side and price every step with the cost model (docs/simulator.md).
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "omniplace/command.h"
+#include "omniplace/sim_cli_options.h"
+#include "omniplacement/core/str_cat.h"
+#include "omniplacement/sim/sim.h"
+
+namespace {
+
+using omni::StatusOr;
+namespace sim = omni::sim;
+
+struct SimulateOptions {
+  omni::cli::WorkloadCliOptions workload;
+  int64_t steps = 1000;
+  int32_t ranks = 64;
+  int32_t ranks_per_host = 8;
+  int32_t slots_per_rank = 0;  // 0: ceil(experts / ranks) + 1
+  std::string policies = "contiguous";
+  int64_t interval = 100;
+  // Cost model, in the units users think in.
+  double expert_mb = sim::CostParams{}.expert_bytes / 1e6;
+  double dispatch_bytes = sim::CostParams{}.dispatch_bytes_per_token;
+  double combine_bytes = sim::CostParams{}.combine_bytes_per_token;
+  double compute_us_per_token = sim::CostParams{}.compute_s_per_token * 1e6;
+  double compute_us_per_replica = 0;
+  double layer_overhead_us = 0;
+  double same_host_gbps = omni::LinkBandwidths{}.same_host_bytes_per_s / 1e9;
+  double cross_host_gbps = omni::LinkBandwidths{}.cross_host_bytes_per_s / 1e9;
+  double latency_us = omni::LinkBandwidths{}.latency_s * 1e6;
+  std::string csv;
+  bool json = false;
+  bool progress = false;
+  bool no_progress = false;
+};
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+StatusOr<std::vector<sim::PolicySpec>> build_policies(const SimulateOptions& o, int32_t layers, int32_t experts,
+                                                      int32_t slots_per_rank) {
+  std::vector<sim::PolicySpec> out;
+  for (const std::string& name : split_list(o.policies)) {
+    if (name == "contiguous") {
+      OMNI_ASSIGN_OR_RETURN(omni::Placement p, omni::Placement::contiguous(layers, o.ranks, experts, slots_per_rank));
+      out.push_back(sim::PolicySpec::fixed(name, std::move(p)));
+    } else {
+      return omni::invalid_argument_error(omni::str_cat("simulate: unknown policy '", name,
+                                                        "' (valid: contiguous)"));
+    }
+  }
+  if (out.empty()) return omni::invalid_argument_error("simulate: --policies names no policy");
+  return out;
+}
+
+nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const sim::CostParams& cost) {
+  nlohmann::json j;
+  j["steps"] = r.num_steps;
+  j["layers"] = r.num_layers;
+  j["experts"] = r.num_experts;
+  j["ranks"] = r.num_ranks;
+  j["ranks_per_host"] = o.ranks_per_host;
+  j["interval_steps"] = o.interval;
+  j["wall_s"] = r.wall_s;
+  j["cost"] = {{"expert_bytes", cost.expert_bytes},
+               {"dispatch_bytes_per_token", cost.dispatch_bytes_per_token},
+               {"combine_bytes_per_token", cost.combine_bytes_per_token},
+               {"compute_s_per_token", cost.compute_s_per_token},
+               {"compute_s_per_replica", cost.compute_s_per_replica},
+               {"layer_overhead_s", cost.layer_overhead_s},
+               {"same_host_bytes_per_s", o.same_host_gbps * 1e9},
+               {"cross_host_bytes_per_s", o.cross_host_gbps * 1e9},
+               {"latency_s", o.latency_us * 1e-6}};
+  for (const sim::PolicySummary& p : r.policies) {
+    j["policies"].push_back({{"name", p.name},
+                             {"kind", p.kind},
+                             {"mean_step_s", p.mean_step_s},
+                             {"p99_step_s", p.p99_step_s},
+                             {"mean_max_over_mean", p.mean_max_over_mean},
+                             {"cross_host_bytes", p.cross_host_bytes},
+                             {"moved_bytes", p.moved_bytes},
+                             {"migration_s", p.migration_s},
+                             {"replans", p.replans},
+                             {"plan_wall_s", p.plan_wall_s}});
+  }
+  return j;
+}
+
+int run_simulate(const SimulateOptions& o) {
+  const std::string cmd = "simulate";
+  auto params = o.workload.resolve();
+  if (!params.ok()) return omni::cli::fail(cmd, params.status());
+  sim::CostParams cost;
+  cost.expert_bytes = o.expert_mb * 1e6;
+  cost.dispatch_bytes_per_token = o.dispatch_bytes;
+  cost.combine_bytes_per_token = o.combine_bytes;
+  cost.compute_s_per_token = o.compute_us_per_token * 1e-6;
+  cost.compute_s_per_replica = o.compute_us_per_replica * 1e-6;
+  cost.layer_overhead_s = o.layer_overhead_us * 1e-6;
+  if (auto s = cost.validate(); !s.ok()) return omni::cli::fail(cmd, s);
+  omni::LinkBandwidths links;
+  links.same_host_bytes_per_s = o.same_host_gbps * 1e9;
+  links.cross_host_bytes_per_s = o.cross_host_gbps * 1e9;
+  links.latency_s = o.latency_us * 1e-6;
+  auto topology = omni::Topology::uniform(o.ranks, o.ranks_per_host, links);
+  if (!topology.ok()) return omni::cli::fail(cmd, topology.status());
+
+  auto trace = sim::SyntheticTrace::create(*params, o.steps);
+  if (!trace.ok()) return omni::cli::fail(cmd, trace.status());
+  const int32_t experts = trace->num_experts();
+  const int32_t spr = o.slots_per_rank > 0 ? o.slots_per_rank : (experts + o.ranks - 1) / o.ranks + 1;
+  auto policies = build_policies(o, trace->num_layers(), experts, spr);
+  if (!policies.ok()) return omni::cli::fail(cmd, policies.status());
+
+  sim::SimOptions opts;
+  opts.interval_steps = o.interval;
+  opts.cost = cost;
+  opts.record_steps = !o.csv.empty();
+  const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && o.steps >= 1000));
+  if (show_progress) {
+    opts.progress = [](int64_t done, int64_t total) {
+      const int width = 40;
+      const int filled = static_cast<int>(std::lround(width * static_cast<double>(done) / static_cast<double>(total)));
+      std::cerr << "\r[" << std::string(static_cast<size_t>(filled), '#')
+                << std::string(static_cast<size_t>(width - filled), '.') << "] " << done << "/" << total << " steps"
+                << std::flush;
+      if (done == total) std::cerr << "\n";
+    };
+  }
+  auto result = sim::simulate(*trace, *topology, *policies, opts);
+  if (!result.ok()) return omni::cli::fail(cmd, result.status());
+  if (!o.csv.empty()) {
+    if (auto s = sim::write_steps_csv(*result, o.csv); !s.ok()) return omni::cli::fail(cmd, s);
+  }
+  if (o.json) {
+    std::cout << to_json(*result, o, cost).dump(2) << "\n";
+  } else {
+    std::cout << sim::summary_table(*result);
+  }
+  return omni::cli::kExitOk;
+}
+
+omni::cli::RunFn setup_simulate(CLI::App& app) {
+  auto opts = std::make_shared<SimulateOptions>();
+  auto* sub = app.add_subcommand("simulate", "Replay a trace under placement policies side by side and price each step");
+  sub->footer(
+      "Policies: contiguous.\n"
+      "Example (a DeepSeek-V3-like drifting decode workload on 64 ranks):\n"
+      "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --policies contiguous --csv steps.csv");
+  opts->workload.add_to(sub, "Synthetic workload");
+  sub->add_option("--steps", opts->steps, "Steps to simulate")->capture_default_str();
+  sub->add_option("--ranks", opts->ranks, "Ranks (devices) of the EP group")->group("Deployment")->capture_default_str();
+  sub->add_option("--ranks-per-host", opts->ranks_per_host, "Ranks per host")->group("Deployment")->capture_default_str();
+  sub->add_option("--slots-per-rank", opts->slots_per_rank, "Slots per rank (0: ceil(experts/ranks) + 1)")
+      ->group("Deployment")->capture_default_str();
+  sub->add_option("--policies", opts->policies, "Comma-separated policies")->capture_default_str();
+  sub->add_option("--interval", opts->interval, "Re-planning interval and window, steps")->capture_default_str();
+  const std::string c = "Cost model";
+  sub->add_option("--expert-mb", opts->expert_mb, "Bytes of one expert's weights, MB")->group(c)->capture_default_str();
+  sub->add_option("--dispatch-bytes", opts->dispatch_bytes, "Dispatch bytes per token-expert pair")->group(c)->capture_default_str();
+  sub->add_option("--combine-bytes", opts->combine_bytes, "Combine bytes per token-expert pair")->group(c)->capture_default_str();
+  sub->add_option("--compute-us-per-token", opts->compute_us_per_token, "Expert compute per token-expert pair, us")
+      ->group(c)->capture_default_str();
+  sub->add_option("--compute-us-per-replica", opts->compute_us_per_replica, "Fixed compute per loaded slot, us")
+      ->group(c)->capture_default_str();
+  sub->add_option("--layer-overhead-us", opts->layer_overhead_us, "Non-MoE time per layer, us")->group(c)->capture_default_str();
+  sub->add_option("--same-host-gbps", opts->same_host_gbps, "Same-host bandwidth per device, GB/s")->group(c)->capture_default_str();
+  sub->add_option("--cross-host-gbps", opts->cross_host_gbps, "Cross-host bandwidth per device, GB/s")->group(c)->capture_default_str();
+  sub->add_option("--latency-us", opts->latency_us, "Latency of one all-to-all phase or migration, us")
+      ->group(c)->capture_default_str();
+  sub->add_option("--csv", opts->csv, "Write the per-step CSV here")->group("Output");
+  sub->add_flag("--json", opts->json, "Print the summary as JSON")->group("Output");
+  sub->add_flag("--progress", opts->progress, "Always show the progress bar (default: on a terminal, 1000+ steps)")
+      ->group("Output");
+  sub->add_flag("--no-progress", opts->no_progress, "Never show the progress bar")->group("Output");
+  return [opts] { return run_simulate(*opts); };
+}
+
+}  // namespace
+
+OMNI_CLI_COMMAND(simulate, 60, setup_simulate);
