@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 
 #include "omniplacement/core/str_cat.h"
 
@@ -112,6 +113,9 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
   if (options.interval_steps < 1) {
     return invalid_argument_error(str_cat("simulate: interval_steps ", options.interval_steps, " must be >= 1"));
   }
+  if (options.history_intervals < 1) {
+    return invalid_argument_error(str_cat("simulate: history_intervals ", options.history_intervals, " must be >= 1"));
+  }
   if (options.max_steps < 0) return invalid_argument_error("simulate: max_steps must be >= 0");
   if (policies.empty()) return invalid_argument_error("simulate: no policies");
   for (const PolicySpec& p : policies) {
@@ -148,6 +152,8 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
 
   std::vector<LoadMatrix> chunk;
   LoadMatrix window;
+  std::deque<LoadMatrix> history;  // the last history_intervals windows
+  LoadMatrix observed;
   int64_t step = 0;
   bool first = true;
   while (step < total) {
@@ -216,11 +222,15 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
         result.steps.push_back(rec);
       }
     }
-    // Dynamic policies re-plan on the interval just served.
+    // Dynamic policies re-plan on the interval(s) just served.
+    history.push_back(window);
+    if (static_cast<int32_t>(history.size()) > options.history_intervals) history.pop_front();
     if (step < total) {
+      observed = history.front();
+      for (size_t i = 1; i < history.size(); ++i) OMNI_RETURN_IF_ERROR(observed.add(history[i]));
       for (PolicyState& st : states)
         if (st.spec->kind == PolicyKind::kDynamic)
-          OMNI_RETURN_IF_ERROR(replan(st, window, trace, topology, options.cost, step, false));
+          OMNI_RETURN_IF_ERROR(replan(st, observed, trace, topology, options.cost, step, false));
     }
     if (options.progress) options.progress(step, total);
   }

@@ -154,5 +154,26 @@ TEST(SimulatorTest, ReportsPlannerErrorsWithPolicyAndStep) {
   EXPECT_FALSE(simulate(*trace3, topo, all_policies(), opts).ok());
 }
 
+TEST(SimulatorTest, DynamicPoliciesPlanOnTheLastHistoryIntervals) {
+  std::vector<LoadMatrix> windows;
+  for (int64_t v = 1; v <= 4; ++v) windows.push_back(*LoadMatrix::from_counts(1, 4, {v, 0, 0, 0}));
+  auto trace = WindowTrace::create(windows, 1);
+  std::vector<double> seen;
+  PlanFn record = [&](const LoadMatrix& w, const Placement*) {
+    seen.push_back(w.layer_total(0));
+    return Placement::contiguous(1, 2, 4, 2);
+  };
+  SimOptions opts;
+  opts.interval_steps = 1;
+  opts.history_intervals = 2;
+  auto r = simulate(*trace, *Topology::uniform(2, 1), {PolicySpec::dynamic("recorder", record)}, opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Start on window 0; then after step 0: {w0}; after 1: w0 + w1; after 2: w1 + w2.
+  EXPECT_EQ(seen, (std::vector<double>{1, 1, 3, 5}));
+  opts.history_intervals = 0;
+  auto trace2 = WindowTrace::create(windows, 1);
+  EXPECT_FALSE(simulate(*trace2, *Topology::uniform(2, 1), {PolicySpec::dynamic("recorder", record)}, opts).ok());
+}
+
 }  // namespace
 }  // namespace omni::sim

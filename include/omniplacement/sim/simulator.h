@@ -6,7 +6,8 @@
 //   kStatic   planned once on the first interval's load (a calibration run),
 //             in force from step 0;
 //   kDynamic  the same start as kStatic, then re-planned at the end of every
-//             interval on the load observed in that interval, with the
+//             interval on the load observed in that interval (or the last
+//             history_intervals intervals), with the
 //             placement in force passed to the planner (incremental planners
 //             use it; from-scratch planners ignore it); the weight migration
 //             is priced (migration_cost) and charged as a stall on the first
@@ -67,6 +68,9 @@ struct PolicySpec {
 
 struct SimOptions {
   int64_t interval_steps = 100;  // re-planning period and window length, steps
+  // Dynamic policies plan on the load of the last history_intervals intervals
+  // (summed): a longer memory smooths noise, a shorter one follows drift.
+  int32_t history_intervals = 1;
   CostParams cost;
   int64_t max_steps = 0;         // stop after this many steps; 0: the whole trace
   bool record_steps = true;      // fill SimResult::steps
