@@ -195,7 +195,7 @@ StatusOr<std::unique_ptr<ActivationRecorder>> ActivationRecorder::create(Recorde
         static_cast<size_t>(CoactivationCounts::pair_count(c.num_ids) * c.num_layers));
     r->sampled_tokens_ = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(c.num_layers));
   }
-  OMNI_ASSIGN_OR_RETURN(r->ema_, LoadMatrix::zeros(c.num_layers, c.num_ids, LoadMatrix::Kind::kWeights));
+  r->ema_.assign(static_cast<size_t>(c.num_layers) * static_cast<size_t>(c.num_ids), 0.0);
   r->ring_.reserve(static_cast<size_t>(std::min(c.history, 1024)));
   return r;
 }
@@ -457,17 +457,12 @@ CaptureWindow ActivationRecorder::take_window() {
     w.gate_weights = std::move(gw).value();
   }
 
-  // EMA: the first window initialises it (no bias towards zero at start-up).
-  if (!has_ema_) {
-    ema_ = w.load;
-    OMNI_CHECK(ema_.scale(1.0).ok());  // as kWeights
-    has_ema_ = true;
-  } else {
-    LoadMatrix fresh = w.load;
-    OMNI_CHECK(ema_.scale(config_.ema_decay).ok());
-    OMNI_CHECK(fresh.scale(1.0 - config_.ema_decay).ok());
-    OMNI_CHECK(ema_.add(fresh).ok());
-  }
+  // EMA, one in-place pass; the first window initialises it (no bias towards
+  // zero at start-up).
+  const std::span<const int64_t> fresh = w.load.counts();
+  const double keep = has_ema_ ? config_.ema_decay : 0.0;
+  for (size_t i = 0; i < ema_.size(); ++i) ema_[i] = keep * ema_[i] + (1.0 - keep) * static_cast<double>(fresh[i]);
+  has_ema_ = true;
 
   if (std::ssize(ring_) < config_.history) {
     ring_.push_back(w);
@@ -498,8 +493,15 @@ LoadMatrix ActivationRecorder::recent_sum() const {
 }
 
 LoadMatrix ActivationRecorder::ema() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return ema_;
+  std::vector<double> values;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    values = ema_;
+  }
+  // Finite and >= 0: convex combinations of counts.
+  auto m = LoadMatrix::from_weights(config_.num_layers, config_.num_ids, std::move(values));
+  OMNI_CHECK_MSG(m.ok(), m.status().to_string());
+  return std::move(m).value();
 }
 
 CoactivationCounts ActivationRecorder::take_coactivation() {

@@ -176,7 +176,7 @@ class ActivationRecorder {
   int64_t last_step_ = 0;
   std::vector<CaptureWindow> ring_;  // circular, ring_head_ is the oldest when full
   size_t ring_head_ = 0;
-  LoadMatrix ema_;
+  std::vector<double> ema_;  // [num_layers, num_ids]
   bool has_ema_ = false;
 };
 
