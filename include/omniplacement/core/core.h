@@ -2,6 +2,7 @@
 // LoadMatrix, ExpertMap, validation and metrics. No I/O, no threads.
 #pragma once
 
+#include "omniplacement/core/coverage.h"
 #include "omniplacement/core/expert_map.h"
 #include "omniplacement/core/ids.h"
 #include "omniplacement/core/load_matrix.h"
