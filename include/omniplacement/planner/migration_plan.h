@@ -1,0 +1,202 @@
+// Migration plans: the ordered expert-weight transfers that turn the current
+// placement into the next one, and the safety check that proves a plan correct.
+//
+//   omni::MigrationOptions opt;                  // 44 MB per expert (DeepSeek-V3 FP8), 8 per round
+//   opt.max_per_round = 4;
+//   omni::StatusOr<omni::MigrationPlan> plan = omni::diff(current, next, topology, opt);
+//   if (!plan.ok()) return plan.status();
+//   for (const omni::MigrationRound& round : plan->rounds)
+//     for (const omni::Transfer& t : round.transfers)
+//       copy(t.layer, t.src_rank, t.src_slot, t.dst_rank, t.dst_slot);   // t.bytes bytes
+//   omni::Status safe = omni::verify_migration(current, *plan, next);    // OK for every plan diff() makes
+//
+// ## Slots
+// A slot is named by (layer, rank, slot within the rank), never by global slot,
+// because the two placements may give a layer different slots_per_rank and then
+// the same (rank, slot) has different global slot numbers. Slot (r, s) of layer
+// l is the same physical slot in both placements. While a layer migrates, each
+// rank holds max(current.slots_per_rank(l), next.slots_per_rank(l)) slots:
+// slots s >= current.slots_per_rank(l) start empty (newly allocated); slots
+// s >= next.slots_per_rank(l) end empty (freed after the last round).
+//
+// ## Staging semantics (what a runtime must implement)
+// The migration runs its rounds in order. In one round every transfer reads its
+// source slot as it was at the START of the round (into a staging buffer on the
+// destination rank), and all destination slots are written at the END of the
+// round, after every read of the round is complete. So a slot may be both the
+// source of one transfer and the destination of another in the same round: two
+// slots that swap contents (A <-> B), or any longer cycle, move in one round
+// without losing either expert. A destination is written at most once per round.
+// A slot whose expert does not change gets no transfer; a slot that is empty in
+// the next placement (or beyond its slots_per_rank) gets no transfer either: it
+// keeps its old weights, which may still serve and be read as a source, until
+// it is released after the last round (MigrationPlan::releases).
+//
+// ## Safety invariant (checked by verify_migration)
+// After every round, every expert that has a replica in both placements has at
+// least one slot whose weights are in place (the slot holds that expert in the
+// state after the round). diff() never overwrites the last in-place copy of an
+// expert unless the same round writes a new copy of it. After the last round and
+// the releases, the slots hold the next placement exactly. So the state after
+// any round is a placement a runtime may route by (placement_after_round()):
+// every expert it serves has a slot whose weights are there.
+//
+// ## Source choice
+// A transfer of expert X to rank d reads from a slot holding X at the start of
+// its round (a slot of the current placement, or one written by an earlier
+// round). Candidates are ranked by link class to d: the same rank (a local copy),
+// then the same host, then another host. Among the nearest class the sender with
+// the fewest transfers in this round wins, then the fewest in the whole plan so
+// far, then the lowest rank, then the lowest slot (deterministic). When every
+// nearest candidate has used its per-round budget the transfer waits for a later
+// round rather than take a farther link.
+//
+// ## Rounds
+// In a round no rank sends more than max_per_round experts and none receives
+// more than max_per_round (a local copy counts as one send and one receive of its
+// rank, since it also occupies a staging buffer). Transfers are taken in order
+// of (layer, destination rank, destination slot), so early rounds carry early
+// layers, matching a runtime that commits layer by layer. Rounds mix layers.
+// The only exception to the budget: a cycle of slots whose experts have no other
+// in-place copy must move in one round; when such a cycle needs more than
+// max_per_round transfers on one rank and no other transfer can go, the round
+// takes it whole and is marked over_limit.
+//
+// ## Time model
+// Within a round all transfers run in parallel. A rank sends its transfers one
+// after another, and receives its transfers one after another, each taking
+// Topology::transfer_seconds(src, dst, bytes) = latency + bytes / bandwidth of
+// the link class (same-rank, same-host, cross-host). A rank's time in the round
+// is max(its send time, its receive time) (sending and receiving overlap; a
+// local copy counts on both sides). The round's time is the largest rank time;
+// the plan's time is the sum of its rounds (rounds run one after another).
+// It is an estimate for comparing plans, not a measurement: it ignores link
+// contention beyond one rank's own links and the commit step between rounds.
+//
+// Units: bytes, seconds. Shapes: per-layer vectors have num_layers elements.
+// Thread safety: pure functions on immutable inputs; any thread may call them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "omniplacement/core/ids.h"
+#include "omniplacement/core/placement.h"
+#include "omniplacement/core/status.h"
+#include "omniplacement/core/topology.h"
+
+namespace omni {
+
+// One DeepSeek-V3 routed expert in FP8: 3 matrices of 7168 x 2048 one-byte
+// parameters = 44,040,192 bytes (ANCHORS.md §5).
+inline constexpr int64_t kDeepSeekV3ExpertBytes = int64_t{3} * 7168 * 2048;
+// Largest accepted expert size (16 GiB), so that plan totals never overflow int64.
+inline constexpr int64_t kMaxExpertBytes = int64_t{1} << 34;
+
+struct MigrationOptions {
+  // Bytes of one expert's weights, used for every layer unless layer_expert_bytes is set.
+  // Must be in [1, kMaxExpertBytes].
+  int64_t expert_bytes = kDeepSeekV3ExpertBytes;
+  // Optional per-layer sizes: empty, or num_layers elements in [1, kMaxExpertBytes].
+  std::vector<int64_t> layer_expert_bytes;
+  // At most this many experts sent, and this many received, by one rank in one round
+  // (staging memory per rank is max_per_round x expert bytes). 0 = no limit (one round).
+  int32_t max_per_round = 8;
+};
+
+// One expert-weight copy. src and dst may be the same rank (a local copy between slots).
+struct Transfer {
+  LayerId layer = 0;
+  ExpertId expert = kEmptySlot;  // the expert copied
+  RankId src_rank = 0;
+  SlotId src_slot = 0;
+  RankId dst_rank = 0;
+  SlotId dst_slot = 0;
+  ExpertId replaced = kEmptySlot;  // what the destination held before (kEmptySlot: nothing)
+  LinkClass link = LinkClass::kSameRank;
+  int64_t bytes = 0;
+
+  friend bool operator==(const Transfer&, const Transfer&) = default;
+};
+
+struct MigrationRound {
+  // Sorted by (layer, dst_rank, dst_slot). Destinations are distinct.
+  std::vector<Transfer> transfers;
+  int64_t bytes = 0;         // sum of the transfers' bytes
+  double seconds = 0;        // estimated time (time model in the file comment)
+  int32_t max_sends = 0;     // most transfers sent by one rank in this round
+  int32_t max_receives = 0;  // most transfers received by one rank in this round
+  bool over_limit = false;   // max_sends or max_receives exceeds the plan's max_per_round
+
+  friend bool operator==(const MigrationRound&, const MigrationRound&) = default;
+};
+
+// A slot whose weights are dropped after the last round without a replacement:
+// the next placement leaves it empty (or has fewer slots on the rank).
+struct SlotRelease {
+  LayerId layer = 0;
+  RankId rank = 0;
+  SlotId slot = 0;
+  ExpertId expert = kEmptySlot;  // what it held
+
+  friend bool operator==(const SlotRelease&, const SlotRelease&) = default;
+};
+
+struct MigrationPlan {
+  std::vector<MigrationRound> rounds;
+  std::vector<SlotRelease> releases;  // sorted by (layer, rank, slot)
+  int32_t max_per_round = 0;          // the budget the plan was made with (0 = none)
+  int64_t num_transfers = 0;
+  int64_t total_bytes = 0;
+  double total_seconds = 0;         // sum of the rounds' seconds
+  int64_t num_unchanged_slots = 0;  // slots that keep their (non-empty) expert: no transfer
+  // Indexed by LinkClass (same-rank, same-host, cross-host).
+  std::array<int64_t, 3> transfers_by_link{};
+  std::array<int64_t, 3> bytes_by_link{};
+
+  int32_t num_rounds() const { return static_cast<int32_t>(rounds.size()); }
+  int32_t num_over_limit_rounds() const;
+  // "2 transfers (0.09 GB: 0 same-rank, 0 same-host, 2 cross-host) in 1 round, est. 0.0008908 s;
+  //  0 slots unchanged, 0 released" (one line; GB are 1e9 bytes)
+  std::string summary() const;
+
+  friend bool operator==(const MigrationPlan&, const MigrationPlan&) = default;
+};
+
+// The migration plan from `current` to `next` (semantics in the file comment).
+// Requires: equal num_layers, num_ranks and num_experts in both placements,
+// topology.num_ranks() equal to them, and every expert that has a replica in
+// `next` has one in `current` (an expert with no replica anywhere cannot be
+// copied; restore it from a backup source first). Shares are ignored: only which
+// expert each slot holds matters. Errors: INVALID_ARGUMENT for mismatched sizes
+// or bad options, FAILED_PRECONDITION for an expert missing from `current`.
+// Cost: O(rounds x transfers) time, O(slots) memory.
+StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, const Topology& topology,
+                             const MigrationOptions& options = {});
+
+// Replays `plan` on `current` under the staging semantics and checks that:
+// every transfer is in range and reads a slot that holds its expert at the start
+// of its round; its `replaced` field is what the destination held; no destination
+// is written twice in a round; rounds not marked over_limit respect
+// plan.max_per_round; after every round every expert with a replica in both
+// placements has an in-place copy; the releases name slots that hold their
+// expert and that `next` leaves empty; and the final state equals `next`
+// exactly (every slot of max(slots_per_rank) of both, per layer).
+// Returns OK, or INVALID_ARGUMENT naming the first problem (round, transfer
+// index, layer, rank, slot, expert), or saying that the placements' sizes differ.
+Status verify_migration(const Placement& current, const MigrationPlan& plan, const Placement& next);
+
+// The slot contents after the first `rounds_applied` rounds of `plan`
+// (0 <= rounds_applied <= plan.num_rounds()), before the releases, as a
+// placement on the migration grid: layer l has max(current.slots_per_rank(l),
+// next.slots_per_rank(l)) slots per rank. It is what a runtime routes by between
+// rounds. Every expert of both placements has a replica in it; an expert that
+// only `current` has may be gone, so it is created with require_every_expert =
+// false. Checks the plan with verify_migration() first and returns its error;
+// INVALID_ARGUMENT when rounds_applied is out of range.
+StatusOr<Placement> placement_after_round(const Placement& current, const MigrationPlan& plan, const Placement& next,
+                                          int32_t rounds_applied);
+
+}  // namespace omni
