@@ -19,7 +19,18 @@ struct MigrationFixture {
     current = *omni::Placement::create(omni::testing::random_layout(rng, 58, 64, 256, 1, 1, true, 0.0));
     next = *omni::Placement::create(omni::testing::random_layout(rng, 58, 64, 256, 1, 1, true, 0.0));
     topology = *omni::Topology::uniform(64, 8);
+    // Baseline source rule: every changed slot reads the expert's first replica (lowest global
+    // slot) of the current placement, wherever it is.
+    for (omni::LayerId l = 0; l < current.num_layers(); ++l) {
+      for (omni::GlobalSlot g = 0; g < next.num_slots(l); ++g) {
+        const omni::ExpertId e = next.phy2log(l)[static_cast<size_t>(g)];
+        if (e == omni::kEmptySlot || current.phy2log(l)[static_cast<size_t>(g)] == e) continue;
+        const omni::RankId src = current.rank_of(l, current.replicas(l, e).front());
+        if (topology.link(src, next.rank_of(l, g)) == omni::LinkClass::kCrossHost) ++first_replica_cross_host;
+      }
+    }
   }
+  int64_t first_replica_cross_host = 0;
 };
 
 const MigrationFixture& migration_fixture() {
@@ -48,6 +59,7 @@ void BM_MigrationDiff(benchmark::State& state) {
   state.counters["GB"] = static_cast<double>(plan.total_bytes) / 1e9;
   state.counters["est_s"] = plan.total_seconds;
   state.counters["cross_host"] = static_cast<double>(plan.transfers_by_link[2]);
+  state.counters["first_replica_cross_host"] = static_cast<double>(f.first_replica_cross_host);
   state.SetLabel("58 layers x 256 experts, 64 ranks on 8 hosts, 5 slots per rank");
 }
 BENCHMARK(BM_MigrationDiff)->Arg(0)->Arg(4)->Arg(8)->Unit(benchmark::kMillisecond);
