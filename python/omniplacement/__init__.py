@@ -29,3 +29,10 @@ rank_loads = _torch_aware(_omni.rank_loads)
 water_fill_counts = _torch_aware(_omni.water_fill_counts)
 
 __all__ = [n for n in dir(_omni) if not n.startswith("_")]
+
+if "planner" in bound_modules:
+    from ._rebalance import rebalance_experts  # noqa: F401
+
+    __all__.append("rebalance_experts")
+if "io" in bound_modules:
+    from . import io  # noqa: F401  (omniplacement.io: file formats)

@@ -6,10 +6,11 @@ and it works on machines without a display.
 
     import omniplacement as op, omniplacement.plot as opp
     fig = opp.rank_load_heatmap({"contiguous": p0, "omni": p1}, load, "heatmap.png")
-    fig = opp.imbalance_over_time("sim.json", "imbalance.png")
+    fig = opp.imbalance_over_time("steps.csv", "imbalance.png")   # omniplace simulate --csv
 
 Both functions return the Figure and, when ``path`` is given, save it as PNG.
 """
+import csv
 import json
 import os
 
@@ -85,7 +86,9 @@ def rank_load_heatmap(placements, load, path=None, *, mode="shares", title=None,
 def load_series(source, metric="max_over_mean"):
     """Per-policy time series of `metric` from demo or simulator output.
 
-    source: a path to a JSON file, or the parsed object, in any of these shapes:
+    source: a per-step CSV with a header (e.g. ``omniplace simulate --csv``: columns
+    step, policy, ..., max_over_mean, ...), a JSON file, or a parsed object in any of
+    these shapes:
       {"policies": {name: series}}    or    {name: series}    (several policies)
       {"steps": records} / {"per_step": records} / records  (one policy, or records with a "policy" key)
     where series is a list of numbers (one per step) or of records, a record being a
@@ -93,8 +96,9 @@ def load_series(source, metric="max_over_mean"):
     Returns {name: (steps, values)} with numpy arrays, in input order.
     """
     if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding="utf-8") as f:
-            source = json.load(f)
+        with open(source, encoding="utf-8", newline="") as f:
+            source = [_numeric(row) for row in csv.DictReader(f)] if os.fspath(source).endswith(".csv") \
+                else json.load(f)
     if isinstance(source, dict):
         if "policies" in source:
             source = source["policies"]
@@ -110,6 +114,17 @@ def load_series(source, metric="max_over_mean"):
             grouped.setdefault(name, []).append(item)
         return {name: _one_series(items, metric, name) for name, items in grouped.items()}
     raise ValueError(f"imbalance series: unsupported source of type {type(source).__name__}")
+
+
+def _numeric(row):
+    """A CSV row with numbers where the text is one."""
+    out = {}
+    for key, value in row.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            out[key] = value
+    return out
 
 
 def _one_series(series, metric, name):

@@ -26,47 +26,6 @@ std::string hex64(uint64_t v) {
   return buf;
 }
 
-// Rows of a layer-wise array: a 2-D array (every layer the same length) or a
-// sequence of 1-D arrays (layer-wise uneven).
-template <typename T, typename Convert>
-std::vector<std::vector<T>> layer_rows(py::handle obj, const char* what, Convert convert) {
-  std::vector<std::vector<T>> rows;
-  if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
-    size_t l = 0;
-    for (py::handle row : obj) {
-      const std::string name = str_cat(what, "[", l++, "]");
-      auto d = convert(row, name.c_str());
-      expect_ndim(name.c_str(), d.ndim(), 1);
-      rows.push_back(std::move(d.data));
-    }
-    return rows;
-  }
-  auto d = convert(obj, what);
-  expect_ndim(what, d.ndim(), 2);
-  const auto width = static_cast<size_t>(d.shape[1]);
-  for (int64_t l = 0; l < d.shape[0]; ++l) {
-    const auto begin = d.data.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(l) * width);
-    rows.emplace_back(begin, begin + static_cast<std::ptrdiff_t>(width));
-  }
-  return rows;
-}
-
-std::vector<std::vector<int32_t>> int_rows(py::handle obj, const char* what) {
-  return layer_rows<int32_t>(obj, what, [](py::handle h, const char* w) {
-    return to_int32s(h, w, INT32_MIN, INT32_MAX);
-  });
-}
-
-std::vector<std::vector<double>> double_rows(py::handle obj, const char* what) {
-  return layer_rows<double>(obj, what, [](py::handle h, const char* w) { return to_doubles(h, w); });
-}
-
-py::list rows_to_list(const auto& rows) {
-  py::list out;
-  for (const auto& row : rows) out.append(to_numpy(std::vector(row)));
-  return out;
-}
-
 // A layout from phy2log rows: slots_per_rank[l] = len(phy2log[l]) / num_ranks.
 PlacementLayout layout_from_rows(std::vector<std::vector<int32_t>> phy2log, int32_t num_ranks, int32_t num_experts,
                                  py::object shares) {
@@ -86,10 +45,6 @@ PlacementLayout layout_from_rows(std::vector<std::vector<int32_t>> phy2log, int3
   layout.phy2log = std::move(phy2log);
   if (!shares.is_none()) layout.shares = double_rows(shares, "shares");
   return layout;
-}
-
-ValidationRules rules_or_default(const py::object& rules) {
-  return rules.is_none() ? ValidationRules{} : rules.cast<ValidationRules>();
 }
 
 LoadMatrix::Kind parse_kind(const std::string& kind) {
@@ -117,13 +72,6 @@ LoadMatrix load_from_weights(py::handle data) {
   auto d = to_doubles(data, "weights");
   auto [L, E] = matrix_dims(d.shape, "weights");
   return unwrap(LoadMatrix::from_weights(L, E, std::move(d.data)));
-}
-
-// Integer (or bool) dtype -> counts, anything else -> weights.
-LoadMatrix load_from_array(py::handle data) {
-  py::array arr = py::module_::import("numpy").attr("asarray")(data);
-  const char kind = arr.dtype().kind();
-  return (kind == 'i' || kind == 'u' || kind == 'b') ? load_from_counts(arr) : load_from_weights(arr);
 }
 
 py::array_t<double> load_values(const LoadMatrix& m) {
@@ -277,7 +225,7 @@ void bind_validation(py::module_& m) {
                expect_ndim("slots_per_rank", d.ndim(), 1);
                layout.slots_per_rank = std::move(d.data);
              }
-             if (!phy2log.is_none()) layout.phy2log = int_rows(phy2log, "phy2log");
+             if (!phy2log.is_none()) layout.phy2log = int32_rows(phy2log, "phy2log");
              if (!shares.is_none()) layout.shares = double_rows(shares, "shares");
              return layout;
            }),
@@ -295,7 +243,7 @@ void bind_validation(py::module_& m) {
           })
       .def_property(
           "phy2log", [](const PlacementLayout& p) { return rows_to_list(p.phy2log); },
-          [](PlacementLayout& p, py::handle v) { p.phy2log = int_rows(v, "phy2log"); })
+          [](PlacementLayout& p, py::handle v) { p.phy2log = int32_rows(v, "phy2log"); })
       .def_property(
           "shares", [](const PlacementLayout& p) { return rows_to_list(p.shares); },
           [](PlacementLayout& p, py::handle v) { p.shares = double_rows(v, "shares"); })
@@ -321,7 +269,7 @@ void bind_placement(py::module_& m) {
                         "returns from phy2log() and replicas() are read-only views of its memory (no copy).")
       .def(py::init([](py::handle phy2log, int32_t num_ranks, int32_t num_experts, py::object shares,
                        py::object rules) {
-             return unwrap(Placement::create(layout_from_rows(int_rows(phy2log, "phy2log"), num_ranks, num_experts,
+             return unwrap(Placement::create(layout_from_rows(int32_rows(phy2log, "phy2log"), num_ranks, num_experts,
                                                               std::move(shares)),
                                              rules_or_default(rules)));
            }),
@@ -486,7 +434,7 @@ void bind_placement(py::module_& m) {
           },
           [](py::tuple t) {
             if (t.size() != 4) fail(StatusCode::kInvalidArgument, "Placement pickle: expected a 4-tuple");
-            auto rows = int_rows(t[2], "phy2log");
+            auto rows = int32_rows(t[2], "phy2log");
             py::object shares = py::len(t[3]) == 0 ? py::none() : py::object(t[3]);
             return unwrap(Placement::create(
                 layout_from_rows(std::move(rows), t[0].cast<int32_t>(), t[1].cast<int32_t>(), shares),
@@ -499,7 +447,7 @@ void bind_load_matrix(py::module_& m) {
                          "Tokens routed to each expert of each layer, shape [num_layers, num_experts]. Kind "
                          "'counts' (exact int64) or 'weights' (non-negative float64). Mutable, so values() and "
                          "counts() return copies.")
-      .def(py::init([](py::handle data) { return load_from_array(data); }), py::arg("data"),
+      .def(py::init([](py::handle data) { return load_from_object(data); }), py::arg("data"),
            "From a 2-D array: integer or bool dtype gives counts, float dtype gives weights.")
       .def_static(
           "zeros",
@@ -566,7 +514,7 @@ void bind_load_matrix(py::module_& m) {
       .def("__repr__", &load_repr)
       .def(py::pickle(
           [](const LoadMatrix& l) { return l.is_counts() ? load_counts(l) : py::object(load_values(l)); },
-          [](py::object data) { return load_from_array(data); }));
+          [](py::object data) { return load_from_object(data); }));
 }
 
 void bind_expert_map(py::module_& m) {
@@ -617,7 +565,7 @@ void bind_expert_map(py::module_& m) {
                                                           order, "'"));
              }
              std::vector<std::vector<int32_t>> rr;
-             if (!replica_rank.is_none()) rr = int_rows(replica_rank, "replica_rank");
+             if (!replica_rank.is_none()) rr = int32_rows(replica_rank, "replica_rank");
              return unwrap(ExpertMap::from_placement(p, o, rr));
            }),
            py::arg("placement"), py::arg("order") = "slot", py::arg("replica_rank") = py::none(),
@@ -653,6 +601,17 @@ void bind_expert_map(py::module_& m) {
 }
 
 }  // namespace
+
+ValidationRules rules_or_default(const py::object& rules) {
+  return rules.is_none() ? ValidationRules{} : rules.cast<ValidationRules>();
+}
+
+LoadMatrix load_from_object(py::handle data) {
+  if (py::isinstance<LoadMatrix>(data)) return data.cast<LoadMatrix>();
+  py::array arr = py::module_::import("numpy").attr("asarray")(data);
+  const char kind = arr.dtype().kind();
+  return (kind == 'i' || kind == 'u' || kind == 'b') ? load_from_counts(arr) : load_from_weights(arr);
+}
 
 void bind_core(py::module_& m) {
   bind_topology(m);

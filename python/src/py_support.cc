@@ -141,4 +141,45 @@ Dense<int32_t> to_int32s(py::handle obj, const char* what, int64_t lo, int64_t h
   return out;
 }
 
+namespace {
+
+// Rows of a layer-wise array: a 2-D array (every layer the same length) or a
+// sequence of 1-D arrays (layer-wise uneven).
+template <typename T, typename Convert>
+std::vector<std::vector<T>> layer_rows(py::handle obj, const char* what, Convert convert) {
+  std::vector<std::vector<T>> rows;
+  if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+    size_t l = 0;
+    for (py::handle row : obj) {
+      const std::string name = str_cat(what, "[", l++, "]");
+      auto d = convert(row, name.c_str());
+      expect_ndim(name.c_str(), d.ndim(), 1);
+      rows.push_back(std::move(d.data));
+    }
+    return rows;
+  }
+  auto d = convert(obj, what);
+  expect_ndim(what, d.ndim(), 2);
+  const auto width = static_cast<size_t>(d.shape[1]);
+  for (int64_t l = 0; l < d.shape[0]; ++l) {
+    const auto begin = d.data.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(l) * width);
+    rows.emplace_back(begin, begin + static_cast<std::ptrdiff_t>(width));
+  }
+  return rows;
+}
+
+}  // namespace
+
+std::vector<std::vector<int32_t>> int32_rows(py::handle obj, const char* what) {
+  return layer_rows<int32_t>(obj, what, [](py::handle h, const char* w) { return to_int32s(h, w, INT32_MIN, INT32_MAX); });
+}
+
+std::vector<std::vector<int64_t>> int64_rows(py::handle obj, const char* what) {
+  return layer_rows<int64_t>(obj, what, [](py::handle h, const char* w) { return to_int64s(h, w); });
+}
+
+std::vector<std::vector<double>> double_rows(py::handle obj, const char* what) {
+  return layer_rows<double>(obj, what, [](py::handle h, const char* w) { return to_doubles(h, w); });
+}
+
 }  // namespace omni::py_support

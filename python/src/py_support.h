@@ -112,4 +112,19 @@ Dense<int32_t> to_int32s(py::handle obj, const char* what, int64_t lo, int64_t h
 // Throws INVALID_ARGUMENT unless the array has `ndim` dimensions.
 void expect_ndim(const char* what, size_t got, size_t ndim);
 
+// Rows of a layer-wise array: a 2-D array (every layer the same length) or a list
+// or tuple of 1-D arrays (layer-wise uneven), converted as to_int32s (full int32
+// range; the library validates ids), to_int64s or to_doubles.
+std::vector<std::vector<int32_t>> int32_rows(py::handle obj, const char* what);
+std::vector<std::vector<int64_t>> int64_rows(py::handle obj, const char* what);
+std::vector<std::vector<double>> double_rows(py::handle obj, const char* what);
+
+// One numpy array (a copy) per row.
+template <typename T>
+py::list rows_to_list(const std::vector<std::vector<T>>& rows) {
+  py::list out;
+  for (const auto& row : rows) out.append(to_numpy(std::vector<T>(row)));
+  return out;
+}
+
 }  // namespace omni::py_support

@@ -1,9 +1,12 @@
 """Plots: rank-load heatmap and imbalance over time, rendered to PNG and read back.
 
 C++ twin: none (plots exist only in Python); the numbers drawn come from
-rank_load_matrix / placement_balance, whose twin is tests/core/metrics_test.cc.
+rank_load_matrix / placement_balance, whose twin is tests/core/metrics_test.cc, and
+from `omniplace simulate --csv`, whose twin is tests/sim (the CLI end-to-end test).
 """
 import json
+import os
+import subprocess
 
 import matplotlib.image
 import numpy as np
@@ -85,3 +88,22 @@ def test_load_series_rejects_records_without_the_metric():
         opp.load_series([{"step": 0, "imbalance": 0.3}])
     with pytest.raises(ValueError):
         opp.load_series(42)
+
+
+def test_imbalance_over_time_from_the_simulators_per_step_csv(tmp_path):
+    omniplace = os.path.join(os.environ.get("OMNI_BUILD_DIR", "build"), "bin", "omniplace")
+    assert os.path.exists(omniplace), "the omniplace CLI is built with the Python module"
+    csv_path = tmp_path / "steps.csv"
+    subprocess.run([omniplace, "simulate", "--steps", "40", "--interval", "10", "--layers", "4", "--experts", "32",
+                    "--ranks", "8", "--ranks-per-host", "4", "--policies", "contiguous", "--no-progress", "--csv",
+                    str(csv_path)], check=True, capture_output=True)
+    series = opp.load_series(csv_path)
+    assert set(series) == {"contiguous", "lower bound"}
+    steps, values = series["contiguous"]
+    assert steps.tolist() == list(range(40)) and (values >= 1.0).all()
+    assert (series["lower bound"][1] <= values + 1e-9).all()
+    fig = opp.imbalance_over_time(csv_path, tmp_path / "sim.png", dpi=50)
+    assert matplotlib.image.imread(tmp_path / "sim.png").shape[:2] == (175, 350)
+    time_series = opp.load_series(csv_path, metric="time_s")["contiguous"][1]
+    assert (time_series > 0).all()
+    assert fig.axes[0].get_lines()[0].get_label() == "contiguous"
