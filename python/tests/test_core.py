@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 
 import omniplacement as op
 
@@ -78,11 +77,6 @@ def test_placement_shares_split_load_unevenly():
     assert list(p.shares(0)) == [0.75, 1.0, 1.0, 0.25]
     assert not p.without_shares().has_shares
     assert p.layout.shares[0].tolist() == [0.75, 1.0, 1.0, 0.25]
-
-
-def test_placement_torch_input_accepted():
-    p = op.Placement(torch.tensor([[0, 1, 2, 0]]), num_ranks=2, num_experts=3)
-    assert list(p.phy2log(0)) == [0, 1, 2, 0]
 
 
 @pytest.mark.parametrize(
@@ -179,14 +173,6 @@ def test_load_mixing_kinds_gives_weights_scale_and_slice():
     assert m.values().tolist() == [[3.0, 5.0], [7.0, 9.0]]
     assert m.layers(1, 1).values().tolist() == [[7.0, 9.0]]
     assert op.LoadMatrix.zeros(3, 4, kind="weights").kind == "weights"
-
-
-def test_load_accepts_torch_and_pickles():
-    m = op.LoadMatrix(torch.tensor([[1, 2, 3]], dtype=torch.int32))
-    assert m.kind == "counts"
-    w = op.LoadMatrix(torch.tensor([[1.5, 2.0]]))
-    assert w.kind == "weights"
-    assert pickle.loads(pickle.dumps(m)) == m and pickle.loads(pickle.dumps(w)) == w
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ C++ twin: tests/core/metrics_test.cc (same hand-computed cases, same property ch
 """
 import numpy as np
 import pytest
-import torch
 
 import omniplacement as op
 
@@ -36,13 +35,6 @@ def test_shares_split_unevenly_and_even_figure_stays_available():
     assert op.rank_loads(p, small_load(), 0, mode="shares").tolist() == [11.5, 8.5]
     assert op.rank_loads(p, small_load(), 0, mode="even").tolist() == [9.0, 11.0]
     assert op.rank_loads(p, 0, [10, 4, 6], [0.5, 1, 1, 0.5]).tolist() == [9.0, 11.0]
-
-
-def test_rank_loads_torch_in_torch_out():
-    out = op.rank_loads(small(), 0, torch.tensor([10.0, 4.0, 6.0]))
-    assert isinstance(out, torch.Tensor) and out.tolist() == [9.0, 11.0]
-    counts = op.water_fill_counts(torch.tensor([8.0, 4.0, 2.0, 2.0]), 6)
-    assert isinstance(counts, torch.Tensor) and counts.tolist() == [3, 1, 1, 1]
 
 
 def test_water_filling_by_hand():

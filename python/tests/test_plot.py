@@ -11,7 +11,6 @@ import subprocess
 import matplotlib.image
 import numpy as np
 import pytest
-import torch
 
 import omniplacement as op
 import omniplacement.plot as opp
@@ -45,14 +44,6 @@ def test_heatmap_png_has_the_requested_size(tmp_path):
     # The image data is rank load / layer mean: every row averages to 1.
     grid = fig.axes[0].images[0].get_array()
     np.testing.assert_allclose(np.asarray(grid).mean(axis=1), 1.0, rtol=1e-9)
-
-
-def test_heatmap_single_placement_and_torch_load(tmp_path):
-    p = op.Placement.contiguous(2, 2, 4, 2)
-    fig = opp.rank_load_heatmap(p, torch.tensor([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]]), tmp_path / "h.png",
-                                dpi=40)
-    assert (tmp_path / "h.png").stat().st_size > 1000
-    assert fig.axes[0].get_title().startswith("mean max/mean")
 
 
 def test_imbalance_over_time_from_simulator_style_json(tmp_path):
