@@ -32,7 +32,7 @@ omni_build() {
   local jobs
   jobs=$(nproc)
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DOMNI_WERROR=ON \
-    -DPython3_EXECUTABLE=/usr/bin/python3 -DOMNI_BUILD_PYTHON=ON "$@" >build-configure.log 2>&1 ||
+    -DPython3_EXECUTABLE=/usr/bin/python3 -DOMNI_BUILD_PYTHON=ON -DOMNI_WITH_MPI=ON "$@" >build-configure.log 2>&1 ||
     { cat build-configure.log; return 1; }
   cmake --build build -j"$jobs"
 }

@@ -18,9 +18,9 @@ echo "== ctest (all labels but gpu)"
 (cd build && ctest -LE gpu --output-on-failure -j"$(nproc)")
 
 # Suites (ctest names) that must also pass under ThreadSanitizer.
-OMNI_TSAN_TESTS=(capture_test)
+OMNI_TSAN_TESTS=(capture_test transport_test)
 # Modules those suites need.
-OMNI_TSAN_MODULES="core,capture"
+OMNI_TSAN_MODULES="core,capture,transport"
 if ((${#OMNI_TSAN_TESTS[@]})); then
   echo "== ThreadSanitizer: ${OMNI_TSAN_TESTS[*]}"
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_WERROR=ON -DOMNI_SANITIZE=thread \
