@@ -96,6 +96,8 @@ class Scheduler {
     // will ever read it again, and the next placement drops it.
     for (size_t k = 0; k < keys; ++k)
       if (copies_[k].empty()) alive_[k] = 0;
+    overwritten_.resize(grids_.size());
+    for (size_t l = 0; l < grids_.size(); ++l) overwritten_[l].assign(grids_[l].before.size(), 0);
     sends_.assign(static_cast<size_t>(num_ranks_), 0);
     receives_.assign(static_cast<size_t>(num_ranks_), 0);
     total_sends_.assign(static_cast<size_t>(num_ranks_), 0);
@@ -117,7 +119,7 @@ class Scheduler {
       if (round_.empty()) {
         // Every open transfer is blocked by the budget: the first one belongs to
         // a cycle that cannot be split, so it goes whole, beyond the budget.
-        const bool added = try_chain(open.front(), /*capped=*/false);
+        const bool added = schedule(open.front(), /*use_cap=*/false);
         OMNI_CHECK_MSG(added, "an uncapped chain must always be schedulable");
         fill_round(open);
       }
@@ -149,7 +151,7 @@ class Scheduler {
       const Pending& t = pending_[static_cast<size_t>(p)];
       if (t.in_round) continue;
       if (capped() && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= limit_) continue;
-      try_chain(p, capped());
+      schedule(p, capped());
     }
   }
 
@@ -190,6 +192,7 @@ class Scheduler {
     if (++recv == limit_) ++saturated_;
     ++delta_[key(t.layer, t.expert, num_experts_)];
     if (t.replaced != kEmptySlot) --delta_[key(t.layer, t.replaced, num_experts_)];
+    overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 1;
     round_.push_back(p);
   }
 
@@ -203,7 +206,44 @@ class Scheduler {
     if (recv-- == limit_) --saturated_;
     --delta_[key(t.layer, t.expert, num_experts_)];
     if (t.replaced != kEmptySlot) ++delta_[key(t.layer, t.replaced, num_experts_)];
+    overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 0;
     t.src = -1;
+  }
+
+  // Adds p's chain to the round (try_chain), then pulls in the readers of the
+  // slots it overwrites: a pending transfer whose nearest source is a slot this
+  // round overwrites would, in a later round, have to read from farther away, so
+  // it goes in this round too when the budget allows (reading that slot before
+  // it is written). Pulled transfers may pull others in turn.
+  bool schedule(int32_t p, bool use_cap) {
+    const size_t start = round_.size();
+    if (!try_chain(p, use_cap)) return false;
+    for (size_t i = start; i < round_.size(); ++i) {
+      const Pending& t = pending_[static_cast<size_t>(round_[i])];
+      if (t.replaced == kEmptySlot || !alive_[key(t.layer, t.replaced, num_experts_)]) continue;
+      for (int32_t q : by_expert_[key(t.layer, t.replaced, num_experts_)]) {
+        const Pending& u = pending_[static_cast<size_t>(q)];
+        if (u.done || u.in_round) continue;
+        const RankId to = rank_of(u.layer, u.dst);
+        if (static_cast<int>(topo_.link(rank_of(t.layer, t.dst), to)) < nearest_after_round(u.layer, u.expert, to))
+          try_chain(q, capped());
+      }
+    }
+    return true;
+  }
+
+  // The nearest link class (as int, 3 = none) to rank `to` from a copy of e that
+  // will be in place after this round: not overwritten, or written by it.
+  int nearest_after_round(LayerId l, ExpertId e, RankId to) const {
+    int best = 3;
+    for (int32_t c : copies_[key(l, e, num_experts_)])
+      if (!overwritten_[static_cast<size_t>(l)][static_cast<size_t>(c)])
+        best = std::min(best, static_cast<int>(topo_.link(rank_of(l, c), to)));
+    for (int32_t q : by_expert_[key(l, e, num_experts_)]) {
+      const Pending& u = pending_[static_cast<size_t>(q)];
+      if (u.in_round) best = std::min(best, static_cast<int>(topo_.link(rank_of(l, u.dst), to)));
+    }
+    return best;
   }
 
   // Adds p to the round and, while the expert it overwrites would be left with no
@@ -254,6 +294,7 @@ class Scheduler {
       w.insert(std::upper_bound(w.begin(), w.end(), t.dst), t.dst);
       delta_[key(t.layer, t.expert, num_experts_)] = 0;
       ++total_sends_[static_cast<size_t>(rank_of(t.layer, t.src))];
+      overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 0;
       t.in_round = false;
       t.done = true;
     }
@@ -271,6 +312,7 @@ class Scheduler {
   std::vector<std::vector<int32_t>> by_expert_;  // [layer, expert] -> pending transfers of that expert
   std::vector<char> alive_;                      // [layer, expert]: in both placements, must keep a copy
   std::vector<int32_t> delta_;                   // [layer, expert]: copies gained minus lost in this round
+  std::vector<std::vector<char>> overwritten_;   // [layer][grid index]: a destination in this round
   std::vector<int32_t> sends_, receives_;        // [rank], this round
   std::vector<int64_t> total_sends_;             // [rank], whole plan so far
   std::vector<int32_t> round_;

@@ -164,6 +164,23 @@ TEST(MigrationPlanTest, BusyNearestSenderWaitsForTheNextRoundRatherThanUseAFarth
   EXPECT_DOUBLE_EQ(plan->total_seconds, kSameHost + kCrossHost);
 }
 
+TEST(MigrationPlanTest, ReaderOfAnOverwrittenNearSlotGoesInTheSameRound) {
+  // Hosts {0, 1} and {2, 3}, a limit of one.
+  //   current  r0 [1, 2]  r1 [0, 3]  r2 [1, -]  r3 [3, -]
+  //   next     r0 [0, 2]  r1 [2, 1]  r2 [1, -]  r3 [3, -]
+  // r0 s0 <- 0 overwrites expert 1 on host 0; r1 s1 <- 1 would then have to read it from r2 on the
+  // other host. So it joins round 0 (reading r0 s0 before it is written) and r1 s0 <- 2 waits instead.
+  const Placement a = make(4, 4, {{2, {1, 2, 0, 3, 1, -1, 3, -1}}});
+  const Placement b = make(4, 4, {{2, {0, 2, 2, 1, 1, -1, 3, -1}}});
+  auto plan = diff_verified(a, b, hosts(4, 2), limit(1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->num_rounds(), 2);
+  EXPECT_EQ(plan->rounds[0].transfers, (std::vector<Transfer>{tr(0, 0, 1, 0, 0, 0, 1, LinkClass::kSameHost),
+                                                              tr(0, 1, 0, 0, 1, 1, 3, LinkClass::kSameHost)}));
+  EXPECT_EQ(plan->rounds[1].transfers, (std::vector<Transfer>{tr(0, 2, 0, 1, 1, 0, 0, LinkClass::kSameHost)}));
+  EXPECT_EQ(plan->transfers_by_link[2], 0);
+}
+
 TEST(MigrationPlanTest, LocalCopyBeatsSameHost) {
   // One host. r1 [0, 1] -> [1, 0]: both experts also sit on r0, but r1 has them itself.
   const Placement a = make(2, 2, {{2, {0, 1, 0, 1}}});

@@ -49,7 +49,10 @@
 // the fewest transfers in this round wins, then the fewest in the whole plan so
 // far, then the lowest rank, then the lowest slot (deterministic). When every
 // nearest candidate has used its per-round budget the transfer waits for a later
-// round rather than take a farther link.
+// round rather than take a farther link. A slot overwritten in a round is lost as
+// a source for later rounds, so when a round overwrites the nearest copy of X for
+// some pending transfer of X (nearer than any copy that will be in place after
+// the round), that transfer joins the same round if the budget allows.
 //
 // ## Rounds
 // In a round no rank sends more than max_per_round experts and none receives
