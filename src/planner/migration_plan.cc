@@ -96,6 +96,7 @@ class Scheduler {
     // will ever read it again, and the next placement drops it.
     for (size_t k = 0; k < keys; ++k)
       if (copies_[k].empty()) alive_[k] = 0;
+    failed_.assign(pending_.size(), 0);
     overwritten_.resize(grids_.size());
     for (size_t l = 0; l < grids_.size(); ++l) overwritten_[l].assign(grids_[l].before.size(), 0);
     sends_.assign(static_cast<size_t>(num_ranks_), 0);
@@ -115,12 +116,21 @@ class Scheduler {
     while (!open.empty()) {
       round_.clear();
       saturated_ = 0;
+      round_limit_ = limit_;
+      ++pass_;
       fill_round(open);
       if (round_.empty()) {
         // Every open transfer is blocked by the budget: the first one belongs to
-        // a cycle that cannot be split, so it goes whole, beyond the budget.
+        // a cycle that cannot be split, so it goes whole, beyond the budget. The
+        // round's staging need is then set by that cycle, so other transfers may
+        // fill it up to the same per-rank count (fewer over-limit rounds).
         const bool added = schedule(open.front(), /*use_cap=*/false);
         OMNI_CHECK_MSG(added, "an uncapped chain must always be schedulable");
+        round_limit_ = std::max(limit_, std::max(*std::max_element(sends_.begin(), sends_.end()),
+                                                 *std::max_element(receives_.begin(), receives_.end())));
+        saturated_ = static_cast<int32_t>(
+            std::count_if(receives_.begin(), receives_.end(), [&](int32_t n) { return n >= round_limit_; }));
+        ++pass_;
         fill_round(open);
       }
       emit(round_);
@@ -149,8 +159,8 @@ class Scheduler {
     for (int32_t p : open) {
       if (capped() && saturated_ == num_ranks_) break;
       const Pending& t = pending_[static_cast<size_t>(p)];
-      if (t.in_round) continue;
-      if (capped() && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= limit_) continue;
+      if (t.in_round || failed_[static_cast<size_t>(p)] == pass_) continue;
+      if (capped() && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= round_limit_) continue;
       schedule(p, capped());
     }
   }
@@ -167,7 +177,7 @@ class Scheduler {
       const RankId r = rank_of(t.layer, c);
       if (static_cast<int>(topo_.link(r, d)) != best_class) continue;
       const int32_t busy = sends_[static_cast<size_t>(r)];
-      if (use_cap && busy >= limit_) continue;
+      if (use_cap && busy >= round_limit_) continue;
       // Candidates come in ascending grid index, so the first of equal keys is the lowest (rank, slot).
       const std::tuple<int32_t, int64_t, int32_t> k{busy, total_sends_[static_cast<size_t>(r)], c};
       if (best < 0 || k < best_key) {
@@ -179,7 +189,7 @@ class Scheduler {
   }
 
   bool feasible(const Pending& t, bool use_cap) const {
-    if (use_cap && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= limit_) return false;
+    if (use_cap && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= round_limit_) return false;
     return pick_source(t, use_cap) >= 0;
   }
 
@@ -189,7 +199,7 @@ class Scheduler {
     t.src = src;
     ++sends_[static_cast<size_t>(rank_of(t.layer, src))];
     int32_t& recv = receives_[static_cast<size_t>(rank_of(t.layer, t.dst))];
-    if (++recv == limit_) ++saturated_;
+    if (++recv == round_limit_) ++saturated_;
     ++delta_[key(t.layer, t.expert, num_experts_)];
     if (t.replaced != kEmptySlot) --delta_[key(t.layer, t.replaced, num_experts_)];
     overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 1;
@@ -203,7 +213,7 @@ class Scheduler {
     t.in_round = false;
     --sends_[static_cast<size_t>(rank_of(t.layer, t.src))];
     int32_t& recv = receives_[static_cast<size_t>(rank_of(t.layer, t.dst))];
-    if (recv-- == limit_) --saturated_;
+    if (recv-- == round_limit_) --saturated_;
     --delta_[key(t.layer, t.expert, num_experts_)];
     if (t.replaced != kEmptySlot) ++delta_[key(t.layer, t.replaced, num_experts_)];
     overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 0;
@@ -217,7 +227,7 @@ class Scheduler {
   // it is written). Pulled transfers may pull others in turn.
   bool schedule(int32_t p, bool use_cap) {
     const size_t start = round_.size();
-    if (!try_chain(p, use_cap)) return false;
+    if (!try_chain(p, use_cap, /*remember_failure=*/true)) return false;
     for (size_t i = start; i < round_.size(); ++i) {
       const Pending& t = pending_[static_cast<size_t>(round_[i])];
       if (t.replaced == kEmptySlot || !alive_[key(t.layer, t.replaced, num_experts_)]) continue;
@@ -226,7 +236,7 @@ class Scheduler {
         if (u.done || u.in_round) continue;
         const RankId to = rank_of(u.layer, u.dst);
         if (static_cast<int>(topo_.link(rank_of(t.layer, t.dst), to)) < nearest_after_round(u.layer, u.expert, to))
-          try_chain(q, capped());
+          try_chain(q, capped(), /*remember_failure=*/false);
       }
     }
     return true;
@@ -250,7 +260,7 @@ class Scheduler {
   // in-place copy, a pending transfer of that expert (whose own overwrite may
   // need the next link, and so on until the chain ends at an empty or still
   // covered slot, or closes a cycle). All or nothing.
-  bool try_chain(int32_t p, bool use_cap) {
+  bool try_chain(int32_t p, bool use_cap, bool remember_failure) {
     const size_t start = round_.size();
     int32_t cur = p;
     while (true) {
@@ -264,7 +274,15 @@ class Scheduler {
       cur = next_link(t.layer, t.replaced, use_cap);
       if (cur < 0) break;
     }
-    while (round_.size() > start) remove_last();
+    // The budget only fills up during a pass, so a chain that failed is unlikely to
+    // succeed later in the pass from any of its members: they wait for the next
+    // round (only speed and packing depend on this, never correctness). Without it
+    // a long cycle of sole copies is walked once per member, quadratically.
+    if (remember_failure && cur >= 0) failed_[static_cast<size_t>(cur)] = pass_;
+    while (round_.size() > start) {
+      if (remember_failure) failed_[static_cast<size_t>(round_.back())] = pass_;
+      remove_last();
+    }
     return false;
   }
 
@@ -306,6 +324,9 @@ class Scheduler {
   int32_t num_ranks_;
   int32_t num_experts_;
   int32_t limit_;
+  int32_t round_limit_ = 0;      // limit_, or more in a round forced over it
+  int32_t pass_ = 0;             // stamp of the current fill pass
+  std::vector<int32_t> failed_;  // [pending]: pass in which its chain last failed
   std::vector<LayerGrid> grids_;
   std::vector<Pending> pending_;                 // in (layer, dst index) order
   std::vector<std::vector<int32_t>> copies_;     // [layer, expert] -> in-place grid indices at round start, ascending
