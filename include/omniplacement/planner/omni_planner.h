@@ -1,0 +1,83 @@
+// The OmniPlacement planner ("omni"): balance first, then locality.
+//
+// Per layer, independently:
+//   1. Replica counts by water-filling: each redundant slot goes to the expert
+//      with the largest load / count whose count is below the cap
+//      (max_replicas_per_expert, and never more than num_ranks).
+//   2. Largest-first packing: replicas (load / count each) in descending size,
+//      each to the least loaded rank that has a free slot and does not hold
+//      that expert yet. Never two replicas of one expert on one rank.
+//   3. Local search until no improvement: the best move or swap of a replica
+//      between the most loaded rank and any other rank; when none helps, move a
+//      replica slot from an expert that can spare it to an expert on the most
+//      loaded rank (replica-count re-allocation).
+//   4. Optional per-replica shares (shares=true): the split of each expert's
+//      load over its replicas that minimises the most loaded rank, found
+//      exactly by a max-flow feasibility search; the even-split plan is kept
+//      underneath, so even-split metrics stay meaningful.
+// Locality (needs num_nodes > 1 or a topology):
+//   locality=groups  expert groups are packed onto hosts (as EPLB's hierarchical
+//                    policy) and each host is planned on its own ranks; a layer
+//                    falls back to the flat plan when that costs more than
+//                    locality_slack (fraction of the mean rank load) in balance.
+//   locality=coactivation  like groups, but the expert-to-host sets are grown
+//                    from PlanInput::coactivation so that co-activated experts
+//                    share a host.
+//   locality=spread  replicas of one expert go to distinct hosts where load
+//                    allows, so more tokens find a replica on their own host
+//                    (core's dispatch_traffic metric).
+//
+// Deterministic: the same input gives the same plan, unless time_budget_ms > 0
+// and the budget is hit (PlanStats::time_budget_hit says so).
+//
+//   omni::OmniOptions opt;
+//   opt.max_replicas_per_expert = 8;
+//   auto result = omni::omni_plan(input, opt);   // or make_planner("omni(max_replicas_per_expert=8)")
+//
+// Spec parameters (defaults omitted from the canonical spec):
+//   max_replicas_per_expert=<int, 0 = num_ranks>   time_budget_ms=<number, 0 = none>
+//   shares=<bool, false>   reallocate=<bool, true>   locality=none|groups|coactivation|spread
+//   locality_slack=<number, 0.05>   max_iterations=<int, 0 = 64 x slots per layer>
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "omniplacement/planner/planner.h"
+
+namespace omni {
+
+enum class Locality { kNone, kGroups, kCoactivation, kSpread };
+const char* locality_name(Locality l);  // "none", "groups", "coactivation", "spread"
+
+struct OmniOptions {
+  int32_t max_replicas_per_expert = 0;  // 0: no cap beyond num_ranks
+  double time_budget_ms = 0;            // whole plan() call; 0: no budget
+  bool shares = false;
+  bool reallocate = true;
+  bool pair_sweeps = true;              // pairwise balancing sweeps when the max rank is stuck
+  Locality locality = Locality::kNone;
+  double locality_slack = 0.05;
+  int64_t max_iterations = 0;           // local-search steps per layer; 0: 64 x slots of the layer
+};
+
+StatusOr<PlanResult> omni_plan(const PlanInput& input, const OmniOptions& options);
+
+// One layer, flat (no locality): plans `expert_loads` [num_experts] on
+// num_ranks ranks with slots_per_rank slots each. Returns phy2log
+// [num_ranks * slots_per_rank] (-1 for empty slots). Used by the layer-wise
+// redundancy budget; requires num_experts <= num_ranks * slots_per_rank.
+std::vector<ExpertId> omni_plan_layer(std::span<const double> expert_loads, int32_t num_ranks,
+                                      int32_t slots_per_rank, const OmniOptions& options);
+
+// Shares minimising the most loaded rank for a fixed layer placement:
+// [num_slots] with shares of each expert summing to 1 (even split for an
+// expert with no load; 0 for empty slots). phy2log as in Placement.
+std::vector<double> optimal_shares(std::span<const double> expert_loads, std::span<const ExpertId> phy2log,
+                                   int32_t num_ranks);
+
+}  // namespace omni

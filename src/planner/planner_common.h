@@ -1,0 +1,15 @@
+// Internal helpers shared by the planners of this module (not installed).
+#pragma once
+
+#include <vector>
+
+#include "omniplacement/core/validation.h"
+
+namespace omni {
+
+// replica_rank[l][g]: index of slot g among its expert's replicas in ascending
+// slot order (-1 for an empty slot). For planners whose creation order is the
+// slot order.
+std::vector<std::vector<int32_t>> replica_rank_by_slot(const PlacementLayout& layout);
+
+}  // namespace omni
