@@ -21,6 +21,7 @@
 
 #include "omniplacement/core/core.h"
 #include "omniplacement/planner/planner.h"
+#include "omniplacement/planner/redundancy_budget.h"
 
 namespace {
 
@@ -133,6 +134,18 @@ void BM_Balance(benchmark::State& state, std::string spec, size_t workload) {
   state.SetLabel(w.name);
 }
 
+// Layer-wise budget on the Qwen traces: B redundant slots per rank over all
+// layers, split by each rule; sum_max is the sum over layers of max rank load.
+void BM_Budget(benchmark::State& state, omni::BudgetRule rule, int64_t budget) {
+  const Workload& w = workloads()[1];
+  auto planner = omni::make_planner("omni");
+  omni::StatusOr<omni::BudgetAllocation> a = omni::internal_error("not run");
+  for (auto _ : state) a = omni::allocate_redundancy(w.load, w.num_ranks, budget, **planner, rule);
+  if (!a.ok()) return state.SkipWithError(a.status().to_string().c_str());
+  state.counters["sum_max"] = a->sum_max;
+  state.SetLabel(w.name + " budget " + std::to_string(budget));
+}
+
 // Registered at start-up: every planner on every workload.
 const bool kRegistered = [] {
   const std::vector<std::string> timed = {"eplb", "omni"};
@@ -154,6 +167,14 @@ const bool kRegistered = [] {
     }
     for (const std::string& spec : specs) {
       benchmark::RegisterBenchmark(("BM_Balance/" + workloads()[wi].name + "/" + spec).c_str(), BM_Balance, spec, wi)
+          ->Iterations(1)
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+  for (int64_t budget : {12, 36}) {
+    for (omni::BudgetRule rule : {omni::BudgetRule::kOptimal, omni::BudgetRule::kUniform, omni::BudgetRule::kHeaviestLayers}) {
+      benchmark::RegisterBenchmark(("BM_Budget/" + std::string(omni::budget_rule_name(rule)) + "/" + std::to_string(budget)).c_str(),
+                                   BM_Budget, rule, budget)
           ->Iterations(1)
           ->Unit(benchmark::kMillisecond);
     }

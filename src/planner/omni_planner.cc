@@ -11,6 +11,7 @@
 
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/planner/rank_matching.h"
 #include "planner_common.h"
 
 namespace omni {
@@ -72,6 +73,29 @@ class BlockSolver {
     cnt_ = std::move(best_cnt);
     for (int32_t e = 0; e < n_; ++e) size_[static_cast<size_t>(e)] = w_[static_cast<size_t>(e)] / cnt_[static_cast<size_t>(e)];
     for (int32_t r = 0; r < m_; ++r) recompute(r);
+  }
+
+  // Incremental: starts from `start` ([m * S] local expert ids, -1 empty),
+  // first giving a replica to every expert that has none (always allowed),
+  // then improves by local search while no rank has more than
+  // max_changes_per_rank slots whose expert differs from `start` (< 0: no limit).
+  void solve_from(const std::vector<int32_t>& start, int32_t max_changes_per_rank) {
+    ref_ = start;
+    change_budget_ = max_changes_per_rank;
+    clear_slots();
+    cnt_.assign(static_cast<size_t>(n_), 0);
+    for (int32_t e : start)
+      if (e >= 0) ++cnt_[static_cast<size_t>(e)];
+    size_.assign(static_cast<size_t>(n_), 0.0);
+    for (int32_t e = 0; e < n_; ++e)
+      if (cnt_[static_cast<size_t>(e)] > 0) size_[static_cast<size_t>(e)] = w_[static_cast<size_t>(e)] / cnt_[static_cast<size_t>(e)];
+    for (int32_t r = 0; r < m_; ++r)
+      for (int32_t s = 0; s < S_; ++s) place(r, s, start[idx(r, s)]);
+    add_missing_experts();
+    changes_.assign(static_cast<size_t>(m_), 0);
+    for (size_t g = 0; g < slot_.size(); ++g)
+      if (slot_[g] >= 0 && slot_[g] != ref_[g]) ++changes_[g / static_cast<size_t>(S_)];
+    local_search();
   }
 
   const std::vector<int32_t>& slots() const { return slot_; }
@@ -162,7 +186,8 @@ class BlockSolver {
     if (spread_ && e >= 0) ++host_count(e, host_[static_cast<size_t>(r)]);
   }
 
-  void pack() {
+  // Empties every slot and clears the derived state.
+  void clear_slots() {
     slot_.assign(static_cast<size_t>(m_) * static_cast<size_t>(S_), -1);
     load_.assign(static_cast<size_t>(m_), 0.0);
     used_.assign(static_cast<size_t>(m_), 0);
@@ -170,6 +195,10 @@ class BlockSolver {
     // entries the slots of the rank are scanned instead.
     if (static_cast<int64_t>(m_) * n_ <= (int64_t{1} << 24)) has_.assign(static_cast<size_t>(m_) * static_cast<size_t>(n_), 0);
     if (spread_) host_cnt_.assign(static_cast<size_t>(n_) * static_cast<size_t>(num_hosts_), 0);
+  }
+
+  void pack() {
+    clear_slots();
     double total = 0;
     for (double v : w_) total += v;
     const double penalty = spread_ ? opt_.locality_slack * total / m_ : 0.0;
@@ -197,6 +226,75 @@ class BlockSolver {
         place(best, used_[static_cast<size_t>(best)]++, e);
       }
     }
+  }
+
+  // Experts without a replica (e.g. after a failure or a shrink of the slots)
+  // take, heaviest first, the slot that leaves its rank least loaded among
+  // empty slots and replicas of experts with two or more.
+  void add_missing_experts() {
+    std::vector<int32_t> missing;
+    for (int32_t e = 0; e < n_; ++e)
+      if (cnt_[static_cast<size_t>(e)] == 0) missing.push_back(e);
+    std::stable_sort(missing.begin(), missing.end(), [&](int32_t a, int32_t b) { return w_[static_cast<size_t>(a)] > w_[static_cast<size_t>(b)]; });
+    for (int32_t e : missing) {
+      size_t best = slot_.size();
+      double best_key = 0;
+      for (int32_t r = 0; r < m_; ++r) {
+        if (holds(r, e)) continue;
+        for (int32_t s = 0; s < S_; ++s) {
+          const int32_t y = slot_[idx(r, s)];
+          if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
+          const double key = load_[static_cast<size_t>(r)] - size_of(y) + w_[static_cast<size_t>(e)];
+          if (best == slot_.size() || key < best_key) {
+            best = idx(r, s);
+            best_key = key;
+          }
+        }
+      }
+      OMNI_CHECK_MSG(best < slot_.size(), "omni: no slot for a missing expert (more experts than slots)");
+      set_slot(best, e);
+    }
+  }
+
+  // Puts expert x (or -1) in slot g, updating counts, sizes and loads.
+  void set_slot(size_t g, int32_t x) {
+    const int32_t r = static_cast<int32_t>(g / static_cast<size_t>(S_));
+    const int32_t y = slot_[g];
+    if (y >= 0) {
+      mark(r, y, 0);
+      if (spread_) --host_count(y, host_[static_cast<size_t>(r)]);
+      if (--cnt_[static_cast<size_t>(y)] > 0) size_[static_cast<size_t>(y)] = w_[static_cast<size_t>(y)] / cnt_[static_cast<size_t>(y)];
+    }
+    if (x >= 0) {
+      mark(r, x, 1);
+      if (spread_) ++host_count(x, host_[static_cast<size_t>(r)]);
+      ++cnt_[static_cast<size_t>(x)];
+      size_[static_cast<size_t>(x)] = w_[static_cast<size_t>(x)] / cnt_[static_cast<size_t>(x)];
+    }
+    if (!changes_.empty()) {
+      changes_[static_cast<size_t>(r)] += (x >= 0 && x != ref_[g] ? 1 : 0) - (y >= 0 && y != ref_[g] ? 1 : 0);
+    }
+    slot_[g] = x;
+    for (int32_t q = 0; q < m_; ++q) recompute(q);
+  }
+
+  // Change in rank g's count of slots differing from the start when slot g
+  // goes from expert `from` to expert `to`.
+  int32_t change_delta(size_t g, int32_t from, int32_t to) const {
+    if (ref_.empty()) return 0;
+    return (to >= 0 && to != ref_[g] ? 1 : 0) - (from >= 0 && from != ref_[g] ? 1 : 0);
+  }
+  // Whether swapping slots i and j keeps both ranks within the change budget.
+  bool swap_in_budget(size_t i, size_t j) const {
+    if (ref_.empty() || change_budget_ < 0) return true;
+    const int32_t a = slot_[i], b = slot_[j];
+    const size_t ri = i / static_cast<size_t>(S_), rj = j / static_cast<size_t>(S_);
+    return changes_[ri] + change_delta(i, a, b) <= change_budget_ &&
+           changes_[rj] + change_delta(j, b, a) <= change_budget_;
+  }
+  bool set_in_budget(size_t g, int32_t x) const {
+    if (ref_.empty() || change_budget_ < 0) return true;
+    return changes_[g / static_cast<size_t>(S_)] + change_delta(g, slot_[g], x) <= change_budget_;
   }
 
   // Every rank with a free slot already holds e: some rank r has a free slot
@@ -234,6 +332,10 @@ class BlockSolver {
     const int32_t ri = static_cast<int32_t>(i / static_cast<size_t>(S_));
     const int32_t rj = static_cast<int32_t>(j / static_cast<size_t>(S_));
     const int32_t a = slot_[i], b = slot_[j];
+    if (!changes_.empty()) {
+      changes_[static_cast<size_t>(ri)] += change_delta(i, a, b);
+      changes_[static_cast<size_t>(rj)] += change_delta(j, b, a);
+    }
     if (spread_) {
       if (a >= 0) { --host_count(a, host_[static_cast<size_t>(ri)]); ++host_count(a, host_[static_cast<size_t>(rj)]); }
       if (b >= 0) { --host_count(b, host_[static_cast<size_t>(rj)]); ++host_count(b, host_[static_cast<size_t>(ri)]); }
@@ -279,6 +381,7 @@ class BlockSolver {
           const double nm = std::max(lmax - sa + sb, load_[static_cast<size_t>(r)] + sa - sb);
           if (nm >= best) continue;
           if (b >= 0 && (holds(rmax, b) || !spread_ok(b, r, rmax))) continue;
+          if (!swap_in_budget(i, j)) continue;
           best = nm;
           bi = i;
           bj = j;
@@ -326,6 +429,7 @@ class BlockSolver {
           }
           const double sy = size_of(y);
           if (load_[static_cast<size_t>(r)] + nx - sy >= best) continue;
+          if (!set_in_budget(j, x)) continue;
           // New loads of the affected ranks.
           std::vector<int32_t> aff;
           for (int32_t q : where_[static_cast<size_t>(x)]) { delta[static_cast<size_t>(q)] -= dx; aff.push_back(q); }
@@ -362,20 +466,7 @@ class BlockSolver {
       }
     }
     if (best_x < 0) return false;
-    const int32_t r = static_cast<int32_t>(best_j / static_cast<size_t>(S_));
-    const int32_t y = slot_[best_j];
-    if (y >= 0) {
-      --cnt_[static_cast<size_t>(y)];
-      size_[static_cast<size_t>(y)] = w_[static_cast<size_t>(y)] / cnt_[static_cast<size_t>(y)];
-      if (spread_) --host_count(y, host_[static_cast<size_t>(r)]);
-    }
-    mark(r, y, 0);
-    mark(r, best_x, 1);
-    ++cnt_[static_cast<size_t>(best_x)];
-    size_[static_cast<size_t>(best_x)] = w_[static_cast<size_t>(best_x)] / cnt_[static_cast<size_t>(best_x)];
-    slot_[best_j] = best_x;
-    if (spread_) ++host_count(best_x, host_[static_cast<size_t>(r)]);
-    for (int32_t q = 0; q < m_; ++q) recompute(q);
+    set_slot(best_j, best_x);
     ++moves_;
     return true;
   }
@@ -416,6 +507,7 @@ class BlockSolver {
             const double gap = std::abs(diff - 2 * d);
             if (gap >= best_gap) continue;
             if (b >= 0 && (holds(hi, b) || !spread_ok(b, lo, hi))) continue;
+            if (!swap_in_budget(i, j)) continue;
             best_gap = gap;
             bi = i;
             bj = j;
@@ -471,6 +563,9 @@ class BlockSolver {
   std::vector<char> has_;          // [m, n]: rank r holds expert e (empty when too large)
   std::vector<int32_t> host_cnt_;  // [n, num_hosts]: replicas of e on host h (spread only)
   std::vector<std::vector<int32_t>> where_;
+  std::vector<int32_t> ref_;      // incremental: the starting slots (empty otherwise)
+  std::vector<int32_t> changes_;  // incremental: per rank, slots differing from ref_
+  int32_t change_budget_ = -1;
   int64_t moves_ = 0;
   bool budget_hit_ = false;
   int32_t sweeps_ = 0;
@@ -763,6 +858,37 @@ LayerOut plan_by_host(std::span<const double> w, int32_t S, int32_t cap, const T
   return out;
 }
 
+// Incremental: local search from the layer's current slots under the move
+// budget; with no budget, a from-scratch plan relabelled onto the current ranks
+// (maximum overlap) is taken instead when it is better by more than min_gain.
+LayerOut plan_incremental(std::span<const double> w, const Placement& cur, LayerId l, int32_t S, int32_t cap,
+                          const std::vector<int32_t>& host, const OmniOptions& opt, const Clock::time_point* deadline) {
+  const int32_t R = cur.num_ranks();
+  const int32_t So = cur.slots_per_rank(l);
+  const auto old_row = cur.phy2log(l);
+  std::vector<int32_t> start(static_cast<size_t>(R) * static_cast<size_t>(S), kEmptySlot);
+  for (int32_t r = 0; r < R; ++r)
+    for (int32_t s = 0; s < std::min(S, So); ++s)
+      start[static_cast<size_t>(r) * static_cast<size_t>(S) + static_cast<size_t>(s)] =
+          old_row[static_cast<size_t>(r) * static_cast<size_t>(So) + static_cast<size_t>(s)];
+  BlockSolver solver(std::vector<double>(w.begin(), w.end()), R, S, cap, host, opt, deadline);
+  solver.solve_from(start, opt.max_moves_per_rank);
+  LayerOut out{solver.slots(), solver.moves(), solver.budget_hit()};
+  if (opt.max_moves_per_rank >= 0) return out;
+  LayerOut scratch = plan_flat(w, R, S, cap, host, opt, deadline);
+  const std::vector<RankId> to = match_ranks(old_row, scratch.phy2log, R);
+  scratch.phy2log = relabel_and_align(old_row, scratch.phy2log, R, to);
+  double total = 0;
+  for (double v : w) total += v;
+  const double margin = opt.min_gain * total / R;
+  scratch.moves += out.moves;
+  scratch.budget_hit |= out.budget_hit;
+  if (max_rank_load(w, scratch.phy2log, R) < max_rank_load(w, out.phy2log, R) - margin) return scratch;
+  out.moves = scratch.moves;
+  out.budget_hit = scratch.budget_hit;
+  return out;
+}
+
 }  // namespace
 
 std::vector<ExpertId> omni_plan_layer(std::span<const double> expert_loads, int32_t num_ranks, int32_t slots_per_rank,
@@ -818,6 +944,18 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
   }
   std::vector<int32_t> host;
   if (opt.locality == Locality::kSpread) host = topo.host_of_rank();
+  if (in.current != nullptr) {
+    const Placement& cur = *in.current;
+    if (cur.num_layers() != L || cur.num_experts() != E || cur.num_ranks() != R) {
+      return invalid_argument_error(str_cat("omni: the current placement (", cur.summary(),
+                                            ") does not match the load (", L, " layers, ", E, " experts) and ", R,
+                                            " ranks"));
+    }
+    if (opt.locality == Locality::kGroups || opt.locality == Locality::kCoactivation) {
+      return invalid_argument_error(str_cat("omni: incremental planning (a current placement) supports locality=none "
+                                            "or spread, not ", locality_name(opt.locality)));
+    }
+  }
 
   Clock::time_point deadline_value{};
   const Clock::time_point* deadline = nullptr;
@@ -864,6 +1002,8 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
       } else {
         lo = std::move(flat);
       }
+    } else if (in.current != nullptr) {
+      lo = plan_incremental(w, *in.current, l, S, cap, host, opt, deadline);
     } else {
       lo = plan_flat(w, R, S, cap, host, opt, deadline);
     }
@@ -872,8 +1012,24 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
     if (opt.shares) layout.shares[static_cast<size_t>(l)] = optimal_shares(w, lo.phy2log, R);
     layout.phy2log[static_cast<size_t>(l)] = std::move(lo.phy2log);
   }
-  result.replica_rank = replica_rank_by_slot(layout);
   OMNI_ASSIGN_OR_RETURN(result.placement, Placement::create(std::move(layout)));
+  if (in.current != nullptr) {
+    // min_gain: keep the placement in force when the plan would not improve
+    // the mean over layers of max / mean rank load by at least that much.
+    const Placement& cur = *in.current;
+    bool same_shape = true;
+    for (LayerId l = 0; l < L; ++l) same_shape &= cur.slots_per_rank(l) == spr[static_cast<size_t>(l)];
+    if (same_shape && opt.min_gain > 0) {
+      OMNI_ASSIGN_OR_RETURN(PlacementBalance before, placement_balance(cur, load));
+      OMNI_ASSIGN_OR_RETURN(PlacementBalance after, placement_balance(result.placement, load));
+      if (before.mean_max_over_mean - after.mean_max_over_mean < opt.min_gain) {
+        result.placement = cur;
+        result.stats.skipped = true;
+      }
+    }
+    result.stats.slots_changed = slots_changed(cur, result.placement);
+  }
+  result.replica_rank = replica_rank_by_slot(result.placement.layout());
   result.stats.same_rank_duplicates = same_rank_duplicates(result.placement);
   result.stats.policy = locality_name(opt.locality);
   result.stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();

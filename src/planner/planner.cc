@@ -30,6 +30,19 @@ std::vector<std::vector<int32_t>> replica_rank_by_slot(const PlacementLayout& la
   return rank;
 }
 
+int64_t slots_changed(const Placement& current, const Placement& next) {
+  int64_t n = 0;
+  for (LayerId l = 0; l < next.num_layers(); ++l) {
+    const int32_t So = current.slots_per_rank(l), Sn = next.slots_per_rank(l);
+    for (RankId r = 0; r < next.num_ranks(); ++r)
+      for (SlotId s = 0; s < Sn; ++s) {
+        const ExpertId e = next.expert_at(l, r, s);
+        if (e != kEmptySlot && (s >= So || current.expert_at(l, r, s) != e)) ++n;
+      }
+  }
+  return n;
+}
+
 StatusOr<std::vector<int32_t>> PlanInput::resolve_slots_per_rank() const {
   if (load == nullptr) return invalid_argument_error("plan: PlanInput::load is required");
   const int32_t L = load->num_layers(), E = load->num_experts();
@@ -192,6 +205,8 @@ class OmniPlanner final : public Planner {
     if (opt_.locality != d.locality) add("locality", locality_name(opt_.locality));
     if (opt_.locality_slack != d.locality_slack) add("locality_slack", str_cat(opt_.locality_slack));
     if (opt_.max_iterations != d.max_iterations) add("max_iterations", std::to_string(opt_.max_iterations));
+    if (opt_.max_moves_per_rank != d.max_moves_per_rank) add("max_moves_per_rank", std::to_string(opt_.max_moves_per_rank));
+    if (opt_.min_gain != d.min_gain) add("min_gain", str_cat(opt_.min_gain));
     return s.to_string();
   }
   StatusOr<PlanResult> plan(const PlanInput& in) const override { return omni_plan(in, opt_); }
@@ -204,7 +219,8 @@ constexpr const char* kEplbParams = "one flag: hierarchical or global (default: 
 constexpr const char* kOmniParams =
     "max_replicas_per_expert=<int >= 0, 0 = num_ranks>, time_budget_ms=<number >= 0, 0 = none>, "
     "shares=<true|false>, reallocate=<true|false>, locality=<none|groups|coactivation|spread>, "
-    "locality_slack=<number in [0, 10]>, max_iterations=<int >= 0, 0 = automatic>";
+    "locality_slack=<number in [0, 10]>, max_iterations=<int >= 0, 0 = automatic>, "
+    "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>";
 
 using Factory = std::function<StatusOr<std::unique_ptr<Planner>>(const PlannerSpec&)>;
 
@@ -245,7 +261,10 @@ const std::map<std::string, Entry>& registry() {
                                 reader.get_choice("locality", "none", {"none", "groups", "coactivation", "spread"}));
           OMNI_ASSIGN_OR_RETURN(o.locality_slack, reader.get_double("locality_slack", 0.05, 0, 10));
           OMNI_ASSIGN_OR_RETURN(o.max_iterations, reader.get_int("max_iterations", 0, 0, int64_t{1} << 40));
+          OMNI_ASSIGN_OR_RETURN(int64_t moves, reader.get_int("max_moves_per_rank", -1, -1, kMaxSlotsPerRank));
+          OMNI_ASSIGN_OR_RETURN(o.min_gain, reader.get_double("min_gain", 0, 0, 1e6));
           OMNI_RETURN_IF_ERROR(reader.finish(kOmniParams));
+          o.max_moves_per_rank = static_cast<int32_t>(moves);
           o.max_replicas_per_expert = static_cast<int32_t>(cap);
           o.locality = loc == "groups"         ? Locality::kGroups
                        : loc == "coactivation" ? Locality::kCoactivation

@@ -27,6 +27,17 @@
 //                    allows, so more tokens find a replica on their own host
 //                    (core's dispatch_traffic metric).
 //
+// Incremental planning (PlanInput::current given; issue 5): the local search
+// starts from the placement in force, every expert that stays on a rank keeps
+// its slot, and no rank changes more than max_moves_per_rank slots per layer
+// (each changed slot is one expert's weights to receive). Experts without a
+// replica in the current placement (a failed rank) get one first. With no move
+// limit, a from-scratch plan whose ranks are relabelled onto the current ones
+// by a maximum-overlap assignment (rank_matching.h) replaces the incremental
+// result when it is better by more than min_gain x mean rank load. The whole
+// re-plan is skipped (PlanStats::skipped, the current placement returned) when
+// it would improve the mean over layers of max / mean by less than min_gain.
+//
 // Deterministic: the same input gives the same plan, unless time_budget_ms > 0
 // and the budget is hit (PlanStats::time_budget_hit says so).
 //
@@ -38,6 +49,7 @@
 //   max_replicas_per_expert=<int, 0 = num_ranks>   time_budget_ms=<number, 0 = none>
 //   shares=<bool, false>   reallocate=<bool, true>   locality=none|groups|coactivation|spread
 //   locality_slack=<number, 0.05>   max_iterations=<int, 0 = 64 x slots per layer>
+//   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>
 //
 // Thread safety: pure functions.
 #pragma once
@@ -63,6 +75,9 @@ struct OmniOptions {
   Locality locality = Locality::kNone;
   double locality_slack = 0.05;
   int64_t max_iterations = 0;           // local-search steps per layer; 0: 64 x slots of the layer
+  // Incremental planning (PlanInput::current given):
+  int32_t max_moves_per_rank = -1;      // slots per rank per layer that may change; -1: no limit
+  double min_gain = 0;                  // keep the current placement unless max/mean improves by this
 };
 
 StatusOr<PlanResult> omni_plan(const PlanInput& input, const OmniOptions& options);

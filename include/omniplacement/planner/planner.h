@@ -77,6 +77,11 @@ struct PlanStats {
   int64_t same_rank_duplicates = 0;   // wasted replicas in the plan (eplb may have them)
   bool time_budget_hit = false;       // omni stopped on its time budget (plan may then vary run to run)
   std::string policy;                 // e.g. "hierarchical" or "global" for eplb
+  // With a current placement: slots (over all layers) whose expert differs
+  // from the current placement's at the same rank and slot, i.e. expert
+  // weights to move; and whether the re-plan was skipped (min_gain).
+  int64_t slots_changed = 0;
+  bool skipped = false;
 };
 
 struct PlanResult {
