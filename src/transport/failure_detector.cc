@@ -1,0 +1,218 @@
+#include "omniplacement/transport/failure_detector.h"
+
+#include <algorithm>
+
+#include "omniplacement/core/str_cat.h"
+
+namespace omni {
+
+namespace {
+// Heartbeat layout: byte 0 = flags (bit 0: goodbye), then one byte per rank
+// (1 = failed). Fixed size per group, so recv() can use a fixed buffer.
+constexpr std::byte kGoodbye{1};
+}  // namespace
+
+StatusOr<std::unique_ptr<FailureDetector>> FailureDetector::start(Transport& transport,
+                                                                  FailureDetectorOptions options) {
+  if (options.period.count() <= 0 || options.timeout < options.period) {
+    return invalid_argument_error(str_cat("failure detector: need period > 0 and timeout >= period, got period ",
+                                          options.period.count(), " us, timeout ", options.timeout.count(), " us"));
+  }
+  if (options.tag < 0 || options.tag > kMaxTag) {
+    return invalid_argument_error(str_cat("failure detector: tag ", options.tag, " out of [0, ", kMaxTag, "]"));
+  }
+  std::unique_ptr<FailureDetector> d(new FailureDetector(transport, std::move(options)));
+  d->sender_ = std::thread([p = d.get()] { p->sender_loop(); });
+  d->receiver_ = std::thread([p = d.get()] { p->receiver_loop(); });
+  return d;
+}
+
+FailureDetector::FailureDetector(Transport& transport, FailureDetectorOptions options)
+    : transport_(transport), options_(std::move(options)) {
+  failed_.assign(static_cast<size_t>(transport_.size()), 0);
+  for (RankId r : transport_.failed_ranks()) failed_[static_cast<size_t>(r)] = 1;
+  for (RankId r = 0; r < transport_.size(); ++r)
+    if (failed_[static_cast<size_t>(r)]) membership_.failed.push_back(r);
+  membership_.epoch = membership_.failed.size();
+}
+
+FailureDetector::~FailureDetector() { stop(true); }
+
+void FailureDetector::stop(bool graceful) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      graceful_ = graceful;
+    }
+  }
+  cv_.notify_all();
+  if (sender_.joinable()) sender_.join();
+  if (receiver_.joinable()) receiver_.join();
+}
+
+Membership FailureDetector::membership() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return membership_;
+}
+
+bool FailureDetector::wait_for_epoch(uint64_t epoch, Timeout timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return membership_.epoch >= epoch; });
+}
+
+FailureDetectorStats FailureDetector::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+Status FailureDetector::report_failure(RankId r) {
+  if (r < 0 || r >= transport_.size() || r == transport_.rank()) {
+    return invalid_argument_error(str_cat("failure detector on rank ", transport_.rank(), ": cannot report rank ", r,
+                                          " as failed; valid are the other ranks in [0, ", transport_.size(), ")"));
+  }
+  add_failed({r}, /*detected_here=*/false);
+  return ok_status();
+}
+
+bool FailureDetector::add_failed(const std::vector<RankId>& ranks, bool detected_here) {
+  Membership snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool changed = false;
+    for (RankId r : ranks) {
+      if (r < 0 || r >= transport_.size() || r == transport_.rank() || failed_[static_cast<size_t>(r)]) continue;
+      // Mark on the transport first: whoever sees the new epoch may rely on it.
+      transport_.mark_failed(r).ignore();
+      failed_[static_cast<size_t>(r)] = 1;
+      changed = true;
+      if (detected_here) ++stats_.detections;
+    }
+    if (!changed) return false;
+    membership_.failed.clear();
+    for (RankId r = 0; r < transport_.size(); ++r)
+      if (failed_[static_cast<size_t>(r)]) membership_.failed.push_back(r);
+    membership_.epoch = membership_.failed.size();
+    ++version_;
+    snapshot = membership_;
+  }
+  cv_.notify_all();
+  if (options_.on_change) options_.on_change(snapshot);
+  return true;
+}
+
+RankId FailureDetector::successor_locked() const {
+  const int32_t n = transport_.size();
+  for (int32_t k = 1; k < n; ++k) {
+    const RankId r = (transport_.rank() + k) % n;
+    if (!failed_[static_cast<size_t>(r)]) return r;
+  }
+  return -1;  // alone
+}
+
+RankId FailureDetector::predecessor_locked() const {
+  const int32_t n = transport_.size();
+  for (int32_t k = 1; k < n; ++k) {
+    const RankId r = (transport_.rank() - k + n) % n;
+    if (!failed_[static_cast<size_t>(r)]) return r;
+  }
+  return -1;
+}
+
+std::vector<std::byte> FailureDetector::encode_locked(bool goodbye) const {
+  std::vector<std::byte> msg(1 + failed_.size());
+  msg[0] = goodbye ? kGoodbye : std::byte{0};
+  for (size_t r = 0; r < failed_.size(); ++r) msg[1 + r] = static_cast<std::byte>(failed_[r]);
+  return msg;
+}
+
+void FailureDetector::sender_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t sent_version = ~uint64_t{0};
+  while (true) {
+    if (stopping_) {
+      const RankId succ = successor_locked();
+      if (graceful_ && succ >= 0) {
+        auto msg = encode_locked(/*goodbye=*/true);
+        lock.unlock();
+        transport_.send(succ, options_.tag, msg, options_.timeout).ignore();
+      }
+      return;
+    }
+    const RankId succ = successor_locked();
+    if (succ >= 0) {
+      auto msg = encode_locked(false);
+      const uint64_t version = version_;
+      lock.unlock();
+      // A successor that is gone makes this time out; its own successor will
+      // declare it failed, so nothing to do here but go on.
+      Status s = transport_.send(succ, options_.tag, msg, options_.timeout);
+      lock.lock();
+      if (s.ok()) {
+        ++stats_.heartbeats_sent;
+        sent_version = version;
+      }
+    }
+    // Next heartbeat after `period`, or at once when the failed set changed.
+    cv_.wait_for(lock, options_.period, [&] { return stopping_ || version_ != sent_version; });
+  }
+}
+
+void FailureDetector::receiver_loop() {
+  std::vector<std::byte> msg(1 + static_cast<size_t>(transport_.size()));
+  RankId watched = -1;  // the predecessor we last heard from or started watching
+  while (true) {
+    RankId pred;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      pred = predecessor_locked();
+      if (pred < 0 || pred == released_pred_) {
+        // Nobody to watch (alone, or the predecessor left gracefully).
+      }
+    }
+    if (pred < 0 || pred == released_pred_) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, options_.period, [&] { return stopping_; });
+      continue;
+    }
+    // A newly adopted predecessor (the ring closed over a failure) learns of
+    // the change only when it has travelled around the ring to it, so it gets
+    // a grace of one period per live rank on top of the timeout.
+    Timeout wait = options_.timeout;
+    if (pred != watched && watched != -1) {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto live = static_cast<int64_t>(failed_.size() - membership_.failed.size());
+      wait += options_.period * live;
+    }
+    Status s = transport_.recv(pred, options_.tag, msg, wait);
+    if (s.ok()) watched = pred;
+    if (s.ok()) {
+      std::vector<RankId> learned;
+      for (size_t r = 0; r + 1 < msg.size(); ++r)
+        if (msg[1 + r] != std::byte{0}) learned.push_back(static_cast<RankId>(r));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++stats_.heartbeats_received;
+        if (msg[0] == kGoodbye) released_pred_ = pred;
+      }
+      add_failed(learned, false);
+      continue;
+    }
+    if (s.code() == StatusCode::kDeadlineExceeded) {
+      bool declare = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        // Still our predecessor, still silent, and we are not shutting down.
+        declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred;
+      }
+      if (declare) add_failed({pred}, /*detected_here=*/true);
+      continue;
+    }
+    // UNAVAILABLE: pred was marked failed meanwhile (the loop picks the next
+    // one). Anything else (a size mismatch from a foreign message on our tag):
+    // keep watching.
+  }
+}
+
+}  // namespace omni
