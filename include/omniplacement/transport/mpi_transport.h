@@ -57,6 +57,10 @@
 //     the sender's deadline plus a 5 s grace the call returns DEADLINE_EXCEEDED
 //     and the message buffer stays registered with MPI; it must then outlive
 //     the transport. This cannot happen with a live or a dead peer.
+//   - Building the survivors' communicator (MPI_Comm_create_group) is a
+//     blocking MPI call. It starts only once every survivor has confirmed the
+//     same failed set, so it waits only if a survivor's deadline passes
+//     between confirming and joining; that survivor's next collective joins it.
 //   - A single collective contribution is at most INT_MAX bytes (MPI counts).
 //
 // Threads: as in transport.h. init() and finalize() from the main thread,
