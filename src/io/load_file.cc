@@ -1,6 +1,7 @@
 #include "omniplacement/io/load_file.h"
 
 #include "io/file_util.h"
+#include "omniplacement/io/activation_dump.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/npy.h"
 #include "omniplacement/io/trace.h"
@@ -90,8 +91,17 @@ StatusOr<LoadMatrix> load_from_npy(const NpyArray& a, const std::string& path) {
 
 }  // namespace
 
-StatusOr<LoadMatrix> read_load_file(const std::string& path, std::string_view selector) {
+StatusOr<LoadMatrix> read_load_file(const std::string& path, std::string_view selector,
+                                    const Placement* placement_in_force) {
   const std::string ext = io_internal::extension_of(path);
+  if (ext == ".txt") {
+    if (!placement_in_force) {
+      return invalid_argument_error(str_cat(path, ": an activation dump holds per-slot counts; the placement in force ",
+                                            "is needed to turn them into per-expert loads"));
+    }
+    if (!selector.empty()) return invalid_argument_error(str_cat(path, ": a selector applies only to trace CSV files"));
+    return read_activation_dump(path, *placement_in_force);
+  }
   if (ext == ".npy") {
     if (!selector.empty()) return invalid_argument_error(str_cat(path, ": a selector applies only to trace CSV files"));
     OMNI_ASSIGN_OR_RETURN(NpyArray a, read_npy(path));
@@ -111,7 +121,7 @@ StatusOr<LoadMatrix> read_load_file(const std::string& path, std::string_view se
     }
     return parse_load_csv(text, path);
   }
-  return invalid_argument_error(str_cat(path, ": unknown load extension '", ext, "' (expected .npy or .csv)"));
+  return invalid_argument_error(str_cat(path, ": unknown load extension '", ext, "' (expected .npy, .csv or a .txt dump)"));
 }
 
 Status write_load_file(const std::string& path, const LoadMatrix& load) {

@@ -65,7 +65,8 @@ StatusOr<PatternTensor> parse_text(std::string_view s, std::string_view name) {
   t.num_experts = static_cast<int32_t>(dims[2]);
   if (pos < s.size() && s[pos] == '\r') t.text_crlf = true;
   const auto n = static_cast<size_t>(dims[0] * dims[1] * dims[2]);
-  t.values.reserve(n);
+  // Each value takes at least two bytes ("0 "): never reserve more than the text can hold.
+  t.values.reserve(std::min(n, s.size() / 2 + 1));
   for (size_t i = 0; i < n; ++i) {
     const std::string_view tok = next();
     if (tok.empty()) {

@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "omniplacement/core/load_matrix.h"
+#include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 
 namespace omni {
@@ -31,9 +32,13 @@ StatusOr<LoadMatrix> parse_load_csv(std::string_view text, std::string_view name
 // Counts as integers, weights in their shortest exact form: reading back is exact.
 std::string encode_load_csv(const LoadMatrix& load);
 
-// By extension (.npy or .csv). `selector` picks one window from a trace CSV
-// (trace.h); it must be empty for a plain load file.
-StatusOr<LoadMatrix> read_load_file(const std::string& path, std::string_view selector = "");
+// Every load source, by extension: .npy, .csv (plain or trace), and .txt
+// activation dumps (activation_dump.h), which need the placement in force.
+// `selector` picks one window from a trace CSV (trace.h); it must be empty
+// for the other sources. `placement_in_force` (not owned, may be null) is used
+// only for dumps.
+StatusOr<LoadMatrix> read_load_file(const std::string& path, std::string_view selector = "",
+                                    const Placement* placement_in_force = nullptr);
 // .npy: int64 for counts, float64 for weights. .csv: encode_load_csv.
 Status write_load_file(const std::string& path, const LoadMatrix& load);
 
