@@ -64,7 +64,11 @@ std::string encode_load_csv(const LoadMatrix& load) {
       if (load.is_counts()) {
         out += std::to_string(load.counts_row(l)[static_cast<size_t>(e)]);
       } else {
-        out += io_internal::format_double(load.row(l)[static_cast<size_t>(e)]);
+        // A weight always carries a '.' or an exponent, so that a weights
+        // matrix of whole numbers reads back as weights, not counts.
+        std::string v = io_internal::format_double(load.row(l)[static_cast<size_t>(e)]);
+        if (v.find_first_of(".e") == std::string::npos) v += ".0";
+        out += v;
       }
     }
     out.push_back('\n');

@@ -31,6 +31,17 @@ TEST(LoadFileTest, CsvAndNpyRoundTripCountsAndWeightsExactly) {
   }
 }
 
+TEST(LoadFileTest, WholeNumberWeightsStayWeights) {
+  auto w = LoadMatrix::from_weights(1, 3, {0.0, 2.0, 1e20});
+  ASSERT_TRUE(w.ok());
+  const std::string text = encode_load_csv(*w);
+  EXPECT_NE(text.find("0.0,2.0,1e+20"), std::string::npos) << text;
+  auto back = parse_load_csv(text);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(*back == *w);
+  EXPECT_FALSE(back->is_counts());
+}
+
 TEST(LoadFileTest, CsvAcceptsHeaderCommentsAndBlankLines) {
   auto m = parse_load_csv("# a comment\nlayer_e0,e1,e2\n\n1, 2 ,3\r\n4,5,6\n");
   ASSERT_TRUE(m.ok()) << m.status();
