@@ -6,9 +6,7 @@
 #include <cstdlib>
 
 #include "io_test_util.h"
-#include "omniplacement/io/load_file.h"
-#include "omniplacement/io/placement_file.h"
-#include "omniplacement/io/trace.h"
+#include "omniplacement/io/io.h"
 
 namespace omni {
 namespace {
