@@ -4,12 +4,14 @@
 // work is done by the io library.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
 
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/io/dump_writer.h"
 #include "omniplacement/io/load_file.h"
 #include "omniplacement/io/placement_file.h"
 
@@ -39,8 +41,15 @@ inline StatusOr<PlacementFile> read_placement_arg(const std::string& arg, const 
 }
 
 // The load named by `path` (a trace needs `selector`; a dump is read under `placement`).
+// A directory is a dump of activation windows (io/dump_writer.h): the sum of its windows.
 inline StatusOr<LoadMatrix> read_load_arg(const std::string& path, const std::string& selector,
                                           const Placement* placement) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    if (!selector.empty())
+      return invalid_argument_error(str_cat("--select applies to trace CSV files, not to the dump directory ", path));
+    return read_dump_dir_load(path, placement);
+  }
   return read_load_file(path, selector, placement);
 }
 
