@@ -63,7 +63,11 @@
 // The only exception to the budget: a cycle of slots whose experts have no other
 // in-place copy must move in one round; when such a cycle needs more than
 // max_per_round transfers on one rank and no other transfer can go, the round
-// takes it whole and is marked over_limit.
+// takes it whole and is marked over_limit; it then takes other transfers up to
+// the per-rank count that cycle forced, no further. This happens when slots are
+// full of sole copies (no redundant or empty slot to break the cycle), e.g.
+// between two placements without redundancy: staging cannot help there, since
+// writing any slot of the cycle first would leave its expert with no replica.
 //
 // ## Time model
 // Within a round all transfers run in parallel. A rank sends its transfers one
