@@ -114,6 +114,27 @@ TEST(MigrationPlanTest, SwapInsideOneRankIsTwoLocalCopiesAndExceedsALimitOfOne) 
   EXPECT_EQ(roomy->num_over_limit_rounds(), 0);
 }
 
+TEST(MigrationPlanTest, RoundForcedOverTheLimitTakesOtherCyclesUpToTheSameCount) {
+  // Two local swaps, on ranks 0 and 1: each needs 2 sends on its rank. With a limit of one the first is
+  // forced over it; the second needs no more per rank, so it joins the same round.
+  const Placement a = make(2, 4, {{2, {0, 1, 2, 3}}});
+  const Placement b = make(2, 4, {{2, {1, 0, 3, 2}}});
+  auto plan = diff_verified(a, b, hosts(2, 2), limit(1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->num_rounds(), 1);
+  EXPECT_TRUE(plan->rounds[0].over_limit);
+  EXPECT_EQ(plan->rounds[0].max_sends, 2);
+  EXPECT_EQ(plan->num_transfers, 4);
+  // A swap that would need 3 on a rank does not join a round forced to 2.
+  const Placement c = make(2, 6, {{3, {0, 1, 2, 3, 4, 5}}});
+  const Placement d = make(2, 6, {{3, {1, 0, 2, 4, 5, 3}}});
+  auto two = diff_verified(c, d, hosts(2, 2), limit(1));
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_EQ(two->num_rounds(), 2);
+  EXPECT_EQ(two->rounds[0].max_sends, 2);
+  EXPECT_EQ(two->rounds[1].max_sends, 3);
+}
+
 TEST(MigrationPlanTest, ThreeCycleOverThreeHostsFitsALimitOfOne) {
   const Placement a = make(3, 3, {{1, {0, 1, 2}}});
   const Placement b = make(3, 3, {{1, {1, 2, 0}}});
