@@ -1,34 +1,17 @@
 // omniplace validate / convert / eval through the real binary: a small case
 // computed by hand, round trips through convert, exit codes and --help.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "../io/io_test_util.h"
+#include "cli_run.h"
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  Result r;
-  const std::string cmd = std::string(OMNIPLACE_PATH) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = omni::testing::CliResult;
+Result run(const std::string& args) { return omni::testing::run_omniplace(args); }
 
 // 2 ranks (one per host), 3 experts. Layer 0: [0 1 | 0 2] (expert 0 on both
 // ranks), layer 1: [1 2 | 0 -1].
