@@ -35,7 +35,8 @@ std::vector<PolicySpec> all_policies() {
 TEST(SimulatorTest, FixedPolicyStepsAreTheCostModelsAndTheBoundIsBelow) {
   std::vector<LoadMatrix> windows = {*LoadMatrix::from_counts(2, 8, {8, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 9}),
                                      *LoadMatrix::from_counts(2, 8, {1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2})};
-  auto trace = WindowTrace::create(windows, 3);
+  // Three steps of each load.
+  auto trace = WindowTrace::create({windows[0], windows[0], windows[0], windows[1], windows[1], windows[1]}, 1);
   const Placement contiguous = *Placement::contiguous(2, kRanks, 8, kSpr);
   const Topology topo = *Topology::uniform(kRanks, 2);
   SimOptions opts;

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -36,6 +38,7 @@ struct SimulateOptions {
   double cross_host_gbps = omni::LinkBandwidths{}.cross_host_bytes_per_s / 1e9;
   double latency_us = omni::LinkBandwidths{}.latency_s * 1e6;
   std::string csv;
+  std::string plot;
   bool json = false;
   bool progress = false;
   bool no_progress = false;
@@ -100,6 +103,32 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   return j;
 }
 
+// Renders PNGs of the per-step CSV through scripts/plot_simulation.py
+// (omniplacement.plot); the package is taken from the build tree next to this
+// executable (build/python) when it is there, else from the installed one.
+omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64_t steps) {
+  namespace fs = std::filesystem;
+  const fs::path script = fs::path(OMNI_DATA_DIR).parent_path() / "scripts" / "plot_simulation.py";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path py_dir = exe.parent_path().parent_path() / "python";
+  auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string command;
+  if (!ec && fs::exists(py_dir / "omniplacement" / "plot.py")) command = "PYTHONPATH=" + quote(py_dir.string()) + " ";
+  const int64_t every = std::max<int64_t>(1, steps / 2000);
+  command += "/usr/bin/python3 " + quote(script.string()) + " " + quote(csv) + " " + quote(prefix) +
+             " --every " + std::to_string(every) + " >&2";
+  if (std::system(command.c_str()) != 0) {
+    return omni::internal_error(omni::str_cat("simulate: plotting failed (", command,
+                                              "); the plots need the Python module (OMNI_BUILD_PYTHON) and matplotlib"));
+  }
+  return omni::ok_status();
+}
+
 int run_simulate(const SimulateOptions& o) {
   const std::string cmd = "simulate";
   auto params = o.workload.resolve();
@@ -129,7 +158,7 @@ int run_simulate(const SimulateOptions& o) {
   sim::SimOptions opts;
   opts.interval_steps = o.interval;
   opts.cost = cost;
-  opts.record_steps = !o.csv.empty();
+  opts.record_steps = !o.csv.empty() || !o.plot.empty();
   const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && o.steps >= 1000));
   if (show_progress) {
     opts.progress = [](int64_t done, int64_t total) {
@@ -143,8 +172,12 @@ int run_simulate(const SimulateOptions& o) {
   }
   auto result = sim::simulate(*trace, *topology, *policies, opts);
   if (!result.ok()) return omni::cli::fail(cmd, result.status());
-  if (!o.csv.empty()) {
-    if (auto s = sim::write_steps_csv(*result, o.csv); !s.ok()) return omni::cli::fail(cmd, s);
+  const std::string csv = !o.csv.empty() ? o.csv : (o.plot.empty() ? "" : o.plot + "_steps.csv");
+  if (!csv.empty()) {
+    if (auto s = sim::write_steps_csv(*result, csv); !s.ok()) return omni::cli::fail(cmd, s);
+  }
+  if (!o.plot.empty()) {
+    if (auto s = plot_steps(csv, o.plot, result->num_steps); !s.ok()) return omni::cli::fail(cmd, s);
   }
   if (o.json) {
     std::cout << to_json(*result, o, cost).dump(2) << "\n";
@@ -183,6 +216,9 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->add_option("--latency-us", opts->latency_us, "Latency of one all-to-all phase or migration, us")
       ->group(c)->capture_default_str();
   sub->add_option("--csv", opts->csv, "Write the per-step CSV here")->group("Output");
+  sub->add_option("--plot", opts->plot,
+                  "Write PREFIX_imbalance.png and PREFIX_step_time.png (and PREFIX_steps.csv without --csv)")
+      ->group("Output");
   sub->add_flag("--json", opts->json, "Print the summary as JSON")->group("Output");
   sub->add_flag("--progress", opts->progress, "Always show the progress bar (default: on a terminal, 1000+ steps)")
       ->group("Output");
