@@ -27,6 +27,7 @@ struct SimulateOptions {
   int32_t slots_per_rank = 0;  // 0: ceil(experts / ranks) + 1
   std::string policies = "contiguous";
   int64_t interval = 100;
+  std::string migration = "stall";
   // Cost model, in the units users think in.
   double expert_mb = sim::CostParams{}.expert_bytes / 1e6;
   double dispatch_bytes = sim::CostParams{}.dispatch_bytes_per_token;
@@ -78,6 +79,7 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   j["ranks"] = r.num_ranks;
   j["ranks_per_host"] = o.ranks_per_host;
   j["interval_steps"] = o.interval;
+  j["migration"] = o.migration;
   j["wall_s"] = r.wall_s;
   j["cost"] = {{"expert_bytes", cost.expert_bytes},
                {"dispatch_bytes_per_token", cost.dispatch_bytes_per_token},
@@ -157,6 +159,9 @@ int run_simulate(const SimulateOptions& o) {
 
   sim::SimOptions opts;
   opts.interval_steps = o.interval;
+  auto mode = sim::parse_migration_mode(o.migration);
+  if (!mode.ok()) return omni::cli::fail(cmd, mode.status());
+  opts.migration_mode = *mode;
   opts.cost = cost;
   opts.record_steps = !o.csv.empty() || !o.plot.empty();
   const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && o.steps >= 1000));
@@ -202,6 +207,9 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
       ->group("Deployment")->capture_default_str();
   sub->add_option("--policies", opts->policies, "Comma-separated policies")->capture_default_str();
   sub->add_option("--interval", opts->interval, "Re-planning interval and window, steps")->capture_default_str();
+  sub->add_option("--migration", opts->migration,
+                  "stall: charge weight moves as a stall; background: move them while serving, switch when done")
+      ->capture_default_str();
   const std::string c = "Cost model";
   sub->add_option("--expert-mb", opts->expert_mb, "Bytes of one expert's weights, MB")->group(c)->capture_default_str();
   sub->add_option("--dispatch-bytes", opts->dispatch_bytes, "Dispatch bytes per token-expert pair")->group(c)->capture_default_str();
