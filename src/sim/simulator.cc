@@ -123,7 +123,7 @@ Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trac
     st.pending_moved += st.staged_bytes;
     st.staged.reset();
   }
-  OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost));
+  OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost, options.migration_max_per_round));
   if (st.spec->charge_migration && options.migration_mode == MigrationMode::kBackground && mig.transfers > 0) {
     st.staged = std::move(next).value();
     st.staged_link_s = mig.time_s;

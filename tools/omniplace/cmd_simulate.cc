@@ -28,6 +28,7 @@ struct SimulateOptions {
   std::string policies = "contiguous";
   int64_t interval = 100;
   std::string migration = "stall";
+  int32_t migration_per_round = 8;
   // Cost model, in the units users think in.
   double expert_mb = sim::CostParams{}.expert_bytes / 1e6;
   double dispatch_bytes = sim::CostParams{}.dispatch_bytes_per_token;
@@ -80,6 +81,7 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   j["ranks_per_host"] = o.ranks_per_host;
   j["interval_steps"] = o.interval;
   j["migration"] = o.migration;
+  j["migration_per_round"] = o.migration_per_round;
   j["wall_s"] = r.wall_s;
   j["cost"] = {{"expert_bytes", cost.expert_bytes},
                {"dispatch_bytes_per_token", cost.dispatch_bytes_per_token},
@@ -162,6 +164,7 @@ int run_simulate(const SimulateOptions& o) {
   auto mode = sim::parse_migration_mode(o.migration);
   if (!mode.ok()) return omni::cli::fail(cmd, mode.status());
   opts.migration_mode = *mode;
+  opts.migration_max_per_round = o.migration_per_round;
   opts.cost = cost;
   opts.record_steps = !o.csv.empty() || !o.plot.empty();
   const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && o.steps >= 1000));

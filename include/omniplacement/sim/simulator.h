@@ -81,6 +81,9 @@ struct SimOptions {
   int32_t history_intervals = 1;
   CostParams cost;
   MigrationMode migration_mode = MigrationMode::kStall;
+  // Experts one rank sends (and receives) per migration round (diff()'s
+  // max_per_round: staging memory per rank); 0: no limit.
+  int32_t migration_max_per_round = 8;
   int64_t max_steps = 0;         // stop after this many steps; 0: the whole trace
   bool record_steps = true;      // fill SimResult::steps
   // Called after every interval with (steps done, total steps); may be empty.
