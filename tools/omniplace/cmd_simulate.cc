@@ -213,6 +213,9 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->add_option("--migration", opts->migration,
                   "stall: charge weight moves as a stall; background: move them while serving, switch when done")
       ->capture_default_str();
+  sub->add_option("--migration-per-round", opts->migration_per_round,
+                  "Experts a rank sends (and receives) per migration round, the staging memory (0: no limit)")
+      ->capture_default_str();
   const std::string c = "Cost model";
   sub->add_option("--expert-mb", opts->expert_mb, "Bytes of one expert's weights, MB")->group(c)->capture_default_str();
   sub->add_option("--dispatch-bytes", opts->dispatch_bytes, "Dispatch bytes per token-expert pair")->group(c)->capture_default_str();
