@@ -32,7 +32,7 @@ struct SimulateOptions {
   int32_t groups = 0;          // 0: 8 when experts % 8 == 0 (DeepSeek-V3's n_group), else 1
   std::string eplb_spec = "eplb";
   std::string omni_spec = "omni";
-  std::string dynamic_omni_spec = "omni";
+  std::string dynamic_omni_spec = "omni(max_moves_per_rank=1)";
   std::string oracle_spec = "omni";
   int32_t history = 1;
   int64_t interval = 100;
