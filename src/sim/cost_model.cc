@@ -5,6 +5,7 @@
 
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/planner/migration_plan.h"
 
 namespace omni::sim {
 
@@ -266,64 +267,22 @@ StatusOr<StepBound> step_lower_bound(const LoadMatrix& load, int32_t num_ranks,
 namespace omni::sim {
 
 StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& to, const Topology& topology,
-                                       const CostParams& params) {
+                                       const CostParams& params, int32_t max_per_round) {
   OMNI_RETURN_IF_ERROR(params.validate());
-  if (from.num_layers() != to.num_layers() || from.num_ranks() != to.num_ranks() ||
-      from.num_experts() != to.num_experts()) {
-    return invalid_argument_error(str_cat("sim migration: placements differ in shape (", from.summary(), " vs ",
-                                          to.summary(), ")"));
+  if (params.expert_bytes < 1 || params.expert_bytes > static_cast<double>(kMaxExpertBytes)) {
+    return invalid_argument_error(str_cat("sim migration: expert_bytes ", params.expert_bytes, " must be in [1, ",
+                                          kMaxExpertBytes, "]"));
   }
-  if (topology.num_ranks() != from.num_ranks()) {
-    return invalid_argument_error(str_cat("sim migration: topology has ", topology.num_ranks(),
-                                          " ranks but the placements have ", from.num_ranks()));
-  }
-  const size_t R = static_cast<size_t>(from.num_ranks());
-  // Bytes per rank: sent / received, same host / cross host.
-  std::vector<double> send_same(R), send_cross(R), recv_same(R), recv_cross(R);
+  MigrationOptions options;
+  options.expert_bytes = static_cast<int64_t>(std::llround(params.expert_bytes));
+  options.max_per_round = max_per_round;
+  OMNI_ASSIGN_OR_RETURN(MigrationPlan plan, diff(from, to, topology, options));
   MigrationCost out;
-  std::vector<char> has(R);
-  for (LayerId l = 0; l < from.num_layers(); ++l) {
-    const int32_t spr_from = from.slots_per_rank(l);
-    const int32_t spr_to = to.slots_per_rank(l);
-    for (ExpertId e = 0; e < to.num_experts(); ++e) {
-      std::fill(has.begin(), has.end(), 0);
-      for (GlobalSlot g : from.replicas(l, e)) has[static_cast<size_t>(g / spr_from)] = 1;
-      RankId last = -1;
-      for (GlobalSlot g : to.replicas(l, e)) {
-        const RankId r = g / spr_to;
-        if (r == last || has[static_cast<size_t>(r)]) continue;  // replicas ascend: a rank's are adjacent
-        last = r;
-        // Source: a holder on r's host, else any holder; the least busy sender wins.
-        RankId src = -1;
-        bool same = false;
-        for (GlobalSlot h : from.replicas(l, e)) {
-          const RankId q = h / spr_from;
-          const bool q_same = topology.same_host(q, r);
-          const double busy = q_same ? send_same[static_cast<size_t>(q)] : send_cross[static_cast<size_t>(q)];
-          const double best = src < 0 ? 0
-                                      : (same ? send_same[static_cast<size_t>(src)] : send_cross[static_cast<size_t>(src)]);
-          if (src < 0 || (q_same && !same) || (q_same == same && busy < best)) {
-            src = q;
-            same = q_same;
-          }
-        }
-        OMNI_CHECK(src >= 0);  // every expert has a replica in a Placement
-        (same ? send_same : send_cross)[static_cast<size_t>(src)] += params.expert_bytes;
-        (same ? recv_same : recv_cross)[static_cast<size_t>(r)] += params.expert_bytes;
-        ++out.transfers;
-        out.bytes += params.expert_bytes;
-        if (!same) out.cross_host_bytes += params.expert_bytes;
-      }
-    }
-  }
-  const auto& bw = topology.bandwidths();
-  for (size_t r = 0; r < R; ++r) {
-    const double same = std::max(send_same[r], recv_same[r]);
-    const double cross = std::max(send_cross[r], recv_cross[r]);
-    if (same <= 0 && cross <= 0) continue;
-    out.time_s = std::max(out.time_s, bw.latency_s + std::max(same / bw.same_host_bytes_per_s,
-                                                              cross / bw.cross_host_bytes_per_s));
-  }
+  out.transfers = plan.num_transfers;
+  out.rounds = plan.num_rounds();
+  out.bytes = static_cast<double>(plan.total_bytes);
+  out.cross_host_bytes = static_cast<double>(plan.bytes_by_link[static_cast<size_t>(LinkClass::kCrossHost)]);
+  out.time_s = plan.total_seconds;
   return out;
 }
 

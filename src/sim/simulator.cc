@@ -4,10 +4,19 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <optional>
 
 #include "omniplacement/core/str_cat.h"
 
 namespace omni::sim {
+
+const char* migration_mode_name(MigrationMode m) { return m == MigrationMode::kStall ? "stall" : "background"; }
+
+StatusOr<MigrationMode> parse_migration_mode(const std::string& name) {
+  if (name == "stall") return MigrationMode::kStall;
+  if (name == "background") return MigrationMode::kBackground;
+  return invalid_argument_error(str_cat("simulate: migration mode '", name, "' is not one of stall, background"));
+}
 
 const char* policy_kind_name(PolicyKind k) {
   switch (k) {
@@ -58,6 +67,11 @@ struct PolicyState {
   CostModel model;
   double pending_stall_s = 0;   // migration charged on the next step
   double pending_moved = 0;     // bytes moved by the switch before the next step
+  // Background migration: the plan waiting for its weights, and the link time
+  // (seconds at full bandwidth, slowest rank) still needed.
+  std::optional<Placement> staged;
+  double staged_link_s = 0;
+  double staged_bytes = 0;
   std::vector<double> times;    // per step, for the percentile
   PolicySummary summary;
   double sum_ratio = 0;
@@ -83,9 +97,18 @@ double percentile(std::vector<double> v, double q) {
   return v[idx];
 }
 
-// Plans with the policy's planner, timing it, and installs the placement.
+Status install(PolicyState& st, Placement next, const Topology& topo, const CostParams& cost) {
+  OMNI_ASSIGN_OR_RETURN(st.model, CostModel::create(next, topo, cost));
+  st.placement = std::move(next);
+  return ok_status();
+}
+
+// Plans with the policy's planner, timing it, and installs the placement (or,
+// for a charged migration in background mode, stages it until its weights
+// have arrived).
 Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trace, const Topology& topo,
-              const CostParams& cost, int64_t step, bool first) {
+              const SimOptions& options, int64_t step, bool first) {
+  const CostParams& cost = options.cost;
   const auto t0 = Clock::now();
   StatusOr<Placement> next = st.spec->plan(window, first ? nullptr : &st.placement);
   st.summary.plan_wall_s += seconds_since(t0);
@@ -94,14 +117,34 @@ Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trac
   }
   OMNI_RETURN_IF_ERROR(check_plan(*next, trace, topo, st.spec->name, step));
   ++st.summary.replans;
-  if (!first) {
-    OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost));
-    st.pending_moved += mig.bytes;
-    if (st.spec->charge_migration) st.pending_stall_s += mig.time_s;
+  if (first) return install(st, std::move(next).value(), topo, cost);
+  if (st.staged) {
+    // A newer plan replaces one still in flight; the bytes already sent are spent.
+    st.pending_moved += st.staged_bytes;
+    st.staged.reset();
   }
-  OMNI_ASSIGN_OR_RETURN(st.model, CostModel::create(*next, topo, cost));
-  st.placement = std::move(next).value();
-  return ok_status();
+  OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost, options.migration_max_per_round));
+  if (st.spec->charge_migration && options.migration_mode == MigrationMode::kBackground && mig.transfers > 0) {
+    st.staged = std::move(next).value();
+    st.staged_link_s = mig.time_s;
+    st.staged_bytes = mig.bytes;
+    return ok_status();
+  }
+  st.pending_moved += mig.bytes;
+  if (st.spec->charge_migration) st.pending_stall_s += mig.time_s;
+  return install(st, std::move(next).value(), topo, cost);
+}
+
+// Background mode: the links are free for weights while the step computes;
+// once the staged plan's link time is used up it comes into force.
+Status advance_staged(PolicyState& st, const StepCost& c, const Topology& topo, const CostParams& cost) {
+  if (!st.staged) return ok_status();
+  st.staged_link_s -= c.time_s - c.comm_s;
+  if (st.staged_link_s > 0) return ok_status();
+  st.pending_moved += st.staged_bytes;
+  Placement next = std::move(*st.staged);
+  st.staged.reset();
+  return install(st, std::move(next), topo, cost);
 }
 
 }  // namespace
@@ -174,7 +217,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
     for (PolicyState& st : states) {
       const PolicyKind k = st.spec->kind;
       if (k == PolicyKind::kOracle || (first && (k == PolicyKind::kStatic || k == PolicyKind::kDynamic))) {
-        OMNI_RETURN_IF_ERROR(replan(st, window, trace, topology, options.cost, step, first));
+        OMNI_RETURN_IF_ERROR(replan(st, window, trace, topology, options, step, first));
       }
     }
     if (first) {
@@ -209,6 +252,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
         st.summary.moved_bytes += rec.moved_bytes;
         st.summary.migration_s += rec.migration_s;
         if (options.record_steps) result.steps.push_back(rec);
+        OMNI_RETURN_IF_ERROR(advance_staged(st, c, topology, options.cost));
       }
       OMNI_ASSIGN_OR_RETURN(StepBound lb, step_lower_bound(load, topology.num_ranks(), bound_slots, options.cost));
       bound_times.push_back(lb.time_s);
@@ -230,7 +274,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
       for (size_t i = 1; i < history.size(); ++i) OMNI_RETURN_IF_ERROR(observed.add(history[i]));
       for (PolicyState& st : states)
         if (st.spec->kind == PolicyKind::kDynamic)
-          OMNI_RETURN_IF_ERROR(replan(st, observed, trace, topology, options.cost, step, false));
+          OMNI_RETURN_IF_ERROR(replan(st, observed, trace, topology, options, step, false));
     }
     if (options.progress) options.progress(step, total);
   }

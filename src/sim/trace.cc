@@ -18,6 +18,9 @@ StatusOr<WindowTrace> WindowTrace::create(std::vector<LoadMatrix> windows, int64
                                             first.num_experts()));
     }
   }
+  if (steps_per_window > 1) {
+    for (LoadMatrix& w : windows) OMNI_RETURN_IF_ERROR(w.scale(1.0 / static_cast<double>(steps_per_window)));
+  }
   WindowTrace t;
   t.windows_ = std::move(windows);
   t.steps_per_window_ = steps_per_window;

@@ -181,11 +181,12 @@ TEST(CostModelTest, AgreesWithCoreMetricsOnRandomPlacements) {
   }
 }
 
-// Two layers, 4 ranks on 2 hosts, 1 expert each, contiguous -> rank r moves.
+// Two layers, 4 ranks on 2 hosts, 1 expert each plus an empty slot.
 // Layer 0: e0 gets a second replica on r1 (same host, from r0).
 // Layer 1: e3 (on r3) gets a second replica on r0 (cross host).
-// Bytes: 2 transfers x 10. r0: sends 10 within and receives 10 across;
-// r3 sends 10 across. Times: same host 10/5 = 2, cross host 10/1 = 10 (+1 latency).
+// diff(): 2 transfers x 10 bytes in one round. r0 sends one within the host
+// (1 s latency + 10/5) and receives one across (1 + 10/1 = 11 s): the round,
+// and the migration, take 11 s.
 TEST(CostModelTest, MigrationByHand) {
   const Placement from = make(4, 4, {2, 2}, {{0, -1, 1, -1, 2, -1, 3, -1}, {0, -1, 1, -1, 2, -1, 3, -1}});
   const Placement to = make(4, 4, {2, 2}, {{0, -1, 1, 0, 2, -1, 3, -1}, {0, 3, 1, -1, 2, -1, 3, -1}});
@@ -193,6 +194,7 @@ TEST(CostModelTest, MigrationByHand) {
   auto c = migration_cost(from, to, t, unit_params());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->transfers, 2);
+  EXPECT_EQ(c->rounds, 1);
   EXPECT_DOUBLE_EQ(c->bytes, 20);
   EXPECT_DOUBLE_EQ(c->cross_host_bytes, 10);
   EXPECT_DOUBLE_EQ(c->time_s, 11);

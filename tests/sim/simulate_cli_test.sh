@@ -8,7 +8,7 @@ trap 'rm -rf "$work"' EXIT
 
 # A small drifting synthetic workload: 4 layers x 32 experts on 8 ranks (2 hosts).
 args=(--steps 60 --layers 4 --experts 32 --top-k 4 --tokens 512 --ranks 8 --ranks-per-host 4
-      --drift 0.01 --phase-period 20 --interval 10 --policies contiguous --no-progress)
+      --drift 0.01 --phase-period 20 --interval 10 --no-progress)
 "$omniplace" simulate "${args[@]}" --json --csv "$work/steps.csv" >"$work/summary.json"
 "$omniplace" simulate "${args[@]}" >"$work/table.txt"
 grep -q "^contiguous" "$work/table.txt"

@@ -35,7 +35,8 @@ std::vector<PolicySpec> all_policies() {
 TEST(SimulatorTest, FixedPolicyStepsAreTheCostModelsAndTheBoundIsBelow) {
   std::vector<LoadMatrix> windows = {*LoadMatrix::from_counts(2, 8, {8, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 9}),
                                      *LoadMatrix::from_counts(2, 8, {1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2})};
-  auto trace = WindowTrace::create(windows, 3);
+  // Three steps of each load.
+  auto trace = WindowTrace::create({windows[0], windows[0], windows[0], windows[1], windows[1], windows[1]}, 1);
   const Placement contiguous = *Placement::contiguous(2, kRanks, 8, kSpr);
   const Topology topo = *Topology::uniform(kRanks, 2);
   SimOptions opts;
@@ -152,6 +153,41 @@ TEST(SimulatorTest, ReportsPlannerErrorsWithPolicyAndStep) {
   EXPECT_FALSE(simulate(*trace3, topo, {no_plan}, opts).ok());
   opts.interval_steps = 0;
   EXPECT_FALSE(simulate(*trace3, topo, all_policies(), opts).ok());
+}
+
+TEST(SimulatorTest, BackgroundMigrationDelaysTheSwitchInsteadOfStalling) {
+  const Topology topo = *Topology::uniform(kRanks, 2);
+  SimOptions opts;
+  opts.interval_steps = 20;
+  opts.max_steps = 60;
+  auto run = [&](MigrationMode mode, double compute_s_per_token) {
+    opts.migration_mode = mode;
+    opts.cost.compute_s_per_token = compute_s_per_token;
+    WorkloadParams fast = drifting();
+    fast.phase_period = 10;  // every interval sees a new phase: every re-plan moves weights
+    auto trace = SyntheticTrace::create(fast, 60);
+    auto r = simulate(*trace, topo, {PolicySpec::dynamic("dynamic", greedy_planner(kRanks, kSpr))}, opts);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return *r;
+  };
+  const SimResult stall = run(MigrationMode::kStall, 1e-3);
+  const SimResult slow_links = run(MigrationMode::kBackground, 1e-3);  // 1 ms per token: one step covers a move
+  const SimResult no_idle = run(MigrationMode::kBackground, 0);         // links never idle: no move completes
+  ASSERT_GT(stall.policies[0].moved_bytes, 0);
+  EXPECT_GT(stall.policies[0].migration_s, 0);
+  EXPECT_EQ(slow_links.policies[0].migration_s, 0);
+  EXPECT_EQ(slow_links.policies[0].moved_bytes, stall.policies[0].moved_bytes);
+  // Stall mode switches before step 40; background mode one step later. (The
+  // re-plan before step 20 sees the same interval as the start: nothing moves.)
+  const size_t rows = stall.policies.size();
+  EXPECT_GT(stall.steps[40 * rows].moved_bytes, 0);
+  EXPECT_EQ(slow_links.steps[40 * rows].moved_bytes, 0);
+  EXPECT_GT(slow_links.steps[41 * rows].moved_bytes, 0);
+  // A plan still in flight at the next re-plan is replaced; its bytes count once.
+  EXPECT_EQ(no_idle.policies[0].migration_s, 0);
+  EXPECT_LE(no_idle.policies[0].moved_bytes, stall.policies[0].moved_bytes);
+  EXPECT_EQ(*parse_migration_mode("background"), MigrationMode::kBackground);
+  EXPECT_FALSE(parse_migration_mode("later").ok());
 }
 
 TEST(SimulatorTest, DynamicPoliciesPlanOnTheLastHistoryIntervals) {

@@ -188,7 +188,8 @@ TEST(WorkloadTest, RejectsBadParameters) {
 }
 
 TEST(TraceTest, WindowTraceRepeatsEachWindowAndEnds) {
-  std::vector<LoadMatrix> w = {*LoadMatrix::from_counts(1, 2, {1, 2}), *LoadMatrix::from_counts(1, 2, {3, 4})};
+  // Each window holds 2 steps' tokens: replayed as 2 steps of half of it.
+  std::vector<LoadMatrix> w = {*LoadMatrix::from_counts(1, 2, {2, 4}), *LoadMatrix::from_counts(1, 2, {6, 8})};
   auto t = WindowTrace::create(w, 2);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->num_steps(), 4);
@@ -196,6 +197,10 @@ TEST(TraceTest, WindowTraceRepeatsEachWindowAndEnds) {
   std::vector<double> firsts;
   while (*t->next(&m)) firsts.push_back(m.at(0, 0));
   EXPECT_EQ(firsts, (std::vector<double>{1, 1, 3, 3}));
+  auto once = WindowTrace::create(w, 1);
+  ASSERT_TRUE(*once->next(&m));
+  EXPECT_TRUE(m.is_counts());
+  EXPECT_EQ(m, w[0]);
   EXPECT_FALSE(WindowTrace::create({}, 1).ok());
   EXPECT_FALSE(WindowTrace::create(w, 0).ok());
   w.push_back(*LoadMatrix::zeros(2, 2));

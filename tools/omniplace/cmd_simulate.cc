@@ -3,13 +3,18 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "omniplace/command.h"
 #include "omniplace/sim_cli_options.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/sim/policies.h"
 #include "omniplacement/sim/sim.h"
 
 namespace {
@@ -23,8 +28,16 @@ struct SimulateOptions {
   int32_t ranks = 64;
   int32_t ranks_per_host = 8;
   int32_t slots_per_rank = 0;  // 0: ceil(experts / ranks) + 1
-  std::string policies = "contiguous";
+  std::string policies = "contiguous,static-eplb,static-omni,dynamic-eplb,dynamic-omni,oracle";
+  int32_t groups = 0;          // 0: 8 when experts % 8 == 0 (DeepSeek-V3's n_group), else 1
+  std::string eplb_spec = "eplb";
+  std::string omni_spec = "omni";
+  std::string dynamic_omni_spec = "omni(max_moves_per_rank=1)";
+  std::string oracle_spec = "omni";
+  int32_t history = 1;
   int64_t interval = 100;
+  std::string migration = "stall";
+  int32_t migration_per_round = 8;
   // Cost model, in the units users think in.
   double expert_mb = sim::CostParams{}.expert_bytes / 1e6;
   double dispatch_bytes = sim::CostParams{}.dispatch_bytes_per_token;
@@ -36,36 +49,11 @@ struct SimulateOptions {
   double cross_host_gbps = omni::LinkBandwidths{}.cross_host_bytes_per_s / 1e9;
   double latency_us = omni::LinkBandwidths{}.latency_s * 1e6;
   std::string csv;
+  std::string plot;
   bool json = false;
   bool progress = false;
   bool no_progress = false;
 };
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-StatusOr<std::vector<sim::PolicySpec>> build_policies(const SimulateOptions& o, int32_t layers, int32_t experts,
-                                                      int32_t slots_per_rank) {
-  std::vector<sim::PolicySpec> out;
-  for (const std::string& name : split_list(o.policies)) {
-    if (name == "contiguous") {
-      OMNI_ASSIGN_OR_RETURN(omni::Placement p, omni::Placement::contiguous(layers, o.ranks, experts, slots_per_rank));
-      out.push_back(sim::PolicySpec::fixed(name, std::move(p)));
-    } else {
-      return omni::invalid_argument_error(omni::str_cat("simulate: unknown policy '", name,
-                                                        "' (valid: contiguous)"));
-    }
-  }
-  if (out.empty()) return omni::invalid_argument_error("simulate: --policies names no policy");
-  return out;
-}
 
 nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const sim::CostParams& cost) {
   nlohmann::json j;
@@ -75,6 +63,8 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   j["ranks"] = r.num_ranks;
   j["ranks_per_host"] = o.ranks_per_host;
   j["interval_steps"] = o.interval;
+  j["migration"] = o.migration;
+  j["migration_per_round"] = o.migration_per_round;
   j["wall_s"] = r.wall_s;
   j["cost"] = {{"expert_bytes", cost.expert_bytes},
                {"dispatch_bytes_per_token", cost.dispatch_bytes_per_token},
@@ -100,6 +90,32 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   return j;
 }
 
+// Renders PNGs of the per-step CSV through scripts/plot_simulation.py
+// (omniplacement.plot); the package is taken from the build tree next to this
+// executable (build/python) when it is there, else from the installed one.
+omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64_t steps) {
+  namespace fs = std::filesystem;
+  const fs::path script = fs::path(OMNI_DATA_DIR).parent_path() / "scripts" / "plot_simulation.py";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path py_dir = exe.parent_path().parent_path() / "python";
+  auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string command;
+  if (!ec && fs::exists(py_dir / "omniplacement" / "plot.py")) command = "PYTHONPATH=" + quote(py_dir.string()) + " ";
+  const int64_t every = std::max<int64_t>(1, steps / 2000);
+  command += "/usr/bin/python3 " + quote(script.string()) + " " + quote(csv) + " " + quote(prefix) +
+             " --every " + std::to_string(every) + " >&2";
+  if (std::system(command.c_str()) != 0) {
+    return omni::internal_error(omni::str_cat("simulate: plotting failed (", command,
+                                              "); the plots need the Python module (OMNI_BUILD_PYTHON) and matplotlib"));
+  }
+  return omni::ok_status();
+}
+
 int run_simulate(const SimulateOptions& o) {
   const std::string cmd = "simulate";
   auto params = o.workload.resolve();
@@ -119,18 +135,34 @@ int run_simulate(const SimulateOptions& o) {
   auto topology = omni::Topology::uniform(o.ranks, o.ranks_per_host, links);
   if (!topology.ok()) return omni::cli::fail(cmd, topology.status());
 
-  auto trace = sim::SyntheticTrace::create(*params, o.steps);
-  if (!trace.ok()) return omni::cli::fail(cmd, trace.status());
+  auto synthetic = sim::SyntheticTrace::create(*params, o.steps);
+  if (!synthetic.ok()) return omni::cli::fail(cmd, synthetic.status());
+  auto trace = std::make_unique<sim::SyntheticTrace>(std::move(*synthetic));
   const int32_t experts = trace->num_experts();
   const int32_t spr = o.slots_per_rank > 0 ? o.slots_per_rank : (experts + o.ranks - 1) / o.ranks + 1;
-  auto policies = build_policies(o, trace->num_layers(), experts, spr);
+  sim::PolicyContext ctx;
+  ctx.topology = *topology;
+  ctx.num_layers = trace->num_layers();
+  ctx.num_experts = experts;
+  ctx.slots_per_rank = spr;
+  ctx.num_groups = o.groups > 0 ? o.groups : (experts % 8 == 0 ? 8 : 1);
+  ctx.eplb_spec = o.eplb_spec;
+  ctx.omni_spec = o.omni_spec;
+  ctx.dynamic_omni_spec = o.dynamic_omni_spec;
+  ctx.oracle_spec = o.oracle_spec;
+  auto policies = sim::make_policies(o.policies, ctx);
   if (!policies.ok()) return omni::cli::fail(cmd, policies.status());
 
   sim::SimOptions opts;
   opts.interval_steps = o.interval;
+  auto mode = sim::parse_migration_mode(o.migration);
+  if (!mode.ok()) return omni::cli::fail(cmd, mode.status());
+  opts.migration_mode = *mode;
+  opts.migration_max_per_round = o.migration_per_round;
+  opts.history_intervals = o.history;
   opts.cost = cost;
-  opts.record_steps = !o.csv.empty();
-  const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && o.steps >= 1000));
+  opts.record_steps = !o.csv.empty() || !o.plot.empty();
+  const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && trace->num_steps() >= 1000));
   if (show_progress) {
     opts.progress = [](int64_t done, int64_t total) {
       const int width = 40;
@@ -143,8 +175,12 @@ int run_simulate(const SimulateOptions& o) {
   }
   auto result = sim::simulate(*trace, *topology, *policies, opts);
   if (!result.ok()) return omni::cli::fail(cmd, result.status());
-  if (!o.csv.empty()) {
-    if (auto s = sim::write_steps_csv(*result, o.csv); !s.ok()) return omni::cli::fail(cmd, s);
+  const std::string csv = !o.csv.empty() ? o.csv : (o.plot.empty() ? "" : o.plot + "_steps.csv");
+  if (!csv.empty()) {
+    if (auto s = sim::write_steps_csv(*result, csv); !s.ok()) return omni::cli::fail(cmd, s);
+  }
+  if (!o.plot.empty()) {
+    if (auto s = plot_steps(csv, o.plot, result->num_steps); !s.ok()) return omni::cli::fail(cmd, s);
   }
   if (o.json) {
     std::cout << to_json(*result, o, cost).dump(2) << "\n";
@@ -158,9 +194,10 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   auto opts = std::make_shared<SimulateOptions>();
   auto* sub = app.add_subcommand("simulate", "Replay a trace under placement policies side by side and price each step");
   sub->footer(
-      "Policies: contiguous.\n"
+      "Policies: contiguous, static-eplb, static-omni, dynamic-eplb, dynamic-omni, oracle, or\n"
+      "<static|dynamic|oracle>:<planner spec>, e.g. dynamic:omni(max_moves_per_rank=2).\n"
       "Example (a DeepSeek-V3-like drifting decode workload on 64 ranks):\n"
-      "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --policies contiguous --csv steps.csv");
+      "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --csv steps.csv");
   opts->workload.add_to(sub, "Synthetic workload");
   sub->add_option("--steps", opts->steps, "Steps to simulate")->capture_default_str();
   sub->add_option("--ranks", opts->ranks, "Ranks (devices) of the EP group")->group("Deployment")->capture_default_str();
@@ -169,6 +206,21 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
       ->group("Deployment")->capture_default_str();
   sub->add_option("--policies", opts->policies, "Comma-separated policies")->capture_default_str();
   sub->add_option("--interval", opts->interval, "Re-planning interval and window, steps")->capture_default_str();
+  sub->add_option("--migration", opts->migration,
+                  "stall: charge weight moves as a stall; background: move them while serving, switch when done")
+      ->capture_default_str();
+  sub->add_option("--migration-per-round", opts->migration_per_round,
+                  "Experts a rank sends (and receives) per migration round, the staging memory (0: no limit)")
+      ->capture_default_str();
+  sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")->capture_default_str();
+  const std::string pl = "Planners";
+  sub->add_option("--groups", opts->groups, "Expert groups for EPLB's hierarchical policy (0: 8 if experts % 8 == 0, else 1)")
+      ->group(pl)->capture_default_str();
+  sub->add_option("--eplb-spec", opts->eplb_spec, "Planner of static-eplb and dynamic-eplb")->group(pl)->capture_default_str();
+  sub->add_option("--omni-spec", opts->omni_spec, "Planner of static-omni")->group(pl)->capture_default_str();
+  sub->add_option("--dynamic-omni-spec", opts->dynamic_omni_spec, "Planner of dynamic-omni (given the placement in force)")
+      ->group(pl)->capture_default_str();
+  sub->add_option("--oracle-spec", opts->oracle_spec, "Planner of the oracle")->group(pl)->capture_default_str();
   const std::string c = "Cost model";
   sub->add_option("--expert-mb", opts->expert_mb, "Bytes of one expert's weights, MB")->group(c)->capture_default_str();
   sub->add_option("--dispatch-bytes", opts->dispatch_bytes, "Dispatch bytes per token-expert pair")->group(c)->capture_default_str();
@@ -183,6 +235,9 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->add_option("--latency-us", opts->latency_us, "Latency of one all-to-all phase or migration, us")
       ->group(c)->capture_default_str();
   sub->add_option("--csv", opts->csv, "Write the per-step CSV here")->group("Output");
+  sub->add_option("--plot", opts->plot,
+                  "Write PREFIX_imbalance.png and PREFIX_step_time.png (and PREFIX_steps.csv without --csv)")
+      ->group("Output");
   sub->add_flag("--json", opts->json, "Print the summary as JSON")->group("Output");
   sub->add_flag("--progress", opts->progress, "Always show the progress bar (default: on a terminal, 1000+ steps)")
       ->group("Output");

@@ -140,23 +140,21 @@ class CostModel {
   std::vector<LayerRoute> layers_;
 };
 
-// Weight migration from one placement to the next (same shape). Every
-// (layer, rank, expert) pair in `to` that `from` lacks is one expert transfer
-// of expert_bytes into that rank, from a rank of the same host holding it
-// when there is one, else from a holder on another host (the holder with
-// the fewest bytes to send so far: senders are spread). Transfers of all
-// layers run concurrently; a rank's time is max(same-host bytes /
-// same_host_bandwidth, cross-host bytes / cross_host_bandwidth) + latency with
-// its bytes the larger of sent and received per class, and the migration time
-// is that of the slowest rank. The simulator charges it as a stall.
+// Weight migration from one placement to the next (same shape), priced by
+// the migration module's diff() (include/omniplacement/planner/migration_plan.h):
+// the slot-by-slot transfers from the nearest holder, in rounds of at most
+// max_per_round experts sent and received per rank (0: one round), each round
+// as long as its busiest rank, rounds one after another. expert_bytes is
+// rounded to whole bytes. The simulator charges time_s per its MigrationMode.
 struct MigrationCost {
-  int64_t transfers = 0;         // expert copies
+  int64_t transfers = 0;         // expert copies (local copies between slots included)
+  int32_t rounds = 0;
   double bytes = 0;              // transfers * expert_bytes
   double cross_host_bytes = 0;   // of which across hosts
   double time_s = 0;
 };
 StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& to, const Topology& topology,
-                                       const CostParams& params);
+                                       const CostParams& params, int32_t max_per_round = 8);
 
 // The compute lower bound of a step: time_s is the sum over layers of
 // lower_bound(load row, num_ranks, num_slots) * compute_s_per_token +

@@ -10,8 +10,12 @@
 //             history_intervals intervals), with the
 //             placement in force passed to the planner (incremental planners
 //             use it; from-scratch planners ignore it); the weight migration
-//             is priced (migration_cost) and charged as a stall on the first
-//             step of the next interval;
+//             is priced (migration_cost) and charged per MigrationMode: as a
+//             stall on the first step of the next interval (kStall), or in
+//             the background (kBackground): serving goes on with the old
+//             placement while the weights move over the links' idle time (the
+//             step's compute time), and the plan comes into force on the step
+//             after its migration time has been used up;
 //   kOracle   planned on each interval's own load before it is served (it
 //             sees the future); its migration bytes are reported but, by
 //             default, not charged, so that it is the balance reference.
@@ -50,6 +54,10 @@ namespace omni::sim {
 // num_layers, num_experts and num_ranks as the trace and the topology.
 using PlanFn = std::function<StatusOr<Placement>(const LoadMatrix& window, const Placement* current)>;
 
+enum class MigrationMode { kStall, kBackground };
+const char* migration_mode_name(MigrationMode m);  // "stall", "background"
+StatusOr<MigrationMode> parse_migration_mode(const std::string& name);
+
 enum class PolicyKind { kFixed, kStatic, kDynamic, kOracle };
 const char* policy_kind_name(PolicyKind k);  // "fixed", "static", "dynamic", "oracle"
 
@@ -72,6 +80,10 @@ struct SimOptions {
   // (summed): a longer memory smooths noise, a shorter one follows drift.
   int32_t history_intervals = 1;
   CostParams cost;
+  MigrationMode migration_mode = MigrationMode::kStall;
+  // Experts one rank sends (and receives) per migration round (diff()'s
+  // max_per_round: staging memory per rank); 0: no limit.
+  int32_t migration_max_per_round = 8;
   int64_t max_steps = 0;         // stop after this many steps; 0: the whole trace
   bool record_steps = true;      // fill SimResult::steps
   // Called after every interval with (steps done, total steps); may be empty.
@@ -85,10 +97,10 @@ struct StepRecord {
   double time_s = 0;             // cost-model time + migration stall charged at this step
   double compute_s = 0;
   double comm_s = 0;
-  double migration_s = 0;        // stall charged at this step
+  double migration_s = 0;        // stall charged at this step (kStall)
   double max_over_mean = 1;      // mean over layers
   double cross_host_bytes = 0;   // dispatch + combine
-  double moved_bytes = 0;        // weights moved by a switch at this step (charged or not)
+  double moved_bytes = 0;        // weights of the placement switched to before this step (charged or not)
 };
 
 struct PolicySummary {

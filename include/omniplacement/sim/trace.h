@@ -3,8 +3,9 @@
 // A step's load is a LoadMatrix [num_layers, num_experts] of the tokens routed
 // to each expert in that step. Sources:
 //   WindowTrace     windows held in memory (from any load file read by io, an
-//                   activation dump, or a generator), each replayed for
-//                   steps_per_window steps with the same load;
+//                   activation dump, or a generator), each holding the tokens
+//                   of steps_per_window steps and replayed as that many steps
+//                   of window / steps_per_window tokens each;
 //   SyntheticTrace  a SyntheticWorkload streamed step by step (no memory for
 //                   the whole trace: 10,000 steps x 58 x 256 would be 1.2 GB).
 //
@@ -39,7 +40,8 @@ class TraceSource {
 
 class WindowTrace final : public TraceSource {
  public:
-  // windows: at least one, all of the same shape. steps_per_window >= 1.
+  // windows: at least one, all of the same shape, each the tokens of
+  // steps_per_window >= 1 steps.
   static StatusOr<WindowTrace> create(std::vector<LoadMatrix> windows, int64_t steps_per_window = 1);
 
   int32_t num_layers() const override { return windows_.front().num_layers(); }
@@ -48,6 +50,7 @@ class WindowTrace final : public TraceSource {
     return static_cast<int64_t>(windows_.size()) * steps_per_window_;
   }
   StatusOr<bool> next(LoadMatrix* out) override;
+  // The per-step load of each window (window / steps_per_window).
   const std::vector<LoadMatrix>& windows() const { return windows_; }
 
  private:
