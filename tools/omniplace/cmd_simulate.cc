@@ -14,7 +14,9 @@
 #include "omniplace/command.h"
 #include "omniplace/sim_cli_options.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/io/placement_file.h"
 #include "omniplacement/sim/policies.h"
+#include "omniplacement/sim/trace_files.h"
 #include "omniplacement/sim/sim.h"
 
 namespace {
@@ -25,6 +27,10 @@ namespace sim = omni::sim;
 struct SimulateOptions {
   omni::cli::WorkloadCliOptions workload;
   int64_t steps = 1000;
+  std::string trace;            // a trace file or directory (else the synthetic workload)
+  std::string datasets;         // per-iteration trace CSVs: comma-separated datasets, in order
+  int64_t window_steps = 1;     // steps each window of --trace holds
+  std::string placement;        // placement in force for activation dumps
   int32_t ranks = 64;
   int32_t ranks_per_host = 8;
   int32_t slots_per_rank = 0;  // 0: ceil(experts / ranks) + 1
@@ -32,7 +38,7 @@ struct SimulateOptions {
   int32_t groups = 0;          // 0: 8 when experts % 8 == 0 (DeepSeek-V3's n_group), else 1
   std::string eplb_spec = "eplb";
   std::string omni_spec = "omni";
-  std::string dynamic_omni_spec = "omni(max_moves_per_rank=1)";
+  std::string dynamic_omni_spec = "omni";
   std::string oracle_spec = "omni";
   int32_t history = 1;
   int64_t interval = 100;
@@ -53,6 +59,7 @@ struct SimulateOptions {
   bool json = false;
   bool progress = false;
   bool no_progress = false;
+  bool steps_given = false;
 };
 
 nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const sim::CostParams& cost) {
@@ -135,9 +142,29 @@ int run_simulate(const SimulateOptions& o) {
   auto topology = omni::Topology::uniform(o.ranks, o.ranks_per_host, links);
   if (!topology.ok()) return omni::cli::fail(cmd, topology.status());
 
-  auto synthetic = sim::SyntheticTrace::create(*params, o.steps);
-  if (!synthetic.ok()) return omni::cli::fail(cmd, synthetic.status());
-  auto trace = std::make_unique<sim::SyntheticTrace>(std::move(*synthetic));
+  std::unique_ptr<sim::TraceSource> trace;
+  if (o.trace.empty()) {
+    auto synthetic = sim::SyntheticTrace::create(*params, o.steps);
+    if (!synthetic.ok()) return omni::cli::fail(cmd, synthetic.status());
+    trace = std::make_unique<sim::SyntheticTrace>(std::move(*synthetic));
+  } else {
+    sim::TraceFileOptions files;
+    std::stringstream ss(o.datasets);
+    for (std::string d; std::getline(ss, d, ',');)
+      if (!d.empty()) files.datasets.push_back(d);
+    std::optional<omni::PlacementFile> in_force;
+    if (!o.placement.empty()) {
+      auto p = omni::read_placement_file(o.placement);
+      if (!p.ok()) return omni::cli::fail(cmd, p.status());
+      in_force = std::move(*p);
+      files.placement_in_force = &in_force->placement;
+    }
+    auto windows = sim::read_trace_windows(o.trace, files);
+    if (!windows.ok()) return omni::cli::fail(cmd, windows.status());
+    auto replay = sim::WindowTrace::create(std::move(*windows), o.window_steps);
+    if (!replay.ok()) return omni::cli::fail(cmd, replay.status());
+    trace = std::make_unique<sim::WindowTrace>(std::move(*replay));
+  }
   const int32_t experts = trace->num_experts();
   const int32_t spr = o.slots_per_rank > 0 ? o.slots_per_rank : (experts + o.ranks - 1) / o.ranks + 1;
   sim::PolicyContext ctx;
@@ -173,6 +200,7 @@ int run_simulate(const SimulateOptions& o) {
       if (done == total) std::cerr << "\n";
     };
   }
+  if (!o.trace.empty() && o.steps_given) opts.max_steps = o.steps;
   auto result = sim::simulate(*trace, *topology, *policies, opts);
   if (!result.ok()) return omni::cli::fail(cmd, result.status());
   const std::string csv = !o.csv.empty() ? o.csv : (o.plot.empty() ? "" : o.plot + "_steps.csv");
@@ -196,10 +224,24 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->footer(
       "Policies: contiguous, static-eplb, static-omni, dynamic-eplb, dynamic-omni, oracle, or\n"
       "<static|dynamic|oracle>:<planner spec>, e.g. dynamic:omni(max_moves_per_rank=2).\n"
+      "Example (Qwen1.5-MoE, bookcorpus -> wikitext -> wmt19, 12 ranks on 3 hosts):\n"
+      "  omniplace simulate --trace data/traces/qwen15moe_expert_freq_by_iteration.csv \\\n"
+      "      --datasets bookcorpus,wikitext,wmt19 --ranks 12 --ranks-per-host 4 --interval 1\n"
       "Example (a DeepSeek-V3-like drifting decode workload on 64 ranks):\n"
       "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --csv steps.csv");
   opts->workload.add_to(sub, "Synthetic workload");
-  sub->add_option("--steps", opts->steps, "Steps to simulate")->capture_default_str();
+  sub->add_option("--trace", opts->trace,
+                  "Replay this trace: a directory of load files (.npy/.csv, or .txt dumps with --placement), a trace "
+                  "CSV (data/traces) or one load file; without it, the synthetic workload")
+      ->group("Trace");
+  sub->add_option("--datasets", opts->datasets, "Per-iteration trace CSVs: datasets to replay, in order (default: all)")
+      ->group("Trace");
+  sub->add_option("--window-steps", opts->window_steps, "Steps each window of --trace holds (replayed as that many steps)")
+      ->group("Trace")->capture_default_str();
+  sub->add_option("--placement", opts->placement, "Placement in force when the --trace activation dumps were taken")
+      ->group("Trace");
+  sub->add_option("--steps", opts->steps, "Steps to simulate (with --trace: at most this many)")
+      ->each([opts](const std::string&) { opts->steps_given = true; })->capture_default_str();
   sub->add_option("--ranks", opts->ranks, "Ranks (devices) of the EP group")->group("Deployment")->capture_default_str();
   sub->add_option("--ranks-per-host", opts->ranks_per_host, "Ranks per host")->group("Deployment")->capture_default_str();
   sub->add_option("--slots-per-rank", opts->slots_per_rank, "Slots per rank (0: ceil(experts/ranks) + 1)")
