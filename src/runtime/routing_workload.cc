@@ -3,17 +3,13 @@
 #include <algorithm>
 
 #include "omniplacement/core/str_cat.h"
+#include "runtime/mix64.h"
 
 namespace omni {
 
 namespace {
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using internal::mix64;
 
 // xorshift-multiply stream, seeded per (step, rank, layer).
 struct Rng {
