@@ -9,6 +9,8 @@ namespace omni {
 
 namespace {
 
+constexpr int kMaxRefinePasses = 8;
+
 // Distinct ranks holding a replica of e, ascending.
 std::vector<RankId> replica_ranks(const Placement& p, LayerId l, ExpertId e) {
   std::vector<RankId> ranks;
@@ -98,12 +100,19 @@ StatusOr<BatchSplit> split_batch(const Placement& placement, LayerId l, const To
   for (ExpertId e : flexible)
     amount[static_cast<size_t>(e)] = water_fill(ranks_of[static_cast<size_t>(e)], total[static_cast<size_t>(e)],
                                                 out.rank_load);
-  // One refinement pass: re-fill each expert with all others in place.
-  for (ExpertId e : flexible) {
-    const auto& rs = ranks_of[static_cast<size_t>(e)];
-    auto& a = amount[static_cast<size_t>(e)];
-    for (size_t k = 0; k < rs.size(); ++k) out.rank_load[static_cast<size_t>(rs[k])] -= a[k];
-    a = water_fill(rs, total[static_cast<size_t>(e)], out.rank_load);
+  // Refinement: re-fill each expert with all others in place, until a pass
+  // changes nothing (a block-coordinate descent on the max; a few passes).
+  for (int pass = 0; pass < kMaxRefinePasses; ++pass) {
+    bool changed = false;
+    for (ExpertId e : flexible) {
+      const auto& rs = ranks_of[static_cast<size_t>(e)];
+      auto& a = amount[static_cast<size_t>(e)];
+      for (size_t k = 0; k < rs.size(); ++k) out.rank_load[static_cast<size_t>(rs[k])] -= a[k];
+      auto refilled = water_fill(rs, total[static_cast<size_t>(e)], out.rank_load);
+      changed |= refilled != a;
+      a = std::move(refilled);
+    }
+    if (!changed) break;
   }
 
   // Token flows per expert: origin rank first, then its host, then anywhere.

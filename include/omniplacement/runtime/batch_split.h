@@ -9,7 +9,8 @@
 // which replica. The decision: experts with one replica load their rank;
 // experts with several replicas are taken in descending count (ties to the
 // lowest id) and water-fill their ranks (the least loaded first), then each is
-// re-filled once with the others fixed. Tokens then flow to the chosen replica
+// re-filled with the others fixed, pass after pass until nothing changes (at
+// most 8 passes). Tokens then flow to the chosen replica
 // amounts preferring the origin rank, then its host, then other hosts.
 //
 //   std::vector<int64_t> counts = all_gathered;    // [num_ranks * num_experts]
