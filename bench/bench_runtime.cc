@@ -72,3 +72,34 @@ void BM_SplitBatch(benchmark::State& state) {
 BENCHMARK(BM_SplitBatch)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
+
+#if __has_include("omniplacement/runtime/placement_manager.h")
+#include "omniplacement/runtime/placement_manager.h"
+#include "omniplacement/runtime/weight_store.h"
+#include "omniplacement/transport/local_transport.h"
+
+namespace {
+
+// step_boundary on steps without a commit: dynamic placement on, one rank
+// (LocalTransport), re-plan interval far away, so every step takes the fast
+// path (no collective).
+void BM_StepBoundaryNoCommit(benchmark::State& state) {
+  auto group = omni::LocalTransport::create_group(1);
+  auto placement = *omni::Placement::contiguous(58, 1, 256, 256);
+  auto store = *omni::HostWeightStore::create(std::vector<int64_t>(58, 64), std::vector<int32_t>(58, 256), 0);
+  omni::PlacementManagerOptions opt;
+  opt.replan_interval_steps = int64_t{1} << 60;
+  opt.planner_spec = "eplb";
+  auto pm = omni::PlacementManager::create(*(*group)[0], *omni::Topology::single_host(1), placement, *store, opt);
+  if (!pm.ok()) {
+    state.SkipWithError(pm.status().to_string().c_str());
+    return;
+  }
+  int64_t step = 0;
+  for (auto _ : state) benchmark::DoNotOptimize((*pm)->step_boundary(step++));
+  state.SetLabel("dynamic on, no round due (58 layers x 256 experts)");
+}
+BENCHMARK(BM_StepBoundaryNoCommit);
+
+}  // namespace
+#endif
