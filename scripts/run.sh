@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 omni_ensure_packages "${OMNI_PACKAGES[@]}"
 omni_build
+echo "== omniplace demo (12 ranks serve a toy MoE on the Qwen1.5-MoE series while placement changes)"
+build/bin/omniplace demo
 echo "== omniplace info"
 build/bin/omniplace info
 echo "== omniplace validate (an omni-infer pattern with layer-wise uneven layers)"

@@ -1,0 +1,67 @@
+// Per-batch split: divide each expert's tokens of one batch over its replicas
+// using the batch's actual per-expert counts, so that the batch's most loaded
+// rank is as light as the placement allows.
+//
+// Every rank contributes its per-expert counts of the batch (one small
+// all-gather per layer, [num_ranks, num_experts] int64); every rank then runs
+// split_batch() on the same inputs and gets the same global decision, of which
+// it keeps its own part: for each expert, how many of its own tokens go to
+// which replica. The decision: experts with one replica load their rank;
+// experts with several replicas are taken in descending count (ties to the
+// lowest id) and water-fill their ranks (the least loaded first), then each is
+// re-filled with the others fixed, pass after pass until nothing changes (at
+// most 8 passes). Tokens then flow to the chosen replica
+// amounts preferring the origin rank, then its host, then other hosts.
+//
+//   std::vector<int64_t> counts = all_gathered;    // [num_ranks * num_experts]
+//   auto split = omni::split_batch(placement, l, topology, my_rank, counts);
+//   omni::BatchDispatch d(*split);
+//   d.dispatch(my_topk_ids, out);                   // my_topk_ids gave my row of counts
+//
+// Thread safety: split_batch is a pure function; a BatchDispatch is used by one
+// thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "omniplacement/core/ids.h"
+#include "omniplacement/core/placement.h"
+#include "omniplacement/core/status.h"
+#include "omniplacement/core/topology.h"
+
+namespace omni {
+
+struct BatchSplit {
+  // Segments of rank `rank`'s tokens per expert e: indices
+  // [segment_offset[e], segment_offset[e + 1]) of segment_slot/segment_count;
+  // the first segment_count tokens go to segment_slot, and so on. [num_experts + 1].
+  std::vector<int32_t> segment_offset;
+  std::vector<GlobalSlot> segment_slot;
+  std::vector<int64_t> segment_count;
+  // Tokens each rank serves in this batch under the split (all ranks), [num_ranks].
+  std::vector<int64_t> rank_load;
+};
+
+// counts[q * num_experts + e] = tokens of expert e on rank q in this batch
+// (>= 0), length num_ranks * num_experts. Experts with no replica get no segment.
+StatusOr<BatchSplit> split_batch(const Placement& placement, LayerId l, const Topology& topology, RankId rank,
+                                 std::span<const int64_t> counts);
+
+// Walks a BatchSplit: the i-th token of expert e (in call order) goes to the
+// segment containing i. Tokens beyond the split's count of e (a caller that
+// dispatches more than it counted) stay on e's last segment; experts without
+// segments and ids outside [0, num_experts) give -1.
+class BatchDispatch {
+ public:
+  explicit BatchDispatch(const BatchSplit& split);
+  void dispatch(std::span<const ExpertId> ids, std::span<GlobalSlot> out);
+
+ private:
+  const BatchSplit& split_;
+  std::vector<int32_t> segment_;  // current segment per expert
+  std::vector<int64_t> used_;     // tokens given to the current segment
+};
+
+}  // namespace omni

@@ -1,0 +1,230 @@
+// PlacementManager: what an inference engine links, one per rank. It records
+// activations, dispatches tokens to replicas, re-plans in the background, moves
+// expert weights while serving goes on, and switches every rank to the new
+// placement at the same step.
+//
+//   omni::PlacementManagerOptions opt;
+//   opt.replan_interval_steps = 200;
+//   opt.planner_spec = "omni";
+//   auto pm = omni::PlacementManager::create(transport, topology, initial_placement, store, opt);
+//   for (int64_t step = 0;; ++step) {
+//     for (omni::LayerId l = 0; l < num_layers; ++l) {
+//       (*pm)->record(l, topk_ids);                    // logical expert ids of this batch
+//       (void)(*pm)->dispatch(l, topk_ids, slots);     // global slots to send the tokens to
+//       ...all-to-all, experts, combine...
+//     }
+//     if (auto s = (*pm)->step_boundary(step); !s.ok()) handle(s);
+//   }
+//
+// Protocol (docs/DESIGN.md, "The runtime protocol"; commit_protocol.h):
+// every replan_interval_steps the ranks agree (a tiny collective) to start a
+// round: each takes its recorder's window and hands it to its planner thread,
+// which all-reduces the window over its own duplicate of the transport, plans
+// with planner_spec (every rank plans the same; checksums are compared), keeps
+// the old placement when the predicted gain is below min_gain, derives the
+// migration plan (planner/migration_plan.h, all sources read from the
+// placement in force), and stages one batch of layers at a time into the
+// WeightStore's staging buffers (bounded by staging_limit_bytes and
+// layers_per_commit) while the engine keeps serving the old epoch. At every
+// commit_cadence_steps-th step step_boundary() runs the agreement collective;
+// when every rank has its batch staged, every rank copies staging into its
+// slots and publishes the new snapshot (epoch + 1) at that same step. A failed
+// or timed-out transfer, or a disagreement, aborts the round: staging is
+// dropped and the old epoch stays.
+//
+// Threads. record() may be called from any thread. dispatch(), step_boundary()
+// and the per-step calls are made by the rank's engine thread (one thread), on
+// every rank in the same order (dispatch in per-batch mode and step_boundary
+// make collectives on the engine's Transport). expert_map(), snapshot(),
+// epoch() and stats() may be called from any thread and never block the
+// engine. The manager owns one planner thread.
+//
+// Ownership: the Transport and the WeightStore are borrowed and must outlive
+// the manager; the manager duplicates the transport for its planner thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "omniplacement/capture/activation_recorder.h"
+#include "omniplacement/core/load_matrix.h"
+#include "omniplacement/core/placement.h"
+#include "omniplacement/core/status.h"
+#include "omniplacement/core/topology.h"
+#include "omniplacement/planner/migration_plan.h"
+#include "omniplacement/planner/planner.h"
+#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/runtime/commit_protocol.h"
+#include "omniplacement/runtime/routing_snapshot.h"
+#include "omniplacement/runtime/weight_store.h"
+#include "omniplacement/transport/transport.h"
+
+namespace omni {
+
+enum class DispatchMode {
+  kShares,    // static tables: locality first, each replica its planned share
+  kPerBatch,  // per batch and layer: all-gather the counts, split_batch (batch_split.h)
+};
+
+// Describes one weight transfer to the optional test hook.
+struct TransferEvent {
+  int64_t round = 0;
+  int64_t batch = 0;
+  Transfer transfer;
+};
+
+struct PlacementManagerOptions {
+  // Dynamic placement on/off (omni-infer's enable_dynamic). Off: record and
+  // dispatch only; step_boundary never communicates.
+  bool dynamic = true;
+  // A round starts every this many steps (the first after this many steps).
+  int64_t replan_interval_steps = 1000;
+  // The agreement collective runs at steps that are multiples of this, while a
+  // round is due or running (other steps cost a compare and a return).
+  int32_t commit_cadence_steps = 4;
+  // A batch not staged on every rank this many steps after it began is aborted.
+  int64_t commit_timeout_steps = 2000;
+  // Planner spec string (planner.h); `max_moves_per_rank`, when > 0, is
+  // appended as a parameter for planners that take it (omni).
+  std::string planner_spec = "omni";
+  int32_t max_moves_per_rank = 0;
+  // Keep the old placement when the plan improves the window's mean max/mean
+  // rank load by less than this (absolute, e.g. 0.02).
+  double min_gain = 0.0;
+  // Plan on an exponential moving average of the aggregated windows:
+  // load = decay * previous + (1 - decay) * window. 0 plans on the last window.
+  double window_decay = 0.0;
+  // Plan on load + volatility_weight * |load - previous window's load| per
+  // expert (0: off): hedges volatile experts with replicas.
+  double volatility_weight = 0.0;
+  // At most this many layers per commit (0: as many as staging allows).
+  int32_t layers_per_commit = 0;
+  // Staging a batch may use on any rank (also checked by the WeightStore).
+  int64_t staging_limit_bytes = int64_t{1} << 30;
+  DispatchMode dispatch_mode = DispatchMode::kShares;
+  // Timeouts of the engine's collectives and of each weight transfer.
+  std::chrono::milliseconds collective_timeout{30000};
+  std::chrono::milliseconds transfer_timeout{30000};
+  // Test hook, called on the destination rank's planner thread before each
+  // transfer it receives (local copies included); an error fails the batch.
+  std::function<Status(const TransferEvent&)> before_transfer;
+};
+
+struct PlacementManagerStats {
+  int64_t steps = 0;                 // step_boundary calls
+  uint64_t epoch = 0;                // epochs committed (one per committed batch)
+  uint64_t placement_checksum = 0;   // of the placement in force
+  int64_t rounds_started = 0;
+  int64_t rounds_completed = 0;      // every batch committed
+  int64_t rounds_no_change = 0;      // below min_gain, or the same placement
+  int64_t rounds_aborted = 0;
+  std::string last_abort;            // reason and message of the last abort
+  int64_t batches_committed = 0;
+  int64_t experts_moved = 0;         // transfers in committed batches, all ranks
+  int64_t bytes_moved = 0;           // their bytes, all ranks
+  int64_t bytes_received = 0;        // bytes this rank staged in committed batches
+  int64_t agreement_collectives = 0;
+  // Engine thread: total time in step_boundary, split into the agreement
+  // collectives, commit work excluding the staging copy, and the staging copy.
+  double step_boundary_seconds = 0;
+  double agreement_seconds = 0;
+  double commit_seconds = 0;
+  double staging_copy_seconds = 0;
+  // Planner thread: total time planning (all rounds), and in transfers.
+  double planning_seconds = 0;
+  double transfer_seconds = 0;
+  // Predicted mean max/mean of the last planned round: before and after.
+  double last_predicted_before = 0;
+  double last_predicted_after = 0;
+};
+
+class PlacementManager {
+ public:
+  // `initial` is the placement whose weights `store` holds on this rank (same
+  // on every rank); the store has initial.slots_per_rank(l) slots per layer.
+  // Collective: every rank calls create (it duplicates the transport).
+  static StatusOr<std::unique_ptr<PlacementManager>> create(Transport& transport, const Topology& topology,
+                                                            const Placement& initial, WeightStore& store,
+                                                            PlacementManagerOptions options);
+  ~PlacementManager();
+  PlacementManager(const PlacementManager&) = delete;
+  PlacementManager& operator=(const PlacementManager&) = delete;
+
+  // Counts topk_ids (logical expert ids, -1 padding) of layer l. Any thread, lock-free.
+  void record(LayerId l, std::span<const ExpertId> topk_ids) { recorder_->record(l, topk_ids); }
+  // out[i] = global slot serving topk_ids[i] under the epoch in force (-1 for
+  // padding, invalid ids, or an expert without replica). Engine thread.
+  Status dispatch(LayerId l, std::span<const ExpertId> topk_ids, std::span<GlobalSlot> out);
+  // The routing view of layer l in force. Any thread.
+  std::shared_ptr<const LayerRouting> expert_map(LayerId l) const;
+  std::shared_ptr<const RoutingSnapshot> snapshot() const { return cell_.load(); }
+  uint64_t epoch() const { return snapshot()->epoch(); }
+  // Between forward passes, with the step number (increasing). Engine thread.
+  // An error means the agreement collective failed: the placement in force
+  // stays, and dynamic placement is switched off on this rank (its peers see
+  // the same failure or a timeout).
+  Status step_boundary(int64_t step);
+  // In per-batch mode: the [num_ranks, num_experts] counts gathered by the last
+  // dispatch() of layer l (empty before). Engine thread.
+  std::span<const int64_t> last_batch_counts(LayerId l) const;
+  PlacementManagerStats stats() const;
+  RankId rank() const { return rank_; }
+
+ private:
+  struct Job;
+  struct Prepared;
+  PlacementManager() = default;
+  void planner_main();
+  Status run_round(const Job& job);
+  Status stage_batch(int64_t round, int64_t batch, std::span<const Transfer> transfers, std::vector<StagingId>& ids);
+  void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum);
+  // Planner waits for the engine's verdict on (round, batch): true = committed.
+  bool wait_verdict(int64_t round, int64_t batch);
+  void apply_decision(const DecisionResult& d, int64_t step);
+
+  Transport* transport_ = nullptr;
+  std::unique_ptr<Transport> planner_transport_;
+  Topology topology_;
+  WeightStore* store_ = nullptr;
+  PlacementManagerOptions options_;
+  RankId rank_ = 0;
+  std::unique_ptr<Planner> planner_;
+  std::unique_ptr<ActivationRecorder> recorder_;
+  SnapshotCell cell_{nullptr};
+  const RoutingSnapshot* hot_ = nullptr;  // engine thread's copy of cell_ (it is the only publisher)
+  std::vector<std::vector<uint32_t>> counters_;   // [layer][expert] dispatch positions
+  std::vector<std::vector<int64_t>> batch_counts_;  // per-batch mode: last gathered counts per layer
+  std::vector<BatchSplit> batch_splits_;
+
+  // Engine-thread round state (identical on every rank).
+  RoundState round_;
+  int64_t next_round_step_ = 0;
+  int64_t next_round_id_ = 0;
+  bool broken_ = false;
+
+  // Shared between the engine and planner threads.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  Vote vote_;
+  std::unique_ptr<Job> job_;
+  std::unique_ptr<Prepared> prepared_;
+  int64_t verdict_round_ = -1, verdict_batch_ = -1;
+  bool verdict_commit_ = false;
+  bool stop_ = false;
+  PlacementManagerStats stats_;
+  std::string planner_error_;  // why this rank's planner failed the round in progress
+  LoadMatrix ema_;          // planner thread only
+  LoadMatrix prev_window_;  // planner thread only: the last aggregated window
+  std::thread planner_thread_;
+};
+
+}  // namespace omni

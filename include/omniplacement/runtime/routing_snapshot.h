@@ -1,0 +1,82 @@
+// RoutingSnapshot: one rank's immutable routing view of the placement in force
+// at one epoch, published RCU-style.
+//
+// A snapshot holds the epoch, the placement, and per layer a LayerRouting: the
+// expert map (phy2log / log2phy / logcnt, DeepSeek and vLLM terms) and this
+// rank's dispatch tables. Snapshots are never modified: a commit builds a new
+// one (sharing the LayerRouting of unchanged layers) and publishes it with one
+// atomic pointer store. A reader that loaded a snapshot keeps using it, with
+// no lock, for as long as it holds the shared_ptr.
+//
+//   auto snap = omni::RoutingSnapshot::build(placement, topology, /*rank=*/2, /*epoch=*/0);
+//   omni::SnapshotCell cell(*snap);
+//   std::shared_ptr<const omni::RoutingSnapshot> s = cell.load();   // any thread
+//   s->layer(3).map.replicas_of(7);                                 // global slots of expert 7
+//
+// Thread safety: snapshots are immutable. SnapshotCell::load() from any
+// thread; SnapshotCell::store() from one publishing thread at a time.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "omniplacement/core/expert_map.h"
+#include "omniplacement/core/placement.h"
+#include "omniplacement/core/status.h"
+#include "omniplacement/core/topology.h"
+#include "omniplacement/runtime/dispatch_table.h"
+
+namespace omni {
+
+struct LayerRouting {
+  LayerId layer = 0;
+  uint64_t epoch = 0;   // the epoch at which this layer's content was published
+  LayerExpertMap map;   // routing view of the layer (replicas by ascending slot)
+  LayerDispatch dispatch;  // this rank's dispatch tables
+};
+
+class RoutingSnapshot {
+ public:
+  // Snapshot of `placement` for `rank` at `epoch`: every layer built.
+  static StatusOr<std::shared_ptr<const RoutingSnapshot>> build(std::shared_ptr<const Placement> placement,
+                                                                const Topology& topology, RankId rank,
+                                                                uint64_t epoch);
+  // Snapshot of `placement` at `epoch` that reuses base's LayerRouting for
+  // every layer not in `changed` (their content must be equal in both
+  // placements) and builds the layers in `changed`.
+  static StatusOr<std::shared_ptr<const RoutingSnapshot>> rebuild(const RoutingSnapshot& base,
+                                                                  std::shared_ptr<const Placement> placement,
+                                                                  std::span<const LayerId> changed,
+                                                                  const Topology& topology, RankId rank,
+                                                                  uint64_t epoch);
+
+  uint64_t epoch() const { return epoch_; }
+  const Placement& placement() const { return *placement_; }
+  const std::shared_ptr<const Placement>& placement_ptr() const { return placement_; }
+  uint64_t checksum() const { return checksum_; }
+  int32_t num_layers() const { return static_cast<int32_t>(layers_.size()); }
+  const LayerRouting& layer(LayerId l) const { return *layers_[static_cast<size_t>(l)]; }
+  const std::shared_ptr<const LayerRouting>& layer_ptr(LayerId l) const { return layers_[static_cast<size_t>(l)]; }
+
+ private:
+  uint64_t epoch_ = 0;
+  uint64_t checksum_ = 0;
+  std::shared_ptr<const Placement> placement_;
+  std::vector<std::shared_ptr<const LayerRouting>> layers_;
+};
+
+// The published snapshot of one rank.
+class SnapshotCell {
+ public:
+  explicit SnapshotCell(std::shared_ptr<const RoutingSnapshot> initial) : current_(std::move(initial)) {}
+  std::shared_ptr<const RoutingSnapshot> load() const { return current_.load(std::memory_order_acquire); }
+  void store(std::shared_ptr<const RoutingSnapshot> s) { current_.store(std::move(s), std::memory_order_release); }
+
+ private:
+  std::atomic<std::shared_ptr<const RoutingSnapshot>> current_;
+};
+
+}  // namespace omni

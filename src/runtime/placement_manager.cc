@@ -1,0 +1,640 @@
+#include "omniplacement/runtime/placement_manager.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "omniplacement/core/metrics.h"
+#include "omniplacement/core/str_cat.h"
+
+namespace omni {
+
+struct PlacementManager::Job {
+  int64_t round = 0;
+  LoadMatrix window;
+  std::shared_ptr<const RoutingSnapshot> base;
+};
+
+struct PlacementManager::Prepared {
+  int64_t round = 0;
+  int64_t batch = 0;
+  std::vector<StagingId> staging;
+  std::shared_ptr<const RoutingSnapshot> snapshot;
+  int64_t experts_moved = 0;
+  int64_t bytes_moved = 0;
+  int64_t bytes_received = 0;
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Header of every weight message: identifies the transfer so that a message
+// left over from an aborted round (same peer and tag) is recognised and dropped.
+struct WeightHeader {
+  int64_t round;
+  int64_t layer;
+  int64_t expert;
+  int64_t dst_rank;
+  int64_t dst_slot;
+};
+
+// Rounds start at multiples of the interval (not interval steps after the
+// previous one ended), so that re-plans stay aligned with the step count.
+int64_t next_multiple(int64_t step, int64_t interval) { return (step / interval + 1) * interval; }
+
+// A wait for a peer is cut into slices so that an abort is noticed quickly.
+constexpr std::chrono::milliseconds kWaitSlice{20};
+
+std::string spec_with_moves(const std::string& spec, int32_t max_moves) {
+  if (max_moves <= 0) return spec;
+  const std::string param = str_cat("max_moves_per_rank=", max_moves);
+  const auto close = spec.rfind(')');
+  if (close == std::string::npos) return spec + "(" + param + ")";
+  const bool empty_args = close > 0 && spec[close - 1] == '(';
+  return spec.substr(0, close) + (empty_args ? "" : ",") + param + ")";
+}
+
+// base with the layers in `layers` taken from next (shares kept explicit when
+// either placement has them).
+StatusOr<Placement> compose(const Placement& base, const Placement& next, std::span<const LayerId> layers) {
+  PlacementLayout layout = base.layout();
+  const bool shares = base.has_shares() || next.has_shares();
+  if (shares && layout.shares.empty()) {
+    layout.shares.resize(static_cast<size_t>(base.num_layers()));
+    for (LayerId l = 0; l < base.num_layers(); ++l) {
+      auto& row = layout.shares[static_cast<size_t>(l)];
+      row.resize(static_cast<size_t>(base.num_slots(l)));
+      for (GlobalSlot g = 0; g < base.num_slots(l); ++g) row[static_cast<size_t>(g)] = base.share_of(l, g);
+    }
+  }
+  for (LayerId l : layers) {
+    layout.slots_per_rank[static_cast<size_t>(l)] = next.slots_per_rank(l);
+    const auto p = next.phy2log(l);
+    layout.phy2log[static_cast<size_t>(l)].assign(p.begin(), p.end());
+    if (shares) {
+      auto& row = layout.shares[static_cast<size_t>(l)];
+      row.resize(static_cast<size_t>(next.num_slots(l)));
+      for (GlobalSlot g = 0; g < next.num_slots(l); ++g) row[static_cast<size_t>(g)] = next.share_of(l, g);
+    }
+  }
+  return Placement::create(std::move(layout));
+}
+
+bool layer_equal(const Placement& a, const Placement& b, LayerId l) {
+  if (a.slots_per_rank(l) != b.slots_per_rank(l)) return false;
+  const auto pa = a.phy2log(l), pb = b.phy2log(l);
+  if (!std::equal(pa.begin(), pa.end(), pb.begin(), pb.end())) return false;
+  for (GlobalSlot g = 0; g < a.num_slots(l); ++g)
+    if (a.share_of(l, g) != b.share_of(l, g)) return false;
+  return true;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& transport, const Topology& topology,
+                                                                      const Placement& initial, WeightStore& store,
+                                                                      PlacementManagerOptions options) {
+  const int32_t R = initial.num_ranks();
+  if (transport.size() != R || topology.num_ranks() != R)
+    return invalid_argument_error(str_cat("PlacementManager: placement has ", R, " ranks, transport ",
+                                          transport.size(), ", topology ", topology.num_ranks()));
+  if (store.num_layers() != initial.num_layers())
+    return invalid_argument_error(str_cat("PlacementManager: weight store has ", store.num_layers(),
+                                          " layers, placement ", initial.num_layers()));
+  for (LayerId l = 0; l < initial.num_layers(); ++l)
+    if (store.slots_per_rank(l) != initial.slots_per_rank(l))
+      return invalid_argument_error(str_cat("PlacementManager: layer ", l, ": weight store has ",
+                                            store.slots_per_rank(l), " slots per rank, placement ",
+                                            initial.slots_per_rank(l)));
+  if (options.replan_interval_steps < 1 || options.commit_cadence_steps < 1 || options.commit_timeout_steps < 1 ||
+      options.layers_per_commit < 0 || options.staging_limit_bytes < 0 || !(options.min_gain >= 0) ||
+      !(options.window_decay >= 0 && options.window_decay < 1))
+    return invalid_argument_error(str_cat(
+        "PlacementManager: need replan_interval_steps >= 1 (", options.replan_interval_steps,
+        "), commit_cadence_steps >= 1 (", options.commit_cadence_steps, "), commit_timeout_steps >= 1 (",
+        options.commit_timeout_steps, "), layers_per_commit >= 0 (", options.layers_per_commit,
+        "), staging_limit_bytes >= 0 (", options.staging_limit_bytes, "), min_gain >= 0 (", options.min_gain,
+        "), 0 <= window_decay < 1 (", options.window_decay, ")"));
+  std::unique_ptr<PlacementManager> pm(new PlacementManager());
+  pm->transport_ = &transport;
+  pm->topology_ = topology;
+  pm->store_ = &store;
+  pm->rank_ = transport.rank();
+  OMNI_ASSIGN_OR_RETURN(pm->planner_, make_planner(spec_with_moves(options.planner_spec, options.max_moves_per_rank)));
+  RecorderConfig rc;
+  rc.num_layers = initial.num_layers();
+  rc.num_ids = initial.num_experts();
+  rc.history = 1;
+  OMNI_ASSIGN_OR_RETURN(pm->recorder_, ActivationRecorder::create(rc));
+  OMNI_ASSIGN_OR_RETURN(pm->planner_transport_, transport.duplicate(options.collective_timeout));
+  OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::build(std::make_shared<const Placement>(initial), topology,
+                                                          pm->rank_, 0));
+  pm->hot_ = snap.get();
+  pm->cell_.store(std::move(snap));
+  pm->counters_.assign(static_cast<size_t>(initial.num_layers()),
+                       std::vector<uint32_t>(static_cast<size_t>(initial.num_experts()), 0));
+  pm->batch_counts_.resize(static_cast<size_t>(initial.num_layers()));
+  pm->batch_splits_.resize(static_cast<size_t>(initial.num_layers()));
+  pm->next_round_step_ = options.replan_interval_steps;
+  pm->round_.timeout_steps = options.commit_timeout_steps;
+  pm->stats_.placement_checksum = initial.checksum();
+  pm->options_ = std::move(options);
+  pm->planner_thread_ = std::thread([p = pm.get()] { p->planner_main(); });
+  return pm;
+}
+
+PlacementManager::~PlacementManager() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (planner_thread_.joinable()) planner_thread_.join();
+}
+
+std::shared_ptr<const LayerRouting> PlacementManager::expert_map(LayerId l) const {
+  auto s = cell_.load();
+  if (l < 0 || l >= s->num_layers()) return nullptr;
+  return s->layer_ptr(l);
+}
+
+std::span<const int64_t> PlacementManager::last_batch_counts(LayerId l) const {
+  if (l < 0 || l >= static_cast<LayerId>(batch_counts_.size())) return {};
+  return batch_counts_[static_cast<size_t>(l)];
+}
+
+Status PlacementManager::dispatch(LayerId l, std::span<const ExpertId> topk_ids, std::span<GlobalSlot> out) {
+  if (l < 0 || l >= hot_->num_layers())
+    return out_of_range_error(str_cat("dispatch: rank ", rank_, ": layer ", l, " out of [0, ", hot_->num_layers(), ")"));
+  if (out.size() != topk_ids.size())
+    return invalid_argument_error(str_cat("dispatch: rank ", rank_, ", layer ", l, ": out has ", out.size(),
+                                          " elements, topk_ids ", topk_ids.size()));
+  if (options_.dispatch_mode == DispatchMode::kShares) {
+    hot_->layer(l).dispatch.dispatch(topk_ids, out, counters_[static_cast<size_t>(l)]);
+    return ok_status();
+  }
+  const Placement& p = hot_->placement();
+  const int32_t E = p.num_experts();
+  std::vector<int64_t> mine(static_cast<size_t>(E), 0);
+  for (ExpertId e : topk_ids)
+    if (e >= 0 && e < E) ++mine[static_cast<size_t>(e)];
+  auto& all = batch_counts_[static_cast<size_t>(l)];
+  all.assign(static_cast<size_t>(E) * static_cast<size_t>(p.num_ranks()), 0);
+  OMNI_RETURN_IF_ERROR(transport_
+                           ->all_gather(std::as_bytes(std::span<const int64_t>(mine)),
+                                        std::as_writable_bytes(std::span<int64_t>(all)), options_.collective_timeout)
+                           .with_context(str_cat("dispatch: rank ", rank_, ", layer ", l, ": per-batch all-gather")));
+  OMNI_ASSIGN_OR_RETURN(batch_splits_[static_cast<size_t>(l)], split_batch(p, l, topology_, rank_, all));
+  BatchDispatch d(batch_splits_[static_cast<size_t>(l)]);
+  d.dispatch(topk_ids, out);
+  return ok_status();
+}
+
+PlacementManagerStats PlacementManager::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void PlacementManager::set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum) {
+  std::lock_guard<std::mutex> lock(mu_);
+  vote_.round = round;
+  vote_.batch = batch;
+  vote_.phase = phase;
+  vote_.last_batch = last;
+  vote_.plan_checksum = plan_checksum;
+}
+
+Status PlacementManager::step_boundary(int64_t step) {
+  recorder_->note_step(step);
+  // Fast path: no round due or running, or not a cadence step.
+  if (!options_.dynamic || broken_) return ok_status();
+  if (!round_.active && step < next_round_step_) return ok_status();
+  if (step % options_.commit_cadence_steps != 0) return ok_status();
+
+  const auto t0 = Clock::now();
+  Vote v;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    v = vote_;
+  }
+  v.placement_checksum = vote_checksum(hot_->checksum());
+  std::array<int64_t, kVoteWords> buf{};
+  encode_vote(v, buf);
+  Status s = transport_->all_reduce(std::span<int64_t>(buf), ReduceOp::kMax, options_.collective_timeout);
+  const double agree = seconds_since(t0);
+  if (!s.ok()) {
+    broken_ = true;
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.last_abort = str_cat("agreement collective failed at step ", step, ": ", s.to_string());
+    if (round_.active) {
+      verdict_round_ = round_.round;
+      verdict_batch_ = round_.batch;
+      verdict_commit_ = false;
+      ++stats_.rounds_aborted;
+      round_.active = false;
+    }
+    cv_.notify_all();
+    return s.with_context(str_cat("step_boundary: rank ", rank_, ", step ", step,
+                                  ": dynamic placement switched off, epoch ", hot_->epoch(), " stays"));
+  }
+  round_.placement_checksum = v.placement_checksum;
+  const DecisionResult d = decide(decode_votes(buf), round_);
+  apply_decision(d, step);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.agreement_collectives;
+  stats_.agreement_seconds += agree;
+  stats_.step_boundary_seconds += seconds_since(t0);
+  return ok_status();
+}
+
+void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
+  switch (d.decision) {
+    case Decision::kNone:
+      return;
+    case Decision::kWait:
+      if (round_.active) round_.waited_steps += options_.commit_cadence_steps;
+      return;
+    case Decision::kStartRound: {
+      auto job = std::make_unique<Job>();
+      job->round = next_round_id_++;
+      job->window = recorder_->take_window().load;
+      job->base = cell_.load();
+      round_.active = true;
+      round_.round = job->round;
+      round_.batch = 0;
+      round_.waited_steps = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        vote_ = Vote{};
+        vote_.round = job->round;
+        vote_.phase = StagePhase::kWorking;
+        job_ = std::move(job);
+        planner_error_.clear();
+        ++stats_.rounds_started;
+      }
+      cv_.notify_all();
+      return;
+    }
+    case Decision::kCommit: {
+      const auto t0 = Clock::now();
+      std::unique_ptr<Prepared> prep;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        prep = std::move(prepared_);
+      }
+      // Every rank voted ready for this round and batch, this one included, so
+      // its planner has handed over the batch.
+      OMNI_CHECK_MSG(prep && prep->round == round_.round && prep->batch == round_.batch,
+                     str_cat("commit of round ", round_.round, " batch ", round_.batch, " without staged batch"));
+      const auto tc = Clock::now();
+      for (StagingId id : prep->staging) {
+        const Status s = store_->commit_staging(id);
+        OMNI_CHECK_MSG(s.ok(), s.to_string());  // the id was acquired by this manager and not released
+        store_->release_staging(id);
+      }
+      const double copy = seconds_since(tc);
+      hot_ = prep->snapshot.get();
+      cell_.store(prep->snapshot);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        verdict_round_ = round_.round;
+        verdict_batch_ = round_.batch;
+        verdict_commit_ = true;
+        ++stats_.batches_committed;
+        stats_.epoch = hot_->epoch();
+        stats_.placement_checksum = hot_->checksum();
+        stats_.experts_moved += prep->experts_moved;
+        stats_.bytes_moved += prep->bytes_moved;
+        stats_.bytes_received += prep->bytes_received;
+        stats_.staging_copy_seconds += copy;
+        stats_.commit_seconds += seconds_since(t0) - copy;
+        if (d.last_batch) ++stats_.rounds_completed;
+        // The planner may not have seen the verdict by the next agreement:
+        // its vote moves on now, so that a stale "ready" never counts twice.
+        if (!d.last_batch) {
+          vote_.batch = round_.batch + 1;
+          vote_.phase = StagePhase::kWorking;
+          vote_.last_batch = 0;
+        }
+      }
+      cv_.notify_all();
+      ++round_.batch;
+      round_.waited_steps = 0;
+      if (d.last_batch) {
+        round_.active = false;
+        next_round_step_ = next_multiple(step, options_.replan_interval_steps);
+      }
+      return;
+    }
+    case Decision::kFinish:
+    case Decision::kAbort: {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        verdict_round_ = round_.round;
+        verdict_batch_ = round_.batch;
+        verdict_commit_ = false;
+        if (d.decision == Decision::kFinish) {
+          ++stats_.rounds_no_change;
+        } else {
+          ++stats_.rounds_aborted;
+          stats_.last_abort = str_cat("round ", round_.round, " batch ", round_.batch, " aborted at step ", step,
+                                      ": ", abort_reason_name(d.reason),
+                                      planner_error_.empty() ? "" : " (" + planner_error_ + ")");
+        }
+      }
+      cv_.notify_all();
+      round_.active = false;
+      next_round_step_ = next_multiple(step, options_.replan_interval_steps);
+      return;
+    }
+  }
+}
+
+bool PlacementManager::wait_verdict(int64_t round, int64_t batch) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] {
+    return stop_ || (verdict_round_ == round && (verdict_batch_ >= batch || !verdict_commit_)) ||
+           verdict_round_ > round;
+  });
+  return !stop_ && verdict_round_ == round && verdict_batch_ == batch && verdict_commit_;
+}
+
+void PlacementManager::planner_main() {
+  for (;;) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || job_ != nullptr; });
+      if (stop_) return;
+      job = std::move(job_);
+    }
+    const Status s = run_round(*job);
+    if (!s.ok()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        planner_error_ = s.to_string();
+        vote_.phase = StagePhase::kFailed;
+      }
+      // The engines see kFailed and abort; wait for that before going idle.
+      wait_verdict(job->round, INT64_MAX);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    prepared_.reset();
+    vote_ = Vote{};
+  }
+}
+
+Status PlacementManager::run_round(const Job& job) {
+  const int64_t round = job.round;
+  const Placement& current = job.base->placement();
+  const int32_t L = current.num_layers();
+  const int32_t E = current.num_experts();
+  const int32_t R = current.num_ranks();
+  // 1. Aggregate the window over all ranks.
+  std::vector<int64_t> counts(job.window.counts().begin(), job.window.counts().end());
+  if (counts.size() != static_cast<size_t>(L) * static_cast<size_t>(E))
+    return internal_error(str_cat("round ", round, ": recorder window has ", counts.size(), " counts, expected ",
+                                  int64_t{L} * E));
+  OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(counts), ReduceOp::kSum,
+                                                      options_.collective_timeout)
+                           .with_context(str_cat("round ", round, ": aggregating the window")));
+  OMNI_ASSIGN_OR_RETURN(LoadMatrix load, LoadMatrix::from_counts(L, E, std::move(counts)));
+  // Hedge for volatility: an expert whose load moved between the last two
+  // windows is planned with that movement added, so it tends to get replicas
+  // the per-batch split can shift load between.
+  LoadMatrix raw = load;
+  if (options_.volatility_weight > 0 && prev_window_.num_layers() == L && prev_window_.num_experts() == E) {
+    std::vector<double> hedged(static_cast<size_t>(L) * static_cast<size_t>(E));
+    for (size_t i = 0; i < hedged.size(); ++i)
+      hedged[i] = load.values()[i] + options_.volatility_weight * std::abs(load.values()[i] - prev_window_.values()[i]);
+    prev_window_ = raw;
+    OMNI_ASSIGN_OR_RETURN(load, LoadMatrix::from_weights(L, E, std::move(hedged)));
+  } else {
+    prev_window_ = raw;
+  }
+  if (options_.window_decay > 0) {
+    if (ema_.num_layers() == L && ema_.num_experts() == E) {
+      OMNI_RETURN_IF_ERROR(ema_.scale(options_.window_decay));
+      OMNI_RETURN_IF_ERROR(load.scale(1 - options_.window_decay));
+      OMNI_RETURN_IF_ERROR(ema_.add(load));
+    } else {
+      ema_ = load;
+    }
+    load = ema_;
+  }
+  // 2. Plan (every rank the same; the vote compares checksums).
+  const auto tp = Clock::now();
+  PlanInput in;
+  in.load = &load;
+  in.num_ranks = R;
+  for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
+  in.topology = &topology_;
+  in.current = &current;
+  OMNI_ASSIGN_OR_RETURN(PlanResult plan, planner_->plan(in));
+  const Placement& next = plan.placement;
+  OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
+  OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.planning_seconds += seconds_since(tp);
+    stats_.last_predicted_before = before.mean_max_over_mean;
+    stats_.last_predicted_after = after.mean_max_over_mean;
+  }
+  const int64_t plan_sum = vote_checksum(next.checksum());
+  std::vector<LayerId> changed;
+  for (LayerId l = 0; l < L; ++l)
+    if (!layer_equal(current, next, l)) changed.push_back(l);
+  if (changed.empty() || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
+    set_vote(round, 0, StagePhase::kNoChange, 1, plan_sum);
+    wait_verdict(round, 0);
+    return ok_status();
+  }
+  // 3. Migration plan, every source read from the placement in force.
+  MigrationOptions mo;
+  mo.max_per_round = 0;
+  for (LayerId l = 0; l < L; ++l) mo.layer_expert_bytes.push_back(store_->slot_bytes(l));
+  mo.expert_bytes = mo.layer_expert_bytes.front();
+  OMNI_ASSIGN_OR_RETURN(MigrationPlan mp, diff(current, next, topology_, mo));
+  std::vector<std::vector<Transfer>> by_layer(static_cast<size_t>(L));
+  for (const auto& r : mp.rounds) {
+    for (const Transfer& t : r.transfers) {
+      if (current.expert_at(t.layer, current.global_slot(t.layer, t.src_rank, t.src_slot)) != t.expert)
+        return internal_error(str_cat("round ", round, ": migration transfer of expert ", t.expert, " in layer ",
+                                      t.layer, " reads rank ", t.src_rank, " slot ", t.src_slot,
+                                      ", which does not hold it in the placement in force"));
+      by_layer[static_cast<size_t>(t.layer)].push_back(t);
+    }
+  }
+  // 4. Batches of changed layers within the staging limit (the largest need of
+  //    any rank, the same computation on every rank).
+  std::vector<std::vector<LayerId>> batches;
+  int64_t batch_need = 0;
+  for (LayerId l : changed) {
+    std::vector<int64_t> per_rank(static_cast<size_t>(R), 0);
+    for (const Transfer& t : by_layer[static_cast<size_t>(l)]) per_rank[static_cast<size_t>(t.dst_rank)] += t.bytes;
+    const int64_t need = *std::max_element(per_rank.begin(), per_rank.end());
+    if (need > options_.staging_limit_bytes)
+      return resource_exhausted_error(str_cat("round ", round, ": layer ", l, " needs ", need,
+                                              " bytes of staging on one rank, over the limit of ",
+                                              options_.staging_limit_bytes));
+    const bool full = !batches.empty() &&
+                      ((options_.layers_per_commit > 0 &&
+                        static_cast<int32_t>(batches.back().size()) >= options_.layers_per_commit) ||
+                       batch_need + need > options_.staging_limit_bytes);
+    if (batches.empty() || full) {
+      batches.emplace_back();
+      batch_need = 0;
+    }
+    batches.back().push_back(l);
+    batch_need += need;
+  }
+  // 5. Stage and hand over one batch at a time.
+  std::shared_ptr<const RoutingSnapshot> prev = job.base;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    OMNI_ASSIGN_OR_RETURN(Placement composite, compose(prev->placement(), next, batches[b]));
+    OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::rebuild(*prev, std::make_shared<const Placement>(std::move(composite)),
+                                                              batches[b], topology_, rank_,
+                                                              job.base->epoch() + b + 1));
+    std::vector<Transfer> transfers;
+    for (LayerId l : batches[b])
+      transfers.insert(transfers.end(), by_layer[static_cast<size_t>(l)].begin(), by_layer[static_cast<size_t>(l)].end());
+    auto prep = std::make_unique<Prepared>();
+    prep->round = round;
+    prep->batch = static_cast<int64_t>(b);
+    prep->snapshot = snap;
+    const auto tt = Clock::now();
+    Status s = stage_batch(round, static_cast<int64_t>(b), transfers, prep->staging);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.transfer_seconds += seconds_since(tt);
+    }
+    if (!s.ok()) {
+      for (StagingId id : prep->staging) store_->release_staging(id);
+      return s;
+    }
+    for (const Transfer& t : transfers) {
+      ++prep->experts_moved;
+      prep->bytes_moved += t.bytes;
+      if (t.dst_rank == rank_) prep->bytes_received += t.bytes;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      prepared_ = std::move(prep);
+      vote_.round = round;
+      vote_.batch = static_cast<int64_t>(b);
+      vote_.phase = StagePhase::kReady;
+      vote_.last_batch = b + 1 == batches.size() ? 1 : 0;
+      vote_.plan_checksum = plan_sum;
+    }
+    if (!wait_verdict(round, static_cast<int64_t>(b))) {
+      // Aborted (or shutting down): the engine did not take the batch.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (prepared_) {
+        for (StagingId id : prepared_->staging) store_->release_staging(id);
+        prepared_.reset();
+      }
+      return ok_status();
+    }
+    prev = snap;  // the engine has already set the vote to working on batch b + 1
+  }
+  return ok_status();
+}
+
+Status PlacementManager::stage_batch(int64_t round, int64_t batch, std::span<const Transfer> transfers,
+                                     std::vector<StagingId>& ids) {
+  auto aborted = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stop_ || (verdict_round_ == round && !verdict_commit_) || verdict_round_ > round;
+  };
+  auto tag_of = [](size_t i) { return static_cast<int32_t>(1 + i % static_cast<size_t>(kMaxTag)); };
+  const auto deadline_of = [&] { return Clock::now() + options_.transfer_timeout; };
+  // Sends run on their own thread, receives on this one, both in the global
+  // transfer order: whatever the transport's send semantics, the earliest
+  // pending transfer always has both ends working on it, so nothing deadlocks.
+  Status send_status;
+  std::thread sender([&] {
+    std::vector<std::byte> buf;
+    for (size_t i = 0; i < transfers.size() && send_status.ok(); ++i) {
+      const Transfer& t = transfers[i];
+      if (t.src_rank != rank_ || t.dst_rank == rank_) continue;
+      const WeightHeader h{round, t.layer, t.expert, t.dst_rank, t.dst_slot};
+      buf.resize(sizeof(h) + static_cast<size_t>(t.bytes));
+      std::memcpy(buf.data(), &h, sizeof(h));
+      send_status = store_->read_slot(t.layer, t.src_slot, 0, std::span(buf).subspan(sizeof(h)));
+      if (!send_status.ok()) break;
+      const auto deadline = deadline_of();
+      for (;;) {
+        send_status = planner_transport_->send(t.dst_rank, tag_of(i), buf, kWaitSlice);
+        if (send_status.code() != StatusCode::kDeadlineExceeded) break;
+        if (aborted()) {
+          send_status = aborted_error(str_cat("round ", round, " aborted"));
+          break;
+        }
+        if (Clock::now() > deadline) break;
+      }
+      if (!send_status.ok())
+        send_status = send_status.with_context(str_cat("round ", round, ", batch ", batch, ": sending layer ", t.layer,
+                                                       " expert ", t.expert, " to rank ", t.dst_rank));
+    }
+  });
+  Status recv_status;
+  for (size_t i = 0; i < transfers.size() && recv_status.ok(); ++i) {
+    const Transfer& t = transfers[i];
+    if (t.dst_rank != rank_) continue;
+    if (options_.before_transfer) {
+      recv_status = options_.before_transfer(TransferEvent{round, batch, t});
+      if (!recv_status.ok()) break;
+    }
+    auto id = store_->acquire_staging(t.layer, t.dst_slot);
+    if (!id.ok()) {
+      recv_status = id.status();
+      break;
+    }
+    ids.push_back(*id);
+    if (t.src_rank == rank_) {
+      recv_status = store_->stage_from_slot(*id, t.src_slot);
+      continue;
+    }
+    const auto deadline = deadline_of();
+    for (;;) {
+      auto msg = planner_transport_->recv_message(t.src_rank, tag_of(i), kWaitSlice);
+      if (msg.status().code() == StatusCode::kDeadlineExceeded) {
+        if (aborted()) {
+          recv_status = aborted_error(str_cat("round ", round, " aborted"));
+          break;
+        }
+        if (Clock::now() > deadline) {
+          recv_status = msg.status();
+          break;
+        }
+        continue;
+      }
+      if (!msg.ok()) {
+        recv_status = msg.status();
+        break;
+      }
+      WeightHeader h{};
+      if (msg->size() >= sizeof(h)) std::memcpy(&h, msg->data(), sizeof(h));
+      if (msg->size() >= sizeof(h) && h.round < round) continue;  // left over from an aborted round
+      if (msg->size() != sizeof(h) + static_cast<size_t>(t.bytes) || h.round != round || h.layer != t.layer ||
+          h.expert != t.expert || h.dst_rank != t.dst_rank || h.dst_slot != t.dst_slot) {
+        recv_status = data_loss_error(str_cat("unexpected weight message (", msg->size(), " bytes, round ", h.round,
+                                              ", layer ", h.layer, ", expert ", h.expert, ")"));
+        break;
+      }
+      recv_status = store_->write_staging(*id, 0, std::span(*msg).subspan(sizeof(h)));
+      break;
+    }
+    if (!recv_status.ok())
+      recv_status = recv_status.with_context(str_cat("round ", round, ", batch ", batch, ": receiving layer ",
+                                                     t.layer, " expert ", t.expert, " from rank ", t.src_rank,
+                                                     " into slot ", t.dst_slot));
+  }
+  sender.join();
+  OMNI_RETURN_IF_ERROR(recv_status.with_context(str_cat("rank ", rank_)));
+  return send_status.with_context(str_cat("rank ", rank_));
+}
+
+}  // namespace omni

@@ -1,0 +1,60 @@
+#include "omniplacement/runtime/routing_snapshot.h"
+
+#include "omniplacement/core/str_cat.h"
+
+namespace omni {
+
+namespace {
+
+StatusOr<std::shared_ptr<const LayerRouting>> build_layer(const Placement& placement, const ExpertMap& map,
+                                                          LayerId l, const Topology& topology, RankId rank,
+                                                          uint64_t epoch) {
+  auto r = std::make_shared<LayerRouting>();
+  r->layer = l;
+  r->epoch = epoch;
+  r->map = map.layer(l);
+  OMNI_ASSIGN_OR_RETURN(r->dispatch, LayerDispatch::build(placement, l, topology, rank));
+  return std::shared_ptr<const LayerRouting>(std::move(r));
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::build(std::shared_ptr<const Placement> placement,
+                                                                        const Topology& topology, RankId rank,
+                                                                        uint64_t epoch) {
+  if (!placement) return invalid_argument_error("RoutingSnapshot::build: no placement");
+  std::vector<LayerId> all(static_cast<size_t>(placement->num_layers()));
+  for (LayerId l = 0; l < placement->num_layers(); ++l) all[static_cast<size_t>(l)] = l;
+  RoutingSnapshot empty;
+  empty.layers_.resize(all.size());
+  return rebuild(empty, std::move(placement), all, topology, rank, epoch);
+}
+
+StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::rebuild(const RoutingSnapshot& base,
+                                                                          std::shared_ptr<const Placement> placement,
+                                                                          std::span<const LayerId> changed,
+                                                                          const Topology& topology, RankId rank,
+                                                                          uint64_t epoch) {
+  if (!placement) return invalid_argument_error("RoutingSnapshot::rebuild: no placement");
+  if (base.num_layers() != placement->num_layers())
+    return invalid_argument_error(str_cat("RoutingSnapshot::rebuild: base has ", base.num_layers(),
+                                          " layers, placement ", placement->num_layers()));
+  OMNI_ASSIGN_OR_RETURN(ExpertMap map, ExpertMap::from_placement(*placement));
+  auto s = std::make_shared<RoutingSnapshot>();
+  s->epoch_ = epoch;
+  s->checksum_ = placement->checksum();
+  s->layers_ = base.layers_;
+  for (LayerId l : changed) {
+    if (l < 0 || l >= placement->num_layers())
+      return out_of_range_error(str_cat("RoutingSnapshot::rebuild: layer ", l, " out of [0, ",
+                                        placement->num_layers(), ")"));
+    OMNI_ASSIGN_OR_RETURN(s->layers_[static_cast<size_t>(l)], build_layer(*placement, map, l, topology, rank, epoch));
+  }
+  for (LayerId l = 0; l < placement->num_layers(); ++l)
+    if (!s->layers_[static_cast<size_t>(l)])
+      return invalid_argument_error(str_cat("RoutingSnapshot::rebuild: layer ", l, " is neither in the base nor changed"));
+  s->placement_ = std::move(placement);
+  return std::shared_ptr<const RoutingSnapshot>(std::move(s));
+}
+
+}  // namespace omni

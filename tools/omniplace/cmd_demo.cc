@@ -1,0 +1,266 @@
+// omniplace demo: N ranks serve a toy MoE model with real arithmetic on the
+// shipped Qwen1.5-MoE routing time series while placement changes under them.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iomanip>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "omniplace/command.h"
+#include "omniplacement/core/str_cat.h"
+#include "omniplacement/io/trace.h"
+#include "omniplacement/runtime/demo.h"
+#include "omniplacement/transport/local_transport.h"
+#include "omniplacement/transport/mpi_transport.h"
+
+namespace {
+
+struct DemoArgs {
+  int32_t ranks = 12;
+  int32_t ranks_per_host = 0;  // 0: 4 when it divides the ranks, else one host
+  int32_t slots_per_rank = 0;  // 0: 72 slots in all (6 per rank at 12 ranks)
+  int32_t total_slots = 72;
+  int64_t steps = 600;
+  int64_t steps_per_window = 10;
+  int64_t interval = 10;
+  int32_t cadence = 1;
+  int32_t layers_per_commit = 0;
+  int32_t tokens = 64;
+  int32_t max_moves_per_rank = 0;
+  double min_gain = 0.0;
+  double decay = 0.0;
+  double volatility = 0.0;
+  std::string planner = "eplb";
+  std::string dispatch = "per-batch";
+  std::string transport = "local";
+  std::string trace = std::string(OMNI_DATA_DIR) + "/traces/qwen15moe_expert_freq_by_iteration.csv";
+  std::vector<std::string> datasets = {"bookcorpus", "wikitext", "wmt19"};
+  uint64_t seed = 1;
+  bool json = false;
+  bool static_only = false;
+};
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) b /= 1000, ++u;
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(u == 0 ? 0 : 1) << b << " " << units[u];
+  return os.str();
+}
+
+nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a) {
+  nlohmann::json phases = nlohmann::json::array();
+  for (const auto& p : r.phases)
+    phases.push_back({{"phase", p.name}, {"windows", p.num_windows}, {"dynamic_max_over_mean", p.dynamic},
+                      {"static_max_over_mean", p.static_}, {"oracle_max_over_mean", p.oracle}});
+  const auto& m = r.manager;
+  return {{"ranks", r.ranks},
+          {"ranks_per_host", a.ranks_per_host > 0 ? a.ranks_per_host : (r.ranks % 4 == 0 ? 4 : r.ranks)},
+          {"slots_per_rank", a.slots_per_rank > 0 ? a.slots_per_rank : (a.total_slots + r.ranks - 1) / r.ranks},
+          {"steps", r.steps},
+          {"steps_per_window", a.steps_per_window},
+          {"interval", a.interval},
+          {"planner", r.planner},
+          {"dispatch", r.dispatch},
+          {"transport", r.transport},
+          {"replans", m.rounds_started},
+          {"rounds_completed", m.rounds_completed},
+          {"rounds_no_change", m.rounds_no_change},
+          {"rounds_aborted", m.rounds_aborted},
+          {"epochs_committed", m.epoch},
+          {"experts_moved", m.experts_moved},
+          {"bytes_moved", m.bytes_moved},
+          {"outputs_checked", r.outputs_checked},
+          {"wrong_outputs", r.wrong_outputs},
+          {"misrouted", r.misrouted},
+          {"phases", phases},
+          {"overall",
+           {{"windows", r.overall.num_windows},
+            {"dynamic_max_over_mean", r.overall.dynamic},
+            {"static_max_over_mean", r.overall.static_},
+            {"oracle_max_over_mean", r.overall.oracle}}},
+          {"engine_us_per_step", r.engine_us_per_step},
+          {"dispatch_us_per_step", r.dispatch_us_per_step},
+          {"step_boundary_us_per_step", r.step_boundary_us_per_step},
+          {"agreement_collectives", m.agreement_collectives},
+          {"agreement_us_mean", m.agreement_collectives ? m.agreement_seconds * 1e6 / m.agreement_collectives : 0.0},
+          {"commit_us_mean_excluding_copy", m.batches_committed ? m.commit_seconds * 1e6 / m.batches_committed : 0.0},
+          {"staging_copy_us_mean", m.batches_committed ? m.staging_copy_seconds * 1e6 / m.batches_committed : 0.0},
+          {"planning_seconds", m.planning_seconds},
+          {"wall_seconds", r.wall_seconds}};
+}
+
+void print_table(const omni::DemoReport& r, const DemoArgs& a) {
+  const auto& m = r.manager;
+  std::cout << std::fixed;
+  std::cout << "\n  steps                    " << r.steps << "\n"
+            << "  re-plans                 " << m.rounds_started << "  (" << m.rounds_completed << " moved, "
+            << m.rounds_no_change << " unchanged, " << m.rounds_aborted << " aborted)\n"
+            << "  epochs committed         " << m.epoch << "\n"
+            << "  experts moved            " << m.experts_moved << "\n"
+            << "  bytes moved              " << human_bytes(static_cast<double>(m.bytes_moved)) << "\n"
+            << "  outputs checked          " << r.outputs_checked << "\n"
+            << "  wrong outputs            " << r.wrong_outputs << (r.wrong_outputs == 0 ? "" : "   <-- ERROR") << "\n"
+            << std::setprecision(1) << "  engine thread per step   " << r.engine_us_per_step << " us  (record+dispatch "
+            << r.dispatch_us_per_step << " us, step_boundary " << r.step_boundary_us_per_step << " us)\n"
+            << "  commit step (rank 0)     agreement " << (m.agreement_collectives ? m.agreement_seconds * 1e6 / m.agreement_collectives : 0.0)
+            << " us per collective (" << m.agreement_collectives << "), commit "
+            << (m.batches_committed ? m.commit_seconds * 1e6 / m.batches_committed : 0.0) << " us + staging copy "
+            << (m.batches_committed ? m.staging_copy_seconds * 1e6 / m.batches_committed : 0.0) << " us per epoch\n"
+            << "  wall time                " << r.wall_seconds << " s\n\n";
+  std::cout << "  max/mean rank load (each window's " << a.steps_per_window
+            << " steps summed; mean over windows and layers)\n";
+  std::cout << "  phase        windows   dynamic   static   oracle\n";
+  auto row = [](const omni::DemoPhase& p) {
+    std::cout << "  " << std::left << std::setw(12) << p.name << std::right << std::setw(8) << p.num_windows
+              << std::setprecision(3) << std::setw(10) << p.dynamic << std::setw(9) << p.static_ << std::setw(9)
+              << p.oracle << "\n";
+  };
+  for (const auto& p : r.phases) row(p);
+  row(r.overall);
+  std::cout << "  (dynamic: this run; static: the initial placement kept; oracle: " << r.planner
+            << " planned on each window's own counts)\n";
+}
+
+omni::cli::RunFn setup_demo(CLI::App& app) {
+  auto args = std::make_shared<DemoArgs>();
+  auto* sub = app.add_subcommand("demo",
+                                 "Serve a toy MoE model on N ranks while placement changes; check every output");
+  sub->add_option("--ranks", args->ranks, "ranks (threads with --transport local)")->capture_default_str();
+  sub->add_option("--ranks-per-host", args->ranks_per_host, "ranks per host (0: 4 when it divides the ranks, else one host)")
+      ->capture_default_str();
+  sub->add_option("--slots-per-rank", args->slots_per_rank,
+                  "expert slots per rank and layer (0: ceil(72 / ranks), i.e. 12 redundant slots for 60 experts)")
+      ->capture_default_str();
+  sub->add_option("--steps", args->steps, "forward passes")->capture_default_str();
+  sub->add_option("--steps-per-window", args->steps_per_window, "steps per trace window")->capture_default_str();
+  sub->add_option("--interval", args->interval, "re-plan every this many steps")->capture_default_str();
+  sub->add_option("--cadence", args->cadence, "agreement collective every this many steps")->capture_default_str();
+  sub->add_option("--layers-per-commit", args->layers_per_commit, "layers per commit (0: all)")->capture_default_str();
+  sub->add_option("--tokens", args->tokens, "tokens per rank, step and layer")->capture_default_str();
+  sub->add_option("--planner", args->planner, "planner spec, e.g. omni, eplb")->capture_default_str();
+  sub->add_option("--max-moves-per-rank", args->max_moves_per_rank, "move budget per re-plan (0: planner default)")
+      ->capture_default_str();
+  sub->add_option("--min-gain", args->min_gain, "skip re-plans improving max/mean by less")->capture_default_str();
+  sub->add_option("--decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
+      ->capture_default_str();
+  sub->add_option("--volatility", args->volatility, "plan on load + this x |load - previous window|")
+      ->capture_default_str();
+  sub->add_option("--dispatch", args->dispatch, "per-batch or shares")
+      ->check(CLI::IsMember({"per-batch", "shares"}))
+      ->capture_default_str();
+  sub->add_option("--transport", args->transport, "local (threads) or mpi (under mpirun)")
+      ->check(CLI::IsMember({"local", "mpi"}))
+      ->capture_default_str();
+  sub->add_option("--trace", args->trace, "per-iteration trace CSV")->capture_default_str();
+  sub->add_option("--datasets", args->datasets, "datasets of the trace, in order")->delimiter(',');
+  sub->add_option("--seed", args->seed, "seed of the token draws and weights")->capture_default_str();
+  sub->add_flag("--static", args->static_only, "dynamic placement off (baseline run)");
+  sub->add_flag("--json", args->json, "print the result as one JSON object");
+  sub->footer(
+      "Example:\n  omniplace demo                      # 12 ranks x 6 slots, Qwen1.5-MoE series, 600 steps\n"
+      "  omniplace demo --ranks 8 --steps 200 --planner eplb --json\n"
+      "  mpirun -np 4 omniplace demo --transport mpi --ranks 4 --slots-per-rank 16");
+  return [args] {
+    const DemoArgs& a = *args;
+    auto trace = omni::Trace::read_csv(a.trace);
+    if (!trace.ok()) return omni::cli::fail("demo", trace.status());
+    auto windows = trace->windows(a.datasets);
+    if (!windows.ok()) return omni::cli::fail("demo", windows.status());
+    std::vector<omni::LoadMatrix> loads;
+    std::vector<std::string> names;
+    for (const auto& w : *windows) {
+      loads.push_back(w.load);
+      names.push_back(w.group);
+    }
+    auto workload = omni::RoutingWorkload::create(std::move(loads), a.steps_per_window, a.tokens, 4, a.seed);
+    if (!workload.ok()) return omni::cli::fail("demo", workload.status());
+    omni::DemoConfig c;
+    c.steps = a.steps;
+    c.seed = a.seed;
+    c.manager.dynamic = !a.static_only;
+    c.manager.planner_spec = a.planner;
+    c.manager.replan_interval_steps = a.interval;
+    c.manager.commit_cadence_steps = a.cadence;
+    c.manager.layers_per_commit = a.layers_per_commit;
+    c.manager.max_moves_per_rank = a.max_moves_per_rank;
+    c.manager.min_gain = a.min_gain;
+    c.manager.window_decay = a.decay;
+    c.manager.volatility_weight = a.volatility;
+    c.manager.dispatch_mode = a.dispatch == "shares" ? omni::DispatchMode::kShares : omni::DispatchMode::kPerBatch;
+    const bool tty = isatty(fileno(stderr)) != 0;
+    c.progress_every = std::max<int64_t>(1, a.steps / 30);
+    auto header = [&](int32_t ranks) {
+      if (a.json) return;
+      std::cout << "OmniPlacement demo: " << ranks << " ranks x " << c.slots_per_rank << " slots ("
+                << c.ranks_per_host << " per host, " << a.transport << " transport), Qwen1.5-MoE series "
+                << workload->num_layers() << " layers x " << workload->num_experts() << " experts, top-"
+                << workload->top_k() << ", " << a.tokens << " tokens per rank and step; planner " << a.planner
+                << ", dispatch " << a.dispatch << ", re-plan every " << a.interval << " steps\n"
+                << std::flush;
+    };
+    if (!a.json) {
+      c.progress = [tty](const omni::DemoProgress& p) {
+        std::fprintf(stderr, "%sstep %lld/%lld  %s window %d  epoch %llu  re-plans %lld  experts moved %lld  wrong %lld/%lld%s",
+                     tty ? "\r" : "", static_cast<long long>(p.step), static_cast<long long>(p.steps), p.phase.c_str(),
+                     p.window, static_cast<unsigned long long>(p.epoch), static_cast<long long>(p.rounds_started),
+                     static_cast<long long>(p.experts_moved), static_cast<long long>(p.wrong_outputs),
+                     static_cast<long long>(p.outputs_checked), tty ? "   " : "\n");
+        std::fflush(stderr);
+      };
+    }
+    auto hosts_for = [&](int32_t ranks) {
+      if (a.ranks_per_host > 0) return a.ranks_per_host;
+      return ranks % 4 == 0 ? 4 : ranks;
+    };
+    auto slots_for = [&](int32_t ranks) {
+      return a.slots_per_rank > 0 ? a.slots_per_rank : (a.total_slots + ranks - 1) / ranks;
+    };
+    omni::DemoReport report;
+    std::mutex mu;
+    auto body = [&](omni::Transport& t) -> omni::Status {
+      auto r = omni::run_demo(t, c, *workload, names);
+      if (!r.ok()) return r.status();
+      if (t.rank() == 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        report = *r;
+      }
+      return omni::ok_status();
+    };
+    if (a.transport == "mpi") {
+      auto world = omni::MpiTransport::create_world(c.manager.collective_timeout);
+      if (!world.ok()) return omni::cli::fail("demo", world.status());
+      const bool root = (*world)->rank() == 0;
+      c.ranks_per_host = hosts_for((*world)->size());
+      c.slots_per_rank = slots_for((*world)->size());
+      if (root) header((*world)->size());
+      else c.progress = nullptr;
+      omni::Status s = body(**world);
+      world->reset();
+      (void)omni::MpiTransport::finalize();
+      if (!s.ok()) return omni::cli::fail("demo", s.with_context(omni::str_cat("rank ", root ? 0 : -1)));
+      if (!root) return omni::cli::kExitOk;
+    } else {
+      c.slots_per_rank = slots_for(a.ranks);
+      c.ranks_per_host = hosts_for(a.ranks);
+      header(a.ranks);
+      auto statuses = omni::LocalCluster::run(a.ranks, body);
+      for (size_t q = 0; q < statuses.size(); ++q)
+        if (!statuses[q].ok()) return omni::cli::fail("demo", statuses[q].with_context(omni::str_cat("rank ", q)));
+    }
+    if (!a.json && tty) std::fprintf(stderr, "\n");
+    if (a.json) {
+      std::cout << to_json(report, a).dump(2) << "\n";
+    } else {
+      print_table(report, a);
+    }
+    return report.wrong_outputs == 0 ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
+  };
+}
+
+}  // namespace
+
+OMNI_CLI_COMMAND(demo, 10, setup_demo);
