@@ -18,7 +18,8 @@ Given a torch tensor the three results are int64 CPU tensors, as the reference r
 (it computes on ``weight.float().cpu()``); otherwise int64 numpy arrays.
 
 planner="eplb" is DeepSeek's algorithm bit for bit (C++, including its float32
-arithmetic and tie-breaking, and its known same-GPU duplicate replicas). Any other
+arithmetic and tie-breaking, and its known same-GPU duplicate replicas);
+"eplb(hierarchical)" and "eplb(global)" force one of its two policies. Any other
 planner spec string ("omni", "omni(max_replicas_per_expert=4)", "eplb(global)", ...)
 plans with that planner and returns its plan in the same shapes; num_groups and
 num_nodes are passed on as expert groups and hosts. The EPLB format has no empty
@@ -37,6 +38,9 @@ from . import _omni
 from ._tensors import is_tensor, to_numpy
 
 __all__ = ["rebalance_experts"]
+
+# Canonical eplb specs and the policy each asks eplb_rebalance for.
+_EPLB_POLICIES = {"eplb": "auto", "eplb(hierarchical)": "hierarchical", "eplb(global)": "global"}
 
 
 def _weight_matrix(weight):
@@ -101,14 +105,16 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, pla
     load, like = _weight_matrix(weight)
     if replica_order not in ("creation", "slot"):
         raise ValueError(f"INVALID_ARGUMENT: replica_order must be 'creation' or 'slot', got {replica_order!r}")
-    if planner == "eplb":
-        r = _omni.eplb_rebalance(load, int(num_replicas), int(num_groups), int(num_nodes), int(num_gpus))
+    spec = _omni.canonical_spec(planner)
+    if spec in _EPLB_POLICIES:
+        r = _omni.eplb_rebalance(load, int(num_replicas), int(num_groups), int(num_nodes), int(num_gpus),
+                                 _EPLB_POLICIES[spec])
         phy2log, log2phy, logcnt = r["phy2log"], r["log2phy"], r["logcnt"]
     else:
         if int(num_gpus) < 1 or int(num_replicas) % int(num_gpus) != 0:
             raise ValueError(f"INVALID_ARGUMENT: rebalance_experts: num_replicas ({num_replicas}) must be a "
                              f"multiple of num_gpus ({num_gpus})")
-        result = _omni.Planner(planner).plan(load, num_ranks=int(num_gpus), num_replicas=int(num_replicas),
+        result = _omni.Planner(spec).plan(load, num_ranks=int(num_gpus), num_replicas=int(num_replicas),
                                              num_nodes=int(num_nodes), num_groups=int(num_groups))
         placement, replica_rank = result.placement, result.replica_rank
         phy2log = placement.phy2log_matrix()

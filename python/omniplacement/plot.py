@@ -31,7 +31,8 @@ def _as_load(load):
 
 
 def _figure(width_in, height_in, dpi):
-    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    # Constrained layout keeps titles, labels and colorbars inside the canvas.
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -164,6 +165,5 @@ def imbalance_over_time(source, path=None, *, metric="max_over_mean", title=None
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     _save(fig, path)
     return fig
