@@ -148,10 +148,12 @@ void FailureDetector::sender_loop() {
       // declare it failed, so nothing to do here but go on.
       Status s = transport_.send(succ, options_.tag, msg, options_.timeout);
       lock.lock();
-      if (s.ok()) {
-        ++stats_.heartbeats_sent;
-        sent_version = version;
-      }
+      if (s.ok()) ++stats_.heartbeats_sent;
+      // Tried with this view (sent or not): the next try is after `period`,
+      // or sooner if the view changes. Never spin on a failing send.
+      sent_version = version;
+    } else {
+      sent_version = version_;  // alone: nothing to send until the view changes
     }
     // Next heartbeat after `period`, or at once when the failed set changed.
     cv_.wait_for(lock, options_.period, [&] { return stopping_ || version_ != sent_version; });
