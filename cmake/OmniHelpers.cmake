@@ -93,3 +93,16 @@ function(omni_install_package)
     ${PROJECT_BINARY_DIR}/OmniPlacementConfigVersion.cmake
     DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/OmniPlacement)
 endfunction()
+
+# omni_mpirun_prefix(<out_var> <num_ranks>): the command prefix that launches
+# num_ranks MPI processes for a ctest entry: mpiexec --oversubscribe (ranks may
+# outnumber cores), plus --allow-run-as-root when configured as root (CI).
+# Requires find_package(MPI) to have run.
+function(omni_mpirun_prefix out_var num_ranks)
+  execute_process(COMMAND id -u OUTPUT_VARIABLE uid OUTPUT_STRIP_TRAILING_WHITESPACE)
+  set(flags --oversubscribe)
+  if(uid STREQUAL "0")
+    list(PREPEND flags --allow-run-as-root)
+  endif()
+  set(${out_var} ${MPIEXEC_EXECUTABLE} ${flags} ${MPIEXEC_NUMPROC_FLAG} ${num_ranks} PARENT_SCOPE)
+endfunction()
