@@ -198,12 +198,15 @@ PlacementManagerStats PlacementManager::stats() const {
 }
 
 void PlacementManager::set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum) {
-  std::lock_guard<std::mutex> lock(mu_);
-  vote_.round = round;
-  vote_.batch = batch;
-  vote_.phase = phase;
-  vote_.last_batch = last;
-  vote_.plan_checksum = plan_checksum;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    vote_.round = round;
+    vote_.batch = batch;
+    vote_.phase = phase;
+    vote_.last_batch = last;
+    vote_.plan_checksum = plan_checksum;
+  }
+  cv_.notify_all();  // an engine thread may wait for this vote (stage_wait)
 }
 
 Status PlacementManager::step_boundary(int64_t step) {
@@ -216,7 +219,14 @@ Status PlacementManager::step_boundary(int64_t step) {
   const auto t0 = Clock::now();
   Vote v;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (round_.active && options_.stage_wait.count() > 0) {
+      // kIdle: the planner has not picked the job up yet; kWorking: planning
+      // or transferring. Either way this rank's vote would say "wait".
+      cv_.wait_for(lock, options_.stage_wait, [&] {
+        return stop_ || (vote_.phase != StagePhase::kWorking && vote_.phase != StagePhase::kIdle);
+      });
+    }
     v = vote_;
   }
   v.placement_checksum = vote_checksum(hot_->checksum());
@@ -377,6 +387,7 @@ void PlacementManager::planner_main() {
         planner_error_ = s.to_string();
         vote_.phase = StagePhase::kFailed;
       }
+      cv_.notify_all();
       // The engines see kFailed and abort; wait for that before going idle.
       wait_verdict(job->round, INT64_MAX);
     }
@@ -528,6 +539,7 @@ Status PlacementManager::run_round(const Job& job) {
       vote_.last_batch = b + 1 == batches.size() ? 1 : 0;
       vote_.plan_checksum = plan_sum;
     }
+    cv_.notify_all();
     if (!wait_verdict(round, static_cast<int64_t>(b))) {
       // Aborted (or shutting down): the engine did not take the batch.
       std::lock_guard<std::mutex> lock(mu_);

@@ -36,6 +36,9 @@ TEST(Demo, ZeroWrongOutputsOverTwentyCommits) {
   c.manager.commit_cadence_steps = 1;
   c.manager.dispatch_mode = DispatchMode::kPerBatch;
   c.manager.layers_per_commit = 6;  // two batches per round
+  // The count of commits below must not depend on how loaded the machine is:
+  // each engine waits (bounded) for its own staged batch before voting.
+  c.manager.stage_wait = std::chrono::seconds(10);
   std::mutex mu;
   DemoReport report;
   auto statuses = LocalCluster::run(6, [&](Transport& t) -> Status {

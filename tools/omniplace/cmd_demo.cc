@@ -30,6 +30,7 @@ struct DemoArgs {
   int32_t tokens = 64;
   int32_t max_moves_per_rank = 0;
   double min_gain = 0.0;
+  int64_t stage_wait_ms = 0;
   double decay = 0.0;
   double volatility = 0.0;
   std::string planner = "eplb";
@@ -145,6 +146,11 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--max-moves-per-rank", args->max_moves_per_rank, "move budget per re-plan (0: planner default)")
       ->capture_default_str();
   sub->add_option("--min-gain", args->min_gain, "skip re-plans improving max/mean by less")->capture_default_str();
+  sub->add_option("--stage-wait-ms", args->stage_wait_ms,
+                  "engine waits up to this long for its staged batch before voting (0: never; >0: commit steps "
+                  "independent of machine load)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{60000}));
   sub->add_option("--decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
       ->capture_default_str();
   sub->add_option("--volatility", args->volatility, "plan on load + this x |load - previous window|")
@@ -188,6 +194,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     c.manager.layers_per_commit = a.layers_per_commit;
     c.manager.max_moves_per_rank = a.max_moves_per_rank;
     c.manager.min_gain = a.min_gain;
+    c.manager.stage_wait = std::chrono::milliseconds(a.stage_wait_ms);
     c.manager.window_decay = a.decay;
     c.manager.volatility_weight = a.volatility;
     c.manager.dispatch_mode = a.dispatch == "shares" ? omni::DispatchMode::kShares : omni::DispatchMode::kPerBatch;

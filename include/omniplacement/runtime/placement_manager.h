@@ -108,6 +108,13 @@ struct PlacementManagerOptions {
   double volatility_weight = 0.0;
   // At most this many layers per commit (0: as many as staging allows).
   int32_t layers_per_commit = 0;
+  // While a round runs, step_boundary waits up to this long for this rank's
+  // planner thread to finish the current batch (staged, no change, or failed)
+  // before it votes. 0 (default): never wait, serving is never held up, and the
+  // step at which a batch commits depends on thread timing. A positive value
+  // trades a bounded engine-thread stall for a commit schedule that does not
+  // depend on machine load: reproducible tests, benchmarks and replays.
+  std::chrono::milliseconds stage_wait{0};
   // Staging a batch may use on any rank (also checked by the WeightStore).
   int64_t staging_limit_bytes = int64_t{1} << 30;
   DispatchMode dispatch_mode = DispatchMode::kShares;
