@@ -12,6 +12,7 @@ namespace omni {
 struct PlacementManager::Job {
   int64_t round = 0;
   LoadMatrix window;
+  DumpMetadata window_meta;  // window index, steps and invalid ids of this rank's window
   std::shared_ptr<const RoutingSnapshot> base;
 };
 
@@ -82,6 +83,19 @@ StatusOr<Placement> compose(const Placement& base, const Placement& next, std::s
   return Placement::create(std::move(layout));
 }
 
+// What a dump of window w says about itself; rank -1 for aggregated windows.
+DumpMetadata window_meta(const CaptureWindow& w, RankId rank, const RoutingSnapshot& in_force) {
+  DumpMetadata m;
+  m.window = w.index;
+  m.step_begin = w.step_begin;
+  m.step_end = w.step_end;
+  m.epoch = static_cast<int64_t>(in_force.epoch());
+  m.placement_checksum = in_force.checksum();
+  m.rank = rank;
+  m.num_invalid = w.num_invalid;
+  return m;
+}
+
 bool layer_equal(const Placement& a, const Placement& b, LayerId l) {
   if (a.slots_per_rank(l) != b.slots_per_rank(l)) return false;
   const auto pa = a.phy2log(l), pb = b.phy2log(l);
@@ -117,6 +131,9 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
         options.commit_timeout_steps, "), layers_per_commit >= 0 (", options.layers_per_commit,
         "), staging_limit_bytes >= 0 (", options.staging_limit_bytes, "), min_gain >= 0 (", options.min_gain,
         "), 0 <= window_decay < 1 (", options.window_decay, ")"));
+  if (options.enable_dump && (options.dump_dir.empty() || options.dump_queue_capacity < 1))
+    return invalid_argument_error(str_cat("PlacementManager: enable_dump needs a dump_dir (given '", options.dump_dir,
+                                          "') and dump_queue_capacity >= 1 (", options.dump_queue_capacity, ")"));
   std::unique_ptr<PlacementManager> pm(new PlacementManager());
   pm->transport_ = &transport;
   pm->topology_ = topology;
@@ -140,6 +157,20 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   pm->next_round_step_ = options.replan_interval_steps;
   pm->round_.timeout_steps = options.commit_timeout_steps;
   pm->stats_.placement_checksum = initial.checksum();
+  if (options.enable_dump) {
+    DumpWriterOptions dw;
+    dw.dir = options.dump_dir;
+    dw.queue_capacity = options.dump_queue_capacity;
+    // Aggregated windows come from rank 0 alone; rank-local windows (dynamic
+    // off) from every rank, so their names must not collide in a shared folder.
+    dw.file_prefix = options.dynamic ? "window" : str_cat("window_r", pm->rank_);
+    auto writer = DumpWriter::start(std::move(dw));
+    if (!writer.ok())
+      return writer.status().with_context(str_cat("PlacementManager: rank ", pm->rank_, ": dump_dir '",
+                                                   options.dump_dir, "'"));
+    if (options.dynamic && pm->rank_ != 0) (*writer)->close().ignore();  // created the folder; writes nothing
+    else pm->dump_writer_ = std::move(*writer);
+  }
   pm->options_ = std::move(options);
   pm->planner_thread_ = std::thread([p = pm.get()] { p->planner_main(); });
   return pm;
@@ -152,7 +183,17 @@ PlacementManager::~PlacementManager() {
   }
   cv_.notify_all();
   if (planner_thread_.joinable()) planner_thread_.join();
+  if (dump_writer_) dump_writer_->close().ignore();  // writes what is queued
 }
+
+void PlacementManager::submit_dump(LoadMatrix load, const DumpMetadata& meta) {
+  if (!dump_writer_) return;
+  const bool queued = dump_writer_->submit(std::move(load), meta);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queued) ++stats_.dumps_queued;
+}
+
+Status PlacementManager::flush_dumps() { return dump_writer_ ? dump_writer_->flush() : ok_status(); }
 
 std::shared_ptr<const LayerRouting> PlacementManager::expert_map(LayerId l) const {
   auto s = cell_.load();
@@ -193,8 +234,18 @@ Status PlacementManager::dispatch(LayerId l, std::span<const ExpertId> topk_ids,
 }
 
 PlacementManagerStats PlacementManager::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  PlacementManagerStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = stats_;
+  }
+  s.steps = steps_.load(std::memory_order_relaxed);
+  if (dump_writer_) {
+    s.dumps_written = dump_writer_->num_written();
+    s.dumps_dropped = dump_writer_->num_dropped();
+    s.dumps_failed = dump_writer_->num_failed();
+  }
+  return s;
 }
 
 void PlacementManager::set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum) {
@@ -211,8 +262,19 @@ void PlacementManager::set_vote(int64_t round, int64_t batch, StagePhase phase, 
 
 Status PlacementManager::step_boundary(int64_t step) {
   recorder_->note_step(step);
+  // Only this thread writes it; stats() reads it from any thread.
+  steps_.store(steps_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (!options_.dynamic) {
+    // No rounds, so no aggregation: this rank dumps its own window.
+    if (dump_writer_ && step >= next_round_step_) {
+      CaptureWindow w = recorder_->take_window();
+      next_round_step_ = next_multiple(step, options_.replan_interval_steps);
+      submit_dump(std::move(w.load), window_meta(w, rank_, *hot_));
+    }
+    return ok_status();
+  }
   // Fast path: no round due or running, or not a cadence step.
-  if (!options_.dynamic || broken_) return ok_status();
+  if (broken_) return ok_status();
   if (!round_.active && step < next_round_step_) return ok_status();
   if (step % options_.commit_cadence_steps != 0) return ok_status();
 
@@ -269,8 +331,10 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
     case Decision::kStartRound: {
       auto job = std::make_unique<Job>();
       job->round = next_round_id_++;
-      job->window = recorder_->take_window().load;
       job->base = cell_.load();
+      CaptureWindow w = recorder_->take_window();
+      job->window = std::move(w.load);
+      job->window_meta = window_meta(w, -1, *job->base);
       round_.active = true;
       round_.round = job->round;
       round_.batch = 0;
@@ -403,15 +467,21 @@ Status PlacementManager::run_round(const Job& job) {
   const int32_t L = current.num_layers();
   const int32_t E = current.num_experts();
   const int32_t R = current.num_ranks();
-  // 1. Aggregate the window over all ranks.
+  // 1. Aggregate the window over all ranks (the invalid-id count rides along
+  //    in a last element, for the dump).
   std::vector<int64_t> counts(job.window.counts().begin(), job.window.counts().end());
   if (counts.size() != static_cast<size_t>(L) * static_cast<size_t>(E))
     return internal_error(str_cat("round ", round, ": recorder window has ", counts.size(), " counts, expected ",
                                   int64_t{L} * E));
+  counts.push_back(job.window_meta.num_invalid);
   OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(counts), ReduceOp::kSum,
                                                       options_.collective_timeout)
                            .with_context(str_cat("round ", round, ": aggregating the window")));
+  DumpMetadata meta = job.window_meta;
+  meta.num_invalid = counts.back();
+  counts.pop_back();
   OMNI_ASSIGN_OR_RETURN(LoadMatrix load, LoadMatrix::from_counts(L, E, std::move(counts)));
+  submit_dump(load, meta);  // queued only (rank 0 with enable_dump); the writer thread does the I/O
   // Hedge for volatility: an expert whose load moved between the last two
   // windows is planned with that movement added, so it tends to get replicas
   // the per-batch split can shift load between.

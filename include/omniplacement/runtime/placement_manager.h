@@ -39,6 +39,17 @@
 // epoch() and stats() may be called from any thread and never block the
 // engine. The manager owns one planner thread.
 //
+// Dumps (enable_dump, dump_dir; io/dump_writer.h): with dynamic placement on,
+// rank 0 writes every aggregated window (the sum over all ranks that the round
+// plans on, id_space "expert", rank -1, file prefix "window") through a
+// DumpWriter: the planner thread only queues it, the writer's own thread does
+// the I/O, and a full queue drops the window (counted in stats().dumps_dropped)
+// rather than wait. With dynamic placement off there are no rounds and no
+// aggregation: every rank writes its own window (rank r, file prefix
+// "window_r<r>") every replan_interval_steps, queued from step_boundary. Either
+// way read_dump_dir_load(dump_dir) sums to everything recorded up to the last
+// dumped window (the steps after it are not dumped).
+//
 // Ownership: the Transport and the WeightStore are borrowed and must outlive
 // the manager; the manager duplicates the transport for its planner thread.
 #pragma once
@@ -60,6 +71,7 @@
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/io/dump_writer.h"
 #include "omniplacement/planner/migration_plan.h"
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/runtime/batch_split.h"
@@ -118,6 +130,13 @@ struct PlacementManagerOptions {
   // Staging a batch may use on any rank (also checked by the WeightStore).
   int64_t staging_limit_bytes = int64_t{1} << 30;
   DispatchMode dispatch_mode = DispatchMode::kShares;
+  // Activation dumps (the YAML keys enable_dump and dump_dir; see the overview
+  // above for who writes what). dump_dir is created if missing; it must be set
+  // when enable_dump is. dump_queue_capacity: windows waiting for the writer
+  // thread before further ones are dropped (>= 1).
+  bool enable_dump = false;
+  std::string dump_dir;
+  int32_t dump_queue_capacity = 4;
   // Timeouts of the engine's collectives and of each weight transfer.
   std::chrono::milliseconds collective_timeout{30000};
   std::chrono::milliseconds transfer_timeout{30000};
@@ -152,6 +171,12 @@ struct PlacementManagerStats {
   // Predicted mean max/mean of the last planned round: before and after.
   double last_predicted_before = 0;
   double last_predicted_after = 0;
+  // Dumps (enable_dump): windows queued to the writer, written, dropped because
+  // its queue was full, and failed to write (all on this rank).
+  int64_t dumps_queued = 0;
+  int64_t dumps_written = 0;
+  int64_t dumps_dropped = 0;
+  int64_t dumps_failed = 0;
 };
 
 class PlacementManager {
@@ -185,6 +210,9 @@ class PlacementManager {
   std::span<const int64_t> last_batch_counts(LayerId l) const;
   PlacementManagerStats stats() const;
   RankId rank() const { return rank_; }
+  // Waits until every dump queued so far is written (OK when dumps are off);
+  // returns the first write error since the previous call. Any thread.
+  Status flush_dumps();
 
  private:
   struct Job;
@@ -197,6 +225,8 @@ class PlacementManager {
   // Planner waits for the engine's verdict on (round, batch): true = committed.
   bool wait_verdict(int64_t round, int64_t batch);
   void apply_decision(const DecisionResult& d, int64_t step);
+  // Queues a window to the dump writer (never blocks); counts drops.
+  void submit_dump(LoadMatrix load, const DumpMetadata& meta);
 
   Transport* transport_ = nullptr;
   std::unique_ptr<Transport> planner_transport_;
@@ -217,6 +247,7 @@ class PlacementManager {
   int64_t next_round_step_ = 0;
   int64_t next_round_id_ = 0;
   bool broken_ = false;
+  std::atomic<int64_t> steps_{0};  // step_boundary calls (written by the engine thread only)
 
   // Shared between the engine and planner threads.
   mutable std::mutex mu_;
@@ -231,6 +262,7 @@ class PlacementManager {
   std::string planner_error_;  // why this rank's planner failed the round in progress
   LoadMatrix ema_;          // planner thread only
   LoadMatrix prev_window_;  // planner thread only: the last aggregated window
+  std::unique_ptr<DumpWriter> dump_writer_;  // null unless enable_dump; outlives the planner thread
   std::thread planner_thread_;
 };
 
