@@ -23,44 +23,6 @@ namespace omni::py_support {
 
 namespace {
 
-// Ids as int32: a view of `arr` when it already is int32 and C-ordered, else a
-// converted copy in `storage` (values outside int32 become INT32_MIN: invalid).
-std::span<const int32_t> ids_view(const py::array& arr, std::vector<int32_t>& storage) {
-  const char kind = arr.dtype().kind();
-  if (arr.size() > 0 && kind != 'i' && kind != 'u') {
-    fail(StatusCode::kInvalidArgument,
-         str_cat("record: topk_ids must have an integer dtype, got ", std::string(py::str(arr.dtype()))));
-  }
-  const bool c_order = (arr.flags() & py::array::c_style) != 0;
-  if (kind == 'i' && arr.itemsize() == 4 && c_order) {
-    return {static_cast<const int32_t*>(arr.data()), static_cast<size_t>(arr.size())};
-  }
-  storage.resize(static_cast<size_t>(arr.size()));
-  if (kind == 'u' && arr.itemsize() == 8) {
-    auto u = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
-    for (size_t i = 0; i < storage.size(); ++i)
-      storage[i] = u.data()[i] > static_cast<uint64_t>(INT32_MAX) ? INT32_MIN : static_cast<int32_t>(u.data()[i]);
-    return storage;
-  }
-  auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
-  for (size_t i = 0; i < storage.size(); ++i) {
-    const int64_t v = wide.data()[i];
-    storage[i] = (v < INT32_MIN || v > INT32_MAX) ? INT32_MIN : static_cast<int32_t>(v);
-  }
-  return storage;
-}
-
-py::array as_numpy(py::handle obj) {
-  // CPU tensors and numpy arrays: no copy (numpy.asarray reads __array__).
-  py::object np = py::module_::import("numpy");
-  py::object sys_modules = py::module_::import("sys").attr("modules");
-  if (sys_modules.contains("torch")) {
-    py::object torch = sys_modules["torch"];
-    if (py::isinstance(obj, torch.attr("Tensor"))) return np.attr("asarray")(obj.attr("detach")().attr("cpu")());
-  }
-  return np.attr("asarray")(obj);
-}
-
 IdSpace parse_id_space(const std::string& s) {
   if (s == "expert") return IdSpace::kLogicalExpert;
   if (s == "slot") return IdSpace::kGlobalSlot;

@@ -15,6 +15,7 @@
 #include "bindings.h"
 #include "omniplacement/core/core.h"
 #include "omniplacement/io/activation_dump.h"
+#include "omniplacement/io/dump_writer.h"
 #include "omniplacement/io/config.h"
 #include "omniplacement/io/file_kind.h"
 #include "omniplacement/io/load_file.h"
@@ -194,6 +195,35 @@ void bind_io(py::module_& m) {
       },
       py::arg("path"), py::arg("dump_context") = false,
       "'placement', 'load', 'trace', 'activation dump' or 'config', from the extension and header.");
+  io.def(
+      "read_dump_dir",
+      [](const std::string& dir) {
+        py::list out;
+        for (DumpWindow& w : unwrap(read_dump_dir(dir))) {
+          py::dict d;
+          d["window"] = w.meta.window;
+          d["id_space"] = w.meta.id_space;
+          d["step_begin"] = w.meta.step_begin;
+          d["step_end"] = w.meta.step_end;
+          d["epoch"] = w.meta.epoch;
+          d["placement_checksum"] = w.meta.placement_checksum;
+          d["rank"] = w.meta.rank;
+          d["num_invalid"] = w.meta.num_invalid;
+          d["json_path"] = w.json_path;
+          d["load"] = std::move(w.load);
+          out.append(std::move(d));
+        }
+        return out;
+      },
+      py::arg("dir"),
+      "Every window of an activation dump folder (PlacementManager's enable_dump, DumpWriter) ordered by window: "
+      "dicts with 'load' (LoadMatrix), 'window', 'step_begin', 'step_end', 'epoch', 'rank' (-1: aggregated), "
+      "'num_invalid', 'id_space', 'placement_checksum', 'json_path'.");
+  io.def(
+      "read_dump_dir_load",
+      [](const std::string& dir, const Placement* placement) { return unwrap(read_dump_dir_load(dir, placement)); },
+      py::arg("dir"), py::arg("placement") = nullptr,
+      "The sum of every window of a dump folder as per-expert loads (global-slot windows need the placement).");
   bind_trace(io);
   bind_config(io);
 }

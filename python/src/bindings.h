@@ -21,5 +21,6 @@ void bind_metrics(pybind11::module_& m);
 void bind_planner(pybind11::module_& m);
 void bind_io(pybind11::module_& m);
 void bind_capture(pybind11::module_& m);
+void bind_runtime(pybind11::module_& m);
 
 }  // namespace omni::py_support

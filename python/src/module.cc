@@ -32,6 +32,10 @@ PYBIND11_MODULE(_omni, m) {
   ps::bind_capture(m);
   modules.push_back("capture");
 #endif
+#ifdef OMNI_PY_HAVE_RUNTIME
+  ps::bind_runtime(m);
+  modules.push_back("runtime");
+#endif
   m.attr("__version__") = omni::kVersionString;
   m.attr("bound_modules") = modules;
 }

@@ -1,6 +1,7 @@
 #include "py_support.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "omniplacement/core/str_cat.h"
@@ -180,6 +181,42 @@ std::vector<std::vector<int64_t>> int64_rows(py::handle obj, const char* what) {
 
 std::vector<std::vector<double>> double_rows(py::handle obj, const char* what) {
   return layer_rows<double>(obj, what, [](py::handle h, const char* w) { return to_doubles(h, w); });
+}
+
+std::span<const int32_t> ids_view(const py::array& arr, std::vector<int32_t>& storage) {
+  const char kind = arr.dtype().kind();
+  if (arr.size() > 0 && kind != 'i' && kind != 'u') {
+    fail(StatusCode::kInvalidArgument,
+         str_cat("topk_ids must have an integer dtype, got ", std::string(py::str(arr.dtype()))));
+  }
+  const bool c_order = (arr.flags() & py::array::c_style) != 0;
+  if (kind == 'i' && arr.itemsize() == 4 && c_order) {
+    return {static_cast<const int32_t*>(arr.data()), static_cast<size_t>(arr.size())};
+  }
+  storage.resize(static_cast<size_t>(arr.size()));
+  if (kind == 'u' && arr.itemsize() == 8) {
+    auto u = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+    for (size_t i = 0; i < storage.size(); ++i)
+      storage[i] = u.data()[i] > static_cast<uint64_t>(INT32_MAX) ? INT32_MIN : static_cast<int32_t>(u.data()[i]);
+    return storage;
+  }
+  auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+  for (size_t i = 0; i < storage.size(); ++i) {
+    const int64_t v = wide.data()[i];
+    storage[i] = (v < INT32_MIN || v > INT32_MAX) ? INT32_MIN : static_cast<int32_t>(v);
+  }
+  return storage;
+}
+
+py::array as_numpy(py::handle obj) {
+  // CPU tensors and numpy arrays: no copy (numpy.asarray reads __array__).
+  py::object np = py::module_::import("numpy");
+  py::object sys_modules = py::module_::import("sys").attr("modules");
+  if (sys_modules.contains("torch")) {
+    py::object torch = sys_modules["torch"];
+    if (py::isinstance(obj, torch.attr("Tensor"))) return np.attr("asarray")(obj.attr("detach")().attr("cpu")());
+  }
+  return np.attr("asarray")(obj);
 }
 
 }  // namespace omni::py_support

@@ -127,4 +127,13 @@ py::list rows_to_list(const std::vector<std::vector<T>>& rows) {
   return out;
 }
 
+// `obj` (numpy array, CPU torch tensor, list, ...) as a numpy array, without a
+// copy when numpy.asarray can avoid one.
+py::array as_numpy(py::handle obj);
+// Expert ids as int32: a view of `arr` when it already is int32 and C-ordered,
+// else a converted copy in `storage` (values outside int32 become INT32_MIN, an
+// invalid id, never wrapped onto a valid one). INVALID_ARGUMENT for a
+// non-integer dtype.
+std::span<const int32_t> ids_view(const py::array& arr, std::vector<int32_t>& storage);
+
 }  // namespace omni::py_support
