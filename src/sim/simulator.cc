@@ -67,14 +67,17 @@ struct PolicyState {
   CostModel model;
   double pending_stall_s = 0;   // migration charged on the next step
   double pending_moved = 0;     // bytes moved by the switch before the next step
+  int64_t pending_experts = 0;  // expert copies of that switch
   // Background migration: the plan waiting for its weights, and the link time
   // (seconds at full bandwidth, slowest rank) still needed.
   std::optional<Placement> staged;
   double staged_link_s = 0;
   double staged_bytes = 0;
+  int64_t staged_experts = 0;
   std::vector<double> times;    // per step, for the percentile
   PolicySummary summary;
   double sum_ratio = 0;
+  double sum_ratio_after_first = 0;
 };
 
 Status check_plan(const Placement& p, const TraceSource& trace, const Topology& topo, const std::string& name,
@@ -121,6 +124,7 @@ Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trac
   if (st.staged) {
     // A newer plan replaces one still in flight; the bytes already sent are spent.
     st.pending_moved += st.staged_bytes;
+    st.pending_experts += st.staged_experts;
     st.staged.reset();
   }
   OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost, options.migration_max_per_round));
@@ -128,9 +132,11 @@ Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trac
     st.staged = std::move(next).value();
     st.staged_link_s = mig.time_s;
     st.staged_bytes = mig.bytes;
+    st.staged_experts = mig.transfers;
     return ok_status();
   }
   st.pending_moved += mig.bytes;
+  st.pending_experts += mig.transfers;
   if (st.spec->charge_migration) st.pending_stall_s += mig.time_s;
   return install(st, std::move(next).value(), topo, cost);
 }
@@ -142,6 +148,7 @@ Status advance_staged(PolicyState& st, const StepCost& c, const Topology& topo, 
   st.staged_link_s -= c.time_s - c.comm_s;
   if (st.staged_link_s > 0) return ok_status();
   st.pending_moved += st.staged_bytes;
+  st.pending_experts += st.staged_experts;
   Placement next = std::move(*st.staged);
   st.staged.reset();
   return install(st, std::move(next), topo, cost);
@@ -186,6 +193,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
   bound.kind = "bound";
   std::vector<double> bound_times;
   double bound_ratio = 0;
+  double bound_ratio_after_first = 0;
   std::vector<int64_t> bound_slots;  // per layer: the most slots of any policy (a bound for all)
 
   SimResult result;
@@ -199,6 +207,8 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
   LoadMatrix observed;
   int64_t step = 0;
   bool first = true;
+  // Steps before this one belong to the first interval.
+  const int64_t first_interval_end = std::min(options.interval_steps, total);
   while (step < total) {
     // Read one interval.
     const int64_t n = std::min(options.interval_steps, total - step);
@@ -239,6 +249,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
         rec.policy = static_cast<int32_t>(p);
         rec.migration_s = st.pending_stall_s;
         rec.moved_bytes = st.pending_moved;
+        rec.moved_experts = st.pending_experts;
         rec.time_s = c.time_s + st.pending_stall_s;
         rec.compute_s = c.compute_s;
         rec.comm_s = c.comm_s;
@@ -246,10 +257,13 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
         rec.cross_host_bytes = c.cross_host_bytes;
         st.pending_stall_s = 0;
         st.pending_moved = 0;
+        st.pending_experts = 0;
         st.times.push_back(rec.time_s);
         st.sum_ratio += rec.max_over_mean;
+        if (step >= first_interval_end) st.sum_ratio_after_first += rec.max_over_mean;
         st.summary.cross_host_bytes += rec.cross_host_bytes;
         st.summary.moved_bytes += rec.moved_bytes;
+        st.summary.moved_experts += rec.moved_experts;
         st.summary.migration_s += rec.migration_s;
         if (options.record_steps) result.steps.push_back(rec);
         OMNI_RETURN_IF_ERROR(advance_staged(st, c, topology, options.cost));
@@ -257,6 +271,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
       OMNI_ASSIGN_OR_RETURN(StepBound lb, step_lower_bound(load, topology.num_ranks(), bound_slots, options.cost));
       bound_times.push_back(lb.time_s);
       bound_ratio += lb.bound_over_mean;
+      if (step >= first_interval_end) bound_ratio_after_first += lb.bound_over_mean;
       if (options.record_steps) {
         StepRecord rec;
         rec.step = step;
@@ -281,12 +296,17 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
 
   result.num_steps = step;
   const double steps = static_cast<double>(std::max<int64_t>(step, 1));
+  // The first interval alone when the run is no longer than it.
+  const bool one_interval = step <= first_interval_end;
+  const double later_steps = static_cast<double>(std::max<int64_t>(step - first_interval_end, 1));
   for (PolicyState& st : states) {
     double sum = 0;
     for (double t : st.times) sum += t;
     st.summary.mean_step_s = sum / steps;
     st.summary.p99_step_s = percentile(st.times, 0.99);
     st.summary.mean_max_over_mean = st.sum_ratio / steps;
+    st.summary.mean_max_over_mean_after_first =
+        one_interval ? st.summary.mean_max_over_mean : st.sum_ratio_after_first / later_steps;
     result.policies.push_back(st.summary);
   }
   double sum = 0;
@@ -294,6 +314,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
   bound.mean_step_s = sum / steps;
   bound.p99_step_s = percentile(bound_times, 0.99);
   bound.mean_max_over_mean = bound_ratio / steps;
+  bound.mean_max_over_mean_after_first = one_interval ? bound.mean_max_over_mean : bound_ratio_after_first / later_steps;
   result.policies.push_back(bound);
   result.wall_s = seconds_since(t_start);
   return result;

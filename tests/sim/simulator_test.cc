@@ -89,6 +89,16 @@ TEST(SimulatorTest, PoliciesSideBySideOnADriftingTrace) {
   EXPECT_GT(oracle.moved_bytes, 0);
   EXPECT_EQ(oracle.migration_s, 0);
   EXPECT_EQ(stat.moved_bytes, 0);
+  // Moved experts count the copies: bytes are copies x expert bytes.
+  EXPECT_GT(dyn.moved_experts, 0);
+  EXPECT_DOUBLE_EQ(dyn.moved_bytes, static_cast<double>(dyn.moved_experts) * opts.cost.expert_bytes);
+  EXPECT_EQ(stat.moved_experts, 0);
+  // After the first interval (the static and dynamic policies' calibration
+  // run, planned on the very load it serves) the static placement is worse.
+  double stat_later = 0;
+  for (int64_t s = 20; s < r->num_steps; ++s) stat_later += r->steps[static_cast<size_t>(s) * r->policies.size() + 1].max_over_mean;
+  EXPECT_NEAR(stat.mean_max_over_mean_after_first, stat_later / static_cast<double>(r->num_steps - 20), 1e-12);
+  EXPECT_GT(stat.mean_max_over_mean_after_first, stat.mean_max_over_mean);
   // Stalls fall on the first step of an interval, and only for the dynamic policy.
   const size_t rows = r->policies.size();
   for (int64_t s = 0; s < r->num_steps; ++s) {

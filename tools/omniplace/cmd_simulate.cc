@@ -88,8 +88,10 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
                              {"mean_step_s", p.mean_step_s},
                              {"p99_step_s", p.p99_step_s},
                              {"mean_max_over_mean", p.mean_max_over_mean},
+                             {"mean_max_over_mean_after_first", p.mean_max_over_mean_after_first},
                              {"cross_host_bytes", p.cross_host_bytes},
                              {"moved_bytes", p.moved_bytes},
+                             {"moved_experts", p.moved_experts},
                              {"migration_s", p.migration_s},
                              {"replans", p.replans},
                              {"plan_wall_s", p.plan_wall_s}});

@@ -15,12 +15,13 @@
 namespace omni::sim {
 
 // One line per policy (the lower bound last): kind, mean and p99 step time
-// (ms), mean max/mean rank load, cross-host traffic and moved weights (GB),
-// migration stall (s), plans made and planner wall time (s).
+// (ms), mean max/mean rank load (all steps, and after the first interval),
+// cross-host traffic and moved weights (GB), expert copies, migration stall
+// (s), plans made and planner wall time (s).
 std::string summary_table(const SimResult& result);
 
 // Header "step,policy,kind,time_s,compute_s,comm_s,migration_s,max_over_mean,
-// cross_host_bytes,moved_bytes", then one row per step and policy (step-major).
+// cross_host_bytes,moved_bytes,moved_experts", then one row per step and policy (step-major).
 // Requires result.steps (SimOptions::record_steps). Errors name the file.
 Status write_steps_csv(const SimResult& result, const std::string& path);
 

@@ -101,6 +101,7 @@ struct StepRecord {
   double max_over_mean = 1;      // mean over layers
   double cross_host_bytes = 0;   // dispatch + combine
   double moved_bytes = 0;        // weights of the placement switched to before this step (charged or not)
+  int64_t moved_experts = 0;     // expert copies of that switch (MigrationCost::transfers)
 };
 
 struct PolicySummary {
@@ -109,8 +110,14 @@ struct PolicySummary {
   double mean_step_s = 0;        // including migration stalls
   double p99_step_s = 0;
   double mean_max_over_mean = 1;
+  // Mean over the steps after the first interval: for static and dynamic
+  // policies the steps served by a placement planned on earlier loads (the
+  // first interval is their calibration run, seen in advance), i.e. the
+  // realised balance; equal to mean_max_over_mean when the run is one interval.
+  double mean_max_over_mean_after_first = 1;
   double cross_host_bytes = 0;   // total over the run
   double moved_bytes = 0;        // total over the run
+  int64_t moved_experts = 0;     // expert copies over the run (moved_bytes / expert_bytes)
   double migration_s = 0;        // total stall charged
   int64_t replans = 0;           // placements planned (initial one included)
   double plan_wall_s = 0;        // wall time spent in the planner, total
