@@ -874,7 +874,27 @@ LayerOut plan_incremental(std::span<const double> w, const Placement& cur, Layer
   BlockSolver solver(std::vector<double>(w.begin(), w.end()), R, S, cap, host, opt, deadline);
   solver.solve_from(start, opt.max_moves_per_rank);
   LayerOut out{solver.slots(), solver.moves(), solver.budget_hit()};
-  if (opt.max_moves_per_rank >= 0) return out;
+  if (opt.max_moves_per_rank >= 0) {
+    if (opt.escalate_gain <= 0) return out;
+    // Escalation: the layer is planned again without the move budget, and that
+    // plan is taken when the budget leaves more than escalate_gain x mean rank
+    // load of max rank load on the table (a phase shift), so that a shift is
+    // followed at once instead of over many budgeted re-plans that chase noise.
+    OmniOptions free_opt = opt;
+    free_opt.max_moves_per_rank = -1;
+    free_opt.escalate_gain = 0;
+    LayerOut free = plan_incremental(w, cur, l, S, cap, host, free_opt, deadline);
+    double total = 0;
+    for (double v : w) total += v;
+    free.moves += out.moves;
+    free.budget_hit |= out.budget_hit;
+    if (max_rank_load(w, free.phy2log, R) < max_rank_load(w, out.phy2log, R) - opt.escalate_gain * total / R) {
+      return free;
+    }
+    out.moves = free.moves;
+    out.budget_hit = free.budget_hit;
+    return out;
+  }
   LayerOut scratch = plan_flat(w, R, S, cap, host, opt, deadline);
   const std::vector<RankId> to = match_ranks(old_row, scratch.phy2log, R);
   scratch.phy2log = relabel_and_align(old_row, scratch.phy2log, R, to);

@@ -207,6 +207,7 @@ class OmniPlanner final : public Planner {
     if (opt_.max_iterations != d.max_iterations) add("max_iterations", std::to_string(opt_.max_iterations));
     if (opt_.max_moves_per_rank != d.max_moves_per_rank) add("max_moves_per_rank", std::to_string(opt_.max_moves_per_rank));
     if (opt_.min_gain != d.min_gain) add("min_gain", str_cat(opt_.min_gain));
+    if (opt_.escalate_gain != d.escalate_gain) add("escalate_gain", str_cat(opt_.escalate_gain));
     return s.to_string();
   }
   StatusOr<PlanResult> plan(const PlanInput& in) const override { return omni_plan(in, opt_); }
@@ -220,7 +221,7 @@ constexpr const char* kOmniParams =
     "max_replicas_per_expert=<int >= 0, 0 = num_ranks>, time_budget_ms=<number >= 0, 0 = none>, "
     "shares=<true|false>, reallocate=<true|false>, locality=<none|groups|coactivation|spread>, "
     "locality_slack=<number in [0, 10]>, max_iterations=<int >= 0, 0 = automatic>, "
-    "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>";
+    "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>, escalate_gain=<number >= 0, 0 = off>";
 
 using Factory = std::function<StatusOr<std::unique_ptr<Planner>>(const PlannerSpec&)>;
 
@@ -263,6 +264,7 @@ const std::map<std::string, Entry>& registry() {
           OMNI_ASSIGN_OR_RETURN(o.max_iterations, reader.get_int("max_iterations", 0, 0, int64_t{1} << 40));
           OMNI_ASSIGN_OR_RETURN(int64_t moves, reader.get_int("max_moves_per_rank", -1, -1, kMaxSlotsPerRank));
           OMNI_ASSIGN_OR_RETURN(o.min_gain, reader.get_double("min_gain", 0, 0, 1e6));
+          OMNI_ASSIGN_OR_RETURN(o.escalate_gain, reader.get_double("escalate_gain", 0, 0, 1e6));
           OMNI_RETURN_IF_ERROR(reader.finish(kOmniParams));
           o.max_moves_per_rank = static_cast<int32_t>(moves);
           o.max_replicas_per_expert = static_cast<int32_t>(cap);

@@ -135,6 +135,37 @@ TEST(OmniIncremental, RestoresExpertsLostWithARank) {
   EXPECT_TRUE(r.placement.validate(rules).empty()) << violations_to_status(r.placement.validate(rules));
 }
 
+TEST(OmniIncremental, EscalationReplansExactlyTheLayersWhereTheBudgetLeavesMoreThanTheGain) {
+  // Independent old and new loads: a shift. With a zero budget, a layer keeps
+  // its slots unless the unbudgeted plan beats it by more than escalate_gain x
+  // mean rank load; then it takes exactly that plan.
+  for (uint64_t seed : {21u, 22u, 23u}) {
+    Scenario s = make_scenario(seed, 6, 8, 32, 48);
+    s.in.current = &s.current;
+    const PlanResult free = plan_or_die("omni", s.in);
+    for (double gain : {0.0001, 0.05, 0.2, 1e6}) {
+      const std::string spec = "omni(max_moves_per_rank=0,escalate_gain=" + std::to_string(gain) + ")";
+      const PlanResult r = plan_or_die(spec, s.in);
+      int32_t replanned = 0;
+      for (LayerId l = 0; l < 6; ++l) {
+        const double cur = layer_balance(s.current, s.new_load, l)->max_over_mean;
+        const double unb = layer_balance(free.placement, s.new_load, l)->max_over_mean;
+        const auto row = r.placement.phy2log(l);
+        const auto expected = unb < cur - gain ? free.placement.phy2log(l) : s.current.phy2log(l);
+        EXPECT_TRUE(std::equal(row.begin(), row.end(), expected.begin(), expected.end()))
+            << spec << " seed " << seed << " layer " << l << ": current " << cur << ", unbudgeted " << unb;
+        replanned += unb < cur - gain ? 1 : 0;
+      }
+      if (gain == 0.0001) {
+        EXPECT_GT(replanned, 0) << "seed " << seed;
+      }
+      if (gain == 1e6) {
+        EXPECT_EQ(r.placement, s.current);
+      }
+    }
+  }
+}
+
 TEST(OmniIncremental, ShapeMismatchIsAnError) {
   Scenario s = make_scenario(11, 2, 8, 32, 40);
   std::mt19937_64 rng(1);

@@ -37,6 +37,13 @@
 // result when it is better by more than min_gain x mean rank load. The whole
 // re-plan is skipped (PlanStats::skipped, the current placement returned) when
 // it would improve the mean over layers of max / mean by less than min_gain.
+// escalate_gain > 0 (with a move limit): a layer is also planned without the
+// limit (as above), and that plan is taken when it lowers the layer's max rank
+// load below the budgeted plan's by more than escalate_gain x mean rank load.
+// With max_moves_per_rank=0 this re-plans only the layers that a shift has put
+// clearly off balance and leaves the others alone: on windows whose loads are
+// noisy, routine budgeted moves chase the noise (docs/BENCHMARKS.md,
+// "Migration-aware re-planning").
 //
 // Deterministic: the same input gives the same plan, unless time_budget_ms > 0
 // and the budget is hit (PlanStats::time_budget_hit says so).
@@ -49,7 +56,7 @@
 //   max_replicas_per_expert=<int, 0 = num_ranks>   time_budget_ms=<number, 0 = none>
 //   shares=<bool, false>   reallocate=<bool, true>   locality=none|groups|coactivation|spread
 //   locality_slack=<number, 0.05>   max_iterations=<int, 0 = 64 x slots per layer>
-//   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>
+//   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>   escalate_gain=<number, 0 = off>
 //
 // Thread safety: pure functions.
 #pragma once
@@ -78,6 +85,7 @@ struct OmniOptions {
   // Incremental planning (PlanInput::current given):
   int32_t max_moves_per_rank = -1;      // slots per rank per layer that may change; -1: no limit
   double min_gain = 0;                  // keep the current placement unless max/mean improves by this
+  double escalate_gain = 0;             // with a move limit: drop it for a layer when that gains this (0: off)
 };
 
 StatusOr<PlanResult> omni_plan(const PlanInput& input, const OmniOptions& options);
