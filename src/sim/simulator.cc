@@ -71,6 +71,8 @@ struct PolicyState {
   // Background migration: the plan waiting for its weights, and the link time
   // (seconds at full bandwidth, slowest rank) still needed.
   std::optional<Placement> staged;
+  std::optional<CostModel> staged_model;
+  double staged_expected = 1;
   double staged_link_s = 0;
   double staged_bytes = 0;
   int64_t staged_experts = 0;
@@ -78,6 +80,11 @@ struct PolicyState {
   PolicySummary summary;
   double sum_ratio = 0;
   double sum_ratio_after_first = 0;
+  // Shift detection: the max/mean the placement in force had on the load it
+  // was planned on, and the index in the current interval from which the
+  // next regular re-plan reads (0, or the step after a shift re-plan).
+  double expected = 1;
+  int64_t shift_from = 0;
 };
 
 Status check_plan(const Placement& p, const TraceSource& trace, const Topology& topo, const std::string& name,
@@ -100,10 +107,10 @@ double percentile(std::vector<double> v, double q) {
   return v[idx];
 }
 
-Status install(PolicyState& st, Placement next, const Topology& topo, const CostParams& cost) {
-  OMNI_ASSIGN_OR_RETURN(st.model, CostModel::create(next, topo, cost));
+void install(PolicyState& st, Placement next, CostModel model, double expected) {
+  st.model = std::move(model);
   st.placement = std::move(next);
-  return ok_status();
+  st.expected = expected;
 }
 
 // Plans with the policy's planner, timing it, and installs the placement (or,
@@ -120,16 +127,26 @@ Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trac
   }
   OMNI_RETURN_IF_ERROR(check_plan(*next, trace, topo, st.spec->name, step));
   ++st.summary.replans;
-  if (first) return install(st, std::move(next).value(), topo, cost);
+  OMNI_ASSIGN_OR_RETURN(CostModel model, CostModel::create(*next, topo, cost));
+  // What the plan promises on the load it was planned on: the shift
+  // detection's reference.
+  OMNI_ASSIGN_OR_RETURN(StepCost promised, model.step_cost(window));
+  if (first) {
+    install(st, std::move(next).value(), std::move(model), promised.mean_max_over_mean);
+    return ok_status();
+  }
   if (st.staged) {
     // A newer plan replaces one still in flight; the bytes already sent are spent.
     st.pending_moved += st.staged_bytes;
     st.pending_experts += st.staged_experts;
     st.staged.reset();
+    st.staged_model.reset();
   }
   OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost, options.migration_max_per_round));
   if (st.spec->charge_migration && options.migration_mode == MigrationMode::kBackground && mig.transfers > 0) {
     st.staged = std::move(next).value();
+    st.staged_model = std::move(model);
+    st.staged_expected = promised.mean_max_over_mean;
     st.staged_link_s = mig.time_s;
     st.staged_bytes = mig.bytes;
     st.staged_experts = mig.transfers;
@@ -138,20 +155,28 @@ Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trac
   st.pending_moved += mig.bytes;
   st.pending_experts += mig.transfers;
   if (st.spec->charge_migration) st.pending_stall_s += mig.time_s;
-  return install(st, std::move(next).value(), topo, cost);
+  install(st, std::move(next).value(), std::move(model), promised.mean_max_over_mean);
+  return ok_status();
 }
 
 // Background mode: the links are free for weights while the step computes;
 // once the staged plan's link time is used up it comes into force.
-Status advance_staged(PolicyState& st, const StepCost& c, const Topology& topo, const CostParams& cost) {
-  if (!st.staged) return ok_status();
+void advance_staged(PolicyState& st, const StepCost& c) {
+  if (!st.staged) return;
   st.staged_link_s -= c.time_s - c.comm_s;
-  if (st.staged_link_s > 0) return ok_status();
+  if (st.staged_link_s > 0) return;
   st.pending_moved += st.staged_bytes;
   st.pending_experts += st.staged_experts;
-  Placement next = std::move(*st.staged);
+  install(st, std::move(*st.staged), std::move(*st.staged_model), st.staged_expected);
   st.staged.reset();
-  return install(st, std::move(next), topo, cost);
+  st.staged_model.reset();
+}
+
+// Sum of chunk[from, to).
+Status sum_steps(const std::vector<LoadMatrix>& chunk, int64_t from, int64_t to, LoadMatrix* out) {
+  *out = chunk[static_cast<size_t>(from)];
+  for (int64_t i = from + 1; i < to; ++i) OMNI_RETURN_IF_ERROR(out->add(chunk[static_cast<size_t>(i)]));
+  return ok_status();
 }
 
 }  // namespace
@@ -167,6 +192,11 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
     return invalid_argument_error(str_cat("simulate: history_intervals ", options.history_intervals, " must be >= 1"));
   }
   if (options.max_steps < 0) return invalid_argument_error("simulate: max_steps must be >= 0");
+  if (options.shift_check_steps < 0 || !(options.shift_threshold >= 0) || !std::isfinite(options.shift_threshold)) {
+    return invalid_argument_error(str_cat("simulate: shift_check_steps (", options.shift_check_steps,
+                                          ") and shift_threshold (", options.shift_threshold,
+                                          ") must be >= 0 and finite"));
+  }
   if (policies.empty()) return invalid_argument_error("simulate: no policies");
   for (const PolicySpec& p : policies) {
     if (p.kind != PolicyKind::kFixed && !p.plan) {
@@ -205,6 +235,7 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
   LoadMatrix window;
   std::deque<LoadMatrix> history;  // the last history_intervals windows
   LoadMatrix observed;
+  LoadMatrix recent;  // shift detection: the last shift_check_steps steps
   int64_t step = 0;
   bool first = true;
   // Steps before this one belong to the first interval.
@@ -266,7 +297,23 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
         st.summary.moved_experts += rec.moved_experts;
         st.summary.migration_s += rec.migration_s;
         if (options.record_steps) result.steps.push_back(rec);
-        OMNI_RETURN_IF_ERROR(advance_staged(st, c, topology, options.cost));
+        advance_staged(st, c);
+      }
+      // Shift detection (dynamic policies, within the interval): the last
+      // shift_check_steps steps summed, priced under the placement in force;
+      // far above what the plan promised on its own load means the workload
+      // moved away from it, so the policy re-plans now on those steps.
+      const int64_t k = options.shift_check_steps;
+      if (k > 0 && (i + 1) % k == 0 && i + 1 < n) {
+        for (PolicyState& st : states) {
+          if (st.spec->kind != PolicyKind::kDynamic || st.staged) continue;
+          OMNI_RETURN_IF_ERROR(sum_steps(chunk, i + 1 - k, i + 1, &recent));
+          OMNI_ASSIGN_OR_RETURN(StepCost now, st.model.step_cost(recent));
+          if (now.mean_max_over_mean <= st.expected + options.shift_threshold) continue;
+          ++st.summary.shift_replans;
+          OMNI_RETURN_IF_ERROR(replan(st, recent, trace, topology, options, step + 1, false));
+          st.shift_from = i + 1;
+        }
       }
       OMNI_ASSIGN_OR_RETURN(StepBound lb, step_lower_bound(load, topology.num_ranks(), bound_slots, options.cost));
       bound_times.push_back(lb.time_s);
@@ -287,10 +334,18 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
     if (step < total) {
       observed = history.front();
       for (size_t i = 1; i < history.size(); ++i) OMNI_RETURN_IF_ERROR(observed.add(history[i]));
-      for (PolicyState& st : states)
-        if (st.spec->kind == PolicyKind::kDynamic)
+      for (PolicyState& st : states) {
+        if (st.spec->kind != PolicyKind::kDynamic) continue;
+        if (st.shift_from > 0) {
+          // After a shift only the steps since its re-plan describe the workload.
+          OMNI_RETURN_IF_ERROR(sum_steps(chunk, st.shift_from, n, &recent));
+          OMNI_RETURN_IF_ERROR(replan(st, recent, trace, topology, options, step, false));
+        } else {
           OMNI_RETURN_IF_ERROR(replan(st, observed, trace, topology, options, step, false));
+        }
+      }
     }
+    for (PolicyState& st : states) st.shift_from = 0;
     if (options.progress) options.progress(step, total);
   }
 

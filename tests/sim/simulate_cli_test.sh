@@ -32,6 +32,20 @@ for p in summary["policies"][:-1]:
 print("simulate CLI: ok,", ", ".join(f'{p["name"]} {p["mean_step_s"] * 1e3:.3f} ms' for p in summary["policies"]))
 PY
 
+# Shift detection: the phase shifts at steps 20 and 40 fall on interval boundaries, so the check
+# 5 steps into those intervals sees them and the dynamic policies re-plan at once.
+"$omniplace" simulate "${args[@]}" --shift-check 5 --shift-threshold 0.05 --json >"$work/shift.json"
+/usr/bin/python3 - "$work/summary.json" "$work/shift.json" <<'PY'
+import json, sys
+plain = {p["name"]: p for p in json.load(open(sys.argv[1]))["policies"]}
+shift = {p["name"]: p for p in json.load(open(sys.argv[2]))["policies"]}
+for name in ("dynamic-eplb", "dynamic-omni"):
+    assert plain[name]["shift_replans"] == 0, plain[name]
+    assert shift[name]["shift_replans"] > 0, shift[name]
+    assert shift[name]["replans"] == plain[name]["replans"] + shift[name]["shift_replans"], (plain[name], shift[name])
+assert shift["oracle"]["shift_replans"] == 0 and shift["oracle"]["mean_step_s"] == plain["oracle"]["mean_step_s"]
+PY
+
 # Shipped data: the Qwen1.5-MoE time series (bookcorpus -> wikitext -> wmt19), every policy.
 "$omniplace" simulate --trace "$2/data/traces/qwen15moe_expert_freq_by_iteration.csv" \
   --datasets bookcorpus,wikitext,wmt19 --ranks 12 --ranks-per-host 4 --window-steps 5 --interval 25 \

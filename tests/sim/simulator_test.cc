@@ -223,3 +223,55 @@ TEST(SimulatorTest, DynamicPoliciesPlanOnTheLastHistoryIntervals) {
 
 }  // namespace
 }  // namespace omni::sim
+
+namespace omni::sim {
+namespace {
+
+// 30 steps of one load, then 30 of another with the popularity reversed: a
+// phase shift in the middle of the interval [20, 40).
+StatusOr<WindowTrace> shifting_trace() {
+  std::vector<double> a(16), b(16);
+  for (int32_t i = 0; i < 16; ++i) {
+    a[static_cast<size_t>(i)] = 30.0 * (1 + (i % 8) * (i % 8));
+    b[static_cast<size_t>(i)] = 30.0 * (1 + (7 - i % 8) * (7 - i % 8));
+  }
+  return WindowTrace::create({*LoadMatrix::from_weights(2, 8, a), *LoadMatrix::from_weights(2, 8, b)}, 30);
+}
+
+TEST(SimulatorTest, ShiftDetectionReplansAtOnceAndThenPlansOnTheStepsSinceTheShift) {
+  const Topology topo = *Topology::uniform(kRanks, 2);
+  const std::vector<PolicySpec> policies = {PolicySpec::dynamic("dynamic", greedy_planner(kRanks, kSpr))};
+  SimOptions opts;
+  opts.interval_steps = 20;
+  auto plain_trace = shifting_trace();
+  ASSERT_TRUE(plain_trace.ok()) << plain_trace.status();
+  auto plain = simulate(*plain_trace, topo, policies, opts);
+  opts.shift_check_steps = 5;
+  opts.shift_threshold = 0.05;
+  auto trace = shifting_trace();
+  auto r = simulate(*trace, topo, policies, opts);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(r.ok()) << r.status();
+  const size_t rows = r->policies.size();
+  auto ratio = [&](const SimResult& x, int64_t s) { return x.steps[static_cast<size_t>(s) * rows].max_over_mean; };
+  // The shift at step 30 is seen after steps 30-34: one re-plan, on those steps.
+  EXPECT_EQ(plain->policies[0].shift_replans, 0);
+  EXPECT_EQ(r->policies[0].shift_replans, 1);
+  EXPECT_EQ(r->policies[0].replans, plain->policies[0].replans + 1);
+  for (int64_t s = 0; s < 35; ++s) EXPECT_DOUBLE_EQ(ratio(*r, s), ratio(*plain, s)) << "step " << s;
+  EXPECT_LT(ratio(*r, 35), ratio(*r, 34) - 0.05);
+  // Every later step is served by the plan made on the new load alone: the
+  // re-plan at step 40 reads steps 35-39 only (the plain run mixes both phases).
+  for (int64_t s = 36; s < 60; ++s) EXPECT_DOUBLE_EQ(ratio(*r, s), ratio(*r, 35)) << "step " << s;
+  EXPECT_LT(r->policies[0].mean_step_s, plain->policies[0].mean_step_s);
+  // A stationary load never triggers it.
+  auto flat = WindowTrace::create({*LoadMatrix::from_weights(2, 8, std::vector<double>(16, 30.0))}, 60);
+  auto still = simulate(*flat, topo, policies, opts);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->policies[0].shift_replans, 0);
+  opts.shift_check_steps = -1;
+  EXPECT_FALSE(simulate(*flat, topo, policies, opts).ok());
+}
+
+}  // namespace
+}  // namespace omni::sim

@@ -41,6 +41,8 @@ struct SimulateOptions {
   std::string dynamic_omni_spec = "omni";
   std::string oracle_spec = "omni";
   int32_t history = 1;
+  int64_t shift_check = 0;
+  double shift_threshold = sim::SimOptions{}.shift_threshold;
   int64_t interval = 100;
   std::string migration = "stall";
   int32_t migration_per_round = 8;
@@ -72,6 +74,8 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   j["interval_steps"] = o.interval;
   j["migration"] = o.migration;
   j["migration_per_round"] = o.migration_per_round;
+  j["shift_check_steps"] = o.shift_check;
+  j["shift_threshold"] = o.shift_threshold;
   j["wall_s"] = r.wall_s;
   j["cost"] = {{"expert_bytes", cost.expert_bytes},
                {"dispatch_bytes_per_token", cost.dispatch_bytes_per_token},
@@ -94,6 +98,7 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
                              {"moved_experts", p.moved_experts},
                              {"migration_s", p.migration_s},
                              {"replans", p.replans},
+                             {"shift_replans", p.shift_replans},
                              {"plan_wall_s", p.plan_wall_s}});
   }
   return j;
@@ -189,6 +194,8 @@ int run_simulate(const SimulateOptions& o) {
   opts.migration_mode = *mode;
   opts.migration_max_per_round = o.migration_per_round;
   opts.history_intervals = o.history;
+  opts.shift_check_steps = o.shift_check;
+  opts.shift_threshold = o.shift_threshold;
   opts.cost = cost;
   opts.record_steps = !o.csv.empty() || !o.plot.empty();
   const bool show_progress = !o.no_progress && (o.progress || (isatty(STDERR_FILENO) && trace->num_steps() >= 1000));
@@ -257,6 +264,13 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
                   "Experts a rank sends (and receives) per migration round, the staging memory (0: no limit)")
       ->capture_default_str();
   sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")->capture_default_str();
+  sub->add_option("--shift-check", opts->shift_check,
+                  "Dynamic policies: every N steps, re-plan at once when the load of those steps is off the plan "
+                  "(0: off)")
+      ->capture_default_str();
+  sub->add_option("--shift-threshold", opts->shift_threshold,
+                  "Shift detection: re-plan when max/mean exceeds what the plan gave on its own load by this")
+      ->capture_default_str();
   const std::string pl = "Planners";
   sub->add_option("--groups", opts->groups, "Expert groups for EPLB's hierarchical policy (0: 8 if experts % 8 == 0, else 1)")
       ->group(pl)->capture_default_str();

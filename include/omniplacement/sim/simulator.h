@@ -84,6 +84,16 @@ struct SimOptions {
   // Experts one rank sends (and receives) per migration round (diff()'s
   // max_per_round: staging memory per rank); 0: no limit.
   int32_t migration_max_per_round = 8;
+  // Shift detection for dynamic policies (0: off): every shift_check_steps
+  // steps within an interval, the load of those steps (summed) is priced
+  // under the placement in force; when its mean over layers of max/mean
+  // exceeds what the plan gave on the load it was planned on by more than
+  // shift_threshold, the policy re-plans at once on those steps (not while a
+  // background migration is in flight), and its next regular re-plan uses
+  // only the steps since then. A phase shift then costs a few steps instead
+  // of the rest of the interval.
+  int64_t shift_check_steps = 0;
+  double shift_threshold = 0.1;
   int64_t max_steps = 0;         // stop after this many steps; 0: the whole trace
   bool record_steps = true;      // fill SimResult::steps
   // Called after every interval with (steps done, total steps); may be empty.
@@ -120,6 +130,7 @@ struct PolicySummary {
   int64_t moved_experts = 0;     // expert copies over the run (moved_bytes / expert_bytes)
   double migration_s = 0;        // total stall charged
   int64_t replans = 0;           // placements planned (initial one included)
+  int64_t shift_replans = 0;     // of which triggered by shift detection
   double plan_wall_s = 0;        // wall time spent in the planner, total
 };
 
