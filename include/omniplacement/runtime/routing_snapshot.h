@@ -5,8 +5,8 @@
 // expert map (phy2log / log2phy / logcnt, DeepSeek and vLLM terms) and this
 // rank's dispatch tables. Snapshots are never modified: a commit builds a new
 // one (sharing the LayerRouting of unchanged layers) and publishes it with one
-// atomic pointer store. A reader that loaded a snapshot keeps using it, with
-// no lock, for as long as it holds the shared_ptr.
+// pointer swap (SnapshotCell). A reader that loaded a snapshot keeps using it,
+// with no lock, for as long as it holds the shared_ptr.
 //
 //   auto snap = omni::RoutingSnapshot::build(placement, topology, /*rank=*/2, /*epoch=*/0);
 //   omni::SnapshotCell cell(*snap);
@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "omniplacement/core/expert_map.h"
@@ -69,14 +70,41 @@ class RoutingSnapshot {
 };
 
 // The published snapshot of one rank.
+//
+// Not std::atomic<std::shared_ptr>: libstdc++ 12 implements it with a lock bit
+// that load() releases with a relaxed store, so a reader's access and the next
+// store() are not ordered (ThreadSanitizer reports the race). This cell does
+// the same with the orderings right: a one-word spinlock whose critical section
+// is one shared_ptr copy (a reference-count increment) or swap; the snapshot a
+// store() replaces is released after the lock, outside the critical section.
 class SnapshotCell {
  public:
   explicit SnapshotCell(std::shared_ptr<const RoutingSnapshot> initial) : current_(std::move(initial)) {}
-  std::shared_ptr<const RoutingSnapshot> load() const { return current_.load(std::memory_order_acquire); }
-  void store(std::shared_ptr<const RoutingSnapshot> s) { current_.store(std::move(s), std::memory_order_release); }
+  std::shared_ptr<const RoutingSnapshot> load() const {
+    lock();
+    std::shared_ptr<const RoutingSnapshot> s = current_;
+    unlock();
+    return s;
+  }
+  void store(std::shared_ptr<const RoutingSnapshot> s) {
+    lock();
+    current_.swap(s);
+    unlock();
+  }  // s, the previous snapshot, is released here
 
  private:
-  std::atomic<std::shared_ptr<const RoutingSnapshot>> current_;
+  void lock() const {
+    for (int spins = 0; busy_.exchange(true, std::memory_order_acquire); ++spins) {
+      // The holder may have been preempted (more threads than cores): yield
+      // rather than burn its time slice.
+      while (busy_.load(std::memory_order_relaxed))
+        if (++spins > 64) std::this_thread::yield();
+    }
+  }
+  void unlock() const { busy_.store(false, std::memory_order_release); }
+
+  mutable std::atomic<bool> busy_{false};
+  std::shared_ptr<const RoutingSnapshot> current_;  // guarded by busy_
 };
 
 }  // namespace omni
