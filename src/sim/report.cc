@@ -11,6 +11,19 @@
 
 namespace omni::sim {
 
+namespace {
+
+// A CSV field, quoted when it holds a comma, a quote or a line break (policy
+// names such as "dynamic:omni(max_moves_per_rank=1,min_gain=0.01)" do).
+std::string csv_field(const std::string& v) {
+  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
+  std::string q = "\"";
+  for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+}  // namespace
+
 std::string summary_table(const SimResult& r) {
   std::ostringstream os;
   os << r.num_steps << " steps, " << r.num_layers << " layers x " << r.num_experts << " experts, " << r.num_ranks
@@ -56,7 +69,7 @@ Status write_steps_csv(const SimResult& r, const std::string& path) {
     std::snprintf(buf, sizeof buf, ",%.9g,%.9g,%.9g,%.9g,%.6g,%.9g,%.9g,%lld\n", s.time_s, s.compute_s, s.comm_s,
                   s.migration_s, s.max_over_mean, s.cross_host_bytes, s.moved_bytes,
                   static_cast<long long>(s.moved_experts));
-    out << s.step << ',' << p.name << ',' << p.kind << buf;
+    out << s.step << ',' << csv_field(p.name) << ',' << p.kind << buf;
   }
   out.flush();
   if (!out) return internal_error(str_cat("sim report: writing ", path, " failed: ", std::strerror(errno)));

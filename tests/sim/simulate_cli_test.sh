@@ -46,6 +46,17 @@ for name in ("dynamic-eplb", "dynamic-omni"):
 assert shift["oracle"]["shift_replans"] == 0 and shift["oracle"]["mean_step_s"] == plain["oracle"]["mean_step_s"]
 PY
 
+# Policy names with commas stay one CSV field (quoted).
+"$omniplace" simulate "${args[@]}" --policies 'oracle,dynamic:omni(max_moves_per_rank=1,escalate_gain=0.1)' \
+  --csv "$work/commas.csv" >/dev/null
+/usr/bin/python3 - "$work/commas.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+names = {r["policy"] for r in rows}
+assert names == {"oracle", "dynamic:omni(max_moves_per_rank=1,escalate_gain=0.1)", "lower bound"}, names
+assert all(float(r["time_s"]) > 0 for r in rows)
+PY
+
 # Shipped data: the Qwen1.5-MoE time series (bookcorpus -> wikitext -> wmt19), every policy.
 "$omniplace" simulate --trace "$2/data/traces/qwen15moe_expert_freq_by_iteration.csv" \
   --datasets bookcorpus,wikitext,wmt19 --ranks 12 --ranks-per-host 4 --window-steps 5 --interval 25 \
