@@ -8,18 +8,27 @@
 //   even_*         the same with every expert's load split evenly (differs with shares)
 //   dups           same-rank duplicate replicas in the plan
 //   cross_host     fraction of dispatched tokens crossing hosts (core's dispatch_traffic)
+// Co-activation: BM_Coactivation/<planner> on a seeded synthetic per-token
+//   routing (hidden clusters of co-chosen experts), 32 ranks on 4 hosts:
+//   cross_host (dispatch_traffic) and remote_hosts (mean number of other hosts
+//   a token is sent to when each of its experts is served by the nearest replica).
+// Failure coverage: BM_Coverage/<workload>/<planner>: core/coverage.h shares of
+//   experts and load that survive any single rank / host failure.
 //
 // The trace CSVs are parsed here with a minimal reader until the io module's
 // readers are used (see docs/BENCHMARKS.md, "Planners").
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
 
 #include "omniplacement/core/core.h"
+#include "omniplacement/core/coverage.h"
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/planner/redundancy_budget.h"
 
@@ -134,6 +143,140 @@ void BM_Balance(benchmark::State& state, std::string spec, size_t workload) {
   state.SetLabel(w.name);
 }
 
+// A synthetic per-token routing with co-activation structure: each layer's
+// experts fall into hidden clusters (a seeded random partition, unrelated to
+// expert ids, so id-contiguous expert groups do not capture them); a token
+// picks a cluster by popularity and takes `in_cluster` of its top-k there, the
+// rest anywhere, experts weighted by a lognormal(0, 1) popularity.
+struct TokenRouting {
+  omni::LoadMatrix load;
+  std::vector<double> coactivation;                 // [L, E, E], tokens routed to both
+  std::vector<std::vector<std::vector<int32_t>>> tokens;  // [L][token][top_k]
+};
+
+const TokenRouting& coactivation_workload() {
+  static const TokenRouting t = [] {
+    constexpr int32_t L = 4, E = 256, kTopK = 8, kClusters = 16, kInCluster = 6, kTokens = 4096;
+    std::mt19937_64 rng(4242);
+    TokenRouting out;
+    out.tokens.resize(L);
+    out.coactivation.assign(static_cast<size_t>(L) * E * E, 0.0);
+    std::vector<int64_t> counts(static_cast<size_t>(L) * E, 0);
+    std::lognormal_distribution<double> pop(0.0, 1.0);
+    for (int32_t l = 0; l < L; ++l) {
+      std::vector<int32_t> perm(E);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      std::vector<double> w(E);
+      for (auto& v : w) v = pop(rng);
+      std::vector<double> cluster_w(kClusters, 0.0);
+      for (int32_t i = 0; i < E; ++i) cluster_w[static_cast<size_t>(i % kClusters)] += w[static_cast<size_t>(perm[static_cast<size_t>(i)])];
+      std::discrete_distribution<int32_t> pick_cluster(cluster_w.begin(), cluster_w.end());
+      for (int32_t tk = 0; tk < kTokens; ++tk) {
+        const int32_t c = pick_cluster(rng);
+        std::vector<double> wc(E, 0.0), wr = w;
+        for (int32_t i = c; i < E; i += kClusters) wc[static_cast<size_t>(perm[static_cast<size_t>(i)])] = w[static_cast<size_t>(perm[static_cast<size_t>(i)])];
+        std::vector<int32_t> chosen;
+        for (int32_t k = 0; k < kTopK; ++k) {
+          auto& weights = k < kInCluster ? wc : wr;
+          std::discrete_distribution<int32_t> d(weights.begin(), weights.end());
+          const int32_t e = d(rng);
+          chosen.push_back(e);
+          wc[static_cast<size_t>(e)] = 0;  // a token picks an expert at most once
+          wr[static_cast<size_t>(e)] = 0;
+        }
+        for (int32_t a : chosen) {
+          ++counts[static_cast<size_t>(l) * E + static_cast<size_t>(a)];
+          for (int32_t b : chosen)
+            if (a != b) out.coactivation[(static_cast<size_t>(l) * E + static_cast<size_t>(a)) * E + static_cast<size_t>(b)] += 1;
+        }
+        out.tokens[static_cast<size_t>(l)].push_back(std::move(chosen));
+      }
+    }
+    out.load = *omni::LoadMatrix::from_counts(L, E, std::move(counts));
+    return out;
+  }();
+  return t;
+}
+
+// Mean number of hosts other than its own that a token is sent to. Token t
+// starts on rank t % R; each expert goes to a replica on that rank, else on its
+// host, else on a host the token already visits, else its first replica's host.
+double remote_hosts_per_token(const omni::Placement& p, const TokenRouting& t, const omni::Topology& topo) {
+  int64_t total = 0, n = 0;
+  for (omni::LayerId l = 0; l < p.num_layers(); ++l) {
+    const auto& toks = t.tokens[static_cast<size_t>(l)];
+    for (size_t i = 0; i < toks.size(); ++i) {
+      const omni::RankId origin = static_cast<omni::RankId>(i % static_cast<size_t>(p.num_ranks()));
+      const omni::HostId home = topo.host_of(origin);
+      std::vector<omni::HostId> visited;
+      for (int32_t e : toks[i]) {
+        bool local = false;
+        std::vector<omni::HostId> hosts;
+        for (omni::GlobalSlot g : p.replicas(l, e)) {
+          const omni::HostId h = topo.host_of(p.rank_of(l, g));
+          local |= h == home;
+          hosts.push_back(h);
+        }
+        if (local) continue;
+        bool reused = false;
+        for (omni::HostId h : hosts) reused |= std::find(visited.begin(), visited.end(), h) != visited.end();
+        if (!reused) visited.push_back(hosts.front());
+      }
+      total += static_cast<int64_t>(visited.size());
+      ++n;
+    }
+  }
+  return n ? static_cast<double>(total) / static_cast<double>(n) : 0.0;
+}
+
+void BM_Coactivation(benchmark::State& state, std::string spec) {
+  const TokenRouting& t = coactivation_workload();
+  auto planner = omni::make_planner(spec);
+  if (!planner.ok()) return state.SkipWithError(planner.status().to_string().c_str());
+  auto topo = omni::Topology::uniform(32, 8);
+  omni::PlanInput in;
+  in.load = &t.load;
+  in.num_ranks = 32;
+  in.num_replicas = 288;
+  in.num_nodes = 4;
+  in.num_groups = 8;
+  in.topology = &*topo;
+  in.coactivation = &t.coactivation;
+  omni::StatusOr<omni::PlanResult> r = omni::internal_error("not run");
+  for (auto _ : state) r = (*planner)->plan(in);
+  if (!r.ok()) return state.SkipWithError(r.status().to_string().c_str());
+  auto b = omni::placement_balance(r->placement, t.load);
+  auto x = omni::dispatch_traffic(r->placement, t.load, *topo);
+  state.counters["max_over_mean"] = b->mean_max_over_mean;
+  state.counters["cross_host"] = x->cross_host;
+  state.counters["remote_hosts"] = remote_hosts_per_token(r->placement, t, *topo);
+  state.SetLabel("synthetic clusters 4x256 top-8, 32 ranks / 4 hosts, 288 slots");
+}
+
+// Coverage on the shipped traces with hosts: what survives any single rank / host failure.
+void BM_Coverage(benchmark::State& state, std::string spec, size_t workload, int32_t ranks_per_host) {
+  const Workload& w = workloads()[workload];
+  auto planner = omni::make_planner(spec);
+  if (!planner.ok()) return state.SkipWithError(planner.status().to_string().c_str());
+  auto topo = omni::Topology::uniform(w.num_ranks, ranks_per_host);
+  omni::PlanInput in = input_of(w);
+  in.num_nodes = topo->num_hosts();
+  in.topology = &*topo;
+  omni::StatusOr<omni::PlanResult> r = omni::internal_error("not run");
+  for (auto _ : state) r = (*planner)->plan(in);
+  if (!r.ok()) return state.SkipWithError(r.status().to_string().c_str());
+  auto b = omni::placement_balance(r->placement, w.load);
+  auto c = omni::failure_coverage(r->placement, *topo, &w.load);
+  state.counters["max_over_mean"] = b->mean_max_over_mean;
+  state.counters["rank_experts"] = c->rank.expert_share;
+  state.counters["rank_load"] = c->rank.load_share;
+  state.counters["host_experts"] = c->host.expert_share;
+  state.counters["host_load"] = c->host.load_share;
+  state.counters["dups"] = static_cast<double>(r->stats.same_rank_duplicates);
+  state.SetLabel(w.name + " on " + topo->to_string());
+}
+
 // Layer-wise budget on the Qwen traces: B redundant slots per rank over all
 // layers, split by each rule; sum_max is the sum over layers of max rank load.
 void BM_Budget(benchmark::State& state, omni::BudgetRule rule, int64_t budget) {
@@ -171,6 +314,21 @@ const bool kRegistered = [] {
           ->Unit(benchmark::kMillisecond);
     }
   }
+  for (const std::string spec : {"omni", "omni(locality=coactivation)", "omni(locality=groups)",
+                                  "omni(locality=spread)", "eplb(hierarchical)", "eplb(global)"}) {
+    benchmark::RegisterBenchmark(("BM_Coactivation/" + spec).c_str(), BM_Coactivation, spec)
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  }
+  // Qwen (index 1): 12 ranks on 3 hosts; OLMoE (index 0): 16 ranks on 4 hosts.
+  for (auto [wi, per_host] : {std::pair<size_t, int32_t>{1, 4}, std::pair<size_t, int32_t>{0, 4}})
+    for (const std::string spec : {"eplb", "omni", "omni(spread_hosts=true)", "omni(protect=0.5)",
+                                    "omni(spread_hosts=true,protect=0.5)"}) {
+      benchmark::RegisterBenchmark(("BM_Coverage/" + workloads()[wi].name + "/" + spec).c_str(), BM_Coverage, spec, wi,
+                                   per_host)
+          ->Iterations(1)
+          ->Unit(benchmark::kMillisecond);
+    }
   for (int64_t budget : {12, 36}) {
     for (omni::BudgetRule rule : {omni::BudgetRule::kOptimal, omni::BudgetRule::kUniform, omni::BudgetRule::kHeaviestLayers}) {
       benchmark::RegisterBenchmark(("BM_Budget/" + std::string(omni::budget_rule_name(rule)) + "/" + std::to_string(budget)).c_str(),

@@ -1,5 +1,6 @@
 #include "omniplacement/io/placement_file.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "io/file_util.h"
@@ -72,16 +73,71 @@ StatusOr<Topology> parse_topology(std::string_view name, const Json& j, int32_t 
   return t;
 }
 
+// The optional derived maps log2phy [L][E][width] and logcnt [L][E] must agree
+// with phy2log: logcnt[l][e] replicas, whose global slots are the first
+// logcnt[l][e] entries of log2phy[l][e] (any order), the rest -1.
+Status check_expert_maps(std::string_view name, const Json& j, const Placement& p) {
+  const size_t L = static_cast<size_t>(p.num_layers()), E = static_cast<size_t>(p.num_experts());
+  if (j.contains("logcnt") && !j["logcnt"].is_null()) {
+    const Json& c = j["logcnt"];
+    if (!c.is_array() || c.size() != L) return field_error(name, str_cat("\"logcnt\" must be an array of ", L, " layers"));
+    for (size_t l = 0; l < L; ++l) {
+      if (!c[l].is_array() || c[l].size() != E) {
+        return field_error(name, str_cat("logcnt[", l, "] must have num_experts = ", E, " entries"));
+      }
+      for (size_t e = 0; e < E; ++e) {
+        const int32_t want = p.replica_count(static_cast<LayerId>(l), static_cast<ExpertId>(e));
+        if (!c[l][e].is_number_integer() || c[l][e].get<int64_t>() != want) {
+          return field_error(name, str_cat("logcnt[", l, "][", e, "] (layer ", l, ", expert ", e, ") = ", c[l][e].dump(),
+                                           " but phy2log holds ", want, " replicas of that expert"));
+        }
+      }
+    }
+  }
+  if (j.contains("log2phy") && !j["log2phy"].is_null()) {
+    const Json& m = j["log2phy"];
+    if (!m.is_array() || m.size() != L) return field_error(name, str_cat("\"log2phy\" must be an array of ", L, " layers"));
+    for (size_t l = 0; l < L; ++l) {
+      if (!m[l].is_array() || m[l].size() != E) {
+        return field_error(name, str_cat("log2phy[", l, "] must have num_experts = ", E, " rows"));
+      }
+      for (size_t e = 0; e < E; ++e) {
+        const Json& row = m[l][e];
+        const auto reps = p.replicas(static_cast<LayerId>(l), static_cast<ExpertId>(e));
+        const std::string where = str_cat("log2phy[", l, "][", e, "] (layer ", l, ", expert ", e, ")");
+        if (!row.is_array() || row.size() < reps.size()) {
+          return field_error(name, str_cat(where, " must be an array of at least ", reps.size(), " slots"));
+        }
+        std::vector<GlobalSlot> got;
+        for (size_t k = 0; k < row.size(); ++k) {
+          if (!row[k].is_number_integer()) return field_error(name, str_cat(where, "[", k, "] must be an integer"));
+          const int64_t g = row[k].get<int64_t>();
+          if (k >= reps.size()) {
+            if (g != -1) return field_error(name, str_cat(where, "[", k, "] = ", g, ": padding after the ", reps.size(), " replicas must be -1"));
+            continue;
+          }
+          got.push_back(static_cast<GlobalSlot>(g));
+        }
+        std::sort(got.begin(), got.end());
+        if (!std::equal(got.begin(), got.end(), reps.begin(), reps.end())) {
+          return field_error(name, str_cat(where, " does not list the global slots that phy2log gives that expert"));
+        }
+      }
+    }
+  }
+  return ok_status();
+}
+
 StatusOr<PlacementFile> parse_json_value(std::string_view name, const Json& j, const ValidationRules& rules) {
   if (!j.is_object()) return field_error(name, str_cat("the top level must be a JSON object, got ", json_type(j)));
   static const char* const kKeys[] = {"format", "version", "num_layers", "num_ranks", "num_experts",
-                                      "slots_per_rank", "phy2log", "shares", "topology"};
+                                      "slots_per_rank", "phy2log", "shares", "topology", "log2phy", "logcnt"};
   for (const auto& [key, value] : j.items()) {
     bool known = false;
     for (const char* k : kKeys) known |= key == k;
     if (!known) {
       return field_error(name, str_cat("unknown key \"", key, "\" (valid: format, version, num_layers, num_ranks, ",
-                                       "num_experts, slots_per_rank, phy2log, shares, topology)"));
+                                       "num_experts, slots_per_rank, phy2log, shares, topology, log2phy, logcnt)"));
     }
     (void)value;
   }
@@ -164,6 +220,7 @@ StatusOr<PlacementFile> parse_json_value(std::string_view name, const Json& j, c
   if (j.contains("topology") && !j["topology"].is_null()) {
     OMNI_ASSIGN_OR_RETURN(file.topology, parse_topology(name, j["topology"], file.placement.num_ranks()));
   }
+  OMNI_RETURN_IF_ERROR(check_expert_maps(name, j, file.placement));
   return file;
 }
 
@@ -192,7 +249,7 @@ StatusOr<PlacementFile> parse_placement_json(std::string_view text, std::string_
   }
 }
 
-StatusOr<std::string> encode_placement_json(const PlacementFile& file) {
+StatusOr<std::string> encode_placement_json(const PlacementFile& file, const PlacementJsonOptions& options) {
   const Placement& p = file.placement;
   if (p.num_layers() == 0) return invalid_argument_error("cannot write an empty placement (0 layers)");
   if (file.topology && file.topology->num_ranks() != p.num_ranks()) {
@@ -218,6 +275,33 @@ StatusOr<std::string> encode_placement_json(const PlacementFile& file) {
     for (LayerId l = 0; l < p.num_layers(); ++l) {
       out += l ? ",\n    " : "\n    ";
       append_row<double>(&out, p.shares(l), dbl_fmt);
+    }
+    out += "\n  ]";
+  }
+  if (options.expert_maps) {
+    // log2phy rows are padded with -1 to the largest replica count of the file.
+    size_t width = 1;
+    for (LayerId l = 0; l < p.num_layers(); ++l)
+      for (ExpertId e = 0; e < p.num_experts(); ++e) width = std::max(width, p.replicas(l, e).size());
+    out += ",\n  \"logcnt\": [";
+    std::vector<int32_t> cnt(static_cast<size_t>(p.num_experts()));
+    for (LayerId l = 0; l < p.num_layers(); ++l) {
+      for (ExpertId e = 0; e < p.num_experts(); ++e) cnt[static_cast<size_t>(e)] = p.replica_count(l, e);
+      out += l ? ",\n    " : "\n    ";
+      append_row<int32_t>(&out, cnt, int_fmt);
+    }
+    out += "\n  ],\n  \"log2phy\": [";
+    std::vector<int32_t> row(width);
+    for (LayerId l = 0; l < p.num_layers(); ++l) {
+      out += l ? ",\n    [" : "\n    [";
+      for (ExpertId e = 0; e < p.num_experts(); ++e) {
+        const auto reps = p.replicas(l, e);
+        std::fill(row.begin(), row.end(), -1);
+        std::copy(reps.begin(), reps.end(), row.begin());
+        if (e) out += ", ";
+        append_row<int32_t>(&out, row, int_fmt);
+      }
+      out += "]";
     }
     out += "\n  ]";
   }
@@ -256,10 +340,11 @@ StatusOr<PlacementFile> read_placement_file(const std::string& path, const Valid
       str_cat(path, ": unknown placement extension '", ext, "' (expected .json, .npy, .txt or .bin)"));
 }
 
-Status write_placement_file(const std::string& path, const PlacementFile& file, NpyDtype npy_dtype) {
+Status write_placement_file(const std::string& path, const PlacementFile& file, NpyDtype npy_dtype,
+                            const PlacementJsonOptions& json_options) {
   const std::string ext = io_internal::extension_of(path);
   if (ext == ".json") {
-    auto text = encode_placement_json(file);
+    auto text = encode_placement_json(file, json_options);
     if (!text.ok()) return text.status().with_context(path);
     return io_internal::write_file(path, *text);
   }

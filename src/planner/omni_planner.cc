@@ -44,8 +44,10 @@ class BlockSolver {
         host_(std::move(host_of_rank)),
         opt_(opt),
         deadline_(deadline) {
-    spread_ = opt_.locality == Locality::kSpread && !host_.empty();
+    spread_ = (opt_.locality == Locality::kSpread || opt_.spread_hosts) && !host_.empty();
     if (spread_) num_hosts_ = *std::max_element(host_.begin(), host_.end()) + 1;
+    hard_spread_ = spread_ && opt_.spread_hosts && num_hosts_ > 1;
+    set_min_counts();
   }
 
   // Runs steps 1-3. Requires n_ <= m_ * S_.
@@ -71,6 +73,7 @@ class BlockSolver {
     }
     slot_ = std::move(best);
     cnt_ = std::move(best_cnt);
+    sizes_ok_ = false;
     for (int32_t e = 0; e < n_; ++e) size_[static_cast<size_t>(e)] = w_[static_cast<size_t>(e)] / cnt_[static_cast<size_t>(e)];
     for (int32_t r = 0; r < m_; ++r) recompute(r);
   }
@@ -127,6 +130,73 @@ class BlockSolver {
     return !(host_count(e, ha) == 1 && host_count(e, hb) >= 1);
   }
 
+  // Hosts holding a replica of e (spread only).
+  int32_t hosts_of(int32_t e) {
+    int32_t k = 0;
+    for (int32_t h = 0; h < num_hosts_; ++h) k += host_count(e, h) > 0;
+    return k;
+  }
+  // Adding a replica of x on rank r would leave x with two or more replicas on one host.
+  bool single_host_after_add(int32_t x, int32_t r) {
+    return hosts_of(x) == 1 && host_count(x, host_[static_cast<size_t>(r)]) > 0;
+  }
+
+  // protect: the heaviest experts carrying opt_.protect of the load need two
+  // replicas (when the cap and the number of ranks allow two).
+  void set_min_counts() {
+    min_cnt_.assign(static_cast<size_t>(n_), 1);
+    protect_order_.clear();
+    if (opt_.protect <= 0 || cap_ < 2) return;
+    double total = 0;
+    for (double v : w_) total += v;
+    if (total <= 0) return;
+    std::vector<int32_t> order(static_cast<size_t>(n_));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return w_[static_cast<size_t>(a)] > w_[static_cast<size_t>(b)]; });
+    double covered = 0;
+    for (int32_t e : order) {
+      if (covered >= opt_.protect * total * (1 - 1e-12) || w_[static_cast<size_t>(e)] <= 0) break;
+      min_cnt_[static_cast<size_t>(e)] = 2;
+      protect_order_.push_back(e);
+      covered += w_[static_cast<size_t>(e)];
+    }
+  }
+
+  // spread_hosts after packing: every expert with two or more replicas all on
+  // one host swaps one of them with a slot of another host, choosing the swap
+  // that keeps the two ranks' larger load smallest and never costs the other
+  // expert a host.
+  void repair_spread() {
+    for (int32_t e = 0; e < n_; ++e) {
+      if (cnt_[static_cast<size_t>(e)] < 2 || hosts_of(e) != 1) continue;
+      double best = std::numeric_limits<double>::infinity();
+      size_t bi = 0, bj = 0;
+      for (int32_t a = 0; a < m_; ++a) {
+        for (int32_t s = 0; s < S_; ++s) {
+          const size_t i = idx(a, s);
+          if (slot_[i] != e) continue;
+          for (int32_t b = 0; b < m_; ++b) {
+            if (host_[static_cast<size_t>(b)] == host_[static_cast<size_t>(a)] || holds(b, e)) continue;
+            for (int32_t t = 0; t < S_; ++t) {
+              const size_t j = idx(b, t);
+              const int32_t f = slot_[j];
+              if (f >= 0 && (holds(a, f) || !spread_ok(f, b, a))) continue;
+              if (!swap_in_budget(i, j)) continue;
+              const double d = size_of(e) - size_of(f);
+              const double nm = std::max(load_[static_cast<size_t>(a)] - d, load_[static_cast<size_t>(b)] + d);
+              if (nm < best) {
+                best = nm;
+                bi = i;
+                bj = j;
+              }
+            }
+          }
+        }
+      }
+      if (best < std::numeric_limits<double>::infinity()) do_swap(bi, bj);
+    }
+  }
+
   // Slots per sub-problem up to which the count variants are tried.
   static constexpr int64_t kVariantSlots = 256;
 
@@ -140,6 +210,7 @@ class BlockSolver {
     sweeps_ = 0;
     water_fill(variant);
     pack();
+    if (hard_spread_) repair_spread();
     local_search();
   }
 
@@ -156,7 +227,16 @@ class BlockSolver {
       const double mean = total / m_;
       for (int32_t e = 0; e < n_; ++e) {
         const double k = std::ceil(variant * w_[static_cast<size_t>(e)] / mean);
-        limit[static_cast<size_t>(e)] = static_cast<int32_t>(std::clamp(k, 1.0, static_cast<double>(cap_)));
+        limit[static_cast<size_t>(e)] = std::max(min_cnt_[static_cast<size_t>(e)],
+                                                 static_cast<int32_t>(std::clamp(k, 1.0, static_cast<double>(cap_))));
+      }
+    }
+    // Protected experts (heaviest first) take their second replica before the rest is water-filled.
+    for (int32_t e : protect_order_) {
+      if (extra == 0) break;
+      if (cnt_[static_cast<size_t>(e)] < min_cnt_[static_cast<size_t>(e)]) {
+        ++cnt_[static_cast<size_t>(e)];
+        --extra;
       }
     }
     auto less = [&](int32_t a, int32_t b) {
@@ -167,7 +247,7 @@ class BlockSolver {
     };
     std::priority_queue<int32_t, std::vector<int32_t>, decltype(less)> heap(less);
     for (int32_t e = 0; e < n_; ++e)
-      if (limit[static_cast<size_t>(e)] > 1) heap.push(e);
+      if (limit[static_cast<size_t>(e)] > cnt_[static_cast<size_t>(e)]) heap.push(e);
     while (extra > 0 && !heap.empty()) {
       const int32_t e = heap.top();
       heap.pop();
@@ -180,6 +260,7 @@ class BlockSolver {
   }
 
   void place(int32_t r, int32_t s, int32_t e) {
+    sizes_ok_ = false;
     slot_[idx(r, s)] = e;
     mark(r, e, 1);
     load_[static_cast<size_t>(r)] += size_of(e);
@@ -188,6 +269,7 @@ class BlockSolver {
 
   // Empties every slot and clears the derived state.
   void clear_slots() {
+    sizes_ok_ = false;
     slot_.assign(static_cast<size_t>(m_) * static_cast<size_t>(S_), -1);
     load_.assign(static_cast<size_t>(m_), 0.0);
     used_.assign(static_cast<size_t>(m_), 0);
@@ -207,23 +289,61 @@ class BlockSolver {
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
       return size_[static_cast<size_t>(a)] > size_[static_cast<size_t>(b)];
     });
+    if (!spread_) return pack_by_load(order);
     // Replicas of one expert are placed one after another: they have the same
     // size, and placing them together keeps them on distinct ranks.
     for (int32_t e : order) {
       for (int32_t k = 0; k < cnt_[static_cast<size_t>(e)]; ++k) {
         int32_t best = -1;
         double best_key = 0;
+        bool best_taken = false;
         for (int32_t r = 0; r < m_; ++r) {
           if (used_[static_cast<size_t>(r)] >= S_ || holds(r, e)) continue;
           double key = load_[static_cast<size_t>(r)];
-          if (spread_ && host_count(e, host_[static_cast<size_t>(r)]) > 0) key += penalty;
-          if (best < 0 || key < best_key) {
+          const bool host_taken = spread_ && host_count(e, host_[static_cast<size_t>(r)]) > 0;
+          if (host_taken && !hard_spread_) key += penalty;
+          // spread_hosts: a host without e beats any load.
+          if (best < 0 || (hard_spread_ && host_taken != best_taken ? !host_taken : key < best_key)) {
             best = r;
             best_key = key;
+            best_taken = host_taken;
           }
         }
         if (best < 0) best = make_room(e);
         place(best, used_[static_cast<size_t>(best)]++, e);
+      }
+    }
+  }
+
+  // pack() without hosts: the same choice (least loaded rank with a free slot
+  // that lacks the expert, ties to the lower rank id) from ranks kept sorted
+  // by (load, rank), instead of a scan of every rank for every replica.
+  void pack_by_load(const std::vector<int32_t>& order) {
+    std::vector<std::pair<double, int32_t>> open;  // ranks with a free slot, ascending (load, rank)
+    auto rebuild = [&] {
+      open.clear();
+      for (int32_t r = 0; r < m_; ++r)
+        if (used_[static_cast<size_t>(r)] < S_) open.emplace_back(load_[static_cast<size_t>(r)], r);
+      std::sort(open.begin(), open.end());
+    };
+    rebuild();
+    for (int32_t e : order) {
+      for (int32_t k = 0; k < cnt_[static_cast<size_t>(e)]; ++k) {
+        size_t pos = 0;
+        while (pos < open.size() && holds(open[pos].second, e)) ++pos;
+        if (pos == open.size()) {
+          const int32_t q = make_room(e);
+          place(q, used_[static_cast<size_t>(q)]++, e);
+          rebuild();
+          continue;
+        }
+        const int32_t r = open[pos].second;
+        open.erase(open.begin() + static_cast<std::ptrdiff_t>(pos));
+        place(r, used_[static_cast<size_t>(r)]++, e);
+        if (used_[static_cast<size_t>(r)] < S_) {
+          const std::pair<double, int32_t> key(load_[static_cast<size_t>(r)], r);
+          open.insert(std::lower_bound(open.begin(), open.end(), key), key);
+        }
       }
     }
   }
@@ -275,6 +395,7 @@ class BlockSolver {
       changes_[static_cast<size_t>(r)] += (x >= 0 && x != ref_[g] ? 1 : 0) - (y >= 0 && y != ref_[g] ? 1 : 0);
     }
     slot_[g] = x;
+    sizes_ok_ = false;
     for (int32_t q = 0; q < m_; ++q) recompute(q);
   }
 
@@ -312,6 +433,7 @@ class BlockSolver {
           if (spread_) --host_count(f, host_[static_cast<size_t>(q)]);
           mark(q, f, 0);
           slot_[idx(q, s)] = -1;
+          sizes_ok_ = false;
           place(r, used_[static_cast<size_t>(r)]++, f);
           // Compact q so that its free slot is the last one.
           std::swap(slot_[idx(q, s)], slot_[idx(q, S_ - 1)]);
@@ -345,6 +467,7 @@ class BlockSolver {
     mark(ri, b, 1);
     mark(rj, a, 1);
     std::swap(slot_[i], slot_[j]);
+    if (sizes_ok_) std::swap(slot_size_[i], slot_size_[j]);
     recompute(ri);
     recompute(rj);
     ++moves_;
@@ -358,28 +481,39 @@ class BlockSolver {
 
   // The best move or swap between the most loaded rank and another rank: the
   // one giving the smallest new max of the two ranks, if below the old max.
+  // The hot loop of the planner (about 60 accepted steps per layer at
+  // DeepSeek-V3 scale): slot sizes are kept in a flat array and the
+  // rank x expert bitmap is read directly.
   bool swap_step() {
     const int32_t rmax = argmax_rank();
     const double lmax = load_[static_cast<size_t>(rmax)];
     double best = lmax - 1e-9 * lmax;
     size_t bi = 0, bj = 0;
     bool found = false;
+    refresh_slot_sizes();
+    const char* has = has_.empty() ? nullptr : has_.data();
+    const size_t n = static_cast<size_t>(n_), S = static_cast<size_t>(S_);
     for (int32_t s = 0; s < S_; ++s) {
       const size_t i = idx(rmax, s);
       const int32_t a = slot_[i];
       if (a < 0) continue;
-      const double sa = size_of(a);
+      const double sa = slot_size_[i];
       if (sa <= 0) continue;
       for (int32_t r = 0; r < m_; ++r) {
-        if (r == rmax || load_[static_cast<size_t>(r)] >= best || holds(r, a)) continue;
-        if (!spread_ok(a, rmax, r)) continue;
+        const double lr = load_[static_cast<size_t>(r)];
+        // Any swap with rank r leaves max(lmax - d, lr + d) >= (lmax + lr) / 2,
+        // so r cannot beat `best` when lr >= 2 best - lmax (an exact prune).
+        if (r == rmax || lr >= 2 * best - lmax) continue;
+        if (has ? has[static_cast<size_t>(r) * n + static_cast<size_t>(a)] != 0 : holds(r, a)) continue;
+        if (spread_ && !spread_ok(a, rmax, r)) continue;
+        const double* sizes = slot_size_.data() + static_cast<size_t>(r) * S;
         for (int32_t t = 0; t < S_; ++t) {
+          const double sb = sizes[t];
+          if (sb >= sa) continue;
+          const double nm = std::max(lmax - sa + sb, lr + sa - sb);
+          if (nm >= best) continue;
           const size_t j = idx(r, t);
           const int32_t b = slot_[j];
-          const double sb = size_of(b);
-          if (sb >= sa) continue;
-          const double nm = std::max(lmax - sa + sb, load_[static_cast<size_t>(r)] + sa - sb);
-          if (nm >= best) continue;
           if (b >= 0 && (holds(rmax, b) || !spread_ok(b, r, rmax))) continue;
           if (!swap_in_budget(i, j)) continue;
           best = nm;
@@ -391,6 +525,15 @@ class BlockSolver {
     }
     if (found) do_swap(bi, bj);
     return found;
+  }
+
+  // slot_size_[g] = size of slot g's replica (0 when empty), rebuilt after any
+  // change of counts or slots other than a swap (which do_swap mirrors).
+  void refresh_slot_sizes() {
+    if (sizes_ok_) return;
+    slot_size_.resize(slot_.size());
+    for (size_t g = 0; g < slot_.size(); ++g) slot_size_[g] = size_of(slot_[g]);
+    sizes_ok_ = true;
   }
 
   // Re-allocation: one replica slot moves from expert y (count >= 2, or an
@@ -421,7 +564,8 @@ class BlockSolver {
         for (int32_t t = 0; t < S_; ++t) {
           const size_t j = idx(r, t);
           const int32_t y = slot_[j];
-          if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
+          if (y >= 0 && cnt_[static_cast<size_t>(y)] <= min_cnt_[static_cast<size_t>(y)]) continue;
+          if (hard_spread_ && single_host_after_add(x, r)) continue;
           if (y >= 0 && spread_ && host_count(y, host_[static_cast<size_t>(r)]) == 1 &&
               cnt_[static_cast<size_t>(y)] > 1) {
             // Removing y's only replica on this host would lose a host for y.
@@ -431,11 +575,12 @@ class BlockSolver {
           if (load_[static_cast<size_t>(r)] + nx - sy >= best) continue;
           if (!set_in_budget(j, x)) continue;
           // New loads of the affected ranks.
-          std::vector<int32_t> aff;
-          for (int32_t q : where_[static_cast<size_t>(x)]) { delta[static_cast<size_t>(q)] -= dx; aff.push_back(q); }
+          std::vector<int32_t>& aff = aff_;
+          aff.clear();
+          for (int32_t q : where(x)) { delta[static_cast<size_t>(q)] -= dx; aff.push_back(q); }
           if (y >= 0) {
             const double dy = w_[static_cast<size_t>(y)] / (cnt_[static_cast<size_t>(y)] - 1) - sy;
-            for (int32_t q : where_[static_cast<size_t>(y)]) {
+            for (int32_t q : where(y)) {
               if (q == r) continue;
               delta[static_cast<size_t>(q)] += dy;
               aff.push_back(q);
@@ -471,13 +616,25 @@ class BlockSolver {
     return true;
   }
 
+  // Ranks holding each expert, ascending, in one flat array (a counting sort:
+  // no allocation per expert, as this runs once per re-allocation step).
   void build_where() {
-    where_.assign(static_cast<size_t>(n_), {});
+    where_off_.assign(static_cast<size_t>(n_) + 1, 0);
+    for (int32_t e : slot_)
+      if (e >= 0) ++where_off_[static_cast<size_t>(e) + 1];
+    for (size_t e = 0; e < static_cast<size_t>(n_); ++e) where_off_[e + 1] += where_off_[e];
+    where_rank_.resize(static_cast<size_t>(where_off_.back()));
+    where_fill_.assign(where_off_.begin(), where_off_.end() - 1);
     for (int32_t r = 0; r < m_; ++r)
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t e = slot_[idx(r, s)];
-        if (e >= 0) where_[static_cast<size_t>(e)].push_back(r);
+        if (e >= 0) where_rank_[static_cast<size_t>(where_fill_[static_cast<size_t>(e)]++)] = r;
       }
+  }
+  std::span<const int32_t> where(int32_t e) const {
+    const auto b = static_cast<size_t>(where_off_[static_cast<size_t>(e)]);
+    const auto n = static_cast<size_t>(where_off_[static_cast<size_t>(e) + 1]) - b;
+    return std::span<const int32_t>(where_rank_).subspan(b, n);
   }
 
   // One sweep over all rank pairs: the swap that brings the two loads closest,
@@ -553,7 +710,10 @@ class BlockSolver {
   const OmniOptions& opt_;
   const Clock::time_point* deadline_;
   bool spread_ = false;
+  bool hard_spread_ = false;  // spread_hosts: every expert with >= 2 replicas on >= 2 hosts
   int32_t num_hosts_ = 1;
+  std::vector<int32_t> min_cnt_;        // [n]: replicas re-allocation keeps (2 for protected experts)
+  std::vector<int32_t> protect_order_;  // protected experts, heaviest first
 
   std::vector<int32_t> cnt_;
   std::vector<double> size_;
@@ -562,7 +722,10 @@ class BlockSolver {
   std::vector<int32_t> used_;
   std::vector<char> has_;          // [m, n]: rank r holds expert e (empty when too large)
   std::vector<int32_t> host_cnt_;  // [n, num_hosts]: replicas of e on host h (spread only)
-  std::vector<std::vector<int32_t>> where_;
+  std::vector<int32_t> where_off_, where_rank_, where_fill_;  // build_where(): ranks of expert e
+  std::vector<int32_t> aff_;                                  // realloc_step scratch: affected ranks
+  std::vector<double> slot_size_;                             // [m * S]: see refresh_slot_sizes()
+  bool sizes_ok_ = false;
   std::vector<int32_t> ref_;      // incremental: the starting slots (empty otherwise)
   std::vector<int32_t> changes_;  // incremental: per rank, slots differing from ref_
   int32_t change_budget_ = -1;
@@ -927,20 +1090,26 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
   const int32_t cap = opt.max_replicas_per_expert > 0 ? std::min(opt.max_replicas_per_expert, R) : R;
 
   // Topology for locality.
+  if (opt.spread_hosts && (opt.locality == Locality::kGroups || opt.locality == Locality::kCoactivation)) {
+    return invalid_argument_error(str_cat("omni(spread_hosts=true) keeps an expert's replicas on different hosts; it "
+                                          "combines with locality=none or spread, not ", locality_name(opt.locality)));
+  }
+  const bool needs_topology = opt.locality != Locality::kNone || opt.spread_hosts;
   Topology topo;
-  if (opt.locality != Locality::kNone) {
+  if (needs_topology) {
     if (in.topology) {
       topo = *in.topology;
     } else {
       if (R % num_nodes != 0) {
-        return invalid_argument_error(str_cat("omni(locality=", locality_name(opt.locality), "): num_ranks (", R,
+        return invalid_argument_error(str_cat("omni(", opt.spread_hosts ? "spread_hosts" : "locality=",
+                                              opt.spread_hosts ? "" : locality_name(opt.locality), "): num_ranks (", R,
                                               ") must be a multiple of num_nodes (", num_nodes,
                                               ") or a topology must be given"));
       }
       OMNI_ASSIGN_OR_RETURN(topo, Topology::uniform(R, R / num_nodes));
     }
   }
-  const int32_t H = opt.locality == Locality::kNone ? 1 : topo.num_hosts();
+  const int32_t H = needs_topology ? topo.num_hosts() : 1;
   if (opt.locality == Locality::kGroups) {
     if (in.num_groups < 1 || E % in.num_groups != 0 || in.num_groups % H != 0) {
       return invalid_argument_error(str_cat("omni(locality=groups): needs num_experts (", E,
@@ -963,7 +1132,7 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
     }
   }
   std::vector<int32_t> host;
-  if (opt.locality == Locality::kSpread) host = topo.host_of_rank();
+  if (opt.locality == Locality::kSpread || opt.spread_hosts) host = topo.host_of_rank();
   if (in.current != nullptr) {
     const Placement& cur = *in.current;
     if (cur.num_layers() != L || cur.num_experts() != E || cur.num_ranks() != R) {

@@ -208,6 +208,8 @@ class OmniPlanner final : public Planner {
     if (opt_.max_moves_per_rank != d.max_moves_per_rank) add("max_moves_per_rank", std::to_string(opt_.max_moves_per_rank));
     if (opt_.min_gain != d.min_gain) add("min_gain", str_cat(opt_.min_gain));
     if (opt_.escalate_gain != d.escalate_gain) add("escalate_gain", str_cat(opt_.escalate_gain));
+    if (opt_.spread_hosts != d.spread_hosts) add("spread_hosts", opt_.spread_hosts ? "true" : "false");
+    if (opt_.protect != d.protect) add("protect", str_cat(opt_.protect));
     return s.to_string();
   }
   StatusOr<PlanResult> plan(const PlanInput& in) const override { return omni_plan(in, opt_); }
@@ -221,7 +223,8 @@ constexpr const char* kOmniParams =
     "max_replicas_per_expert=<int >= 0, 0 = num_ranks>, time_budget_ms=<number >= 0, 0 = none>, "
     "shares=<true|false>, reallocate=<true|false>, locality=<none|groups|coactivation|spread>, "
     "locality_slack=<number in [0, 10]>, max_iterations=<int >= 0, 0 = automatic>, "
-    "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>, escalate_gain=<number >= 0, 0 = off>";
+    "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>, escalate_gain=<number >= 0, 0 = off>, "
+    "spread_hosts=<true|false>, protect=<number in [0, 1]>";
 
 using Factory = std::function<StatusOr<std::unique_ptr<Planner>>(const PlannerSpec&)>;
 
@@ -265,6 +268,8 @@ const std::map<std::string, Entry>& registry() {
           OMNI_ASSIGN_OR_RETURN(int64_t moves, reader.get_int("max_moves_per_rank", -1, -1, kMaxSlotsPerRank));
           OMNI_ASSIGN_OR_RETURN(o.min_gain, reader.get_double("min_gain", 0, 0, 1e6));
           OMNI_ASSIGN_OR_RETURN(o.escalate_gain, reader.get_double("escalate_gain", 0, 0, 1e6));
+          OMNI_ASSIGN_OR_RETURN(o.spread_hosts, reader.get_bool("spread_hosts", false));
+          OMNI_ASSIGN_OR_RETURN(o.protect, reader.get_double("protect", 0, 0, 1));
           OMNI_RETURN_IF_ERROR(reader.finish(kOmniParams));
           o.max_moves_per_rank = static_cast<int32_t>(moves);
           o.max_replicas_per_expert = static_cast<int32_t>(cap);

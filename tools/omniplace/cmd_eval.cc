@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include "omniplace/command.h"
+#include "omniplace/coverage_json.h"
 #include "omniplace/inputs.h"
+#include "omniplacement/core/coverage.h"
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/topology.h"
 
@@ -75,6 +77,8 @@ int run_eval(const EvalArgs& a) {
     r.traffic = *t;
   }
   const int64_t dups = omni::same_rank_duplicates(p);
+  auto coverage = omni::failure_coverage(p, topo, &*load);
+  if (!coverage.ok()) return omni::cli::fail("eval", coverage.status());
   const double bound_ratio = balance->sum_lower_bound > 0 ? balance->sum_max / balance->sum_lower_bound : 1.0;
   if (a.json) {
     nlohmann::json j;
@@ -100,6 +104,7 @@ int run_eval(const EvalArgs& a) {
                     {"mean_excess", balance->mean_excess}, {"duplicates", dups},
                     {"same_rank_share", traffic->same_rank}, {"same_host_share", traffic->same_host},
                     {"cross_host_share", traffic->cross_host}};
+    j["coverage"] = omni::cli::coverage_json(*coverage);
     std::cout << j.dump(2) << "\n";
     return omni::cli::kExitOk;
   }
@@ -124,6 +129,14 @@ int run_eval(const EvalArgs& a) {
       balance->mean_max_over_mean, balance->balancedness, balance->sum_max, balance->sum_lower_bound, bound_ratio,
       balance->mean_excess, static_cast<long long>(dups), 100 * traffic->same_rank, 100 * traffic->same_host,
       100 * traffic->cross_host);
+  // Failure coverage: what survives any single rank / host failure (core/coverage.h).
+  for (const auto& [name, d] : {std::pair<const char*, const omni::DomainCoverage&>{"rank", coverage->rank},
+                                std::pair<const char*, const omni::DomainCoverage&>{"host", coverage->host}}) {
+    std::printf("coverage, any single %s failure: %.1f%% of experts, %.1f%% of load survive; worst %s %d loses %lld "
+                "experts (%.1f%% of load)\n",
+                name, 100 * d.expert_share, 100 * d.load_share, name, d.worst_domain,
+                static_cast<long long>(d.worst_lost_experts), 100 * d.worst_lost_load_share);
+  }
   return omni::cli::kExitOk;
 }
 
@@ -148,6 +161,9 @@ omni::cli::RunFn setup_eval(CLI::App& app) {
       "bound/mean;\n"
       "dups are replicas sharing a rank with another replica of their expert; cross_host is the share of tokens\n"
       "sent to another host when each token goes to the nearest replica.\n"
+      "Coverage: the (layer, expert) pairs, and their share of the load, that keep a replica whatever single\n"
+      "rank (host) fails, i.e. whose replicas sit on >= 2 ranks (hosts); the worst rank (host) is the one whose\n"
+      "failure loses the most experts.\n"
       "Exit codes: 0 ok, 1 invalid input, 2 usage.\n"
       "Examples:\n"
       "  omniplace eval --placement data/placements/qwen15moe_contiguous_12ranks_6slots.json \\\n"

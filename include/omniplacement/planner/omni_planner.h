@@ -27,6 +27,13 @@
 //                    allows, so more tokens find a replica on their own host
 //                    (core's dispatch_traffic metric).
 //
+// Failure-aware placement (spread_hosts, protect; see OmniOptions): replicas
+// of an expert go to distinct hosts first during packing (host before load),
+// a repair pass swaps a replica onto another host for any expert still on one
+// host, and the local search never lowers an expert's number of hosts; the
+// heaviest experts get their second replica first. core/coverage.h measures
+// the result (what survives any single rank or host failure).
+//
 // Incremental planning (PlanInput::current given; issue 5): the local search
 // starts from the placement in force, every expert that stays on a rank keeps
 // its slot, and no rank changes more than max_moves_per_rank slots per layer
@@ -57,6 +64,8 @@
 //   shares=<bool, false>   reallocate=<bool, true>   locality=none|groups|coactivation|spread
 //   locality_slack=<number, 0.05>   max_iterations=<int, 0 = 64 x slots per layer>
 //   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>   escalate_gain=<number, 0 = off>
+//   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>
+//   spread_hosts=<bool, false>   protect=<number in [0, 1], 0>
 //
 // Thread safety: pure functions.
 #pragma once
@@ -86,6 +95,15 @@ struct OmniOptions {
   int32_t max_moves_per_rank = -1;      // slots per rank per layer that may change; -1: no limit
   double min_gain = 0;                  // keep the current placement unless max/mean improves by this
   double escalate_gain = 0;             // with a move limit: drop it for a layer when that gains this (0: off)
+  // Failure-aware placement (fault domains; issue 9). Replicas of one expert
+  // are always on distinct ranks; spread_hosts also puts the replicas of every
+  // expert with two or more on at least two hosts (needs num_nodes > 1 or a
+  // topology; combines with locality none or spread). protect: the heaviest
+  // experts that together carry this fraction of a layer's load get at least
+  // two replicas before water-filling hands out the rest (cap and slots
+  // permitting), and re-allocation never takes them below two.
+  bool spread_hosts = false;
+  double protect = 0;
 };
 
 StatusOr<PlanResult> omni_plan(const PlanInput& input, const OmniOptions& options);

@@ -1,0 +1,393 @@
+// omniplace plan: a placement from a load with any registered planner, written
+// as placement JSON (with EPLB's log2phy/logcnt) or an omni-infer pattern.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "omniplace/command.h"
+#include "omniplace/coverage_json.h"
+#include "omniplace/inputs.h"
+#include "omniplacement/core/coverage.h"
+#include "omniplacement/core/metrics.h"
+#include "omniplacement/core/topology.h"
+#include "omniplacement/io/npy.h"
+#include "omniplacement/planner/planner.h"
+#include "omniplacement/planner/planner_spec.h"
+#include "omniplacement/planner/redundancy_budget.h"
+
+namespace {
+
+struct PlanArgs {
+  std::string load;
+  std::string select;
+  std::string planner = "omni";
+  int num_ranks = 0;
+  int num_nodes = 1;
+  int64_t num_replicas = 0;
+  int redundant_per_rank = -1;
+  int64_t redundant_budget = -1;
+  std::string budget_rule = "optimal";
+  int num_groups = 1;
+  std::string current;
+  std::string coactivation;
+  int max_moves_per_rank = -2;  // -2: not given (the spec string decides)
+  double min_gain = -1;         // < 0: not given
+  std::string output;
+  int show_moves = 20;
+  bool json = false;
+};
+
+// One expert weight to load: slot (layer, rank, slot) goes from `from` (-1: empty) to `to`.
+struct Move {
+  omni::LayerId layer;
+  omni::RankId rank;
+  omni::SlotId slot;
+  omni::ExpertId from, to;
+};
+
+struct Figures {
+  omni::PlacementBalance balance;
+  int64_t duplicates = 0;
+  omni::TrafficSplit traffic;
+  omni::FailureCoverage coverage;
+};
+
+omni::StatusOr<Figures> figures_of(const omni::Placement& p, const omni::LoadMatrix& load, const omni::Topology& topo) {
+  Figures f;
+  OMNI_ASSIGN_OR_RETURN(f.balance, omni::placement_balance(p, load));
+  OMNI_ASSIGN_OR_RETURN(f.traffic, omni::dispatch_traffic(p, load, topo));
+  OMNI_ASSIGN_OR_RETURN(f.coverage, omni::failure_coverage(p, topo, &load));
+  f.duplicates = omni::same_rank_duplicates(p);
+  return f;
+}
+
+// The spec with --max-moves-per-rank / --min-gain added (refused when the spec sets them too).
+omni::StatusOr<std::string> effective_spec(const PlanArgs& a) {
+  OMNI_ASSIGN_OR_RETURN(omni::PlannerSpec spec, omni::PlannerSpec::parse(a.planner));
+  auto add = [&](const std::string& key, const std::string& value) -> omni::Status {
+    for (const auto& p : spec.params)
+      if (p.key == key)
+        return omni::invalid_argument_error(omni::str_cat("--", key == "min_gain" ? "min-gain" : "max-moves-per-rank",
+                                                          " and the planner spec '", a.planner, "' both set ", key));
+    spec.params.push_back({key, value});
+    return omni::ok_status();
+  };
+  if (a.max_moves_per_rank != -2) OMNI_RETURN_IF_ERROR(add("max_moves_per_rank", std::to_string(a.max_moves_per_rank)));
+  if (a.min_gain >= 0) OMNI_RETURN_IF_ERROR(add("min_gain", omni::str_cat(a.min_gain)));
+  return spec.to_string();
+}
+
+// A dense co-activation .npy [num_layers, num_experts, num_experts] (any numeric dtype).
+omni::StatusOr<std::vector<double>> read_coactivation(const std::string& path, const omni::LoadMatrix& load) {
+  OMNI_ASSIGN_OR_RETURN(omni::NpyArray a, omni::read_npy(path));
+  const std::vector<int64_t> want = {load.num_layers(), load.num_experts(), load.num_experts()};
+  if (a.shape != want) {
+    return omni::invalid_argument_error(omni::str_cat(path, ": co-activation must have shape [", want[0], ", ", want[1],
+                                                      ", ", want[2], "] (layers x experts x experts of the load), got ",
+                                                      a.describe()));
+  }
+  std::vector<double> out(static_cast<size_t>(a.num_elements()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = a.as_double(i);
+    if (!(out[i] >= 0) || !std::isfinite(out[i])) {
+      const size_t E = static_cast<size_t>(load.num_experts());
+      return omni::invalid_argument_error(omni::str_cat(path, ": element [", i / (E * E), ", ", i / E % E, ", ", i % E,
+                                                        "] = ", out[i], " (must be finite and >= 0)"));
+    }
+  }
+  return out;
+}
+
+std::vector<Move> moves_between(const omni::Placement& cur, const omni::Placement& next) {
+  std::vector<Move> moves;
+  for (omni::LayerId l = 0; l < next.num_layers(); ++l) {
+    const int32_t S = next.slots_per_rank(l), So = cur.slots_per_rank(l);
+    for (omni::RankId r = 0; r < next.num_ranks(); ++r)
+      for (omni::SlotId s = 0; s < S; ++s) {
+        const omni::ExpertId to = next.expert_at(l, r, s);
+        const omni::ExpertId from = s < So ? cur.expert_at(l, r, s) : omni::kEmptySlot;
+        if (to != omni::kEmptySlot && to != from) moves.push_back({l, r, s, from, to});
+      }
+  }
+  return moves;
+}
+
+// Most moved experts of one rank in one layer.
+int64_t max_moves_per_rank_layer(const std::vector<Move>& moves, int32_t num_layers, int32_t num_ranks) {
+  std::vector<int64_t> n(static_cast<size_t>(num_layers) * static_cast<size_t>(num_ranks), 0);
+  int64_t mx = 0;
+  for (const Move& m : moves)
+    mx = std::max(mx, ++n[static_cast<size_t>(m.layer) * static_cast<size_t>(num_ranks) + static_cast<size_t>(m.rank)]);
+  return mx;
+}
+
+nlohmann::json figures_json(const Figures& f) {
+  const auto& b = f.balance;
+  return {{"mean_max_over_mean", b.mean_max_over_mean},
+          {"sum_max", b.sum_max},
+          {"sum_lower_bound", b.sum_lower_bound},
+          {"mean_excess", b.mean_excess},
+          {"duplicates", f.duplicates},
+          {"same_rank_share", f.traffic.same_rank},
+          {"same_host_share", f.traffic.same_host},
+          {"cross_host_share", f.traffic.cross_host},
+          {"coverage", omni::cli::coverage_json(f.coverage)}};
+}
+
+int run_plan(const PlanArgs& a) {
+  const char* cmd = "plan";
+  auto spec = effective_spec(a);
+  if (!spec.ok()) return omni::cli::fail(cmd, spec.status());
+  auto planner = omni::make_planner(*spec);
+  if (!planner.ok()) return omni::cli::fail(cmd, planner.status());
+
+  std::optional<omni::PlacementFile> current;
+  if (!a.current.empty()) {
+    auto c = omni::cli::read_placement_arg(a.current, nullptr);
+    if (!c.ok()) return omni::cli::fail(cmd, c.status().with_context("--current"));
+    current = std::move(c).value();
+  }
+  auto lm = omni::cli::read_load_arg(a.load, a.select, current ? &current->placement : nullptr);
+  if (!lm.ok()) return omni::cli::fail(cmd, lm.status().with_context("--load"));
+  const omni::LoadMatrix load = std::move(lm).value();
+  const int32_t L = load.num_layers(), E = load.num_experts();
+
+  const int32_t R = a.num_ranks > 0 ? a.num_ranks : (current ? current->placement.num_ranks() : 0);
+  if (R <= 0) {
+    std::cerr << "omniplace plan: --num-ranks is required (or --current, whose ranks are used)\n";
+    return omni::cli::kExitUsage;
+  }
+  if (current) {
+    const omni::Placement& c = current->placement;
+    if (c.num_layers() != L || c.num_experts() != E || c.num_ranks() != R) {
+      return omni::cli::fail(cmd, omni::invalid_argument_error(omni::str_cat(
+                                      "--current ", a.current, " has ", c.summary(), " but the load has ", L,
+                                      " layers x ", E, " experts and --num-ranks is ", R)));
+    }
+  }
+  if (R % a.num_nodes != 0) {
+    return omni::cli::fail(cmd, omni::invalid_argument_error(omni::str_cat("--num-ranks ", R,
+                                                                           " is not a multiple of --num-nodes ",
+                                                                           a.num_nodes)));
+  }
+  auto topo = omni::Topology::uniform(R, R / a.num_nodes);
+  if (!topo.ok()) return omni::cli::fail(cmd, topo.status());
+
+  std::vector<double> coact;
+  if (!a.coactivation.empty()) {
+    auto c = read_coactivation(a.coactivation, load);
+    if (!c.ok()) return omni::cli::fail(cmd, c.status().with_context("--coactivation"));
+    coact = std::move(c).value();
+  }
+
+  omni::PlanInput in;
+  in.load = &load;
+  in.num_ranks = R;
+  in.num_nodes = a.num_nodes;
+  in.num_groups = a.num_groups;
+  in.topology = &*topo;
+  if (!coact.empty()) in.coactivation = &coact;
+  if (current) in.current = &current->placement;
+  const int32_t base = (E + R - 1) / R;  // slots per rank that hold every expert once
+  std::optional<omni::BudgetAllocation> budget;
+  if (a.num_replicas > 0) {
+    in.num_replicas = a.num_replicas;
+  } else if (a.redundant_per_rank >= 0) {
+    in.slots_per_rank = {base + a.redundant_per_rank};
+  } else if (a.redundant_budget >= 0) {
+    const omni::BudgetRule rule = a.budget_rule == "uniform"           ? omni::BudgetRule::kUniform
+                                  : a.budget_rule == "heaviest-layers" ? omni::BudgetRule::kHeaviestLayers
+                                                                       : omni::BudgetRule::kOptimal;
+    auto alloc = omni::allocate_redundancy(load, R, a.redundant_budget, **planner, rule);
+    if (!alloc.ok()) return omni::cli::fail(cmd, alloc.status().with_context("--redundant-budget"));
+    budget = std::move(alloc).value();
+    in.slots_per_rank = budget->slots_per_rank;
+  } else if (current) {
+    for (omni::LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current->placement.slots_per_rank(l));
+  } else {
+    in.slots_per_rank = {base};
+  }
+  auto result = (*planner)->plan(in);
+  if (!result.ok()) return omni::cli::fail(cmd, result.status());
+  const omni::Placement& next = result->placement;
+
+  // Before: the placement in force, else experts in id order with no redundancy.
+  omni::Placement before;
+  if (current) {
+    before = current->placement;
+  } else {
+    auto c = omni::Placement::contiguous(L, R, E, base);
+    if (!c.ok()) return omni::cli::fail(cmd, c.status());
+    before = std::move(c).value();
+  }
+  auto fb = figures_of(before, load, *topo);
+  if (!fb.ok()) return omni::cli::fail(cmd, fb.status());
+  auto fa = figures_of(next, load, *topo);
+  if (!fa.ok()) return omni::cli::fail(cmd, fa.status());
+  const std::vector<Move> moves = current ? moves_between(current->placement, next) : std::vector<Move>{};
+  const int64_t max_rank_moves = max_moves_per_rank_layer(moves, L, R);
+
+  // Write the placement.
+  omni::PlacementFile out;
+  out.placement = next;
+  const bool to_json_file = a.output.size() >= 5 && a.output.compare(a.output.size() - 5, 5, ".json") == 0;
+  if (to_json_file && a.num_nodes > 1) out.topology = *topo;
+  omni::PlacementJsonOptions jopt;
+  jopt.expert_maps = true;
+  const omni::Status written = omni::write_placement_file(a.output, out, omni::NpyDtype::kInt32, jopt);
+  if (!written.ok()) return omni::cli::fail(cmd, written.with_context("--output"));
+
+  const std::string canonical = (*planner)->spec();
+  if (a.json) {
+    nlohmann::json j;
+    j["planner"] = canonical;
+    j["load"] = {{"path", a.load}, {"select", a.select}, {"num_layers", L}, {"num_experts", E}};
+    j["num_ranks"] = R;
+    j["num_nodes"] = a.num_nodes;
+    j["num_groups"] = a.num_groups;
+    std::vector<int32_t> spr;
+    for (omni::LayerId l = 0; l < L; ++l) spr.push_back(next.slots_per_rank(l));
+    j["slots_per_rank"] = spr;
+    if (budget) j["redundant_budget"] = {{"budget", a.redundant_budget}, {"rule", a.budget_rule},
+                                         {"redundant_per_rank", budget->redundant_per_rank}};
+    j["output"] = a.output;
+    j["before"] = figures_json(*fb);
+    j["before"]["placement"] = current ? a.current : "contiguous (no redundancy)";
+    j["after"] = figures_json(*fa);
+    j["plan_seconds"] = result->stats.seconds;
+    j["local_search_moves"] = result->stats.local_search_moves;
+    j["time_budget_hit"] = result->stats.time_budget_hit;
+    if (current) {
+      j["skipped"] = result->stats.skipped;
+      j["moved_experts"] = moves.size();
+      j["max_moved_per_rank_per_layer"] = max_rank_moves;
+      j["moves"] = nlohmann::json::array();
+      for (const Move& m : moves)
+        j["moves"].push_back({{"layer", m.layer}, {"rank", m.rank}, {"slot", m.slot}, {"from", m.from}, {"to", m.to}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return omni::cli::kExitOk;
+  }
+  std::cout << "planner:  " << canonical << " (" << result->stats.seconds * 1e3 << " ms)\n"
+            << "load:     " << a.load << (a.select.empty() ? "" : " [" + a.select + "]") << " (" << L << " layers x "
+            << E << " experts)\n"
+            << "ranks:    " << topo->to_string() << "\n"
+            << "output:   " << a.output << " (" << next.summary() << ")\n";
+  if (budget) {
+    std::cout << "budget:   " << a.redundant_budget << " redundant slots per rank over all layers (" << a.budget_rule
+              << "); per layer:";
+    for (int32_t k : budget->redundant_per_rank) std::cout << " " << k;
+    std::cout << "\n";
+  }
+  const char* before_name = current ? "current" : "contiguous";
+  auto row = [&](const char* name, const Figures& f) {
+    std::printf("%-10s %8.3f %12.1f %12.1f %8.3f %6lld", name, f.balance.mean_max_over_mean, f.balance.sum_max,
+                f.balance.sum_lower_bound, f.balance.sum_lower_bound > 0 ? f.balance.sum_max / f.balance.sum_lower_bound : 1.0,
+                static_cast<long long>(f.duplicates));
+    if (a.num_nodes > 1) std::printf(" %10.3f %10.3f", f.traffic.cross_host, f.coverage.host.load_share);
+    std::printf(" %10.3f\n", f.coverage.rank.load_share);
+  };
+  std::printf("\n%-10s %8s %12s %12s %8s %6s", "", "max/mean", "sum_max", "lower_bound", "ratio", "dups");
+  if (a.num_nodes > 1) std::printf(" %10s %10s", "cross_host", "host_cov");
+  std::printf(" %10s\n", "rank_cov");
+  row(before_name, *fb);
+  row("plan", *fa);
+  std::cout << "\nmax/mean: mean over layers of the busiest rank's load over the mean (1.0 is perfect); sum_max:\n"
+               "sum over layers of the busiest rank's load (tokens), lower_bound the least any placement with these\n"
+               "slots can reach; dups: replicas sharing a rank with their expert; "
+            << (a.num_nodes > 1 ? "cross_host: share of tokens sent\nto another host (nearest replica); host_cov/" : "")
+            << "rank_cov: share of the load whose expert\nsurvives any single host/rank failure.\n";
+  if (current) {
+    if (result->stats.skipped) std::cout << "\nre-plan skipped: the gain is below min_gain; the current placement is kept\n";
+    std::printf("\nmoved experts: %zu (at most %lld on one rank in one layer)\n", moves.size(),
+                static_cast<long long>(max_rank_moves));
+    const size_t shown = std::min(moves.size(), static_cast<size_t>(std::max(0, a.show_moves)));
+    for (size_t k = 0; k < shown; ++k) {
+      const Move& m = moves[k];
+      std::printf("  layer %d rank %d slot %d: ", m.layer, m.rank, m.slot);
+      if (m.from == omni::kEmptySlot) std::printf("empty");
+      else std::printf("expert %d", m.from);
+      std::printf(" -> expert %d\n", m.to);
+    }
+    if (shown < moves.size()) std::printf("  ... %zu more (--show-moves N, or --json for all)\n", moves.size() - shown);
+  }
+  return omni::cli::kExitOk;
+}
+
+omni::cli::RunFn setup_plan(CLI::App& app) {
+  auto args = std::make_shared<PlanArgs>();
+  auto* sub = app.add_subcommand("plan", "Plan a placement from a load with a planner (eplb, omni, ...) and write it");
+  sub->add_option("--load", args->load,
+                  "Load: .npy/.csv [layers, experts], trace .csv (with --select), an activation dump .txt (needs "
+                  "--current) or a dump directory")
+      ->required();
+  sub->add_option("--select", args->select, "Trace window, e.g. dataset=bookcorpus,iteration=0");
+  sub->add_option("--planner", args->planner, "Planner spec (default omni), e.g. eplb, 'eplb(hierarchical)', "
+                                              "'omni(max_replicas_per_expert=8)'");
+  sub->add_option("--num-ranks", args->num_ranks, "Ranks of the expert-parallel group (default: --current's)")
+      ->check(CLI::Range(1, omni::kMaxRanks));
+  sub->add_option("--num-nodes", args->num_nodes, "Hosts (ranks split evenly, in order); default 1")
+      ->check(CLI::Range(1, omni::kMaxRanks));
+  auto* replicas = sub->add_option("--num-replicas", args->num_replicas,
+                                   "Slots per layer over all ranks (a multiple of --num-ranks), as EPLB's num_replicas")
+                       ->check(CLI::PositiveNumber);
+  auto* per_rank = sub->add_option("--redundant-per-rank", args->redundant_per_rank,
+                                   "Redundant slots per rank in every layer, on top of ceil(experts / ranks)")
+                       ->check(CLI::NonNegativeNumber);
+  auto* budget = sub->add_option("--redundant-budget", args->redundant_budget,
+                                 "Redundant slots per rank summed over all layers, spread layer-wise unevenly "
+                                 "(redundancy_budget.h)")
+                     ->check(CLI::NonNegativeNumber);
+  replicas->excludes(per_rank)->excludes(budget);
+  per_rank->excludes(budget);
+  sub->add_option("--budget-rule", args->budget_rule,
+                  "How --redundant-budget is split: optimal (default), uniform, heaviest-layers")
+      ->check(CLI::IsMember({"optimal", "uniform", "heaviest-layers"}))
+      ->needs(budget);
+  sub->add_option("--num-groups", args->num_groups, "Expert groups (EPLB's num_groups); default 1")
+      ->check(CLI::Range(1, omni::kMaxExperts));
+  sub->add_option("--current", args->current,
+                  "The placement in force (.json/.npy/.txt/.bin): incremental planning, prints the moves")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--coactivation", args->coactivation,
+                  ".npy [layers, experts, experts]: tokens routed to both experts (for omni(locality=coactivation))")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--max-moves-per-rank", args->max_moves_per_rank,
+                  "With --current: most slots per rank per layer that may change (adds max_moves_per_rank to the spec)")
+      ->check(CLI::Range(-1, omni::kMaxSlotsPerRank));
+  sub->add_option("--min-gain", args->min_gain,
+                  "With --current: keep the current placement unless max/mean improves by this (adds min_gain)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--output", args->output,
+                  "Output: .json (placement JSON with log2phy/logcnt) or an omni-infer pattern .npy/.txt/.bin")
+      ->required();
+  sub->add_option("--show-moves", args->show_moves, "With --current: moves listed in the text output (default 20)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--json", args->json, "Print one JSON object instead of the summary");
+  sub->footer(
+      "Slots: --num-replicas, --redundant-per-rank or --redundant-budget (at most one); with none, every rank\n"
+      "gets ceil(experts / ranks) slots (rearrangement only), or --current's slots.\n"
+      "The summary compares the plan with the placement in force (--current) or with contiguous placement.\n"
+      "Planners: " +
+      omni::planner_help() +
+      "\nExit codes: 0 ok, 1 invalid input, 2 usage.\n"
+      "Examples:\n"
+      "  omniplace plan --load data/traces/qwen15moe_expert_freq_by_iteration.csv \\\n"
+      "      --select dataset=bookcorpus,iteration=0 --planner omni --num-ranks 12 --redundant-per-rank 1 \\\n"
+      "      --output plan.json\n"
+      "  omniplace plan --load data/traces/qwen15moe_expert_freq_by_iteration.csv \\\n"
+      "      --select dataset=wikitext,iteration=0 --num-ranks 12 --current plan.json --max-moves-per-rank 1 \\\n"
+      "      --output next.json\n"
+      "  omniplace plan --load data/traces/olmoe_expert_counts.csv --select domain=arxiv --planner eplb \\\n"
+      "      --num-ranks 16 --num-nodes 2 --num-replicas 80 --output olmoe.npy\n"
+      "  omniplace plan --load data/traces/qwen15moe_expert_freq_by_iteration.csv \\\n"
+      "      --select dataset=bookcorpus,iteration=0 --num-ranks 12 --redundant-budget 12 --output uneven.json\n"
+      "  omniplace plan --load data/windows --num-ranks 4 --planner 'omni(locality=spread)' --num-nodes 2 \\\n"
+      "      --redundant-per-rank 1 --output w.json --json");
+  return [args] { return run_plan(*args); };
+}
+
+}  // namespace
+
+OMNI_CLI_COMMAND(plan, 25, setup_plan);
