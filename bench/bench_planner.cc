@@ -314,8 +314,10 @@ const bool kRegistered = [] {
           ->Unit(benchmark::kMillisecond);
     }
   }
-  for (const std::string spec : {"omni", "omni(locality=coactivation)", "omni(locality=groups)",
-                                  "omni(locality=spread)", "eplb(hierarchical)", "eplb(global)"}) {
+  for (const std::string spec : {"omni", "omni(locality=coactivation)", "omni(locality=coactivation,locality_slack=0.1)",
+                                 "omni(locality=coactivation,locality_slack=0.25)", "omni(locality=groups)",
+                                 "omni(locality=groups,locality_slack=0.25)", "omni(locality=spread)",
+                                 "eplb(hierarchical)", "eplb(global)"}) {
     benchmark::RegisterBenchmark(("BM_Coactivation/" + spec).c_str(), BM_Coactivation, spec)
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);

@@ -22,7 +22,8 @@
 //                    locality_slack (fraction of the mean rank load) in balance.
 //   locality=coactivation  like groups, but the expert-to-host sets are grown
 //                    from PlanInput::coactivation so that co-activated experts
-//                    share a host.
+//                    share a host (affinity = lift over independence, greedy
+//                    then pairwise swaps between hosts within the load slack).
 //   locality=spread  replicas of one expert go to distinct hosts where load
 //                    allows, so more tokens find a replica on their own host
 //                    (core's dispatch_traffic metric).
@@ -64,7 +65,6 @@
 //   shares=<bool, false>   reallocate=<bool, true>   locality=none|groups|coactivation|spread
 //   locality_slack=<number, 0.05>   max_iterations=<int, 0 = 64 x slots per layer>
 //   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>   escalate_gain=<number, 0 = off>
-//   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>
 //   spread_hosts=<bool, false>   protect=<number in [0, 1], 0>
 //
 // Thread safety: pure functions.
