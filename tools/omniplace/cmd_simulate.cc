@@ -237,7 +237,10 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
       "  omniplace simulate --trace data/traces/qwen15moe_expert_freq_by_iteration.csv \\\n"
       "      --datasets bookcorpus,wikitext,wmt19 --ranks 12 --ranks-per-host 4 --interval 1\n"
       "Example (a DeepSeek-V3-like drifting decode workload on 64 ranks):\n"
-      "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --csv steps.csv");
+      "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --csv steps.csv\n"
+      "Example (budgeted incremental omni with shift detection, moved experts and realised balance):\n"
+      "  omniplace simulate --steps 3000 --phase-period 1000 --migration background --shift-check 10 \\\n"
+      "      --policies 'dynamic-eplb,dynamic:omni(max_moves_per_rank=1,escalate_gain=0.1),oracle'");
   opts->workload.add_to(sub, "Synthetic workload");
   sub->add_option("--trace", opts->trace,
                   "Replay this trace: a directory of load files (.npy/.csv, or .txt dumps with --placement), a trace "
