@@ -305,9 +305,11 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
       // moved away from it, so the policy re-plans now on those steps.
       const int64_t k = options.shift_check_steps;
       if (k > 0 && (i + 1) % k == 0 && i + 1 < n) {
+        bool summed = false;
         for (PolicyState& st : states) {
           if (st.spec->kind != PolicyKind::kDynamic || st.staged) continue;
-          OMNI_RETURN_IF_ERROR(sum_steps(chunk, i + 1 - k, i + 1, &recent));
+          if (!summed) OMNI_RETURN_IF_ERROR(sum_steps(chunk, i + 1 - k, i + 1, &recent));
+          summed = true;
           OMNI_ASSIGN_OR_RETURN(StepCost now, st.model.step_cost(recent));
           if (now.mean_max_over_mean <= st.expected + options.shift_threshold) continue;
           ++st.summary.shift_replans;
