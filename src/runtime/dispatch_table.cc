@@ -146,7 +146,7 @@ StatusOr<LayerDispatch> LayerDispatch::build(const Placement& placement, LayerId
       if (w[k] * kDispatchPeriod >= 0.5) ++nonzero, last = k;
     if (reps.empty() || nonzero <= 1) {
       entry.mask = 0;
-      d.table_.push_back(reps.empty() ? -1 : reps[nonzero == 1 ? last : 0]);
+      d.table_.push_back(reps.empty() ? kLostExpertSlot : reps[nonzero == 1 ? last : 0]);
       continue;
     }
     // Smooth weighted round robin over the apportioned counts: each replica's

@@ -1,6 +1,7 @@
 #include "omniplacement/runtime/placement_manager.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -14,6 +15,8 @@ struct PlacementManager::Job {
   LoadMatrix window;
   DumpMetadata window_meta;  // window index, steps and invalid ids of this rank's window
   std::shared_ptr<const RoutingSnapshot> base;
+  std::vector<RankId> failed;  // failed ranks when the round started (base has none of their slots)
+  uint64_t failure_gen = 0;    // a failover after this aborts the round
 };
 
 struct PlacementManager::Prepared {
@@ -24,12 +27,58 @@ struct PlacementManager::Prepared {
   int64_t experts_moved = 0;
   int64_t bytes_moved = 0;
   int64_t bytes_received = 0;
+  bool restore = false;  // a restore round's batch (weights from the backup)
 };
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+int64_t ns_of(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// Whether any slot of a failed rank holds an expert.
+bool holds_on(const Placement& p, std::span<const RankId> failed) {
+  for (LayerId l = 0; l < p.num_layers(); ++l)
+    for (RankId r : failed)
+      for (SlotId s = 0; s < p.slots_per_rank(l); ++s)
+        if (p.expert_at(l, r, s) >= 0) return true;
+  return false;
+}
+
+int64_t count_lost(const Placement& p) {
+  int64_t n = 0;
+  for (LayerId l = 0; l < p.num_layers(); ++l)
+    for (ExpertId e = 0; e < p.num_experts(); ++e) n += p.replica_count(l, e) == 0 ? 1 : 0;
+  return n;
+}
+
+// Shares of each expert's replicas in one layer renormalised to sum to 1 (an
+// even split where they sum to 0).
+void renormalise_shares(std::span<const ExpertId> row, std::vector<double>& sh, int32_t num_experts) {
+  std::vector<double> sum(static_cast<size_t>(num_experts), 0.0);
+  std::vector<int32_t> count(static_cast<size_t>(num_experts), 0);
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (row[g] < 0) continue;
+    sum[static_cast<size_t>(row[g])] += sh[g];
+    ++count[static_cast<size_t>(row[g])];
+  }
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (row[g] < 0) {
+      sh[g] = 0.0;
+      continue;
+    }
+    const auto e = static_cast<size_t>(row[g]);
+    sh[g] = sum[e] > 0 ? sh[g] / sum[e] : 1.0 / count[e];
+  }
+}
+
+ValidationRules lost_allowed() {
+  ValidationRules rules;
+  rules.require_every_expert = false;
+  return rules;
+}
 
 // Header of every weight message: identifies the transfer so that a message
 // left over from an aborted round (same peer and tag) is recognised and dropped.
@@ -46,7 +95,7 @@ struct WeightHeader {
 int64_t next_multiple(int64_t step, int64_t interval) { return (step / interval + 1) * interval; }
 
 // A wait for a peer is cut into slices so that an abort is noticed quickly.
-constexpr std::chrono::milliseconds kWaitSlice{20};
+constexpr std::chrono::milliseconds kWaitSlice{5};
 
 std::string spec_with_moves(const std::string& spec, int32_t max_moves) {
   if (max_moves <= 0) return spec;
@@ -80,7 +129,8 @@ StatusOr<Placement> compose(const Placement& base, const Placement& next, std::s
       for (GlobalSlot g = 0; g < next.num_slots(l); ++g) row[static_cast<size_t>(g)] = next.share_of(l, g);
     }
   }
-  return Placement::create(std::move(layout));
+  // Layers of base not in `layers` may still miss experts lost to a failure.
+  return Placement::create(std::move(layout), lost_allowed());
 }
 
 // What a dump of window w says about itself; rank -1 for aggregated windows.
@@ -149,6 +199,7 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::build(std::make_shared<const Placement>(initial), topology,
                                                           pm->rank_, 0));
   pm->hot_ = snap.get();
+  pm->hot_owner_ = snap;
   pm->cell_.store(std::move(snap));
   pm->counters_.assign(static_cast<size_t>(initial.num_layers()),
                        std::vector<uint32_t>(static_cast<size_t>(initial.num_experts()), 0));
@@ -207,6 +258,8 @@ std::span<const int64_t> PlacementManager::last_batch_counts(LayerId l) const {
 }
 
 Status PlacementManager::dispatch(LayerId l, std::span<const ExpertId> topk_ids, std::span<GlobalSlot> out) {
+  if (published_gen_.load(std::memory_order_acquire) != hot_gen_) [[unlikely]]
+    refresh_hot();
   if (l < 0 || l >= hot_->num_layers())
     return out_of_range_error(str_cat("dispatch: rank ", rank_, ": layer ", l, " out of [0, ", hot_->num_layers(), ")"));
   if (out.size() != topk_ids.size())
@@ -230,7 +283,80 @@ Status PlacementManager::dispatch(LayerId l, std::span<const ExpertId> topk_ids,
   OMNI_ASSIGN_OR_RETURN(batch_splits_[static_cast<size_t>(l)], split_batch(p, l, topology_, rank_, all));
   BatchDispatch d(batch_splits_[static_cast<size_t>(l)]);
   d.dispatch(topk_ids, out);
+  // The split gives -1 to an expert without replica: mark it lost instead.
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] == -1 && topk_ids[i] >= 0 && topk_ids[i] < E && p.replica_count(l, topk_ids[i]) == 0)
+      out[i] = kLostExpertSlot;
   return ok_status();
+}
+
+Status PlacementManager::fail_ranks(std::span<const RankId> failed) {
+  const auto t0 = Clock::now();
+  const int32_t R = topology_.num_ranks();
+  for (RankId r : failed)
+    if (r < 0 || r >= R || r == rank_)
+      return invalid_argument_error(str_cat("fail_ranks: rank ", rank_, ": cannot fail rank ", r, " (valid: 0..",
+                                            R - 1, " other than this rank)"));
+  std::lock_guard<std::mutex> pub(publish_mu_);
+  std::vector<RankId> fresh;
+  for (RankId r : failed)
+    if (!std::binary_search(failed_.begin(), failed_.end(), r) && std::find(fresh.begin(), fresh.end(), r) == fresh.end())
+      fresh.push_back(r);
+  if (fresh.empty()) return ok_status();
+  std::sort(fresh.begin(), fresh.end());
+  // The planner's transport first: a collective that succeeds on the engine's
+  // transport (with the new failed set) then implies the planner's agrees too.
+  for (RankId r : fresh) OMNI_RETURN_IF_ERROR(planner_transport_->mark_failed(r));
+  for (RankId r : fresh) OMNI_RETURN_IF_ERROR(transport_->mark_failed(r));
+  const auto cur = cell_.load();
+  OMNI_ASSIGN_OR_RETURN(Placement dropped, drop_ranks(cur->placement(), fresh));
+  const int64_t lost = count_lost(dropped);
+  OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::build(std::make_shared<const Placement>(std::move(dropped)),
+                                                          topology_, rank_, cur->epoch() + fresh.size()));
+  cell_.store(std::move(snap));
+  published_gen_.fetch_add(1, std::memory_order_release);
+  // Updated after the publication: a thread that sees a rank in failed_ranks()
+  // knows that the engine's next dispatch uses a map without it.
+  failed_.insert(failed_.end(), fresh.begin(), fresh.end());
+  std::sort(failed_.begin(), failed_.end());
+  failure_gen_.fetch_add(1);
+  const auto t1 = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.failed_ranks = static_cast<int64_t>(failed_.size());
+    ++stats_.failovers;
+    stats_.experts_lost = lost;
+    stats_.last_failover_seconds = std::chrono::duration<double>(t1 - t0).count();
+    stats_.failure_noticed_ns = ns_of(t0);
+    stats_.failover_published_ns = ns_of(t1);
+    stats_.restored_ns = lost == 0 ? ns_of(t1) : 0;
+    stats_.redundancy_rebuilt_ns = 0;
+    rebuild_pending_ = true;
+  }
+  cv_.notify_all();  // a planner waiting on a transfer notices the abort
+  return ok_status();
+}
+
+void PlacementManager::on_membership(const Membership& m) {
+  const Status s = fail_ranks(m.failed);
+  if (s.ok()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.last_abort = str_cat("on_membership (epoch ", m.epoch, "): ", s.to_string());
+}
+
+std::vector<RankId> PlacementManager::failed_ranks() const {
+  std::lock_guard<std::mutex> pub(publish_mu_);
+  return failed_;
+}
+
+std::vector<LostExpert> PlacementManager::lost_experts() const {
+  const auto snap = cell_.load();
+  const Placement& p = snap->placement();
+  std::vector<LostExpert> out;
+  for (LayerId l = 0; l < p.num_layers(); ++l)
+    for (ExpertId e = 0; e < p.num_experts(); ++e)
+      if (p.replica_count(l, e) == 0) out.push_back({l, e});
+  return out;
 }
 
 PlacementManagerStats PlacementManager::stats() const {
@@ -279,6 +405,7 @@ Status PlacementManager::step_boundary(int64_t step) {
   if (step % options_.commit_cadence_steps != 0) return ok_status();
 
   const auto t0 = Clock::now();
+  if (published_gen_.load(std::memory_order_acquire) != hot_gen_) refresh_hot();
   Vote v;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -297,17 +424,30 @@ Status PlacementManager::step_boundary(int64_t step) {
   Status s = transport_->all_reduce(std::span<int64_t>(buf), ReduceOp::kMax, options_.collective_timeout);
   const double agree = seconds_since(t0);
   if (!s.ok()) {
-    broken_ = true;
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.last_abort = str_cat("agreement collective failed at step ", step, ": ", s.to_string());
-    if (round_.active) {
-      verdict_round_ = round_.round;
-      verdict_batch_ = round_.batch;
-      verdict_commit_ = false;
-      ++stats_.rounds_aborted;
-      round_.active = false;
+    // UNAVAILABLE: the collective waited for a rank that was then marked
+    // failed; FAILED_PRECONDITION: the survivors had not all marked it yet.
+    // Every participant gets the same error from the same collective, so
+    // every survivor aborts the round here, at this step, and tries again at
+    // the next interval. Any other error switches dynamic placement off.
+    const bool failure = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kFailedPrecondition;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.last_abort = str_cat("agreement collective ", failure ? "hit a failure" : "failed", " at step ", step,
+                                  ": ", s.to_string());
+      if (round_.active) {
+        verdict_round_ = round_.round;
+        verdict_batch_ = round_.batch;
+        verdict_commit_ = false;
+        ++stats_.rounds_aborted;
+        round_.active = false;
+      }
     }
     cv_.notify_all();
+    if (failure) {
+      next_round_step_ = next_multiple(step, options_.replan_interval_steps);
+      return ok_status();
+    }
+    broken_ = true;
     return s.with_context(str_cat("step_boundary: rank ", rank_, ", step ", step,
                                   ": dynamic placement switched off, epoch ", hot_->epoch(), " stays"));
   }
@@ -331,7 +471,12 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
     case Decision::kStartRound: {
       auto job = std::make_unique<Job>();
       job->round = next_round_id_++;
-      job->base = cell_.load();
+      {
+        std::lock_guard<std::mutex> pub(publish_mu_);
+        job->base = cell_.load();
+        job->failed = failed_;
+        job->failure_gen = failure_gen_.load();
+      }
       CaptureWindow w = recorder_->take_window();
       job->window = std::move(w.load);
       job->window_meta = window_meta(w, -1, *job->base);
@@ -362,6 +507,26 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
       // its planner has handed over the batch.
       OMNI_CHECK_MSG(prep && prep->round == round_.round && prep->batch == round_.batch,
                      str_cat("commit of round ", round_.round, " batch ", round_.batch, " without staged batch"));
+      std::unique_lock<std::mutex> pub(publish_mu_);
+      refresh_hot();  // a failover may have been published by another thread
+      std::shared_ptr<const RoutingSnapshot> snap = prep->snapshot;
+      const uint64_t epoch = hot_->epoch() + 1;
+      if (holds_on(snap->placement(), failed_) || snap->epoch() != epoch) {
+        // A failure reached this rank after the batch was planned (the commit
+        // was decided with the failed rank's vote, so every survivor commits
+        // it): publish it without the failed ranks, numbered after the failover.
+        auto placement = snap->placement_ptr();
+        StatusOr<std::shared_ptr<const RoutingSnapshot>> rebuilt = snap;
+        if (holds_on(*placement, failed_)) {
+          auto dropped = drop_ranks(*placement, failed_);
+          OMNI_CHECK_MSG(dropped.ok(), dropped.status().to_string());  // failed_ holds valid ranks
+          rebuilt = RoutingSnapshot::build(std::make_shared<const Placement>(*std::move(dropped)), topology_, rank_, epoch);
+        } else {
+          rebuilt = RoutingSnapshot::rebuild(*snap, placement, {}, topology_, rank_, epoch);
+        }
+        OMNI_CHECK_MSG(rebuilt.ok(), rebuilt.status().to_string());  // built from a valid placement before
+        snap = *std::move(rebuilt);
+      }
       const auto tc = Clock::now();
       for (StagingId id : prep->staging) {
         const Status s = store_->commit_staging(id);
@@ -369,10 +534,24 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
         store_->release_staging(id);
       }
       const double copy = seconds_since(tc);
-      hot_ = prep->snapshot.get();
-      cell_.store(prep->snapshot);
+      cell_.store(snap);
+      published_gen_.fetch_add(1, std::memory_order_release);
+      refresh_hot();
+      pub.unlock();
       {
         std::lock_guard<std::mutex> lock(mu_);
+        if (prep->restore) {
+          stats_.experts_restored += prep->experts_moved;
+          if (d.last_batch) ++stats_.restore_rounds;
+        }
+        if (rebuild_pending_ && stats_.restored_ns == 0) {
+          // A restore round, or a batch planned before the failure that moved
+          // the lost experts' weights elsewhere before the rank died.
+          if (count_lost(hot_->placement()) == 0) stats_.restored_ns = ns_of(Clock::now());
+        } else if (!prep->restore && d.last_batch && rebuild_pending_) {
+          rebuild_pending_ = false;
+          stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
+        }
         verdict_round_ = round_.round;
         verdict_batch_ = round_.batch;
         verdict_commit_ = true;
@@ -411,6 +590,12 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
         verdict_commit_ = false;
         if (d.decision == Decision::kFinish) {
           ++stats_.rounds_no_change;
+          // A re-plan on the survivors that found nothing worth moving also
+          // ends the rebuild (a restore round never finishes unchanged).
+          if (rebuild_pending_ && stats_.restored_ns != 0) {
+            rebuild_pending_ = false;
+            stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
+          }
         } else {
           ++stats_.rounds_aborted;
           stats_.last_abort = str_cat("round ", round_.round, " batch ", round_.batch, " aborted at step ", step,
@@ -505,47 +690,74 @@ Status PlacementManager::run_round(const Job& job) {
     }
     load = ema_;
   }
-  // 2. Plan (every rank the same; the vote compares checksums).
-  const auto tp = Clock::now();
-  PlanInput in;
-  in.load = &load;
-  in.num_ranks = R;
-  for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
-  in.topology = &topology_;
-  in.current = &current;
-  OMNI_ASSIGN_OR_RETURN(PlanResult plan, planner_->plan(in));
-  const Placement& next = plan.placement;
-  OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
-  OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.planning_seconds += seconds_since(tp);
-    stats_.last_predicted_before = before.mean_max_over_mean;
-    stats_.last_predicted_after = after.mean_max_over_mean;
-  }
-  const int64_t plan_sum = vote_checksum(next.checksum());
-  std::vector<LayerId> changed;
-  for (LayerId l = 0; l < L; ++l)
-    if (!layer_equal(current, next, l)) changed.push_back(l);
-  if (changed.empty() || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
-    set_vote(round, 0, StagePhase::kNoChange, 1, plan_sum);
-    wait_verdict(round, 0);
-    return ok_status();
-  }
-  // 3. Migration plan, every source read from the placement in force.
-  MigrationOptions mo;
-  mo.max_per_round = 0;
-  for (LayerId l = 0; l < L; ++l) mo.layer_expert_bytes.push_back(store_->slot_bytes(l));
-  mo.expert_bytes = mo.layer_expert_bytes.front();
-  OMNI_ASSIGN_OR_RETURN(MigrationPlan mp, diff(current, next, topology_, mo));
+  if (failure_gen_.load() != job.failure_gen) return aborted_error(str_cat("round ", round, ": a rank failed"));
   std::vector<std::vector<Transfer>> by_layer(static_cast<size_t>(L));
-  for (const auto& r : mp.rounds) {
-    for (const Transfer& t : r.transfers) {
-      if (current.expert_at(t.layer, current.global_slot(t.layer, t.src_rank, t.src_slot)) != t.expert)
-        return internal_error(str_cat("round ", round, ": migration transfer of expert ", t.expert, " in layer ",
-                                      t.layer, " reads rank ", t.src_rank, " slot ", t.src_slot,
-                                      ", which does not hold it in the placement in force"));
-      by_layer[static_cast<size_t>(t.layer)].push_back(t);
+  std::vector<LayerId> changed;
+  Placement next;
+  int64_t plan_sum = 0;
+  const bool restore = count_lost(current) > 0;
+  if (restore) {
+    // 2'. Experts lost to a failure: reload them from the backup into empty or
+    //     redundant slots of the survivors before anything else is re-planned
+    //     (no plan can place them otherwise: the migration has no source).
+    std::vector<Transfer> transfers;
+    OMNI_ASSIGN_OR_RETURN(bool any, plan_restore(current, job.failed, next, transfers));
+    if (!any) {
+      set_vote(round, 0, StagePhase::kNoChange, 1, vote_checksum(current.checksum()));
+      wait_verdict(round, 0);
+      return ok_status();
+    }
+    plan_sum = vote_checksum(next.checksum());
+    for (const Transfer& t : transfers) by_layer[static_cast<size_t>(t.layer)].push_back(t);
+    for (LayerId l = 0; l < L; ++l)
+      if (!by_layer[static_cast<size_t>(l)].empty()) changed.push_back(l);
+  } else {
+    // 2. Plan (every rank the same; the vote compares checksums), on the live
+    //    ranks only once some have failed.
+    const auto tp = Clock::now();
+    PlanResult plan;
+    if (job.failed.empty()) {
+      PlanInput in;
+      in.load = &load;
+      in.num_ranks = R;
+      for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
+      in.topology = &topology_;
+      in.current = &current;
+      OMNI_ASSIGN_OR_RETURN(plan, planner_->plan(in));
+    } else {
+      OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(load, current, job.failed));
+    }
+    next = std::move(plan.placement);
+    OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
+    OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.planning_seconds += seconds_since(tp);
+      stats_.last_predicted_before = before.mean_max_over_mean;
+      stats_.last_predicted_after = after.mean_max_over_mean;
+    }
+    plan_sum = vote_checksum(next.checksum());
+    for (LayerId l = 0; l < L; ++l)
+      if (!layer_equal(current, next, l)) changed.push_back(l);
+    if (changed.empty() || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
+      set_vote(round, 0, StagePhase::kNoChange, 1, plan_sum);
+      wait_verdict(round, 0);
+      return ok_status();
+    }
+    // 3. Migration plan, every source read from the placement in force.
+    MigrationOptions mo;
+    mo.max_per_round = 0;
+    for (LayerId l = 0; l < L; ++l) mo.layer_expert_bytes.push_back(store_->slot_bytes(l));
+    mo.expert_bytes = mo.layer_expert_bytes.front();
+    OMNI_ASSIGN_OR_RETURN(MigrationPlan mp, diff(current, next, topology_, mo));
+    for (const auto& r : mp.rounds) {
+      for (const Transfer& t : r.transfers) {
+        if (current.expert_at(t.layer, current.global_slot(t.layer, t.src_rank, t.src_slot)) != t.expert)
+          return internal_error(str_cat("round ", round, ": migration transfer of expert ", t.expert, " in layer ",
+                                        t.layer, " reads rank ", t.src_rank, " slot ", t.src_slot,
+                                        ", which does not hold it in the placement in force"));
+        by_layer[static_cast<size_t>(t.layer)].push_back(t);
+      }
     }
   }
   // 4. Batches of changed layers within the staging limit (the largest need of
@@ -585,12 +797,14 @@ Status PlacementManager::run_round(const Job& job) {
     prep->round = round;
     prep->batch = static_cast<int64_t>(b);
     prep->snapshot = snap;
+    prep->restore = restore;
     const auto tt = Clock::now();
-    Status s = stage_batch(round, static_cast<int64_t>(b), transfers, prep->staging);
+    Status s = stage_batch(round, static_cast<int64_t>(b), job.failure_gen, transfers, prep->staging);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.transfer_seconds += seconds_since(tt);
     }
+    if (s.ok() && failure_gen_.load() != job.failure_gen) s = aborted_error(str_cat("round ", round, ": a rank failed"));
     if (!s.ok()) {
       for (StagingId id : prep->staging) store_->release_staging(id);
       return s;
@@ -624,9 +838,145 @@ Status PlacementManager::run_round(const Job& job) {
   return ok_status();
 }
 
-Status PlacementManager::stage_batch(int64_t round, int64_t batch, std::span<const Transfer> transfers,
-                                     std::vector<StagingId>& ids) {
+StatusOr<bool> PlacementManager::plan_restore(const Placement& current, std::span<const RankId> failed, Placement& next,
+                                              std::vector<Transfer>& transfers) const {
+  if (options_.backup == nullptr) return false;
+  const int32_t R = current.num_ranks();
+  const int32_t E = current.num_experts();
+  std::vector<char> is_failed(static_cast<size_t>(R), 0);
+  for (RankId r : failed) is_failed[static_cast<size_t>(r)] = 1;
+  PlacementLayout layout = current.layout();
+  for (LayerId l = 0; l < current.num_layers(); ++l) {
+    auto& row = layout.phy2log[static_cast<size_t>(l)];
+    const int32_t S = current.slots_per_rank(l);
+    std::vector<int32_t> count(static_cast<size_t>(E), 0);
+    for (ExpertId x : row)
+      if (x >= 0) ++count[static_cast<size_t>(x)];
+    std::vector<int32_t> restored_on(static_cast<size_t>(R), 0);
+    bool changed = false;
+    for (ExpertId e = 0; e < E; ++e) {
+      if (count[static_cast<size_t>(e)] > 0) continue;
+      // An empty live slot first, else a replica of the expert with the most
+      // replicas; spread over ranks; ties to the lowest slot. Every rank
+      // computes the same choice.
+      GlobalSlot best = -1;
+      std::array<int64_t, 4> best_key{};
+      for (GlobalSlot g = 0; g < static_cast<GlobalSlot>(row.size()); ++g) {
+        const RankId r = g / S;
+        const ExpertId x = row[static_cast<size_t>(g)];
+        if (is_failed[static_cast<size_t>(r)] || (x >= 0 && count[static_cast<size_t>(x)] < 2)) continue;
+        const std::array<int64_t, 4> key{x < 0 ? 0 : 1, x < 0 ? 0 : -count[static_cast<size_t>(x)],
+                                         restored_on[static_cast<size_t>(r)], g};
+        if (best < 0 || key < best_key) best = g, best_key = key;
+      }
+      if (best < 0) continue;  // no room: the expert stays lost
+      const ExpertId x = row[static_cast<size_t>(best)];
+      if (x >= 0) --count[static_cast<size_t>(x)];
+      row[static_cast<size_t>(best)] = e;
+      count[static_cast<size_t>(e)] = 1;
+      ++restored_on[static_cast<size_t>(best / S)];
+      if (!layout.shares.empty()) layout.shares[static_cast<size_t>(l)][static_cast<size_t>(best)] = 1.0;
+      Transfer t;
+      t.layer = l;
+      t.expert = e;
+      t.src_rank = kFromBackup;
+      t.src_slot = -1;
+      t.dst_rank = best / S;
+      t.dst_slot = best % S;
+      t.replaced = x;
+      t.bytes = store_->slot_bytes(l);
+      transfers.push_back(t);
+      changed = true;
+    }
+    if (changed && !layout.shares.empty()) renormalise_shares(row, layout.shares[static_cast<size_t>(l)], E);
+  }
+  if (transfers.empty()) return false;
+  OMNI_ASSIGN_OR_RETURN(next, Placement::create(std::move(layout), lost_allowed()));
+  return true;
+}
+
+StatusOr<PlanResult> PlacementManager::plan_on_survivors(const LoadMatrix& load, const Placement& current,
+                                                         std::span<const RankId> failed) {
+  const int32_t R = current.num_ranks();
+  std::vector<char> is_failed(static_cast<size_t>(R), 0);
+  for (RankId r : failed) is_failed[static_cast<size_t>(r)] = 1;
+  std::vector<RankId> live;
+  for (RankId r = 0; r < R; ++r)
+    if (!is_failed[static_cast<size_t>(r)]) live.push_back(r);
+  const auto n = static_cast<int32_t>(live.size());
+  // The live ranks as a group of their own: rows of the placement in force,
+  // hosts renumbered densely.
+  PlacementLayout small;
+  small.num_ranks = n;
+  small.num_experts = current.num_experts();
+  const PlacementLayout& full = current.layout();
+  small.slots_per_rank = full.slots_per_rank;
+  std::vector<HostId> hosts;
+  std::vector<HostId> renumber(static_cast<size_t>(topology_.num_hosts()), -1);
+  HostId next_host = 0;
+  for (RankId r : live) {
+    HostId& h = renumber[static_cast<size_t>(topology_.host_of(r))];
+    if (h < 0) h = next_host++;
+    hosts.push_back(h);
+  }
+  for (LayerId l = 0; l < current.num_layers(); ++l) {
+    const auto S = static_cast<size_t>(current.slots_per_rank(l));
+    auto& row = small.phy2log.emplace_back();
+    std::vector<double>* sh = full.shares.empty() ? nullptr : &small.shares.emplace_back();
+    for (RankId r : live) {
+      const auto at = static_cast<size_t>(r) * S;
+      row.insert(row.end(), full.phy2log[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at),
+                 full.phy2log[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at + S));
+      if (sh)
+        sh->insert(sh->end(), full.shares[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at),
+                   full.shares[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at + S));
+    }
+  }
+  OMNI_ASSIGN_OR_RETURN(Placement small_current, Placement::create(std::move(small), lost_allowed()));
+  OMNI_ASSIGN_OR_RETURN(Topology small_topo, Topology::from_host_map(std::move(hosts)));
+  PlanInput in;
+  in.load = &load;
+  in.num_ranks = n;
+  for (LayerId l = 0; l < current.num_layers(); ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
+  in.topology = &small_topo;
+  in.current = &small_current;
+  auto plan = planner_->plan(in);
+  if (!plan.ok()) {
+    // Hosts are now uneven; a hierarchical planner may refuse them: plan as one host.
+    in.topology = nullptr;
+    in.num_nodes = 1;
+    plan = planner_->plan(in);
+  }
+  OMNI_RETURN_IF_ERROR(plan.status().with_context(str_cat("planning on the ", n, " live ranks")));
+  // Back to the full group: the failed ranks' slots stay empty.
+  const Placement& p = plan->placement;
+  PlacementLayout out = full;
+  for (LayerId l = 0; l < current.num_layers(); ++l) {
+    const auto S = static_cast<size_t>(current.slots_per_rank(l));
+    auto& row = out.phy2log[static_cast<size_t>(l)];
+    std::fill(row.begin(), row.end(), kEmptySlot);
+    const auto prow = p.phy2log(l);
+    for (size_t i = 0; i < live.size(); ++i)
+      std::copy(prow.begin() + static_cast<std::ptrdiff_t>(i * S), prow.begin() + static_cast<std::ptrdiff_t>((i + 1) * S),
+                row.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(live[i]) * S));
+  }
+  out.shares.clear();
+  if (p.has_shares()) {
+    for (LayerId l = 0; l < current.num_layers(); ++l) {
+      const auto S = static_cast<size_t>(current.slots_per_rank(l));
+      auto& sh = out.shares.emplace_back(out.phy2log[static_cast<size_t>(l)].size(), 0.0);
+      for (size_t i = 0; i < live.size(); ++i)
+        for (size_t k = 0; k < S; ++k) sh[static_cast<size_t>(live[i]) * S + k] = p.share_of(l, static_cast<GlobalSlot>(i * S + k));
+    }
+  }
+  OMNI_ASSIGN_OR_RETURN(plan->placement, Placement::create(std::move(out)));
+  return plan;
+}
+
+Status PlacementManager::stage_batch(int64_t round, int64_t batch, uint64_t failure_gen,
+                                     std::span<const Transfer> transfers, std::vector<StagingId>& ids) {
   auto aborted = [&] {
+    if (failure_gen_.load() != failure_gen) return true;  // a rank failed: the round aborts
     std::lock_guard<std::mutex> lock(mu_);
     return stop_ || (verdict_round_ == round && !verdict_commit_) || verdict_round_ > round;
   };
@@ -641,6 +991,10 @@ Status PlacementManager::stage_batch(int64_t round, int64_t batch, std::span<con
     for (size_t i = 0; i < transfers.size() && send_status.ok(); ++i) {
       const Transfer& t = transfers[i];
       if (t.src_rank != rank_ || t.dst_rank == rank_) continue;
+      if (options_.before_send) {
+        send_status = options_.before_send(TransferEvent{round, batch, t});
+        if (!send_status.ok()) break;
+      }
       const WeightHeader h{round, t.layer, t.expert, t.dst_rank, t.dst_slot};
       buf.resize(sizeof(h) + static_cast<size_t>(t.bytes));
       std::memcpy(buf.data(), &h, sizeof(h));
@@ -662,6 +1016,7 @@ Status PlacementManager::stage_batch(int64_t round, int64_t batch, std::span<con
     }
   });
   Status recv_status;
+  std::vector<std::byte> backup_buf;
   for (size_t i = 0; i < transfers.size() && recv_status.ok(); ++i) {
     const Transfer& t = transfers[i];
     if (t.dst_rank != rank_) continue;
@@ -675,6 +1030,20 @@ Status PlacementManager::stage_batch(int64_t round, int64_t batch, std::span<con
       break;
     }
     ids.push_back(*id);
+    if (t.src_rank == kFromBackup) {
+      const auto tb = Clock::now();
+      if (options_.backup == nullptr) {
+        recv_status = failed_precondition_error("no backup source");
+        break;
+      }
+      backup_buf.resize(static_cast<size_t>(store_->slot_bytes(t.layer)));
+      recv_status = options_.backup->read_expert(t.layer, t.expert, backup_buf);
+      if (recv_status.ok()) recv_status = store_->write_staging(*id, 0, backup_buf);
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.restore_load_seconds += seconds_since(tb);
+      ++stats_.experts_loaded;
+      continue;
+    }
     if (t.src_rank == rank_) {
       recv_status = store_->stage_from_slot(*id, t.src_slot);
       continue;

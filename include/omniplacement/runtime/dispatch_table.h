@@ -34,6 +34,13 @@
 
 namespace omni {
 
+// What dispatch writes for a token whose expert has no replica in the map in
+// force (a lost expert: every rank that held it failed, and it has not been
+// restored yet). Distinct from -1 (padding or an invalid id) so that the engine
+// can tell "drop this token" from "this expert cannot be served now"; it is
+// never a slot, dead or alive. PlacementManager::lost_experts() lists them.
+inline constexpr GlobalSlot kLostExpertSlot = -2;
+
 // Length of the interleaved replica sequence of an expert with several target
 // replicas: fractions are realised to within 1 / kDispatchPeriod.
 inline constexpr int32_t kDispatchPeriod = 128;
@@ -54,7 +61,7 @@ class LayerDispatch {
 
   int32_t num_experts() const { return static_cast<int32_t>(entries_.size()); }
   // out[i] = global slot serving ids[i]; ids outside [0, num_experts) (padding
-  // -1 or invalid) and experts with no replica give -1. counters has
+  // -1 or invalid) give -1, experts with no replica kLostExpertSlot. counters has
   // num_experts() elements, is advanced by dispatch, and carries the position
   // in each expert's sequence from one call to the next. out.size() == ids.size().
   void dispatch(std::span<const ExpertId> ids, std::span<GlobalSlot> out, std::span<uint32_t> counters) const {
@@ -73,7 +80,7 @@ class LayerDispatch {
     }
   }
   // The sequence of global slots rank `rank` walks for expert e (length 1 or
-  // kDispatchPeriod; {-1} for an expert with no replica).
+  // kDispatchPeriod; {kLostExpertSlot} for an expert with no replica).
   std::span<const GlobalSlot> sequence(ExpertId e) const;
   // Every global slot this table can route to, ascending, without repeats.
   std::vector<GlobalSlot> targets() const;

@@ -32,12 +32,35 @@
 // or timed-out transfer, or a disagreement, aborts the round: staging is
 // dropped and the old epoch stays.
 //
+// Failures (docs/DESIGN.md, step 6). fail_ranks(failed) — wired to a
+// FailureDetector's on_change (on_membership()) or called by an engine that
+// learned of a failure first — marks the ranks failed on the manager's
+// transports (every wait involving them returns at once; collectives go on
+// among the survivors) and publishes, at once and from the calling thread, a
+// snapshot without the failed ranks' slots: epoch + the number of newly failed
+// ranks, the placement drop_ranks(placement in force, failed). Their traffic
+// goes to the surviving replicas by the usual dispatch policy; an expert left
+// without a replica is listed by lost_experts() and dispatched to
+// kLostExpertSlot (dispatch_table.h), never to a dead slot. A round in flight
+// aborts (its staging is dropped, the old weights stay); a commit decided
+// before the failure still completes on every survivor and is published with
+// the failed ranks dropped. Epochs count commits plus failed ranks, so the
+// survivors agree on epoch and checksum whatever the order in which a commit
+// and a failure reached them. The next round (at the usual interval) is a
+// restore round when experts are lost: each is reloaded from options.backup
+// into an empty or redundant slot on a survivor (deterministically chosen,
+// the same on every rank) and committed like any batch. Later rounds re-plan
+// on the survivors only (the planner sees the live ranks), which rebuilds
+// redundancy through the normal migration path while serving goes on.
+//
 // Threads. record() may be called from any thread. dispatch(), step_boundary()
 // and the per-step calls are made by the rank's engine thread (one thread), on
 // every rank in the same order (dispatch in per-batch mode and step_boundary
 // make collectives on the engine's Transport). expert_map(), snapshot(),
-// epoch() and stats() may be called from any thread and never block the
-// engine. The manager owns one planner thread.
+// epoch(), stats(), failed_ranks() and lost_experts() may be called from any
+// thread and never block the engine; fail_ranks()/on_membership() from any
+// thread (they publish under a mutex the engine takes only at commits). The
+// manager owns one planner thread.
 //
 // Dumps (enable_dump, dump_dir; io/dump_writer.h): with dynamic placement on,
 // rank 0 writes every aggregated window (the sum over all ranks that the round
@@ -74,10 +97,13 @@
 #include "omniplacement/io/dump_writer.h"
 #include "omniplacement/planner/migration_plan.h"
 #include "omniplacement/planner/planner.h"
+#include "omniplacement/core/coverage.h"
+#include "omniplacement/runtime/backup_source.h"
 #include "omniplacement/runtime/batch_split.h"
 #include "omniplacement/runtime/commit_protocol.h"
 #include "omniplacement/runtime/routing_snapshot.h"
 #include "omniplacement/runtime/weight_store.h"
+#include "omniplacement/transport/failure_detector.h"
 #include "omniplacement/transport/transport.h"
 
 namespace omni {
@@ -87,7 +113,10 @@ enum class DispatchMode {
   kPerBatch,  // per batch and layer: all-gather the counts, split_batch (batch_split.h)
 };
 
-// Describes one weight transfer to the optional test hook.
+// Transfer::src_rank of a restore: the weights come from the BackupSource.
+inline constexpr RankId kFromBackup = -1;
+
+// Describes one weight transfer to the optional test hooks.
 struct TransferEvent {
   int64_t round = 0;
   int64_t batch = 0;
@@ -143,6 +172,13 @@ struct PlacementManagerOptions {
   // Test hook, called on the destination rank's planner thread before each
   // transfer it receives (local copies included); an error fails the batch.
   std::function<Status(const TransferEvent&)> before_transfer;
+  // Test hook, called on the source rank's sender thread before each transfer
+  // it sends to another rank; an error fails the batch.
+  std::function<Status(const TransferEvent&)> before_send;
+  // Where lost experts are restored from after a failure (backup_source.h).
+  // Borrowed; must outlive the manager. Null: lost experts stay lost (and
+  // re-planning waits, since no plan can place them without weights).
+  const BackupSource* backup = nullptr;
 };
 
 struct PlacementManagerStats {
@@ -177,6 +213,21 @@ struct PlacementManagerStats {
   int64_t dumps_written = 0;
   int64_t dumps_dropped = 0;
   int64_t dumps_failed = 0;
+  // Failures (fail_ranks). Counts are of this rank's view; survivors agree.
+  int64_t failed_ranks = 0;           // ranks failed so far
+  int64_t failovers = 0;              // fail_ranks calls that failed new ranks
+  int64_t experts_lost = 0;           // (layer, expert) pairs without replica after the last failover
+  int64_t experts_restored = 0;       // reloaded from the backup in committed restore rounds
+  int64_t restore_rounds = 0;         // restore rounds fully committed
+  double restore_load_seconds = 0;    // planner thread: reading the backup into staging (this rank)
+  int64_t experts_loaded = 0;         // experts this rank read from the backup
+  double last_failover_seconds = 0;   // fail_ranks() entry to the new map published, this rank
+  // Phases of the last failure on this rank, as std::chrono::steady_clock
+  // times in ns since its epoch (0: not reached yet).
+  int64_t failure_noticed_ns = 0;     // fail_ranks() called with a new failed rank
+  int64_t failover_published_ns = 0;  // the map without the failed ranks published
+  int64_t restored_ns = 0;            // no lost expert left (restore committed, or none was lost)
+  int64_t redundancy_rebuilt_ns = 0;  // after that, the first re-plan round on the survivors ended
 };
 
 class PlacementManager {
@@ -194,7 +245,8 @@ class PlacementManager {
   // Counts topk_ids (logical expert ids, -1 padding) of layer l. Any thread, lock-free.
   void record(LayerId l, std::span<const ExpertId> topk_ids) { recorder_->record(l, topk_ids); }
   // out[i] = global slot serving topk_ids[i] under the epoch in force (-1 for
-  // padding, invalid ids, or an expert without replica). Engine thread.
+  // padding or invalid ids, kLostExpertSlot for an expert without replica).
+  // Engine thread.
   Status dispatch(LayerId l, std::span<const ExpertId> topk_ids, std::span<GlobalSlot> out);
   // The routing view of layer l in force. Any thread.
   std::shared_ptr<const LayerRouting> expert_map(LayerId l) const;
@@ -214,19 +266,47 @@ class PlacementManager {
   // returns the first write error since the previous call. Any thread.
   Status flush_dumps();
 
+  // Declares ranks failed (see the overview): marks them on the manager's
+  // transports and publishes the map without their slots before returning.
+  // Ranks already failed are ignored; this rank itself or a rank out of
+  // [0, num_ranks) is INVALID_ARGUMENT (nothing changes). Any thread; every
+  // survivor must be told the same ranks (a FailureDetector does that).
+  Status fail_ranks(std::span<const RankId> failed);
+  // fail_ranks(m.failed), for FailureDetectorOptions::on_change. An error
+  // (a bad rank from the detector) is kept in stats().last_abort. Any thread.
+  void on_membership(const Membership& m);
+  // Ranks this manager has failed, ascending. Any thread.
+  std::vector<RankId> failed_ranks() const;
+  // (layer, expert) pairs with no replica in the map in force. Any thread.
+  std::vector<LostExpert> lost_experts() const;
+
  private:
   struct Job;
   struct Prepared;
   PlacementManager() = default;
   void planner_main();
   Status run_round(const Job& job);
-  Status stage_batch(int64_t round, int64_t batch, std::span<const Transfer> transfers, std::vector<StagingId>& ids);
+  Status stage_batch(int64_t round, int64_t batch, uint64_t failure_gen, std::span<const Transfer> transfers,
+                     std::vector<StagingId>& ids);
   void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum);
   // Planner waits for the engine's verdict on (round, batch): true = committed.
   bool wait_verdict(int64_t round, int64_t batch);
   void apply_decision(const DecisionResult& d, int64_t step);
   // Queues a window to the dump writer (never blocks); counts drops.
   void submit_dump(LoadMatrix load, const DumpMetadata& meta);
+  // Engine thread: takes the snapshot published by another thread (failover).
+  void refresh_hot() {
+    hot_gen_ = published_gen_.load(std::memory_order_acquire);
+    hot_owner_ = cell_.load();
+    hot_ = hot_owner_.get();
+  }
+  // The restore placement and its transfers (from the backup) for the lost
+  // experts of `current`; false when nothing can be restored.
+  StatusOr<bool> plan_restore(const Placement& current, std::span<const RankId> failed, Placement& next,
+                              std::vector<Transfer>& transfers) const;
+  // The planner's plan on the live ranks only, expanded back (failed ranks' slots empty).
+  StatusOr<PlanResult> plan_on_survivors(const LoadMatrix& load, const Placement& current,
+                                         std::span<const RankId> failed);
 
   Transport* transport_ = nullptr;
   std::unique_ptr<Transport> planner_transport_;
@@ -237,7 +317,16 @@ class PlacementManager {
   std::unique_ptr<Planner> planner_;
   std::unique_ptr<ActivationRecorder> recorder_;
   SnapshotCell cell_{nullptr};
-  const RoutingSnapshot* hot_ = nullptr;  // engine thread's copy of cell_ (it is the only publisher)
+  const RoutingSnapshot* hot_ = nullptr;  // engine thread's copy of cell_
+  std::shared_ptr<const RoutingSnapshot> hot_owner_;  // keeps hot_ alive when another thread publishes
+  uint64_t hot_gen_ = 0;
+  // Publication: the engine commits and fail_ranks() publish under publish_mu_
+  // and bump published_gen_; the engine's dispatch compares it with hot_gen_.
+  std::atomic<uint64_t> published_gen_{0};
+  mutable std::mutex publish_mu_;
+  std::vector<RankId> failed_;              // guarded by publish_mu_, ascending
+  std::atomic<uint64_t> failure_gen_{0};    // bumps on every failover (the planner aborts)
+  bool rebuild_pending_ = false;            // guarded by mu_: a failure awaits its rebuild round
   std::vector<std::vector<uint32_t>> counters_;   // [layer][expert] dispatch positions
   std::vector<std::vector<int64_t>> batch_counts_;  // per-batch mode: last gathered counts per layer
   std::vector<BatchSplit> batch_splits_;
