@@ -103,3 +103,183 @@ BENCHMARK(BM_StepBoundaryNoCommit);
 
 }  // namespace
 #endif
+
+#if __has_include("omniplacement/runtime/backup_source.h")
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <filesystem>
+
+#include "omniplacement/runtime/backup_source.h"
+
+namespace {
+
+// The engine's PlacementManager::dispatch (shares mode): the table lookup of
+// BM_Dispatch plus the check for a map published by another thread (failover).
+void BM_ManagerDispatch(benchmark::State& state) {
+  const auto& f = dispatch_fixture();
+  auto cluster = omni::LocalCluster::create(64);
+  if (!cluster.ok()) return state.SkipWithError(cluster.status().to_string().c_str());
+  // Only rank 5's manager is used; all 64 are created (create is collective).
+  std::vector<std::unique_ptr<omni::PlacementManager>> pms(64);
+  std::vector<std::unique_ptr<omni::HostWeightStore>> stores(64);
+  omni::PlacementManagerOptions opt;
+  opt.dynamic = false;
+  opt.planner_spec = "eplb";
+  auto statuses = cluster->run([&](omni::Transport& t) -> omni::Status {
+    const auto q = static_cast<size_t>(t.rank());
+    OMNI_ASSIGN_OR_RETURN(stores[q], omni::HostWeightStore::create({64}, {f.placement.slots_per_rank(0)}, 0));
+    OMNI_ASSIGN_OR_RETURN(pms[q], omni::PlacementManager::create(t, f.topology, f.placement, *stores[q], opt));
+    return omni::ok_status();
+  });
+  for (const auto& s : statuses)
+    if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
+  std::vector<omni::GlobalSlot> out(f.ids.size());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(pms[5]->dispatch(0, f.ids, out));
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(f.ids.size()));
+  state.SetLabel("PlacementManager::dispatch, same layer as BM_Dispatch");
+  pms.clear();
+}
+BENCHMARK(BM_ManagerDispatch);
+
+// Failover: every survivor's fail_ranks() (mark the transports, drop the
+// failed rank's slots, rebuild the routing of the experts that had a replica
+// there, publish), all survivors told at the same moment, each on its own
+// thread (as each survivor's detector thread would call it). Manual time: from
+// the signal to the last survivor's new map published. All N local ranks share
+// this machine's cores, so it is bounded below by (N - 1) x per_rank_us / cores;
+// per_rank_us is one survivor's own cost (what a survivor on its own host pays).
+void BM_Failover(benchmark::State& state) {
+  const auto R = static_cast<int32_t>(state.range(0));
+  const auto L = static_cast<int32_t>(state.range(1));
+  const auto E = static_cast<int32_t>(state.range(2));
+  const int32_t S = std::max((E + E / 4) / R, (E + R - 1) / R);  // about 25% redundant slots
+  auto placement = omni::Placement::contiguous(L, R, E, S);
+  auto topo = omni::Topology::uniform(R, 8);
+  if (!placement.ok() || !topo.ok()) return state.SkipWithError("setup");
+  double per_rank = 0;
+  int64_t n = 0;
+  for (auto _ : state) {
+    auto cluster = omni::LocalCluster::create(R);
+    std::vector<std::unique_ptr<omni::PlacementManager>> pms(static_cast<size_t>(R));
+    std::vector<std::unique_ptr<omni::HostWeightStore>> stores(static_cast<size_t>(R));
+    omni::PlacementManagerOptions opt;
+    opt.planner_spec = "eplb";
+    opt.replan_interval_steps = int64_t{1} << 60;
+    const omni::RankId dead[] = {R / 2};
+    std::mutex mu;
+    std::condition_variable cv;
+    int32_t ready = 0;
+    bool go = false;
+    std::chrono::steady_clock::time_point t_go;
+    std::vector<int64_t> published(static_cast<size_t>(R), 0);
+    // Gives the signal once every rank waits for it.
+    std::thread starter([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return ready == R; });
+      t_go = std::chrono::steady_clock::now();
+      go = true;
+      cv.notify_all();
+    });
+    auto statuses = cluster->run([&](omni::Transport& t) -> omni::Status {
+      const auto q = static_cast<size_t>(t.rank());
+      auto created = [&]() -> omni::Status {
+        OMNI_ASSIGN_OR_RETURN(stores[q], omni::HostWeightStore::create(std::vector<int64_t>(static_cast<size_t>(L), 64),
+                                                                        std::vector<int32_t>(static_cast<size_t>(L), S), 0));
+        OMNI_ASSIGN_OR_RETURN(pms[q], omni::PlacementManager::create(t, *topo, *placement, *stores[q], opt));
+        return omni::ok_status();
+      }();
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        ++ready;
+        cv.notify_all();
+        cv.wait(lock, [&] { return go; });
+      }
+      OMNI_RETURN_IF_ERROR(created);
+      if (t.rank() == dead[0]) return omni::ok_status();
+      OMNI_RETURN_IF_ERROR(pms[q]->fail_ranks(dead));
+      published[q] = pms[q]->stats().failover_published_ns;
+      return omni::ok_status();
+    });
+    starter.join();
+    for (const auto& s : statuses)
+      if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
+    const int64_t last = *std::max_element(published.begin(), published.end());
+    for (omni::RankId q = 0; q < R; ++q)
+      if (q != dead[0]) {
+        per_rank += pms[static_cast<size_t>(q)]->stats().last_failover_seconds;
+        ++n;
+      }
+    const int64_t go_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t_go.time_since_epoch()).count();
+    state.SetIterationTime(static_cast<double>(last - go_ns) / 1e9);
+    std::vector<omni::RankId> others;
+    for (omni::RankId q = 0; q < R; ++q)
+      if (q != dead[0]) others.push_back(q);
+    (void)pms[static_cast<size_t>(dead[0])]->fail_ranks(others);
+    pms.clear();
+  }
+  state.counters["per_rank_us"] = n ? per_rank / static_cast<double>(n) * 1e6 : 0.0;
+  state.SetLabel(std::to_string(R) + " ranks on their own threads, " + std::to_string(L) + " layers x " +
+                 std::to_string(E) + " experts, " + std::to_string(S) + " slots per rank");
+}
+// Args: ranks, layers, experts (DeepSeek-V3: 58 x 256; Qwen1.5-MoE: 24 x 60).
+BENCHMARK(BM_Failover)->Args({16, 58, 256})->Args({64, 58, 256})->Args({16, 24, 60})->Args({64, 24, 60})
+    ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+
+// Restore of one expert: read it from the backup source and write it into a
+// staging buffer (what a restore round does per lost expert before the commit).
+// Arg 0: host memory, 1: safetensors checkpoint (a file just written, so read
+// from the page cache); arg 1: expert bytes.
+void BM_RestoreExpert(benchmark::State& state) {
+  const bool from_file = state.range(0) == 1;
+  const int64_t bytes = state.range(1);
+  const int32_t E = 8;
+  auto fill = [](omni::LayerId, omni::ExpertId e, std::span<std::byte> out) {
+    std::memset(out.data(), e + 1, out.size());
+    return omni::ok_status();
+  };
+  std::unique_ptr<omni::BackupSource> backup;
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("omni_bench_restore_" + std::to_string(::getpid()) + ".safetensors")).string();
+  if (from_file) {
+    if (!omni::write_expert_checkpoint(path, {bytes}, E, fill).ok()) return state.SkipWithError("write checkpoint");
+    auto b = omni::SafetensorsBackup::open(path, 1, E);
+    if (!b.ok()) return state.SkipWithError(b.status().to_string().c_str());
+    backup = std::move(*b);
+  } else {
+    auto b = omni::HostMemoryBackup::create({bytes}, E);
+    std::vector<std::byte> w(static_cast<size_t>(bytes));
+    for (omni::ExpertId e = 0; e < E; ++e) {
+      (void)fill(0, e, w);
+      (void)(*b)->set(0, e, w);
+    }
+    backup = std::move(*b);
+  }
+  auto store = *omni::HostWeightStore::create({bytes}, {1}, bytes);
+  std::vector<std::byte> buf(static_cast<size_t>(bytes));
+  omni::ExpertId e = 0;
+  for (auto _ : state) {
+    auto id = store->acquire_staging(0, 0);
+    benchmark::DoNotOptimize(backup->read_expert(0, e, buf));
+    benchmark::DoNotOptimize(store->write_staging(*id, 0, buf));
+    store->release_staging(*id);
+    e = (e + 1) % E;
+  }
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.SetLabel(std::string(from_file ? "safetensors (page cache)" : "host memory") + ", " +
+                 std::to_string(bytes >> 20) + " MiB per expert");
+  if (from_file) std::filesystem::remove(path);
+}
+BENCHMARK(BM_RestoreExpert)->Args({0, 1 << 20})->Args({1, 1 << 20})->Args({0, 16 << 20})->Args({1, 16 << 20})
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+#endif

@@ -131,39 +131,71 @@ std::vector<int32_t> apportion(std::span<const double> weights, int32_t total) {
   return out;
 }
 
+void LayerDispatch::append_expert(const Placement& placement, LayerId l, ExpertId e, std::span<const double> w) {
+  const auto reps = placement.replicas(l, e);
+  auto& entry = entries_[static_cast<size_t>(e)];
+  entry.offset = static_cast<uint32_t>(table_.size());
+  size_t nonzero = 0, last = 0;
+  for (size_t k = 0; k < w.size(); ++k)
+    if (w[k] * kDispatchPeriod >= 0.5) ++nonzero, last = k;
+  if (reps.empty() || nonzero <= 1) {
+    entry.mask = 0;
+    table_.push_back(reps.empty() ? kLostExpertSlot : reps[nonzero == 1 ? last : 0]);
+    return;
+  }
+  // Smooth weighted round robin over the apportioned counts: each replica's
+  // turns are spread evenly through the period (deterministic, ties to the
+  // lowest replica).
+  const auto counts = apportion(w, kDispatchPeriod);
+  std::vector<int64_t> credit(counts.size(), 0);
+  entry.mask = static_cast<uint32_t>(kDispatchPeriod - 1);
+  for (int32_t t = 0; t < kDispatchPeriod; ++t) {
+    size_t best = 0;
+    for (size_t k = 0; k < counts.size(); ++k) {
+      credit[k] += counts[k];
+      if (credit[k] > credit[best]) best = k;
+    }
+    credit[best] -= kDispatchPeriod;
+    table_.push_back(reps[best]);
+  }
+}
+
 StatusOr<LayerDispatch> LayerDispatch::build(const Placement& placement, LayerId l, const Topology& topology,
                                              RankId rank) {
   OMNI_ASSIGN_OR_RETURN(auto split, replica_split(placement, l, topology, rank));
   LayerDispatch d;
   d.entries_.resize(split.size());
+  for (ExpertId e = 0; e < placement.num_experts(); ++e) d.append_expert(placement, l, e, split[static_cast<size_t>(e)]);
+  return d;
+}
+
+StatusOr<LayerDispatch> LayerDispatch::rebuild(const LayerDispatch& base, const Placement& placement, LayerId l,
+                                               const Topology& topology, RankId rank,
+                                               std::span<const ExpertId> changed) {
+  OMNI_RETURN_IF_ERROR(check_inputs("LayerDispatch::rebuild", placement, l, topology, rank));
+  if (base.num_experts() != placement.num_experts())
+    return invalid_argument_error(str_cat("LayerDispatch::rebuild: base has ", base.num_experts(),
+                                          " experts, placement ", placement.num_experts()));
+  std::vector<char> is_changed(static_cast<size_t>(placement.num_experts()), 0);
+  for (ExpertId e : changed) {
+    if (e < 0 || e >= placement.num_experts())
+      return out_of_range_error(str_cat("LayerDispatch::rebuild: expert ", e, " out of [0, ", placement.num_experts(), ")"));
+    is_changed[static_cast<size_t>(e)] = 1;
+  }
+  LayerDispatch d;
+  d.entries_.resize(base.entries_.size());
+  d.table_.reserve(base.table_.size());
+  std::vector<double> supply(static_cast<size_t>(placement.num_ranks()));
   for (ExpertId e = 0; e < placement.num_experts(); ++e) {
-    const auto reps = placement.replicas(l, e);
-    const auto& w = split[static_cast<size_t>(e)];
-    auto& entry = d.entries_[static_cast<size_t>(e)];
-    entry.offset = static_cast<uint32_t>(d.table_.size());
-    size_t nonzero = 0, last = 0;
-    for (size_t k = 0; k < w.size(); ++k)
-      if (w[k] * kDispatchPeriod >= 0.5) ++nonzero, last = k;
-    if (reps.empty() || nonzero <= 1) {
-      entry.mask = 0;
-      d.table_.push_back(reps.empty() ? kLostExpertSlot : reps[nonzero == 1 ? last : 0]);
+    if (is_changed[static_cast<size_t>(e)]) {
+      d.append_expert(placement, l, e, split_one_expert(placement, l, e, topology, rank, supply));
       continue;
     }
-    // Smooth weighted round robin over the apportioned counts: each replica's
-    // turns are spread evenly through the period (deterministic, ties to the
-    // lowest replica).
-    const auto counts = apportion(w, kDispatchPeriod);
-    std::vector<int64_t> credit(counts.size(), 0);
-    entry.mask = static_cast<uint32_t>(kDispatchPeriod - 1);
-    for (int32_t t = 0; t < kDispatchPeriod; ++t) {
-      size_t best = 0;
-      for (size_t k = 0; k < counts.size(); ++k) {
-        credit[k] += counts[k];
-        if (credit[k] > credit[best]) best = k;
-      }
-      credit[best] -= kDispatchPeriod;
-      d.table_.push_back(reps[best]);
-    }
+    const auto seq = base.sequence(e);
+    auto& entry = d.entries_[static_cast<size_t>(e)];
+    entry.offset = static_cast<uint32_t>(d.table_.size());
+    entry.mask = base.entries_[static_cast<size_t>(e)].mask;
+    d.table_.insert(d.table_.end(), seq.begin(), seq.end());
   }
   return d;
 }

@@ -311,8 +311,8 @@ Status PlacementManager::fail_ranks(std::span<const RankId> failed) {
   const auto cur = cell_.load();
   OMNI_ASSIGN_OR_RETURN(Placement dropped, drop_ranks(cur->placement(), fresh));
   const int64_t lost = count_lost(dropped);
-  OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::build(std::make_shared<const Placement>(std::move(dropped)),
-                                                          topology_, rank_, cur->epoch() + fresh.size()));
+  OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::without_ranks(*cur, std::make_shared<const Placement>(std::move(dropped)),
+                                                                  fresh, topology_, rank_, cur->epoch() + fresh.size()));
   cell_.store(std::move(snap));
   published_gen_.fetch_add(1, std::memory_order_release);
   // Updated after the publication: a thread that sees a rank in failed_ranks()
@@ -415,6 +415,11 @@ Status PlacementManager::step_boundary(int64_t step) {
       cv_.wait_for(lock, options_.stage_wait, [&] {
         return stop_ || (vote_.phase != StagePhase::kWorking && vote_.phase != StagePhase::kIdle);
       });
+    } else if (!round_.active && options_.stage_wait.count() > 0) {
+      // A round is due: the planner may still be leaving the last one (its
+      // vote goes back to idle after the verdict); wait for that too, so that
+      // round starts do not depend on machine load either.
+      cv_.wait_for(lock, options_.stage_wait, [&] { return stop_ || vote_.phase == StagePhase::kIdle; });
     }
     v = vote_;
   }
@@ -640,9 +645,12 @@ void PlacementManager::planner_main() {
       // The engines see kFailed and abort; wait for that before going idle.
       wait_verdict(job->round, INT64_MAX);
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    prepared_.reset();
-    vote_ = Vote{};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      prepared_.reset();
+      vote_ = Vote{};
+    }
+    cv_.notify_all();  // an engine may wait for this planner to be idle (stage_wait)
   }
 }
 

@@ -57,4 +57,37 @@ StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::rebuild(const 
   return std::shared_ptr<const RoutingSnapshot>(std::move(s));
 }
 
+StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::without_ranks(
+    const RoutingSnapshot& base, std::shared_ptr<const Placement> placement, std::span<const RankId> failed,
+    const Topology& topology, RankId rank, uint64_t epoch) {
+  if (!placement) return invalid_argument_error("RoutingSnapshot::without_ranks: no placement");
+  const Placement& old = base.placement();
+  if (old.num_layers() != placement->num_layers() || old.num_ranks() != placement->num_ranks() ||
+      old.num_experts() != placement->num_experts())
+    return invalid_argument_error("RoutingSnapshot::without_ranks: placement shape differs from the base's");
+  OMNI_ASSIGN_OR_RETURN(ExpertMap map, ExpertMap::from_placement(*placement));
+  auto s = std::make_shared<RoutingSnapshot>();
+  s->epoch_ = epoch;
+  s->checksum_ = placement->checksum();
+  s->layers_ = base.layers_;
+  for (LayerId l = 0; l < placement->num_layers(); ++l) {
+    std::vector<ExpertId> affected;
+    for (RankId r : failed) {
+      if (r < 0 || r >= old.num_ranks())
+        return out_of_range_error(str_cat("RoutingSnapshot::without_ranks: rank ", r, " out of [0, ", old.num_ranks(), ")"));
+      for (SlotId k = 0; k < old.slots_per_rank(l); ++k)
+        if (const ExpertId e = old.expert_at(l, r, k); e >= 0) affected.push_back(e);
+    }
+    if (affected.empty()) continue;
+    auto lr = std::make_shared<LayerRouting>();
+    lr->layer = l;
+    lr->epoch = epoch;
+    lr->map = map.layer(l);
+    OMNI_ASSIGN_OR_RETURN(lr->dispatch, LayerDispatch::rebuild(base.layer(l).dispatch, *placement, l, topology, rank, affected));
+    s->layers_[static_cast<size_t>(l)] = std::move(lr);
+  }
+  s->placement_ = std::move(placement);
+  return std::shared_ptr<const RoutingSnapshot>(std::move(s));
+}
+
 }  // namespace omni

@@ -13,6 +13,19 @@
 namespace omni {
 namespace {
 
+StatusOr<RoutingWorkload> qwen_workload(std::vector<std::string>& names) {
+  OMNI_ASSIGN_OR_RETURN(auto trace,
+                        Trace::read_csv(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv"));
+  OMNI_ASSIGN_OR_RETURN(auto windows, trace.windows({"bookcorpus", "wikitext", "wmt19"}, 0, 7));  // 8 iterations each
+  std::vector<LoadMatrix> loads;
+  for (const auto& w : windows) {
+    loads.push_back(w.load);
+    names.push_back(w.group);
+  }
+  return RoutingWorkload::create(std::move(loads), /*steps_per_window=*/4, /*tokens_per_rank=*/16, /*top_k=*/4,
+                                 /*seed=*/5);
+}
+
 TEST(Demo, ZeroWrongOutputsOverTwentyCommits) {
   auto trace = Trace::read_csv(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv");
   ASSERT_TRUE(trace.ok()) << trace.status();
@@ -57,6 +70,57 @@ TEST(Demo, ZeroWrongOutputsOverTwentyCommits) {
   ASSERT_EQ(report.phases.size(), 3u);
   EXPECT_LT(report.overall.dynamic, report.overall.static_);
   EXPECT_GT(report.overall.oracle, 0.99);
+}
+
+}  // namespace
+}  // namespace omni
+
+namespace omni {
+namespace {
+
+TEST(Demo, RankCrashIsDetectedFailedOverRestoredAndRebuiltWithZeroWrongOutputs) {
+  std::vector<std::string> names;
+  auto workload = qwen_workload(names);
+  ASSERT_TRUE(workload.ok()) << workload.status();
+  DemoConfig c;
+  c.ranks_per_host = 3;
+  c.slots_per_rank = 12;
+  c.steps = 24 * 4;
+  c.manager.planner_spec = "eplb";
+  c.manager.replan_interval_steps = 4;
+  c.manager.commit_cadence_steps = 1;
+  c.manager.dispatch_mode = DispatchMode::kShares;
+  c.manager.stage_wait = std::chrono::seconds(10);
+  c.fail_ranks = {4};
+  c.fail_at_step = 30;
+  c.heartbeat_timeout = std::chrono::milliseconds(300);  // generous: the machine is shared
+  c.backup = "safetensors";
+  c.failure_sync = std::make_shared<DemoFailureSync>(5);
+  std::mutex mu;
+  DemoReport report, dead;
+  auto statuses = LocalCluster::run(6, [&](Transport& t) -> Status {
+    auto r = run_demo(t, c, *workload, names);
+    if (!r.ok()) return r.status();
+    std::lock_guard<std::mutex> lock(mu);
+    if (t.rank() == 0) report = *r;
+    if (t.rank() == 4) dead = *r;
+    return ok_status();
+  });
+  for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(dead.rank_failed);
+  const DemoFailure& f = report.failure;
+  ASSERT_TRUE(f.injected);
+  EXPECT_EQ(f.declared_failed, std::vector<RankId>{4});
+  EXPECT_EQ(report.wrong_outputs, 0);
+  EXPECT_EQ(report.misrouted, 0);
+  EXPECT_GT(f.detection_ms, 0);
+  EXPECT_GE(f.failover_ms, 0);
+  EXPECT_GT(f.experts_lost, 0);  // rank 4 held the only replica of some experts
+  EXPECT_EQ(f.experts_restored, f.experts_lost);
+  EXPECT_GE(f.restore_ms, f.failover_ms);
+  EXPECT_GE(f.redundancy_ms, f.restore_ms);
+  EXPECT_GT(f.requests_reserved, 0);  // rank 4's requests of the crash step, served again
+  EXPECT_NE(f.backup.find("safetensors:"), std::string::npos);
 }
 
 }  // namespace

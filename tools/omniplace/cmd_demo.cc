@@ -2,6 +2,7 @@
 // shipped Qwen1.5-MoE routing time series while placement changes under them.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iomanip>
 #include <mutex>
@@ -41,7 +42,60 @@ struct DemoArgs {
   uint64_t seed = 1;
   bool json = false;
   bool static_only = false;
+  std::vector<int32_t> fail_ranks;
+  int32_t fail_host = -1;
+  int64_t fail_at_step = -1;
+  int64_t heartbeat_ms = 10;
+  int64_t heartbeat_timeout_ms = 200;  // 50 ms gives false failures on a loaded 2-core machine
+  std::string backup = "host";
 };
+
+nlohmann::json failure_json(const omni::DemoFailure& f) {
+  return {{"failed_ranks", f.failed},
+          {"declared_failed", f.declared_failed},
+          {"fail_at_step", f.fail_at_step},
+          {"backup", f.backup},
+          {"detection_ms", f.detection_ms},
+          {"detection_all_survivors_ms", f.detection_all_ms},
+          {"failover_ms", f.failover_ms},
+          {"failover_cost_us", f.failover_cost_us},
+          {"experts_lost", f.experts_lost},
+          {"experts_restored", f.experts_restored},
+          {"restore_ms", f.restore_ms},
+          {"restore_us_per_expert", f.restore_us_per_expert},
+          {"full_redundancy_ms", f.redundancy_ms},
+          {"tokens_of_lost_experts", f.tokens_lost_expert},
+          {"requests_reserved", f.requests_reserved}};
+}
+
+void print_failure(const omni::DemoFailure& f) {
+  auto when = [](double ms) {
+    std::ostringstream os;
+    if (ms < 0) os << "not reached";
+    else os << std::fixed << std::setprecision(2) << ms << " ms";
+    return os.str();
+  };
+  auto list = [](const std::vector<omni::RankId>& v) {
+    std::string out;
+    for (auto r : v) out += (out.empty() ? "" : ",") + std::to_string(r);
+    return out;
+  };
+  const std::string ranks = list(f.failed);
+  std::cout << std::fixed << std::setprecision(2) << "  failure                  rank(s) " << ranks
+            << " crashed before step " << f.fail_at_step << " (backup: " << f.backup << "); declared failed: "
+            << list(f.declared_failed) << (f.declared_failed == f.failed ? "" : "   <-- FALSE POSITIVE") << "\n"
+            << "    detection              " << when(f.detection_ms) << " (all survivors: " << when(f.detection_all_ms)
+            << ")\n"
+            << "    failover               " << when(f.failover_ms)
+            << " (detection to every survivor routing on the new map; " << f.failover_cost_us << " us per rank)\n"
+            << "    lost experts           " << f.experts_lost << " (no surviving replica), " << f.experts_restored
+            << " restored\n"
+            << "    restore                " << when(f.restore_ms) << " (" << f.restore_us_per_expert
+            << " us per expert from the backup)\n"
+            << "    full redundancy again  " << when(f.redundancy_ms) << "\n"
+            << "    tokens of lost experts " << f.tokens_lost_expert << " (marked, not served, until restored)\n"
+            << "    requests re-served     " << f.requests_reserved << " (died with the rank, served on the new map)\n";
+}
 
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KB", "MB", "GB", "TB"};
@@ -91,7 +145,8 @@ nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a) {
           {"commit_us_mean_excluding_copy", m.batches_committed ? m.commit_seconds * 1e6 / m.batches_committed : 0.0},
           {"staging_copy_us_mean", m.batches_committed ? m.staging_copy_seconds * 1e6 / m.batches_committed : 0.0},
           {"planning_seconds", m.planning_seconds},
-          {"wall_seconds", r.wall_seconds}};
+          {"wall_seconds", r.wall_seconds},
+          {"failure", r.failure.injected ? failure_json(r.failure) : nlohmann::json(nullptr)}};
 }
 
 void print_table(const omni::DemoReport& r, const DemoArgs& a) {
@@ -111,7 +166,9 @@ void print_table(const omni::DemoReport& r, const DemoArgs& a) {
             << " us per collective (" << m.agreement_collectives << "), commit "
             << (m.batches_committed ? m.commit_seconds * 1e6 / m.batches_committed : 0.0) << " us + staging copy "
             << (m.batches_committed ? m.staging_copy_seconds * 1e6 / m.batches_committed : 0.0) << " us per epoch\n"
-            << "  wall time                " << r.wall_seconds << " s\n\n";
+            << "  wall time                " << r.wall_seconds << " s\n";
+  if (r.failure.injected) print_failure(r.failure);
+  std::cout << "\n";
   std::cout << "  max/mean rank load (each window's " << a.steps_per_window
             << " steps summed; mean over windows and layers)\n";
   std::cout << "  phase        windows   dynamic   static   oracle\n";
@@ -165,10 +222,21 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--datasets", args->datasets, "datasets of the trace, in order")->delimiter(',');
   sub->add_option("--seed", args->seed, "seed of the token draws and weights")->capture_default_str();
   sub->add_flag("--static", args->static_only, "dynamic placement off (baseline run)");
+  sub->add_option("--fail-rank", args->fail_ranks, "crash this rank (repeatable; local transport)");
+  sub->add_option("--fail-host", args->fail_host, "crash every rank of this host (local transport)");
+  sub->add_option("--fail-at-step", args->fail_at_step, "step before which the ranks crash (default: steps / 2)");
+  sub->add_option("--heartbeat-ms", args->heartbeat_ms, "failure detector heartbeat period")->capture_default_str();
+  sub->add_option("--heartbeat-timeout-ms", args->heartbeat_timeout_ms,
+                  "silence after which a rank is declared failed")
+      ->capture_default_str();
+  sub->add_option("--backup", args->backup, "where lost experts are restored from")
+      ->check(CLI::IsMember({"host", "safetensors", "none"}))
+      ->capture_default_str();
   sub->add_flag("--json", args->json, "print the result as one JSON object");
   sub->footer(
       "Example:\n  omniplace demo                      # 12 ranks x 6 slots, Qwen1.5-MoE series, 600 steps\n"
       "  omniplace demo --ranks 8 --steps 200 --planner eplb --json\n"
+      "  omniplace demo --fail-rank 5 --fail-at-step 300   # crash rank 5: detection, failover, restore\n"
       "  mpirun -np 4 omniplace demo --transport mpi --ranks 4 --slots-per-rank 16");
   return [args] {
     const DemoArgs& a = *args;
@@ -228,15 +296,20 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     };
     omni::DemoReport report;
     std::mutex mu;
+    omni::RankId reporter = 0;  // the lowest rank that does not crash
     auto body = [&](omni::Transport& t) -> omni::Status {
       auto r = omni::run_demo(t, c, *workload, names);
       if (!r.ok()) return r.status();
-      if (t.rank() == 0) {
+      if (t.rank() == reporter) {
         std::lock_guard<std::mutex> lock(mu);
         report = *r;
       }
       return omni::ok_status();
     };
+    if (a.transport == "mpi" && (!a.fail_ranks.empty() || a.fail_host >= 0))
+      return omni::cli::fail("demo", omni::invalid_argument_error(
+                                         "--fail-rank/--fail-host need --transport local (a crashed MPI process "
+                                         "takes mpirun down with it)"));
     if (a.transport == "mpi") {
       auto world = omni::MpiTransport::create_world(c.manager.collective_timeout);
       if (!world.ok()) return omni::cli::fail("demo", world.status());
@@ -253,6 +326,22 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     } else {
       c.slots_per_rank = slots_for(a.ranks);
       c.ranks_per_host = hosts_for(a.ranks);
+      c.fail_ranks.assign(a.fail_ranks.begin(), a.fail_ranks.end());
+      if (a.fail_host >= 0) {
+        if (a.fail_host >= a.ranks / c.ranks_per_host)
+          return omni::cli::fail("demo", omni::invalid_argument_error(omni::str_cat(
+                                             "--fail-host ", a.fail_host, ": hosts are 0..", a.ranks / c.ranks_per_host - 1)));
+        for (int32_t r = a.fail_host * c.ranks_per_host; r < (a.fail_host + 1) * c.ranks_per_host; ++r)
+          if (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), r) == c.fail_ranks.end()) c.fail_ranks.push_back(r);
+      }
+      if (!c.fail_ranks.empty()) {
+        c.fail_at_step = a.fail_at_step >= 0 ? a.fail_at_step : a.steps / 2;
+        c.heartbeat_period = std::chrono::milliseconds(a.heartbeat_ms);
+        c.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
+        c.backup = a.backup;
+        c.failure_sync = std::make_shared<omni::DemoFailureSync>(a.ranks - static_cast<int32_t>(c.fail_ranks.size()));
+        while (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), reporter) != c.fail_ranks.end()) ++reporter;
+      }
       header(a.ranks);
       auto statuses = omni::LocalCluster::run(a.ranks, body);
       for (size_t q = 0; q < statuses.size(); ++q)

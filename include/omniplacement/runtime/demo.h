@@ -28,8 +28,12 @@
 // process, with its Transport.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,6 +56,26 @@ struct DemoProgress {
   int64_t outputs_checked = 0; // all ranks, so far
 };
 
+// Shared by the ranks of one process (LocalTransport) when failures are
+// injected: when the first rank died, and when the survivors are done (a dead
+// rank's manager must outlive the survivors' use of the shared transport).
+// Any thread.
+class DemoFailureSync {
+ public:
+  explicit DemoFailureSync(int32_t survivors) : survivors_(survivors) {}
+  void note_kill(int64_t steady_ns);
+  int64_t kill_ns() const;  // 0 before any kill
+  void survivor_done();
+  bool wait_survivors(std::chrono::milliseconds timeout);
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int32_t survivors_ = 0;
+  int32_t done_ = 0;
+  int64_t kill_ns_ = 0;
+};
+
 struct DemoConfig {
   int32_t ranks_per_host = 4;  // topology: hosts of this many ranks (must divide the rank count)
   int32_t slots_per_rank = 6;
@@ -64,6 +88,41 @@ struct DemoConfig {
   // tiny all-reduce on every rank.
   int64_t progress_every = 0;
   std::function<void(const DemoProgress&)> progress;
+  // Failure injection (LocalTransport only): these ranks crash just before
+  // step fail_at_step (they stop serving and their heartbeats go silent). Each
+  // rank runs a FailureDetector with this period and timeout; the survivors'
+  // detectors declare the dead ranks failed and fail them over in every
+  // PlacementManager, lost experts are restored from `backup` ("host": a
+  // host-memory copy, "safetensors": a checkpoint each rank writes to a temp
+  // file, "none"), and the requests that died with a rank are served again on
+  // the new map. failure_sync is required then.
+  std::vector<RankId> fail_ranks;
+  int64_t fail_at_step = -1;
+  std::chrono::microseconds heartbeat_period{10000};
+  std::chrono::microseconds heartbeat_timeout{50000};
+  std::string backup = "host";
+  std::shared_ptr<DemoFailureSync> failure_sync;
+};
+
+// What a failure did (survivors' view; times from std::chrono::steady_clock,
+// -1 when the phase was not reached before the run ended).
+struct DemoFailure {
+  bool injected = false;
+  std::vector<RankId> failed;           // the ranks made to crash
+  std::vector<RankId> declared_failed;  // what the survivors' detectors declared (more: false positives)
+  int64_t fail_at_step = -1;
+  std::string backup;
+  double detection_ms = -1;       // crash to the first survivor's detector declaring it failed
+  double detection_all_ms = -1;   // crash to the last survivor declaring it
+  double failover_ms = -1;        // first detection to every survivor routing on the map without it
+  double failover_cost_us = 0;    // fail_ranks() on one survivor (the slowest): new map built and published
+  int64_t experts_lost = 0;       // (layer, expert) pairs with no surviving replica
+  int64_t experts_restored = 0;   // reloaded from the backup
+  double restore_ms = -1;         // first detection to no expert lost on every survivor
+  double restore_us_per_expert = 0;  // backup read into staging, mean per expert
+  double redundancy_ms = -1;      // first detection to the survivors' rebuild round ended everywhere
+  int64_t tokens_lost_expert = 0; // tokens of lost experts (kLostExpertSlot: reported, not served)
+  int64_t requests_reserved = 0;  // requests that died with a rank, served again on the new map
 };
 
 struct DemoPhase {
@@ -90,9 +149,12 @@ struct DemoReport {
   double dispatch_us_per_step = 0;     // record + dispatch alone
   double step_boundary_us_per_step = 0;
   double wall_seconds = 0;
+  DemoFailure failure;
+  bool rank_failed = false;            // this rank was made to crash (its report holds nothing else)
 };
 
-// Runs the demo on this rank. window_names[w] names the phase of window w
+// Runs the demo on this rank (a crashed rank returns a report with
+// rank_failed set once the survivors are done). window_names[w] names the phase of window w
 // (consecutive equal names form a phase). Collective: every rank calls it with
 // the same config and workload.
 StatusOr<DemoReport> run_demo(Transport& transport, const DemoConfig& config, const RoutingWorkload& workload,

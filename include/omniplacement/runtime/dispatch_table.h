@@ -57,6 +57,13 @@ class LayerDispatch {
   // Tables of rank `rank` for layer l of `placement`.
   static StatusOr<LayerDispatch> build(const Placement& placement, LayerId l, const Topology& topology, RankId rank);
 
+  // The tables of `base` with only the experts in `changed` recomputed from
+  // `placement` (the others keep base's sequences, which must still be valid
+  // in placement: used by failover, where only the experts that had a replica
+  // on a failed rank change). Cost proportional to the changed experts.
+  static StatusOr<LayerDispatch> rebuild(const LayerDispatch& base, const Placement& placement, LayerId l,
+                                         const Topology& topology, RankId rank, std::span<const ExpertId> changed);
+
   LayerDispatch() = default;
 
   int32_t num_experts() const { return static_cast<int32_t>(entries_.size()); }
@@ -90,6 +97,8 @@ class LayerDispatch {
     uint32_t offset = 0;
     uint32_t mask = 0;  // sequence length - 1 (a power of two minus one)
   };
+  // Appends expert e's sequence for the fractions w (one per replica).
+  void append_expert(const Placement& placement, LayerId l, ExpertId e, std::span<const double> w);
   std::vector<Entry> entries_;    // [num_experts]
   std::vector<GlobalSlot> table_;  // concatenated sequences
 };

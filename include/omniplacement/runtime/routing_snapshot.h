@@ -54,6 +54,16 @@ class RoutingSnapshot {
                                                                   const Topology& topology, RankId rank,
                                                                   uint64_t epoch);
 
+  // Failover: the snapshot of `placement` — base's placement with the slots
+  // of the `failed` ranks emptied — at `epoch`. Only the experts that had a
+  // replica on a failed rank get new dispatch tables (LayerDispatch::rebuild);
+  // layers where the failed ranks held nothing are shared with base.
+  static StatusOr<std::shared_ptr<const RoutingSnapshot>> without_ranks(const RoutingSnapshot& base,
+                                                                        std::shared_ptr<const Placement> placement,
+                                                                        std::span<const RankId> failed,
+                                                                        const Topology& topology, RankId rank,
+                                                                        uint64_t epoch);
+
   uint64_t epoch() const { return epoch_; }
   const Placement& placement() const { return *placement_; }
   const std::shared_ptr<const Placement>& placement_ptr() const { return placement_; }
