@@ -98,6 +98,7 @@ class BlockSolver {
     changes_.assign(static_cast<size_t>(m_), 0);
     for (size_t g = 0; g < slot_.size(); ++g)
       if (slot_[g] >= 0 && slot_[g] != ref_[g]) ++changes_[g / static_cast<size_t>(S_)];
+    if (hard_spread_) repair_spread();  // within the move budget
     local_search();
   }
 
@@ -1072,6 +1073,28 @@ LayerOut plan_by_host(std::span<const double> w, int32_t S, int32_t cap, const T
   return out;
 }
 
+// Every expert with two or more replicas in `phy2log` ([R * S]) sits on at
+// least two hosts (host[r] = host of rank r), where there are two hosts.
+bool spread_over_hosts(const std::vector<ExpertId>& phy2log, const std::vector<int32_t>& host, int32_t S) {
+  if (*std::max_element(host.begin(), host.end()) == 0) return true;
+  int32_t E = 0;
+  for (ExpertId e : phy2log) E = std::max(E, e + 1);
+  std::vector<int32_t> first(static_cast<size_t>(E), -1);
+  std::vector<char> count(static_cast<size_t>(E), 0), two_hosts(static_cast<size_t>(E), 0);
+  for (size_t g = 0; g < phy2log.size(); ++g) {
+    const ExpertId e = phy2log[g];
+    if (e < 0) continue;
+    const int32_t h = host[g / static_cast<size_t>(S)];
+    auto& f = first[static_cast<size_t>(e)];
+    if (f < 0) f = h;
+    else if (f != h) two_hosts[static_cast<size_t>(e)] = 1;
+    count[static_cast<size_t>(e)] = static_cast<char>(std::min(2, count[static_cast<size_t>(e)] + 1));
+  }
+  for (int32_t e = 0; e < E; ++e)
+    if (count[static_cast<size_t>(e)] >= 2 && !two_hosts[static_cast<size_t>(e)]) return false;
+  return true;
+}
+
 // Incremental: local search from the layer's current slots under the move
 // budget; with no budget, a from-scratch plan relabelled onto the current ranks
 // (maximum overlap) is taken instead when it is better by more than min_gain.
@@ -1117,7 +1140,10 @@ LayerOut plan_incremental(std::span<const double> w, const Placement& cur, Layer
   const double margin = opt.min_gain * total / R;
   scratch.moves += out.moves;
   scratch.budget_hit |= out.budget_hit;
-  if (max_rank_load(w, scratch.phy2log, R) < max_rank_load(w, out.phy2log, R) - margin) return scratch;
+  // The relabelling ignores hosts: with spread_hosts a relabelled plan that
+  // leaves a replicated expert on one host is not taken.
+  const bool scratch_spread = !opt.spread_hosts || host.empty() || spread_over_hosts(scratch.phy2log, host, S);
+  if (scratch_spread && max_rank_load(w, scratch.phy2log, R) < max_rank_load(w, out.phy2log, R) - margin) return scratch;
   out.moves = scratch.moves;
   out.budget_hit = scratch.budget_hit;
   return out;

@@ -62,6 +62,33 @@ TEST(OmniFailureAware, SpreadHostsPutsEveryMultiReplicaExpertOnTwoHosts) {
   EXPECT_GT(checked, 500);  // the property was exercised on many replicated experts
 }
 
+TEST(OmniFailureAware, SpreadHostsHoldsForIncrementalPlansWithoutAMoveLimit) {
+  std::mt19937_64 rng(8);
+  for (int trial = 0; trial < 10; ++trial) {
+    LoadMatrix load = testing::random_load(rng, 2, 24, 1.0 + 0.2 * trial);
+    auto topo = Topology::uniform(8, 2 + 2 * (trial % 2));
+    auto current = Placement::contiguous(2, 8, 24, 4);  // 8 redundant slots per layer, empty
+    ASSERT_TRUE(current.ok());
+    PlanInput in;
+    in.load = &load;
+    in.num_ranks = 8;
+    in.topology = &*topo;
+    in.slots_per_rank = {4};
+    in.current = &*current;
+    auto r = plan_with("omni(spread_hosts=true)", in);
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (LayerId l = 0; l < 2; ++l)
+      for (ExpertId e = 0; e < 24; ++e) {
+        const auto reps = r->placement.replicas(l, e);
+        std::set<HostId> hosts;
+        for (GlobalSlot g : reps) hosts.insert(topo->host_of(r->placement.rank_of(l, g)));
+        if (reps.size() >= 2) {
+          EXPECT_GE(hosts.size(), 2u) << "trial " << trial << " layer " << l << " expert " << e;
+        }
+      }
+  }
+}
+
 TEST(OmniFailureAware, SpreadHostsRaisesHostCoverageAndKeepsBalance) {
   std::mt19937_64 rng(5);
   LoadMatrix load = testing::random_load(rng, 6, 64, 1.0);

@@ -269,7 +269,8 @@ int run_plan(const PlanArgs& a) {
     std::cout << j.dump(2) << "\n";
     return omni::cli::kExitOk;
   }
-  std::cout << "planner:  " << canonical << " (" << result->stats.seconds * 1e3 << " ms)\n"
+  std::printf("planner:  %s (%.1f ms)\n", canonical.c_str(), result->stats.seconds * 1e3);
+  std::cout
             << "load:     " << a.load << (a.select.empty() ? "" : " [" + a.select + "]") << " (" << L << " layers x "
             << E << " experts)\n"
             << "ranks:    " << topo->to_string() << "\n"
@@ -296,8 +297,9 @@ int run_plan(const PlanArgs& a) {
   std::cout << "\nmax/mean: mean over layers of the busiest rank's load over the mean (1.0 is perfect); sum_max:\n"
                "sum over layers of the busiest rank's load (tokens), lower_bound the least any placement with these\n"
                "slots can reach; dups: replicas sharing a rank with their expert; "
-            << (a.num_nodes > 1 ? "cross_host: share of tokens sent\nto another host (nearest replica); host_cov/" : "")
-            << "rank_cov: share of the load whose expert\nsurvives any single host/rank failure.\n";
+            << (a.num_nodes > 1 ? "cross_host: share of tokens sent\nto another host (nearest replica); host_cov/rank_cov: share of "
+                                  "the load whose expert\nsurvives any single host/rank failure.\n"
+                                : "rank_cov: share of the load whose\nexpert survives any single rank failure.\n");
   if (current) {
     if (result->stats.skipped) std::cout << "\nre-plan skipped: the gain is below min_gain; the current placement is kept\n";
     std::printf("\nmoved experts: %zu (at most %lld on one rank in one layer)\n", moves.size(),
@@ -383,7 +385,7 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
       "      --num-ranks 16 --num-nodes 2 --num-replicas 80 --output olmoe.npy\n"
       "  omniplace plan --load data/traces/qwen15moe_expert_freq_by_iteration.csv \\\n"
       "      --select dataset=bookcorpus,iteration=0 --num-ranks 12 --redundant-budget 12 --output uneven.json\n"
-      "  omniplace plan --load data/windows --num-ranks 4 --planner 'omni(locality=spread)' --num-nodes 2 \\\n"
+      "  omniplace plan --load data/windows --num-ranks 4 --planner 'omni(spread_hosts=true,protect=0.5)' --num-nodes 2 \\\n"
       "      --redundant-per-rank 1 --output w.json --json");
   return [args] { return run_plan(*args); };
 }

@@ -31,7 +31,8 @@
 // Failure-aware placement (spread_hosts, protect; see OmniOptions): replicas
 // of an expert go to distinct hosts first during packing (host before load),
 // a repair pass swaps a replica onto another host for any expert still on one
-// host, and the local search never lowers an expert's number of hosts; the
+// host (incremental plans: as far as max_moves_per_rank allows), and the local
+// search never lowers an expert's number of hosts; the
 // heaviest experts get their second replica first. core/coverage.h measures
 // the result (what survives any single rank or host failure).
 //
