@@ -243,6 +243,8 @@ INSTANTIATE_TEST_SUITE_P(
                  "cannot hold per-replica shares"},
         ExitCase{"MoveFlagTwice", "plan " + kQwenSel + "--num-ranks 12 --planner 'omni(max_moves_per_rank=1)' --max-moves-per-rank 2 --output x.json",
                  1, "both set max_moves_per_rank"},
+        ExitCase{"DumpNeedsCurrent", "plan --load " + kData + "dumps/sc_64eps_4devices_step0.txt --num-ranks 4 --output x.json", 1,
+                 "give it with --current P"},
         ExitCase{"Help", "plan --help", 0, "Examples:"}),
     [](const auto& info) { return std::string(info.param.name); });
 

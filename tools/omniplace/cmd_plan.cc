@@ -149,7 +149,12 @@ int run_plan(const PlanArgs& a) {
     current = std::move(c).value();
   }
   auto lm = omni::cli::read_load_arg(a.load, a.select, current ? &current->placement : nullptr);
-  if (!lm.ok()) return omni::cli::fail(cmd, lm.status().with_context("--load"));
+  if (!lm.ok()) {
+    const bool needs_current = !current && lm.status().message().find("placement in force") != std::string::npos;
+    return omni::cli::fail(cmd, needs_current ? omni::invalid_argument_error(omni::str_cat(
+                                                    "--load: ", lm.status().message(), " (give it with --current P)"))
+                                              : lm.status().with_context("--load"));
+  }
   const omni::LoadMatrix load = std::move(lm).value();
   const int32_t L = load.num_layers(), E = load.num_experts();
 
