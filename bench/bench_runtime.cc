@@ -161,6 +161,7 @@ void BM_Failover(benchmark::State& state) {
   const auto R = static_cast<int32_t>(state.range(0));
   const auto L = static_cast<int32_t>(state.range(1));
   const auto E = static_cast<int32_t>(state.range(2));
+  const bool only_rank0 = state.range(3) != 0;  // one survivor's own cost, the others idle
   const int32_t S = std::max((E + E / 4) / R, (E + R - 1) / R);  // about 25% redundant slots
   auto placement = omni::Placement::contiguous(L, R, E, S);
   auto topo = omni::Topology::uniform(R, 8);
@@ -204,7 +205,7 @@ void BM_Failover(benchmark::State& state) {
         cv.wait(lock, [&] { return go; });
       }
       OMNI_RETURN_IF_ERROR(created);
-      if (t.rank() == dead[0]) return omni::ok_status();
+      if (t.rank() == dead[0] || (only_rank0 && t.rank() != 0)) return omni::ok_status();
       OMNI_RETURN_IF_ERROR(pms[q]->fail_ranks(dead));
       published[q] = pms[q]->stats().failover_published_ns;
       return omni::ok_status();
@@ -214,7 +215,7 @@ void BM_Failover(benchmark::State& state) {
       if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
     const int64_t last = *std::max_element(published.begin(), published.end());
     for (omni::RankId q = 0; q < R; ++q)
-      if (q != dead[0]) {
+      if (q != dead[0] && (!only_rank0 || q == 0)) {
         per_rank += pms[static_cast<size_t>(q)]->stats().last_failover_seconds;
         ++n;
       }
@@ -227,11 +228,19 @@ void BM_Failover(benchmark::State& state) {
     pms.clear();
   }
   state.counters["per_rank_us"] = n ? per_rank / static_cast<double>(n) * 1e6 : 0.0;
-  state.SetLabel(std::to_string(R) + " ranks on their own threads, " + std::to_string(L) + " layers x " +
+  state.SetLabel(std::string(only_rank0 ? "one survivor of " : "") + std::to_string(R) + " ranks" +
+                 (only_rank0 ? "" : " on their own threads") + ", " + std::to_string(L) + " layers x " +
                  std::to_string(E) + " experts, " + std::to_string(S) + " slots per rank");
 }
-// Args: ranks, layers, experts (DeepSeek-V3: 58 x 256; Qwen1.5-MoE: 24 x 60).
-BENCHMARK(BM_Failover)->Args({16, 58, 256})->Args({64, 58, 256})->Args({16, 24, 60})->Args({64, 24, 60})
+// Args: ranks, layers, experts (DeepSeek-V3: 58 x 256; Qwen1.5-MoE: 24 x 60),
+// and 1 to time one survivor alone (its own cost, no contention for cores).
+BENCHMARK(BM_Failover)
+    ->Args({16, 58, 256, 0})
+    ->Args({64, 58, 256, 0})
+    ->Args({16, 24, 60, 0})
+    ->Args({64, 24, 60, 0})
+    ->Args({16, 58, 256, 1})
+    ->Args({64, 58, 256, 1})
     ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 
 // Restore of one expert: read it from the backup source and write it into a
