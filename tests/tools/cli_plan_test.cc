@@ -98,6 +98,8 @@ TEST_F(CliPlanTest, IncrementalRespectsTheMoveBudgetPerRankAndLayer) {
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["planner"], "omni(max_moves_per_rank=" + std::to_string(budget) + ")");
+    EXPECT_EQ(j["num_nodes"], 3);  // the current file's topology (4 ranks per host)
+    EXPECT_TRUE(j["after"].contains("cross_host_share"));
     EXPECT_GT(j["moved_experts"].get<int>(), 0);
     EXPECT_LE(j["max_moved_per_rank_per_layer"].get<int>(), budget);
     EXPECT_LT(j["after"]["mean_max_over_mean"].get<double>(), j["before"]["mean_max_over_mean"].get<double>());

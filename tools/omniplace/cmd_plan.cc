@@ -23,7 +23,7 @@ struct PlanArgs {
   std::string select;
   std::string planner = "omni";
   int num_ranks = 0;
-  int num_nodes = 1;
+  int num_nodes = 0;  // 0: --current's topology when its file has one, else 1
   int64_t num_replicas = 0;
   int redundant_per_rank = -1;
   int64_t redundant_budget = -1;
@@ -171,13 +171,18 @@ int run_plan(const PlanArgs& a) {
                                       " layers x ", E, " experts and --num-ranks is ", R)));
     }
   }
-  if (R % a.num_nodes != 0) {
-    return omni::cli::fail(cmd, omni::invalid_argument_error(omni::str_cat("--num-ranks ", R,
-                                                                           " is not a multiple of --num-nodes ",
-                                                                           a.num_nodes)));
+  omni::StatusOr<omni::Topology> topo = omni::Topology::single_host(R);
+  if (a.num_nodes > 0) {
+    if (R % a.num_nodes != 0) {
+      return omni::cli::fail(cmd, omni::invalid_argument_error(omni::str_cat(
+                                      "--num-ranks ", R, " is not a multiple of --num-nodes ", a.num_nodes)));
+    }
+    topo = omni::Topology::uniform(R, R / a.num_nodes);
+  } else if (current && current->topology) {
+    topo = *current->topology;  // same ranks: checked above
   }
-  auto topo = omni::Topology::uniform(R, R / a.num_nodes);
   if (!topo.ok()) return omni::cli::fail(cmd, topo.status());
+  const int32_t H = topo->num_hosts();
 
   std::vector<double> coact;
   if (!a.coactivation.empty()) {
@@ -189,7 +194,7 @@ int run_plan(const PlanArgs& a) {
   omni::PlanInput in;
   in.load = &load;
   in.num_ranks = R;
-  in.num_nodes = a.num_nodes;
+  in.num_nodes = H;
   in.num_groups = a.num_groups;
   in.topology = &*topo;
   if (!coact.empty()) in.coactivation = &coact;
@@ -237,7 +242,7 @@ int run_plan(const PlanArgs& a) {
   omni::PlacementFile out;
   out.placement = next;
   const bool to_json_file = a.output.size() >= 5 && a.output.compare(a.output.size() - 5, 5, ".json") == 0;
-  if (to_json_file && a.num_nodes > 1) out.topology = *topo;
+  if (to_json_file && H > 1) out.topology = *topo;
   omni::PlacementJsonOptions jopt;
   jopt.expert_maps = true;
   const omni::Status written = omni::write_placement_file(a.output, out, omni::NpyDtype::kInt32, jopt);
@@ -249,7 +254,7 @@ int run_plan(const PlanArgs& a) {
     j["planner"] = canonical;
     j["load"] = {{"path", a.load}, {"select", a.select}, {"num_layers", L}, {"num_experts", E}};
     j["num_ranks"] = R;
-    j["num_nodes"] = a.num_nodes;
+    j["num_nodes"] = H;
     j["num_groups"] = a.num_groups;
     std::vector<int32_t> spr;
     for (omni::LayerId l = 0; l < L; ++l) spr.push_back(next.slots_per_rank(l));
@@ -291,18 +296,18 @@ int run_plan(const PlanArgs& a) {
     std::printf("%-10s %8.3f %12.1f %12.1f %8.3f %6lld", name, f.balance.mean_max_over_mean, f.balance.sum_max,
                 f.balance.sum_lower_bound, f.balance.sum_lower_bound > 0 ? f.balance.sum_max / f.balance.sum_lower_bound : 1.0,
                 static_cast<long long>(f.duplicates));
-    if (a.num_nodes > 1) std::printf(" %10.3f %10.3f", f.traffic.cross_host, f.coverage.host.load_share);
+    if (H > 1) std::printf(" %10.3f %10.3f", f.traffic.cross_host, f.coverage.host.load_share);
     std::printf(" %10.3f\n", f.coverage.rank.load_share);
   };
   std::printf("\n%-10s %8s %12s %12s %8s %6s", "", "max/mean", "sum_max", "lower_bound", "ratio", "dups");
-  if (a.num_nodes > 1) std::printf(" %10s %10s", "cross_host", "host_cov");
+  if (H > 1) std::printf(" %10s %10s", "cross_host", "host_cov");
   std::printf(" %10s\n", "rank_cov");
   row(before_name, *fb);
   row("plan", *fa);
   std::cout << "\nmax/mean: mean over layers of the busiest rank's load over the mean (1.0 is perfect); sum_max:\n"
                "sum over layers of the busiest rank's load (tokens), lower_bound the least any placement with these\n"
                "slots can reach; dups: replicas sharing a rank with their expert; "
-            << (a.num_nodes > 1 ? "cross_host: share of tokens sent\nto another host (nearest replica); host_cov/rank_cov: share of "
+            << (H > 1 ? "cross_host: share of tokens sent\nto another host (nearest replica); host_cov/rank_cov: share of "
                                   "the load whose expert\nsurvives any single host/rank failure.\n"
                                 : "rank_cov: share of the load whose\nexpert survives any single rank failure.\n");
   if (current) {
@@ -334,7 +339,7 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
                                               "'omni(max_replicas_per_expert=8)'");
   sub->add_option("--num-ranks", args->num_ranks, "Ranks of the expert-parallel group (default: --current's)")
       ->check(CLI::Range(1, omni::kMaxRanks));
-  sub->add_option("--num-nodes", args->num_nodes, "Hosts (ranks split evenly, in order); default 1")
+  sub->add_option("--num-nodes", args->num_nodes, "Hosts (ranks split evenly, in order); default: --current's topology, else 1")
       ->check(CLI::Range(1, omni::kMaxRanks));
   auto* replicas = sub->add_option("--num-replicas", args->num_replicas,
                                    "Slots per layer over all ranks (a multiple of --num-ranks), as EPLB's num_replicas")
