@@ -301,6 +301,10 @@ const bool kRegistered = [] {
   benchmark::RegisterBenchmark("BM_Plan/omni(shares=true)/lognormal_58x256_64r_320s", BM_Plan,
                                std::string("omni(shares=true)"), size_t{3})
       ->Unit(benchmark::kMillisecond);
+  // Failure-aware options on the workload with hosts.
+  for (const std::string spec : {"omni(spread_hosts=true)", "omni(spread_hosts=true,protect=0.5)"})
+    benchmark::RegisterBenchmark(("BM_Plan/" + spec + "/" + workloads()[4].name).c_str(), BM_Plan, spec, size_t{4})
+        ->Unit(benchmark::kMillisecond);
   const std::vector<std::string> compared = {"contiguous", "eplb", "omni", "omni(shares=true)"};
   for (size_t wi = 0; wi < workloads().size(); ++wi) {
     std::vector<std::string> specs = compared;
