@@ -102,11 +102,15 @@ TEST(PlacementManagerDumps, AggregatedWindowsSumToWhatEveryRankRecorded) {
   opt.dump_dir = dir.file("dumps");
   constexpr int32_t R = 3;
   constexpr int64_t kSteps = 40;
+  // At most kSteps / interval = 8 windows: a queue that holds them all cannot
+  // drop one however slowly a loaded machine schedules the writer thread (with
+  // the default capacity of 4 it did, under CPU contention).
+  opt.dump_queue_capacity = 16;
   const Recorded rec = run_cluster(R, kSteps, opt);
 
   auto windows = read_dump_dir(opt.dump_dir);
   ASSERT_TRUE(windows.ok()) << windows.status();
-  // Rank 0 alone writes, once per round, and nothing was dropped at this pace.
+  // Rank 0 alone writes, once per round, and nothing was dropped.
   const auto& s0 = rec.stats[0];
   EXPECT_GE(s0.rounds_started, 4);
   EXPECT_EQ(static_cast<int64_t>(windows->size()), s0.rounds_started);
