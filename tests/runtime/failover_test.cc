@@ -284,3 +284,47 @@ TEST(Failover, FailureDetectorDrivesTheFailover) {
 
 }  // namespace
 }  // namespace omni
+
+namespace omni {
+namespace {
+
+TEST(Failover, ReportFailureFromOneEngineFailsTheRankOverEverywhere) {
+  // Rank 0's engine learns first that rank 3 is gone (say, a CUDA error on a
+  // transfer) and reports it; the detectors spread it along the ring 0 -> 1 ->
+  // 2 (well before the heartbeat timeout of 2 s) and every survivor's manager fails
+  // rank 3 over. (The rank right after a failed one hears of it only from its
+  // dead predecessor's silence, i.e. after the timeout: failure_detector.h.
+  // Here that rank is 0 itself, the reporter.)
+  Cluster c;
+  PlacementManagerOptions opt;
+  opt.dynamic = false;
+  auto statuses = run_with_dead_rank(c, opt, 3, [&](Transport& t, PlacementManager& pm_ref, bool dead_here) -> Status {
+    PlacementManager* pm = &pm_ref;
+    FailureDetectorOptions fo;
+    fo.period = 5ms;
+    fo.timeout = 2s;
+    fo.on_change = [pm](const Membership& m) { pm->on_membership(m); };
+    OMNI_ASSIGN_OR_RETURN(auto detector, FailureDetector::start(t, fo));
+    OMNI_RETURN_IF_ERROR(t.barrier(10s));
+    if (dead_here) {
+      detector->stop(/*graceful=*/false);
+      return ok_status();
+    }
+    if (t.rank() == 0) OMNI_RETURN_IF_ERROR(detector->report_failure(3));
+    EXPECT_TRUE(detector->wait_for_epoch(1, 1s));  // by the report, not by the timeout
+    for (int i = 0; i < 1000 && pm->failed_ranks().empty(); ++i) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(pm->failed_ranks(), std::vector<RankId>{3});
+    EXPECT_EQ(pm->epoch(), 1u);
+    EXPECT_TRUE(pm->lost_experts().empty());  // rank 3 held experts 1 and 4, both replicated
+    std::vector<ExpertId> ids = {1, 4};
+    std::vector<GlobalSlot> out(2);
+    OMNI_RETURN_IF_ERROR(pm->dispatch(0, ids, out));
+    EXPECT_EQ(out, (std::vector<GlobalSlot>{1, 5}));
+    detector->stop();
+    return ok_status();
+  });
+  for (auto& s : statuses) EXPECT_TRUE(s.ok()) << s.to_string();
+}
+
+}  // namespace
+}  // namespace omni

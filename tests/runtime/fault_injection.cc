@@ -102,15 +102,15 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
   opt.replan_interval_steps = std::uniform_int_distribution<int64_t>(2, 5)(rng);
   opt.commit_cadence_steps = std::uniform_int_distribution<int32_t>(1, 2)(rng);
   opt.layers_per_commit = std::uniform_int_distribution<int32_t>(0, 1)(rng);
-  opt.stage_wait = 5ms;  // rounds keep pace with the steps on a loaded machine (bounded wait)
-  opt.commit_timeout_steps = 50;
+  opt.stage_wait = 20ms;  // rounds keep pace with the steps on a loaded machine (bounded wait)
+  opt.commit_timeout_steps = 200;
   opt.transfer_timeout = 5s;
   opt.collective_timeout = 10s;
   opt.backup = safetensors ? static_cast<const BackupSource*>(fx.ckpt.get()) : fx.host.get();
   const int64_t kill_step = std::uniform_int_distribution<int64_t>(3, 12)(rng);
   // Runs until every survivor has restored and rebuilt (at least 20 steps
   // after the kill), at most max_steps.
-  const int64_t min_steps = kill_step + 20, max_steps = kill_step + 2000;
+  const int64_t min_steps = kill_step + 20, max_steps = kill_step + 5000;
   std::vector<RankId> order = {0, 1, 2, 3};
   std::shuffle(order.begin(), order.end(), rng);
   std::vector<RankId> doomed(order.begin(), order.begin() + victims);

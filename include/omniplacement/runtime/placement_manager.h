@@ -7,6 +7,12 @@
 //   opt.replan_interval_steps = 200;
 //   opt.planner_spec = "omni";
 //   auto pm = omni::PlacementManager::create(transport, topology, initial_placement, store, opt);
+//   // Failures: heartbeats fail dead ranks over from the detector's thread;
+//   // an engine that learns of one first reports it (it spreads to everyone).
+//   omni::FailureDetectorOptions fo;
+//   fo.on_change = [m = pm->get()](const omni::Membership& ms) { m->on_membership(ms); };
+//   auto detector = omni::FailureDetector::start(transport, fo);
+//   ... (void)(*detector)->report_failure(7);   // e.g. rank 7's NIC died under a transfer
 //   for (int64_t step = 0;; ++step) {
 //     for (omni::LayerId l = 0; l < num_layers; ++l) {
 //       (*pm)->record(l, topk_ids);                    // logical expert ids of this batch
