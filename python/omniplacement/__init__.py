@@ -36,3 +36,17 @@ if "planner" in bound_modules:
     __all__.append("rebalance_experts")
 if "io" in bound_modules:
     from . import io  # noqa: F401  (omniplacement.io: file formats)
+if "runtime" in bound_modules:
+    from ._tensors import first_tensor as _first_tensor, to_numpy as _to_numpy, to_torch as _to_torch
+
+    # Tensors of ids in give tensors of slots out (on the ids' device).
+    LocalCluster.dispatch = _torch_aware(_omni.LocalCluster.dispatch)  # noqa: F405
+    _dispatch_all = _omni.LocalCluster.dispatch_all
+
+    def _dispatch_all_torch_aware(self, layer, ids_per_rank):
+        like = _first_tensor(list(ids_per_rank))
+        out = _dispatch_all(self, layer, [_to_numpy(ids) for ids in ids_per_rank])
+        return out if like is None else [_to_torch(slots, like) for slots in out]
+
+    _dispatch_all_torch_aware.__doc__ = _dispatch_all.__doc__
+    LocalCluster.dispatch_all = _dispatch_all_torch_aware  # noqa: F405

@@ -48,6 +48,9 @@ def check_routing(cluster, layer, ids_per_rank, slots_per_rank):
     for ids, slots in zip(ids_per_rank, slots_per_rank):
         assert slots.shape == ids.shape and slots.dtype == np.int32
         for e, g in zip(ids.ravel(), slots.ravel()):
+            if e < 0:  # padding is not dispatched
+                assert g == -1
+                continue
             owner, local = divmod(int(g), SLOTS)
             assert cluster.read_slot(owner, layer, local)[0] == weight_code(layer, int(e))
 
@@ -151,3 +154,17 @@ def test_options_from_config_and_errors():
             c.write_slot(0, 0, 0, np.zeros(17, np.uint8))  # one byte too many
         c.write_slot(1, 0, 1, b"\x07" * 16)
         assert c.read_slot(1, 0, 1).tolist() == [7] * 16
+
+
+def test_torch_ids_give_torch_slots():
+    """Twin: Dispatch tables (tests/runtime/dispatch_table_test.cc) through the cluster, tensors in and out."""
+    torch = pytest.importorskip("torch")
+    with make_cluster() as cluster:
+        ids = torch.tensor([[0, 1], [2, -1]], dtype=torch.int64)
+        slots = cluster.dispatch(1, 0, ids)
+        assert isinstance(slots, torch.Tensor) and slots.dtype == torch.int32 and tuple(slots.shape) == (2, 2)
+        assert slots[1, 1].item() == -1
+        np.testing.assert_array_equal(slots.numpy(), cluster.dispatch(1, 0, ids.numpy()))
+        all_slots = cluster.dispatch_all(0, [ids] * RANKS)
+        assert all(isinstance(s, torch.Tensor) for s in all_slots)
+        check_routing(cluster, 0, [ids.numpy()] * RANKS, [s.numpy() for s in all_slots])
