@@ -17,12 +17,11 @@ omni_build
 echo "== ctest (all labels but gpu)"
 (cd build && ctest -LE gpu --output-on-failure -j"$(nproc)")
 
-# Suites (ctest names) that must also pass under ThreadSanitizer, and the
-# targets that build them. runtime_tsan is runtime_test's concurrent part (the
-# randomized protocol test, the demo, dumps, snapshot swaps), registered only
-# in sanitizer builds (tests/runtime/CMakeLists.txt).
+# Suites (ctest names, also their targets) that must also pass under
+# ThreadSanitizer. runtime_tsan is the concurrent part of runtime_test (the
+# randomized protocol test, the demo, dumps, snapshot swaps), built only in
+# sanitizer builds (tests/runtime/CMakeLists.txt).
 OMNI_TSAN_TESTS=(capture_test transport_test runtime_tsan)
-OMNI_TSAN_TARGETS=(capture_test transport_test runtime_test)
 # Modules those suites need.
 OMNI_TSAN_MODULES="core,planner,io,capture,transport,runtime"
 if ((${#OMNI_TSAN_TESTS[@]})); then
@@ -31,7 +30,7 @@ if ((${#OMNI_TSAN_TESTS[@]})); then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_WERROR=ON -DOMNI_SANITIZE=thread \
     -DOMNI_MODULES="$OMNI_TSAN_MODULES" -DOMNI_BUILD_BENCH=OFF -DOMNI_BUILD_TOOLS=OFF -DOMNI_BUILD_PYTHON=OFF \
     >build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
-  cmake --build build-tsan -j"$(nproc)" --target "${OMNI_TSAN_TARGETS[@]}"
+  cmake --build build-tsan -j"$(nproc)" --target "${OMNI_TSAN_TESTS[@]}"
   regex=$(IFS='|'; echo "^(${OMNI_TSAN_TESTS[*]})\$")
   (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest -R "$regex" --output-on-failure)
   echo "== ThreadSanitizer stage: $(( $(date +%s) - tsan_start )) s"
