@@ -58,6 +58,12 @@
 // the same on every rank) and committed like any batch. Later rounds re-plan
 // on the survivors only (the planner sees the live ranks), which rebuilds
 // redundancy through the normal migration path while serving goes on.
+// An agreement collective that a failure cuts short (UNAVAILABLE, or
+// FAILED_PRECONDITION while the survivors' failed sets differ) aborts the
+// round on every survivor at that step instead of switching dynamic placement
+// off; this relies on every participant getting the same outcome from one
+// collective, which LocalTransport guarantees (tested here); failover over
+// MpiTransport is not tested.
 //
 // Threads. record() may be called from any thread. dispatch(), step_boundary()
 // and the per-step calls are made by the rank's engine thread (one thread), on
