@@ -104,7 +104,8 @@ def test_dumps_sum_to_what_every_rank_recorded(tmp_path):
     rng = np.random.default_rng(11)
     recorded = []  # per step: [LAYERS, EXPERTS] counts over all ranks
     dump_dir = str(tmp_path / "dumps")
-    with make_cluster(enable_dump=True, dump_dir=dump_dir) as cluster:
+    # A queue that holds every window of the run: no drop however the writer thread is scheduled.
+    with make_cluster(enable_dump=True, dump_dir=dump_dir, dump_queue_capacity=16) as cluster:
         for step in range(19):  # rounds at 4, 8, 12, 16; with stage_wait the last aggregates by step 17
             counts = np.zeros((LAYERS, EXPERTS), np.int64)
             for layer in range(LAYERS):
