@@ -1,5 +1,7 @@
 #include "omniplacement/runtime/routing_snapshot.h"
 
+#include <algorithm>
+
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {
@@ -65,7 +67,6 @@ StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::without_ranks(
   if (old.num_layers() != placement->num_layers() || old.num_ranks() != placement->num_ranks() ||
       old.num_experts() != placement->num_experts())
     return invalid_argument_error("RoutingSnapshot::without_ranks: placement shape differs from the base's");
-  OMNI_ASSIGN_OR_RETURN(ExpertMap map, ExpertMap::from_placement(*placement));
   auto s = std::make_shared<RoutingSnapshot>();
   s->epoch_ = epoch;
   s->checksum_ = placement->checksum();
@@ -82,7 +83,21 @@ StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::without_ranks(
     auto lr = std::make_shared<LayerRouting>();
     lr->layer = l;
     lr->epoch = epoch;
-    lr->map = map.layer(l);
+    // The base's expert map with the failed slots emptied: only the affected
+    // experts' replica rows change (still ascending by slot, padded with -1
+    // to the base's row width).
+    lr->map = base.layer(l).map;
+    LayerExpertMap& m = lr->map;
+    const auto row = placement->phy2log(l);
+    m.phy2log.assign(row.begin(), row.end());
+    for (ExpertId e : affected) {
+      const auto reps = placement->replicas(l, e);
+      const size_t at = static_cast<size_t>(e) * static_cast<size_t>(m.max_replicas);
+      std::fill(m.log2phy.begin() + static_cast<std::ptrdiff_t>(at),
+                m.log2phy.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(m.max_replicas)), -1);
+      std::copy(reps.begin(), reps.end(), m.log2phy.begin() + static_cast<std::ptrdiff_t>(at));
+      m.logcnt[static_cast<size_t>(e)] = static_cast<int32_t>(reps.size());
+    }
     OMNI_ASSIGN_OR_RETURN(lr->dispatch, LayerDispatch::rebuild(base.layer(l).dispatch, *placement, l, topology, rank, affected));
     s->layers_[static_cast<size_t>(l)] = std::move(lr);
   }

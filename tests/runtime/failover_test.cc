@@ -328,3 +328,60 @@ TEST(Failover, ReportFailureFromOneEngineFailsTheRankOverEverywhere) {
 
 }  // namespace
 }  // namespace omni
+
+#include <random>
+
+#include "common/random_placement.h"
+#include "omniplacement/core/coverage.h"
+#include "omniplacement/runtime/routing_snapshot.h"
+
+namespace omni {
+namespace {
+
+TEST(Failover, SnapshotWithoutRanksMatchesAFullBuild) {
+  // Property over random placements: the incremental failover snapshot has the
+  // expert map of a full build of the dropped placement, and every slot its
+  // dispatch tables reach holds the expert and lives on a surviving rank.
+  std::mt19937_64 rng(91);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int32_t R = std::uniform_int_distribution<int32_t>(2, 8)(rng);
+    const int32_t E = std::uniform_int_distribution<int32_t>(4, 20)(rng);
+    auto base_p = Placement::create(testing::random_layout(rng, 3, R, E, 0, 3, false, 0.1));
+    ASSERT_TRUE(base_p.ok()) << base_p.status();
+    auto topo = *Topology::uniform(R, R % 2 == 0 ? 2 : 1);
+    const RankId me = std::uniform_int_distribution<RankId>(0, R - 1)(rng);
+    RankId dead = std::uniform_int_distribution<RankId>(0, R - 2)(rng);
+    if (dead >= me) ++dead;
+    const RankId failed[] = {dead};
+    auto base = *RoutingSnapshot::build(std::make_shared<const Placement>(*base_p), topo, me, 3);
+    auto dropped = std::make_shared<const Placement>(*drop_ranks(*base_p, failed));
+    auto inc = RoutingSnapshot::without_ranks(*base, dropped, failed, topo, me, 4);
+    ASSERT_TRUE(inc.ok()) << inc.status();
+    auto full = *RoutingSnapshot::build(dropped, topo, me, 4);
+    EXPECT_EQ((*inc)->epoch(), 4u);
+    EXPECT_EQ((*inc)->checksum(), full->checksum());
+    for (LayerId l = 0; l < 3; ++l) {
+      const auto& a = (*inc)->layer(l).map;
+      const auto& b = full->layer(l).map;
+      EXPECT_EQ(a.phy2log, b.phy2log);
+      EXPECT_EQ(a.logcnt, b.logcnt);
+      for (ExpertId e = 0; e < E; ++e) {
+        const auto ra = a.replicas_of(e), rb = b.replicas_of(e);
+        EXPECT_TRUE(std::equal(ra.begin(), ra.end(), rb.begin(), rb.end())) << "trial " << trial << " expert " << e;
+        const auto seq = (*inc)->layer(l).dispatch.sequence(e);
+        for (GlobalSlot g : seq) {
+          if (dropped->replica_count(l, e) == 0) {
+            EXPECT_EQ(g, kLostExpertSlot);
+            continue;
+          }
+          ASSERT_GE(g, 0);
+          EXPECT_EQ(dropped->expert_at(l, g), e);
+          EXPECT_NE(dropped->rank_of(l, g), dead);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace omni
