@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 
+#include "common/plan_with.h"
 #include "common/random_placement.h"
 #include "omniplacement/core/coverage.h"
 #include "omniplacement/core/metrics.h"
@@ -16,11 +17,7 @@
 namespace omni {
 namespace {
 
-StatusOr<PlanResult> plan_with(const std::string& spec, const PlanInput& in) {
-  auto p = make_planner(spec);
-  if (!p.ok()) return p.status();
-  return (*p)->plan(in);
-}
+using testing::plan_with;
 
 TEST(OmniFailureAware, SpreadHostsPutsEveryMultiReplicaExpertOnTwoHosts) {
   std::mt19937_64 rng(21);

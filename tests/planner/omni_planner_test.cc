@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 
+#include "common/plan_with.h"
 #include "common/random_placement.h"
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/planner/planner.h"
@@ -14,11 +15,7 @@
 namespace omni {
 namespace {
 
-StatusOr<PlanResult> plan_with(const std::string& spec, const PlanInput& in) {
-  auto p = make_planner(spec);
-  if (!p.ok()) return p.status();
-  return (*p)->plan(in);
-}
+using testing::plan_with;
 
 void expect_valid(const PlanResult& r, const PlanInput& in, int32_t cap, const std::string& what) {
   ValidationRules rules;
