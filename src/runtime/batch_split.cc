@@ -60,6 +60,61 @@ std::vector<int64_t> water_fill(std::span<const RankId> ranks, int64_t count, st
 
 }  // namespace
 
+std::vector<std::vector<RankId>> layer_replica_ranks(const Placement& placement, LayerId l) {
+  std::vector<std::vector<RankId>> out(static_cast<size_t>(placement.num_experts()));
+  for (ExpertId e = 0; e < placement.num_experts(); ++e) out[static_cast<size_t>(e)] = replica_ranks(placement, l, e);
+  return out;
+}
+
+StatusOr<std::vector<int64_t>> balance_batch_loads(int32_t num_ranks,
+                                                   std::span<const std::vector<RankId>> ranks_of,
+                                                   std::span<const int64_t> totals,
+                                                   std::vector<std::vector<int64_t>>* amounts) {
+  const size_t E = totals.size();
+  if (num_ranks <= 0) return invalid_argument_error(str_cat("balance_batch_loads: num_ranks ", num_ranks, " must be > 0"));
+  if (ranks_of.size() != E)
+    return invalid_argument_error(str_cat("balance_batch_loads: ", ranks_of.size(), " replica rank lists for ",
+                                          E, " expert totals"));
+  std::vector<int64_t> rank_load(static_cast<size_t>(num_ranks), 0);
+  std::vector<ExpertId> flexible;
+  for (size_t e = 0; e < E; ++e) {
+    if (totals[e] < 0 || totals[e] > (int64_t{1} << 50))
+      return invalid_argument_error(str_cat("balance_batch_loads: expert ", e, ": total ", totals[e],
+                                            " outside [0, 2^50]"));
+    for (RankId r : ranks_of[e])
+      if (r < 0 || r >= num_ranks)
+        return out_of_range_error(str_cat("balance_batch_loads: expert ", e, ": replica rank ", r, " out of [0, ",
+                                          num_ranks, ")"));
+    const auto& rs = ranks_of[e];
+    if (rs.size() == 1) rank_load[static_cast<size_t>(rs[0])] += totals[e];
+    if (rs.size() > 1) flexible.push_back(static_cast<ExpertId>(e));
+  }
+  std::stable_sort(flexible.begin(), flexible.end(), [&](ExpertId a, ExpertId b) {
+    return totals[static_cast<size_t>(a)] > totals[static_cast<size_t>(b)];
+  });
+  std::vector<std::vector<int64_t>> local;
+  std::vector<std::vector<int64_t>>& amount = amounts ? *amounts : local;
+  amount.assign(E, {});
+  for (ExpertId e : flexible)
+    amount[static_cast<size_t>(e)] = water_fill(ranks_of[static_cast<size_t>(e)], totals[static_cast<size_t>(e)],
+                                                rank_load);
+  // Refinement: re-fill each expert with all others in place, until a pass
+  // changes nothing (a block-coordinate descent on the max; a few passes).
+  for (int pass = 0; pass < kMaxRefinePasses; ++pass) {
+    bool changed = false;
+    for (ExpertId e : flexible) {
+      const auto& rs = ranks_of[static_cast<size_t>(e)];
+      auto& a = amount[static_cast<size_t>(e)];
+      for (size_t k = 0; k < rs.size(); ++k) rank_load[static_cast<size_t>(rs[k])] -= a[k];
+      auto refilled = water_fill(rs, totals[static_cast<size_t>(e)], rank_load);
+      changed |= refilled != a;
+      a = std::move(refilled);
+    }
+    if (!changed) break;
+  }
+  return rank_load;
+}
+
 StatusOr<BatchSplit> split_batch(const Placement& placement, LayerId l, const Topology& topology, RankId rank,
                                  std::span<const int64_t> counts) {
   const int32_t R = placement.num_ranks();
@@ -84,36 +139,9 @@ StatusOr<BatchSplit> split_batch(const Placement& placement, LayerId l, const To
     }
   }
   BatchSplit out;
-  out.rank_load.assign(static_cast<size_t>(R), 0);
-  std::vector<std::vector<RankId>> ranks_of(static_cast<size_t>(E));
-  std::vector<ExpertId> flexible;
-  for (ExpertId e = 0; e < E; ++e) {
-    auto& rs = ranks_of[static_cast<size_t>(e)];
-    rs = replica_ranks(placement, l, e);
-    if (rs.size() == 1) out.rank_load[static_cast<size_t>(rs[0])] += total[static_cast<size_t>(e)];
-    if (rs.size() > 1) flexible.push_back(e);
-  }
-  std::stable_sort(flexible.begin(), flexible.end(), [&](ExpertId a, ExpertId b) {
-    return total[static_cast<size_t>(a)] > total[static_cast<size_t>(b)];
-  });
-  std::vector<std::vector<int64_t>> amount(static_cast<size_t>(E));
-  for (ExpertId e : flexible)
-    amount[static_cast<size_t>(e)] = water_fill(ranks_of[static_cast<size_t>(e)], total[static_cast<size_t>(e)],
-                                                out.rank_load);
-  // Refinement: re-fill each expert with all others in place, until a pass
-  // changes nothing (a block-coordinate descent on the max; a few passes).
-  for (int pass = 0; pass < kMaxRefinePasses; ++pass) {
-    bool changed = false;
-    for (ExpertId e : flexible) {
-      const auto& rs = ranks_of[static_cast<size_t>(e)];
-      auto& a = amount[static_cast<size_t>(e)];
-      for (size_t k = 0; k < rs.size(); ++k) out.rank_load[static_cast<size_t>(rs[k])] -= a[k];
-      auto refilled = water_fill(rs, total[static_cast<size_t>(e)], out.rank_load);
-      changed |= refilled != a;
-      a = std::move(refilled);
-    }
-    if (!changed) break;
-  }
+  std::vector<std::vector<RankId>> ranks_of = layer_replica_ranks(placement, l);
+  std::vector<std::vector<int64_t>> amount;
+  OMNI_ASSIGN_OR_RETURN(out.rank_load, balance_batch_loads(R, ranks_of, total, &amount));
 
   // Token flows per expert: origin rank first, then its host, then anywhere.
   out.segment_offset.assign(static_cast<size_t>(E) + 1, 0);

@@ -6,6 +6,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/planner/migration_plan.h"
+#include "omniplacement/runtime/batch_split.h"
 
 namespace omni::sim {
 
@@ -34,6 +35,16 @@ Status check_loads(const char* what, LayerId l, std::span<const double> w, int32
 
 }  // namespace
 
+const char* dispatch_model_name(DispatchModel d) {
+  return d == DispatchModel::kPerBatch ? "per-batch" : "shares";
+}
+
+StatusOr<DispatchModel> parse_dispatch_model(const std::string& name) {
+  if (name == "shares") return DispatchModel::kShares;
+  if (name == "per-batch") return DispatchModel::kPerBatch;
+  return invalid_argument_error(str_cat("sim cost model: dispatch '", name, "' is not one of shares, per-batch"));
+}
+
 Status CostParams::validate() const {
   OMNI_RETURN_IF_ERROR(check_param("expert_bytes", expert_bytes));
   if (expert_bytes <= 0) return invalid_argument_error("sim cost model: expert_bytes must be > 0");
@@ -42,6 +53,10 @@ Status CostParams::validate() const {
   OMNI_RETURN_IF_ERROR(check_param("compute_s_per_token", compute_s_per_token));
   OMNI_RETURN_IF_ERROR(check_param("compute_s_per_replica", compute_s_per_replica));
   OMNI_RETURN_IF_ERROR(check_param("layer_overhead_s", layer_overhead_s));
+  OMNI_RETURN_IF_ERROR(check_param("batch_allgather_s", batch_allgather_s));
+  if (dispatch != DispatchModel::kShares && dispatch != DispatchModel::kPerBatch)
+    return invalid_argument_error(str_cat("sim cost model: dispatch ", static_cast<int>(dispatch),
+                                          " is not kShares or kPerBatch"));
   return ok_status();
 }
 
@@ -88,6 +103,7 @@ StatusOr<CostModel> CostModel::create(const Placement& placement, const Topology
     route.slot_expert.assign(row.begin(), row.end());
     route.slot_share.resize(row.size());
     for (size_t g = 0; g < row.size(); ++g) route.slot_share[g] = placement.share_of(l, static_cast<GlobalSlot>(g));
+    if (params.dispatch == DispatchModel::kPerBatch) route.replica_ranks = layer_replica_ranks(placement, l);
 
     std::fill(distinct_ranks.begin(), distinct_ranks.end(), 0);
     std::fill(host_count.begin(), host_count.end(), 0);
@@ -134,8 +150,33 @@ double CostModel::phase_seconds(double same_host_bytes, double cross_host_bytes)
   return latency_s_ + std::max(same_host_bytes / same_host_bw_, cross_host_bytes / cross_host_bw_);
 }
 
-LayerCost CostModel::evaluate(const LayerRoute& route, std::span<const double> w,
-                              std::vector<double>& scratch) const {
+Status CostModel::per_batch_tokens(const LayerRoute& route, std::span<const double> w, double* tokens) const {
+  // The runtime's split works on whole tokens. Trace loads are token counts;
+  // fractional loads (e.g. normalised frequencies) are scaled so that the
+  // layer totals 2^32 before rounding, and the rank loads scaled back.
+  double total = 0;
+  bool integral = true;
+  for (double v : w) {
+    total += v;
+    integral &= v == std::floor(v);
+  }
+  const double scale = integral || total <= 0 ? 1.0 : 4294967296.0 / total;
+  std::vector<int64_t> totals(w.size());
+  for (size_t e = 0; e < w.size(); ++e) {
+    const double v = w[e] * scale;
+    if (v > 1e15) {
+      return invalid_argument_error(str_cat("sim cost model: per-batch dispatch: expert ", e, ": load ", w[e],
+                                            " too large (at most 2^50 tokens)"));
+    }
+    totals[e] = std::llround(v);
+  }
+  OMNI_ASSIGN_OR_RETURN(std::vector<int64_t> loads, balance_batch_loads(num_ranks_, route.replica_ranks, totals));
+  for (size_t r = 0; r < loads.size(); ++r) tokens[r] += static_cast<double>(loads[r]) / scale;
+  return ok_status();
+}
+
+StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const double> w,
+                                        std::vector<double>& scratch) const {
   const size_t R = static_cast<size_t>(num_ranks_);
   const size_t H = static_cast<size_t>(num_hosts_);
   // scratch layout: compute tokens [R], replicas [R], rank cover [R], host cover [H],
@@ -154,9 +195,10 @@ LayerCost CostModel::evaluate(const LayerRoute& route, std::span<const double> w
     if (e < 0) continue;
     const double load = w[static_cast<size_t>(e)];
     if (load <= 0) continue;
-    tokens[g / spr] += load * route.slot_share[g];
+    if (params_.dispatch == DispatchModel::kShares) tokens[g / spr] += load * route.slot_share[g];
     replicas[g / spr] += 1;
   }
+  if (params_.dispatch == DispatchModel::kPerBatch) OMNI_RETURN_IF_ERROR(per_batch_tokens(route, w, tokens));
   double total = 0;
   for (double v : w) total += v;
   for (const Holder& hold : route.rank_holders) {
@@ -190,7 +232,8 @@ LayerCost CostModel::evaluate(const LayerRoute& route, std::span<const double> w
   const double per_token = params_.dispatch_bytes_per_token + params_.combine_bytes_per_token;
   c.same_host_bytes = sent_same * per_token;
   c.cross_host_bytes = sent_cross * per_token;
-  c.time_s = params_.layer_overhead_s + c.compute_s + c.dispatch_s + c.combine_s;
+  if (params_.dispatch == DispatchModel::kPerBatch && total > 0) c.allgather_s = params_.batch_allgather_s;
+  c.time_s = params_.layer_overhead_s + c.compute_s + c.dispatch_s + c.combine_s + c.allgather_s;
   return c;
 }
 
@@ -216,10 +259,10 @@ StatusOr<StepCost> CostModel::step_cost(const LoadMatrix& load, std::vector<Laye
   double sum_ratio = 0;
   int32_t loaded_layers = 0;
   for (LayerId l = 0; l < num_layers(); ++l) {
-    const LayerCost c = evaluate(layers_[static_cast<size_t>(l)], load.row(l), scratch);
+    OMNI_ASSIGN_OR_RETURN(const LayerCost c, evaluate(layers_[static_cast<size_t>(l)], load.row(l), scratch));
     s.time_s += c.time_s;
     s.compute_s += c.compute_s;
-    s.comm_s += c.dispatch_s + c.combine_s;
+    s.comm_s += c.dispatch_s + c.combine_s + c.allgather_s;
     s.same_host_bytes += c.same_host_bytes;
     s.cross_host_bytes += c.cross_host_bytes;
     if (c.mean_tokens > 0) {

@@ -6,29 +6,10 @@
 
 #include "common/random_placement.h"
 #include "omniplacement/core/metrics.h"
+#include "unit_cost.h"
 
 namespace omni::sim {
 namespace {
-
-// Round numbers so that every figure below can be checked by hand.
-CostParams unit_params() {
-  CostParams p;
-  p.expert_bytes = 10;
-  p.dispatch_bytes_per_token = 1;
-  p.combine_bytes_per_token = 2;
-  p.compute_s_per_token = 1;
-  p.compute_s_per_replica = 0;
-  p.layer_overhead_s = 0;
-  return p;
-}
-
-LinkBandwidths unit_links(double same_host, double cross_host, double latency) {
-  LinkBandwidths b;
-  b.same_host_bytes_per_s = same_host;
-  b.cross_host_bytes_per_s = cross_host;
-  b.latency_s = latency;
-  return b;
-}
 
 Placement make(int32_t R, int32_t E, std::vector<int32_t> spr, std::vector<std::vector<ExpertId>> rows) {
   PlacementLayout p;

@@ -56,6 +56,8 @@ struct SimulateOptions {
   double same_host_gbps = omni::LinkBandwidths{}.same_host_bytes_per_s / 1e9;
   double cross_host_gbps = omni::LinkBandwidths{}.cross_host_bytes_per_s / 1e9;
   double latency_us = omni::LinkBandwidths{}.latency_s * 1e6;
+  std::string dispatch = "shares";
+  double allgather_us = sim::CostParams{}.batch_allgather_s * 1e6;
   std::string csv;
   std::string plot;
   bool json = false;
@@ -86,6 +88,11 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
                {"same_host_bytes_per_s", o.same_host_gbps * 1e9},
                {"cross_host_bytes_per_s", o.cross_host_gbps * 1e9},
                {"latency_s", o.latency_us * 1e-6}};
+  // Only with per-batch dispatch, so that the default JSON stays as it was.
+  if (cost.dispatch == sim::DispatchModel::kPerBatch) {
+    j["cost"]["dispatch"] = sim::dispatch_model_name(cost.dispatch);
+    j["cost"]["batch_allgather_s"] = cost.batch_allgather_s;
+  }
   for (const sim::PolicySummary& p : r.policies) {
     j["policies"].push_back({{"name", p.name},
                              {"kind", p.kind},
@@ -141,6 +148,10 @@ int run_simulate(const SimulateOptions& o) {
   cost.compute_s_per_token = o.compute_us_per_token * 1e-6;
   cost.compute_s_per_replica = o.compute_us_per_replica * 1e-6;
   cost.layer_overhead_s = o.layer_overhead_us * 1e-6;
+  auto dispatch = sim::parse_dispatch_model(o.dispatch);
+  if (!dispatch.ok()) return omni::cli::fail(cmd, dispatch.status());
+  cost.dispatch = *dispatch;
+  cost.batch_allgather_s = o.allgather_us * 1e-6;
   if (auto s = cost.validate(); !s.ok()) return omni::cli::fail(cmd, s);
   omni::LinkBandwidths links;
   links.same_host_bytes_per_s = o.same_host_gbps * 1e9;
@@ -294,6 +305,13 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->add_option("--same-host-gbps", opts->same_host_gbps, "Same-host bandwidth per device, GB/s")->group(c)->capture_default_str();
   sub->add_option("--cross-host-gbps", opts->cross_host_gbps, "Cross-host bandwidth per device, GB/s")->group(c)->capture_default_str();
   sub->add_option("--latency-us", opts->latency_us, "Latency of one all-to-all phase or migration, us")
+      ->group(c)->capture_default_str();
+  sub->add_option("--dispatch", opts->dispatch,
+                  "Replica split of each expert's tokens: shares (the plan's shares) or per-batch (the runtime's "
+                  "split on each step's own loads, as DispatchMode::kPerBatch), for every policy")
+      ->group(c)->capture_default_str();
+  sub->add_option("--allgather-us", opts->allgather_us,
+                  "Per-batch dispatch: all-gather of the per-rank counts, us per layer")
       ->group(c)->capture_default_str();
   sub->add_option("--csv", opts->csv, "Write the per-step CSV here")->group("Output");
   sub->add_option("--plot", opts->plot,

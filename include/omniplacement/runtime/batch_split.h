@@ -49,6 +49,21 @@ struct BatchSplit {
 StatusOr<BatchSplit> split_batch(const Placement& placement, LayerId l, const Topology& topology, RankId rank,
                                  std::span<const int64_t> counts);
 
+// The balancing step of split_batch on its own, for callers that only need
+// the rank loads (the simulator prices per-batch dispatch with it):
+// ranks_of[e] = the distinct ranks holding expert e, ascending (empty: no
+// replica; its tokens are dropped), totals[e] = tokens of e in the batch
+// (>= 0, <= 2^50), [num_experts]. Returns tokens per rank, [num_ranks]; when
+// `amounts` is given, (*amounts)[e][k] = tokens of e served on ranks_of[e][k]
+// (empty for experts with fewer than two replica ranks). Deterministic; pure.
+StatusOr<std::vector<int64_t>> balance_batch_loads(int32_t num_ranks, std::span<const std::vector<RankId>> ranks_of,
+                                                   std::span<const int64_t> totals,
+                                                   std::vector<std::vector<int64_t>>* amounts = nullptr);
+
+// ranks_of for balance_batch_loads: layer l's distinct replica ranks per expert,
+// ascending, [num_experts]. l must be in [0, num_layers).
+std::vector<std::vector<RankId>> layer_replica_ranks(const Placement& placement, LayerId l);
+
 // Walks a BatchSplit: the i-th token of expert e (in call order) goes to the
 // segment containing i. Tokens beyond the split's count of e (a caller that
 // dispatches more than it counted) stay on e's last segment; experts without

@@ -7,7 +7,13 @@
 //   combine_s  = the same for the combine bytes (the reverse direction)
 //   layer_s    = layer_overhead_s + compute_s + dispatch_s + combine_s
 // and a step is the sum over layers. tokens_r is the load the placement gives
-// rank r (omni::rank_loads: the placement's shares, else an even split).
+// rank r: with DispatchModel::kShares (the default) each expert's load is split
+// over its replicas by the placement's shares (omni::rank_loads, else an even
+// split); with kPerBatch it is split on the step's own loads by the runtime's
+// per-batch split (omni::balance_batch_loads, DispatchMode::kPerBatch of
+// runtime/placement_manager.h), and every loaded layer is charged
+// batch_allgather_s more for the all-gather of the per-rank counts that the
+// split needs.
 // Traffic follows core's nearest-replica rule (omni::dispatch_traffic): every
 // rank originates 1/R of each expert's tokens and sends a token to a replica on
 // its own rank (no transfer), else to the replicas on its host (split evenly),
@@ -33,6 +39,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "omniplacement/core/ids.h"
@@ -42,6 +49,14 @@
 #include "omniplacement/core/topology.h"
 
 namespace omni::sim {
+
+// How a step's tokens of an expert are divided over its replicas.
+enum class DispatchModel {
+  kShares,    // by the placement's per-slot shares, whatever the step's loads
+  kPerBatch,  // water-filled on the step's loads (the runtime's per-batch split)
+};
+const char* dispatch_model_name(DispatchModel d);  // "shares", "per-batch"
+StatusOr<DispatchModel> parse_dispatch_model(const std::string& name);
 
 // Every parameter of the cost model; defaults describe DeepSeek-V3 decode
 // (ANCHORS.md §5): hidden 7168, expert intermediate 2048, FP8 weights.
@@ -63,6 +78,12 @@ struct CostParams {
   // Time of everything else in a layer (attention, dense parts), the same
   // under every placement. Off by default: step times are MoE time only.
   double layer_overhead_s = 0;
+  // Replica split of the expert loads (see the top of this header).
+  DispatchModel dispatch = DispatchModel::kShares;
+  // kPerBatch only: seconds per loaded layer for the all-gather of the
+  // [num_ranks, num_experts] int64 counts the split needs (one small
+  // collective: one all-to-all latency of the default topology, 10 us).
+  double batch_allgather_s = 10e-6;
 
   // OK when every value is finite and >= 0 and expert_bytes > 0.
   Status validate() const;
@@ -73,7 +94,8 @@ struct LayerCost {
   double compute_s = 0;
   double dispatch_s = 0;
   double combine_s = 0;
-  double time_s = 0;            // layer_overhead_s + compute_s + dispatch_s + combine_s
+  double allgather_s = 0;       // kPerBatch: batch_allgather_s when the layer has load, else 0
+  double time_s = 0;            // layer_overhead_s + compute_s + dispatch_s + combine_s + allgather_s
   double max_tokens = 0;        // tokens on the most loaded rank
   double mean_tokens = 0;       // total tokens / ranks
   double same_host_bytes = 0;   // dispatch + combine bytes sent within hosts (all ranks)
@@ -84,7 +106,7 @@ struct LayerCost {
 struct StepCost {
   double time_s = 0;  // sum of the layers' time_s
   double compute_s = 0;
-  double comm_s = 0;  // dispatch + combine
+  double comm_s = 0;  // dispatch + combine + allgather
   double mean_max_over_mean = 1;  // mean over layers with load of max_tokens / mean_tokens
   double same_host_bytes = 0;
   double cross_host_bytes = 0;
@@ -124,9 +146,13 @@ class CostModel {
     int32_t slots_per_rank = 0;
     std::vector<Holder> rank_holders;   // distinct (rank, expert), rank-major
     std::vector<std::pair<HostId, ExpertId>> host_holders;  // distinct (host, expert)
+    std::vector<std::vector<RankId>> replica_ranks;  // kPerBatch: per expert, distinct ranks holding it
   };
 
-  LayerCost evaluate(const LayerRoute& route, std::span<const double> w, std::vector<double>& scratch) const;
+  StatusOr<LayerCost> evaluate(const LayerRoute& route, std::span<const double> w,
+                               std::vector<double>& scratch) const;
+  // kPerBatch: adds each rank's tokens under the per-batch split of w to tokens[R].
+  Status per_batch_tokens(const LayerRoute& route, std::span<const double> w, double* tokens) const;
   double phase_seconds(double same_host_bytes, double cross_host_bytes) const;
 
   CostParams params_;
