@@ -101,35 +101,7 @@ StatusOr<std::vector<LostExpert>> lost_experts(const Placement& p, std::span<con
 StatusOr<Placement> drop_ranks(const Placement& p, std::span<const RankId> failed) {
   std::vector<char> is_failed;
   OMNI_RETURN_IF_ERROR(check_failed_ranks(p, failed, &is_failed));
-  PlacementLayout layout = p.layout();
-  for (LayerId l = 0; l < p.num_layers(); ++l) {
-    const auto spr = static_cast<size_t>(p.slots_per_rank(l));
-    auto& row = layout.phy2log[static_cast<size_t>(l)];
-    for (size_t g = 0; g < row.size(); ++g) {
-      if (!is_failed[g / spr]) continue;
-      row[g] = kEmptySlot;
-      if (!layout.shares.empty()) layout.shares[static_cast<size_t>(l)][g] = 0.0;
-    }
-    if (layout.shares.empty()) continue;
-    // Renormalise each expert's surviving shares to sum to 1 (even split when
-    // all survivors had share 0).
-    auto& sh = layout.shares[static_cast<size_t>(l)];
-    std::vector<double> sum(static_cast<size_t>(p.num_experts()), 0.0);
-    std::vector<int32_t> count(static_cast<size_t>(p.num_experts()), 0);
-    for (size_t g = 0; g < row.size(); ++g) {
-      if (row[g] < 0) continue;
-      sum[static_cast<size_t>(row[g])] += sh[g];
-      ++count[static_cast<size_t>(row[g])];
-    }
-    for (size_t g = 0; g < row.size(); ++g) {
-      if (row[g] < 0) continue;
-      const auto e = static_cast<size_t>(row[g]);
-      sh[g] = sum[e] > 0 ? sh[g] / sum[e] : 1.0 / count[e];
-    }
-  }
-  ValidationRules rules;
-  rules.require_every_expert = false;
-  return Placement::create(std::move(layout), rules);
+  return p.without_ranks(is_failed);
 }
 
 }  // namespace omni

@@ -68,6 +68,60 @@ void Placement::build_index() {
   }
 }
 
+Placement Placement::without_ranks(std::span<const char> failed) const {
+  OMNI_CHECK_MSG(failed.size() == static_cast<size_t>(num_ranks()),
+                 str_cat("without_ranks: ", failed.size(), " failed flags for ", num_ranks(), " ranks"));
+  Placement out;
+  out.layout_ = layout_;
+  out.replica_offsets_ = replica_offsets_;
+  out.replica_slots_ = replica_slots_;
+  const auto E = static_cast<size_t>(num_experts());
+  std::vector<char> dead_slot;  // per global slot of the layer: on a failed rank
+  for (size_t l = 0; l < layout_.phy2log.size(); ++l) {
+    const auto spr = static_cast<size_t>(layout_.slots_per_rank[l]);
+    dead_slot.assign(layout_.phy2log[l].size(), 0);
+    auto& row = out.layout_.phy2log[l];
+    bool any = false;
+    for (size_t r = 0; r < failed.size(); ++r) {
+      if (!failed[r]) continue;
+      for (size_t g = r * spr; g < (r + 1) * spr; ++g) {
+        any |= row[g] >= 0;
+        dead_slot[g] = 1;
+        row[g] = kEmptySlot;
+        if (has_shares()) out.layout_.shares[l][g] = 0.0;
+      }
+    }
+    auto& off = out.replica_offsets_[l];
+    auto& slots = out.replica_slots_[l];
+    if (any) {  // else the failed ranks held nothing here: the index stays
+      // Filter each expert's ascending replica list in place (stays ascending).
+      int32_t w = 0;
+      for (size_t e = 0; e < E; ++e) {
+        const int32_t begin = off[e], end = off[e + 1];
+        off[e] = w;
+        for (int32_t i = begin; i < end; ++i)
+          if (!dead_slot[static_cast<size_t>(slots[static_cast<size_t>(i)])]) slots[static_cast<size_t>(w++)] = slots[static_cast<size_t>(i)];
+      }
+      off[E] = w;
+      slots.resize(static_cast<size_t>(w));
+    }
+    // Renormalised in every layer, as a fresh drop_ranks of any placement
+    // would (same sums in the same slot order, so the same bits).
+    if (!has_shares()) continue;
+    auto& sh = out.layout_.shares[l];
+    for (size_t e = 0; e < E; ++e) {
+      double s = 0;
+      for (int32_t i = off[e]; i < off[e + 1]; ++i) s += sh[static_cast<size_t>(slots[static_cast<size_t>(i)])];
+      const int32_t n = off[e + 1] - off[e];
+      for (int32_t i = off[e]; i < off[e + 1]; ++i) {
+        double& v = sh[static_cast<size_t>(slots[static_cast<size_t>(i)])];
+        v = s > 0 ? v / s : 1.0 / n;
+      }
+    }
+  }
+  return out;
+}
+
 void Placement::check_layer(LayerId l) const {
   OMNI_CHECK_MSG(l >= 0 && l < num_layers(), str_cat("layer ", l, " out of [0, ", num_layers(), ")"));
 }

@@ -186,16 +186,26 @@ StatusOr<LayerDispatch> LayerDispatch::rebuild(const LayerDispatch& base, const 
   d.entries_.resize(base.entries_.size());
   d.table_.reserve(base.table_.size());
   std::vector<double> supply(static_cast<size_t>(placement.num_ranks()));
-  for (ExpertId e = 0; e < placement.num_experts(); ++e) {
-    if (is_changed[static_cast<size_t>(e)]) {
-      d.append_expert(placement, l, e, split_one_expert(placement, l, e, topology, rank, supply));
+  const auto E = static_cast<size_t>(placement.num_experts());
+  for (size_t e = 0; e < E;) {
+    if (is_changed[e]) {
+      const auto x = static_cast<ExpertId>(e);
+      d.append_expert(placement, l, x, split_one_expert(placement, l, x, topology, rank, supply));
+      ++e;
       continue;
     }
-    const auto seq = base.sequence(e);
-    auto& entry = d.entries_[static_cast<size_t>(e)];
-    entry.offset = static_cast<uint32_t>(d.table_.size());
-    entry.mask = base.entries_[static_cast<size_t>(e)].mask;
-    d.table_.insert(d.table_.end(), seq.begin(), seq.end());
+    // A run of unchanged experts whose sequences lie back to back in base's
+    // table: one copy, offsets shifted (a failover keeps most experts).
+    const Entry first = base.entries_[e];
+    uint32_t end = first.offset;
+    const auto shift = static_cast<int64_t>(d.table_.size()) - static_cast<int64_t>(first.offset);
+    size_t b = e;
+    for (; b < E && !is_changed[b] && base.entries_[b].offset == end; ++b) {
+      d.entries_[b] = {static_cast<uint32_t>(base.entries_[b].offset + shift), base.entries_[b].mask};
+      end = base.entries_[b].offset + base.entries_[b].mask + 1;
+    }
+    d.table_.insert(d.table_.end(), base.table_.begin() + first.offset, base.table_.begin() + end);
+    e = b;
   }
   return d;
 }

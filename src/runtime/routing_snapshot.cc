@@ -21,6 +21,15 @@ StatusOr<std::shared_ptr<const LayerRouting>> build_layer(const Placement& place
 
 }  // namespace
 
+uint64_t RoutingSnapshot::checksum() const {
+  if (has_checksum_.load(std::memory_order_acquire)) return checksum_.load(std::memory_order_relaxed);
+  // Two threads may both get here: both store the same value.
+  const uint64_t c = placement_->checksum();
+  checksum_.store(c, std::memory_order_relaxed);
+  has_checksum_.store(true, std::memory_order_release);
+  return c;
+}
+
 StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::build(std::shared_ptr<const Placement> placement,
                                                                         const Topology& topology, RankId rank,
                                                                         uint64_t epoch) {
@@ -44,7 +53,6 @@ StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::rebuild(const 
   OMNI_ASSIGN_OR_RETURN(ExpertMap map, ExpertMap::from_placement(*placement));
   auto s = std::make_shared<RoutingSnapshot>();
   s->epoch_ = epoch;
-  s->checksum_ = placement->checksum();
   s->layers_ = base.layers_;
   for (LayerId l : changed) {
     if (l < 0 || l >= placement->num_layers())
@@ -56,6 +64,9 @@ StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::rebuild(const 
     if (!s->layers_[static_cast<size_t>(l)])
       return invalid_argument_error(str_cat("RoutingSnapshot::rebuild: layer ", l, " is neither in the base nor changed"));
   s->placement_ = std::move(placement);
+  // Built off the engine thread (planner, startup): hash now, so that the
+  // engine's vote and commit never do.
+  (void)s->checksum();
   return std::shared_ptr<const RoutingSnapshot>(std::move(s));
 }
 
@@ -69,10 +80,10 @@ StatusOr<std::shared_ptr<const RoutingSnapshot>> RoutingSnapshot::without_ranks(
     return invalid_argument_error("RoutingSnapshot::without_ranks: placement shape differs from the base's");
   auto s = std::make_shared<RoutingSnapshot>();
   s->epoch_ = epoch;
-  s->checksum_ = placement->checksum();
   s->layers_ = base.layers_;
+  std::vector<ExpertId> affected;  // reused across layers
   for (LayerId l = 0; l < placement->num_layers(); ++l) {
-    std::vector<ExpertId> affected;
+    affected.clear();
     for (RankId r : failed) {
       if (r < 0 || r >= old.num_ranks())
         return out_of_range_error(str_cat("RoutingSnapshot::without_ranks: rank ", r, " out of [0, ", old.num_ranks(), ")"));

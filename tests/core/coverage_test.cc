@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "common/random_placement.h"
@@ -102,6 +103,91 @@ TEST(CoverageProperty, SingleRankFailuresMatchCoverage) {
     // Each uncovered pair is lost under exactly one single-rank failure.
     EXPECT_NEAR(c->rank.expert_share, 1.0 - static_cast<double>(uncovered_total) / (2.0 * E), 1e-12);
     EXPECT_EQ(c->rank.worst_lost_experts, worst);
+  }
+}
+
+// Reference drop: the emptied, renormalised layout validated and indexed from
+// scratch (what drop_ranks did before it filtered the index in place).
+Placement drop_by_rebuild(const Placement& p, std::span<const RankId> failed) {
+  PlacementLayout layout = p.layout();
+  for (size_t l = 0; l < layout.phy2log.size(); ++l) {
+    const auto spr = static_cast<size_t>(layout.slots_per_rank[l]);
+    auto& row = layout.phy2log[l];
+    for (size_t g = 0; g < row.size(); ++g) {
+      if (std::find(failed.begin(), failed.end(), static_cast<RankId>(g / spr)) == failed.end()) continue;
+      row[g] = kEmptySlot;
+      if (!layout.shares.empty()) layout.shares[l][g] = 0.0;
+    }
+    if (layout.shares.empty()) continue;
+    auto& sh = layout.shares[l];
+    std::vector<double> sum(static_cast<size_t>(p.num_experts()), 0.0);
+    std::vector<int32_t> count(static_cast<size_t>(p.num_experts()), 0);
+    for (size_t g = 0; g < row.size(); ++g)
+      if (row[g] >= 0) sum[static_cast<size_t>(row[g])] += sh[g], ++count[static_cast<size_t>(row[g])];
+    for (size_t g = 0; g < row.size(); ++g)
+      if (row[g] >= 0) {
+        const auto e = static_cast<size_t>(row[g]);
+        sh[g] = sum[e] > 0 ? sh[g] / sum[e] : 1.0 / count[e];
+      }
+  }
+  ValidationRules rules;
+  rules.require_every_expert = false;
+  return *Placement::create(std::move(layout), rules);
+}
+
+// Property: drop_ranks (index filtered in place, no re-validation) gives the
+// placement, replica index, shares and checksum of a from-scratch rebuild, for
+// one to three failed ranks, with and without explicit shares (some all-zero).
+TEST(CoverageProperty, DropRanksMatchesARebuild) {
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 80; ++trial) {
+    const int32_t R = std::uniform_int_distribution<int32_t>(2, 9)(rng);
+    const int32_t E = std::uniform_int_distribution<int32_t>(2, 25)(rng);
+    PlacementLayout layout = testing::random_layout(rng, 3, R, E, 0, 3, trial % 3 != 0, 0.2);
+    if (trial % 2 == 0) {
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      for (const auto& row : layout.phy2log) {
+        std::vector<double> sh(row.size(), 0.0);
+        for (size_t g = 0; g < row.size(); ++g)
+          if (row[g] >= 0) sh[g] = u(rng) < 0.2 ? 0.0 : u(rng);
+        layout.shares.push_back(std::move(sh));
+      }
+      // Normalise per expert (an expert whose draws were all zero gets an even
+      // split); zero shares that survive make the drop's even-split case.
+      for (auto& sh : layout.shares) {
+        const auto& row = layout.phy2log[static_cast<size_t>(&sh - layout.shares.data())];
+        std::vector<double> sum(static_cast<size_t>(E), 0.0);
+        std::vector<int32_t> count(static_cast<size_t>(E), 0);
+        for (size_t g = 0; g < row.size(); ++g)
+          if (row[g] >= 0) sum[static_cast<size_t>(row[g])] += sh[g], ++count[static_cast<size_t>(row[g])];
+        for (size_t g = 0; g < row.size(); ++g) {
+          if (row[g] < 0) continue;
+          const auto e = static_cast<size_t>(row[g]);
+          sh[g] = sum[e] > 0 ? sh[g] / sum[e] : 1.0 / count[e];
+        }
+      }
+    }
+    auto p = Placement::create(layout);
+    ASSERT_TRUE(p.ok()) << "trial " << trial << ": " << p.status();
+    std::vector<RankId> failed;
+    const int32_t n = std::uniform_int_distribution<int32_t>(1, std::min(3, R - 1))(rng);
+    while (static_cast<int32_t>(failed.size()) < n) {
+      const RankId r = std::uniform_int_distribution<RankId>(0, R - 1)(rng);
+      if (std::find(failed.begin(), failed.end(), r) == failed.end()) failed.push_back(r);
+    }
+    auto fast = drop_ranks(*p, failed);
+    ASSERT_TRUE(fast.ok()) << fast.status();
+    const Placement ref = drop_by_rebuild(*p, failed);
+    EXPECT_TRUE(*fast == ref) << "trial " << trial;
+    EXPECT_EQ(fast->checksum(), ref.checksum()) << "trial " << trial;
+    for (LayerId l = 0; l < 3; ++l)
+      for (ExpertId e = 0; e < E; ++e) {
+        const auto a = fast->replicas(l, e), b = ref.replicas(l, e);
+        EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "trial " << trial << " layer " << l << " expert " << e;
+      }
+    // Dropping again (a second failure) still matches.
+    const RankId more[] = {failed[0]};
+    EXPECT_TRUE(*drop_ranks(*fast, more) == drop_by_rebuild(ref, more)) << "trial " << trial;
   }
 }
 

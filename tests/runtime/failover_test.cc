@@ -369,6 +369,9 @@ TEST(Failover, SnapshotWithoutRanksMatchesAFullBuild) {
         const auto ra = a.replicas_of(e), rb = b.replicas_of(e);
         EXPECT_TRUE(std::equal(ra.begin(), ra.end(), rb.begin(), rb.end())) << "trial " << trial << " expert " << e;
         const auto seq = (*inc)->layer(l).dispatch.sequence(e);
+        const auto full_seq = full->layer(l).dispatch.sequence(e);
+        EXPECT_TRUE(std::equal(seq.begin(), seq.end(), full_seq.begin(), full_seq.end()))
+            << "trial " << trial << " layer " << l << " expert " << e;
         for (GlobalSlot g : seq) {
           if (dropped->replica_count(l, e) == 0) {
             EXPECT_EQ(g, kLostExpertSlot);
