@@ -68,9 +68,10 @@ void Placement::build_index() {
   }
 }
 
-Placement Placement::without_ranks(std::span<const char> failed) const {
-  OMNI_CHECK_MSG(failed.size() == static_cast<size_t>(num_ranks()),
-                 str_cat("without_ranks: ", failed.size(), " failed flags for ", num_ranks(), " ranks"));
+StatusOr<Placement> Placement::without_ranks(std::span<const char> failed) const {
+  if (failed.size() != static_cast<size_t>(num_ranks()))
+    return invalid_argument_error(str_cat("without_ranks: ", failed.size(), " failed-rank flags, expected one per rank (",
+                                          num_ranks(), ")"));
   Placement out;
   out.layout_ = layout_;
   out.replica_offsets_ = replica_offsets_;

@@ -74,14 +74,14 @@ class Placement {
   const PlacementLayout& layout() const { return layout_; }
   // The same placement without explicit shares (even split).
   Placement without_shares() const;
-  // drop_ranks() without its checks: every slot of the ranks r with
-  // failed[r] != 0 emptied, each expert's surviving shares renormalised to sum
-  // to 1 (even split where they summed to 0). failed.size() must be
-  // num_ranks(). The replica index is filtered rather than rebuilt and the
-  // result is not re-validated (emptying slots keeps a placement valid when
-  // lost experts are allowed): a failover does this for every layer on every
-  // survivor, in the time budget of one step. Any thread.
-  Placement without_ranks(std::span<const char> failed) const;
+  // What drop_ranks() returns: every slot of the ranks r with failed[r] != 0
+  // emptied, each expert's surviving shares renormalised to sum to 1 (even
+  // split where they summed to 0); failed holds one flag per rank (else
+  // INVALID_ARGUMENT). The replica index is filtered rather than rebuilt and
+  // the result is not re-validated (emptying slots keeps a placement valid
+  // when lost experts are allowed): a failover does this for every layer on
+  // every survivor, within the time budget of a step. Any thread.
+  StatusOr<Placement> without_ranks(std::span<const char> failed) const;
   // Checks optional rules (duplicates, caps) on this placement.
   std::vector<Violation> validate(const ValidationRules& rules) const { return omni::validate(layout_, rules); }
 
