@@ -4,13 +4,17 @@
 
 #include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <random>
 #include <thread>
 
+#include "common/random_placement.h"
+#include "omniplacement/core/coverage.h"
 #include "omniplacement/runtime/backup_source.h"
 #include "omniplacement/runtime/placement_manager.h"
+#include "omniplacement/runtime/routing_snapshot.h"
 #include "omniplacement/runtime/toy_moe.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/failure_detector.h"
@@ -249,6 +253,22 @@ TEST(Failover, WithoutBackupLostExpertsStayLostAndAreReported) {
   for (auto& s : statuses) EXPECT_TRUE(s.ok()) << s.to_string();
 }
 
+// After rank 3 of fixed_placement() fails (detector callback on another
+// thread, so poll up to `wait`): this survivor has failed it over at epoch 1,
+// lost nothing (rank 3 held experts 1 and 4 in slots 6 and 7, both
+// replicated) and routes those experts to their surviving replicas.
+Status expect_rank3_failed_over(PlacementManager& pm, std::chrono::milliseconds wait) {
+  for (auto waited = 0ms; waited < wait && pm.failed_ranks().empty(); waited += 1ms) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(pm.failed_ranks(), std::vector<RankId>{3});
+  EXPECT_EQ(pm.epoch(), 1u);
+  EXPECT_TRUE(pm.lost_experts().empty());
+  std::vector<ExpertId> ids = {1, 4};
+  std::vector<GlobalSlot> out(2);
+  OMNI_RETURN_IF_ERROR(pm.dispatch(0, ids, out));
+  EXPECT_EQ(out, (std::vector<GlobalSlot>{1, 5}));
+  return ok_status();
+}
+
 TEST(Failover, FailureDetectorDrivesTheFailover) {
   // Real heartbeats: rank 3 goes silent; the survivors' detectors declare it
   // failed and their on_change callbacks fail it over in every manager.
@@ -268,25 +288,12 @@ TEST(Failover, FailureDetectorDrivesTheFailover) {
       return ok_status();
     }
     EXPECT_TRUE(detector->wait_for_epoch(1, 20s));
-    for (int i = 0; i < 2000 && pm->failed_ranks().empty(); ++i) std::this_thread::sleep_for(1ms);
-    EXPECT_EQ(pm->failed_ranks(), std::vector<RankId>{3});
-    EXPECT_EQ(pm->epoch(), 1u);
-    std::vector<ExpertId> ids = {1, 4};  // both had a replica on rank 3 (slots 6 and 7)
-    std::vector<GlobalSlot> out(2);
-    OMNI_RETURN_IF_ERROR(pm->dispatch(0, ids, out));
-    EXPECT_EQ(out, (std::vector<GlobalSlot>{1, 5}));
-    EXPECT_TRUE(pm->lost_experts().empty());
+    OMNI_RETURN_IF_ERROR(expect_rank3_failed_over(*pm, 2000ms));
     detector->stop();
     return ok_status();
   });
   for (auto& s : statuses) EXPECT_TRUE(s.ok()) << s.to_string();
 }
-
-}  // namespace
-}  // namespace omni
-
-namespace omni {
-namespace {
 
 TEST(Failover, ReportFailureFromOneEngineFailsTheRankOverEverywhere) {
   // Rank 0's engine learns first that rank 3 is gone (say, a CUDA error on a
@@ -312,31 +319,12 @@ TEST(Failover, ReportFailureFromOneEngineFailsTheRankOverEverywhere) {
     }
     if (t.rank() == 0) OMNI_RETURN_IF_ERROR(detector->report_failure(3));
     EXPECT_TRUE(detector->wait_for_epoch(1, 1s));  // by the report, not by the timeout
-    for (int i = 0; i < 1000 && pm->failed_ranks().empty(); ++i) std::this_thread::sleep_for(1ms);
-    EXPECT_EQ(pm->failed_ranks(), std::vector<RankId>{3});
-    EXPECT_EQ(pm->epoch(), 1u);
-    EXPECT_TRUE(pm->lost_experts().empty());  // rank 3 held experts 1 and 4, both replicated
-    std::vector<ExpertId> ids = {1, 4};
-    std::vector<GlobalSlot> out(2);
-    OMNI_RETURN_IF_ERROR(pm->dispatch(0, ids, out));
-    EXPECT_EQ(out, (std::vector<GlobalSlot>{1, 5}));
+    OMNI_RETURN_IF_ERROR(expect_rank3_failed_over(*pm, 1000ms));
     detector->stop();
     return ok_status();
   });
   for (auto& s : statuses) EXPECT_TRUE(s.ok()) << s.to_string();
 }
-
-}  // namespace
-}  // namespace omni
-
-#include <random>
-
-#include "common/random_placement.h"
-#include "omniplacement/core/coverage.h"
-#include "omniplacement/runtime/routing_snapshot.h"
-
-namespace omni {
-namespace {
 
 TEST(Failover, SnapshotWithoutRanksMatchesAFullBuild) {
   // Property over random placements: the incremental failover snapshot has the
