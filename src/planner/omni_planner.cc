@@ -12,6 +12,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/planner/rank_matching.h"
+#include "batch_refine.h"
 #include "planner_common.h"
 
 namespace omni {
@@ -1158,6 +1159,96 @@ std::vector<ExpertId> omni_plan_layer(std::span<const double> expert_loads, int3
   return plan_flat(expert_loads, num_ranks, slots_per_rank, cap, {}, options, nullptr).phy2log;
 }
 
+namespace {
+
+// omni(per_batch=true): reshapes layer l's plan for the per-batch split
+// (batch_refine.h), on the samples (spread around their mean) or the load.
+// Mean over layers of the total variation distance between two loads'
+// per-layer shares of tokens (0: same mix, 1: disjoint experts).
+double load_distance(const LoadMatrix& a, const LoadMatrix& b) {
+  double sum = 0;
+  for (LayerId l = 0; l < a.num_layers(); ++l) {
+    const double ta = a.layer_total(l), tb = b.layer_total(l);
+    if (ta <= 0 || tb <= 0) continue;
+    const auto ra = a.row(l), rb = b.row(l);
+    double d = 0;
+    for (size_t e = 0; e < ra.size(); ++e) d += std::abs(ra[e] / ta - rb[e] / tb);
+    sum += 0.5 * d;
+  }
+  return a.num_layers() > 0 ? sum / a.num_layers() : 0.0;
+}
+
+// The samples omni(per_batch=true) scores on: those whose distance to the
+// newest is within per_batch_shift x the median distance between
+// consecutive samples (older ones describe a workload that has moved on).
+std::vector<const LoadMatrix*> current_samples(const std::vector<LoadMatrix>& samples, double shift) {
+  std::vector<const LoadMatrix*> out;
+  if (samples.empty()) return out;
+  const LoadMatrix& newest = samples.back();
+  if (shift <= 0 || samples.size() < 3) {
+    for (const LoadMatrix& m : samples) out.push_back(&m);
+    return out;
+  }
+  std::vector<double> steps;
+  for (size_t k = 1; k < samples.size(); ++k) steps.push_back(load_distance(samples[k - 1], samples[k]));
+  std::nth_element(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2), steps.end());
+  const double noise = steps[steps.size() / 2];
+  for (size_t k = 0; k + 1 < samples.size(); ++k)
+    if (load_distance(samples[k], newest) <= shift * noise) out.push_back(&samples[k]);
+  out.push_back(&newest);
+  return out;
+}
+
+void refine_layer_for_batch_split(const PlanInput& in, const std::vector<const LoadMatrix*>& kept, LayerId l,
+                                  int32_t S, int32_t cap, const OmniOptions& opt, const Clock::time_point* deadline,
+                                  LayerOut& lo) {
+  const LoadMatrix& load = *in.load;
+  const int32_t E = load.num_experts(), R = in.num_ranks;
+  std::vector<std::vector<double>> samples;
+  if (!kept.empty()) {
+    for (const LoadMatrix* m : kept) samples.emplace_back(m->row(l).begin(), m->row(l).end());
+    std::vector<double> mean(static_cast<size_t>(E), 0.0);
+    for (const auto& x : samples)
+      for (size_t e = 0; e < x.size(); ++e) mean[e] += x[e] / static_cast<double>(samples.size());
+    for (auto& x : samples)
+      for (size_t e = 0; e < x.size(); ++e) x[e] = std::max(0.0, mean[e] + opt.per_batch_spread * (x[e] - mean[e]));
+  } else {
+    samples.emplace_back(load.row(l).begin(), load.row(l).end());
+  }
+  std::span<const ExpertId> current;
+  if (in.current != nullptr && in.current->slots_per_rank(l) == S) {
+    current = in.current->phy2log(l);
+    // Only a placement holding every expert can be a starting point.
+    std::vector<char> held(static_cast<size_t>(E), 0);
+    for (ExpertId e : current)
+      if (e >= 0) held[static_cast<size_t>(e)] = 1;
+    if (std::find(held.begin(), held.end(), 0) != held.end()) current = {};
+  }
+  detail::BatchRefineOptions bo;
+  bo.num_ranks = R;
+  bo.slots_per_rank = S;
+  bo.max_replicas_per_expert = cap;
+  bo.move_cost = current.empty() ? 0.0 : opt.per_batch_move_cost;
+  bo.max_moves_per_rank = current.empty() ? -1 : opt.max_moves_per_rank;
+  bo.max_evals = opt.per_batch_evals > 0 ? opt.per_batch_evals : int64_t{400} * R * S;
+  bo.seed = 0x5EEDULL + static_cast<uint64_t>(l);
+  std::span<const ExpertId> start = lo.phy2log;
+  if (!current.empty()) {
+    // The better start with move costs: the plan, or the placement in force (no moves).
+    int64_t arrivals = 0;
+    for (size_t g = 0; g < lo.phy2log.size(); ++g) arrivals += lo.phy2log[g] >= 0 && lo.phy2log[g] != current[g];
+    const double plan_cost =
+        detail::batch_split_score(lo.phy2log, samples, R, S) + bo.move_cost * static_cast<double>(arrivals);
+    if (detail::batch_split_score(current, samples, R, S) <= plan_cost) start = current;
+  }
+  detail::BatchRefineResult r = detail::refine_for_batch_split(start, current, samples, bo, deadline);
+  lo.phy2log = std::move(r.phy2log);
+  lo.moves += r.moves;
+  lo.budget_hit |= r.budget_hit;
+}
+
+}  // namespace
+
 StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
   const auto start = Clock::now();
   OMNI_ASSIGN_OR_RETURN(std::vector<int32_t> spr, in.resolve_slots_per_rank());
@@ -1208,6 +1299,21 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
                                             ") must be a multiple of the number of hosts (", H, ")"));
     }
   }
+  if (opt.per_batch && (opt.locality != Locality::kNone || opt.spread_hosts)) {
+    return invalid_argument_error(str_cat("omni(per_batch=true) reshapes layers for the per-batch split without host "
+                                          "constraints; it needs locality=none and spread_hosts=false (got locality=",
+                                          locality_name(opt.locality), ", spread_hosts=",
+                                          opt.spread_hosts ? "true" : "false", ")"));
+  }
+  if (in.samples != nullptr) {
+    for (size_t k = 0; k < in.samples->size(); ++k) {
+      const LoadMatrix& m = (*in.samples)[k];
+      if (m.num_layers() != L || m.num_experts() != E) {
+        return invalid_argument_error(str_cat("omni: sample ", k, " has ", m.num_layers(), " layers x ",
+                                              m.num_experts(), " experts; the load has ", L, " x ", E));
+      }
+    }
+  }
   std::vector<int32_t> host;
   if (opt.locality == Locality::kSpread || opt.spread_hosts) host = topo.host_of_rank();
   if (in.current != nullptr) {
@@ -1229,6 +1335,9 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
     deadline_value = start + std::chrono::microseconds(static_cast<int64_t>(opt.time_budget_ms * 1000.0));
     deadline = &deadline_value;
   }
+
+  std::vector<const LoadMatrix*> kept_samples;
+  if (opt.per_batch && in.samples != nullptr) kept_samples = current_samples(*in.samples, opt.per_batch_shift);
 
   PlanResult result;
   PlacementLayout layout;
@@ -1273,6 +1382,7 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
     } else {
       lo = plan_flat(w, R, S, cap, host, opt, deadline);
     }
+    if (opt.per_batch) refine_layer_for_batch_split(in, kept_samples, l, S, cap, opt, deadline, lo);
     result.stats.local_search_moves += lo.moves;
     result.stats.time_budget_hit |= lo.budget_hit;
     if (opt.shares) layout.shares[static_cast<size_t>(l)] = optimal_shares(w, lo.phy2log, R);

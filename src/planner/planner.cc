@@ -210,6 +210,11 @@ class OmniPlanner final : public Planner {
     if (opt_.escalate_gain != d.escalate_gain) add("escalate_gain", str_cat(opt_.escalate_gain));
     if (opt_.spread_hosts != d.spread_hosts) add("spread_hosts", opt_.spread_hosts ? "true" : "false");
     if (opt_.protect != d.protect) add("protect", str_cat(opt_.protect));
+    if (opt_.per_batch != d.per_batch) add("per_batch", opt_.per_batch ? "true" : "false");
+    if (opt_.per_batch_spread != d.per_batch_spread) add("per_batch_spread", str_cat(opt_.per_batch_spread));
+    if (opt_.per_batch_shift != d.per_batch_shift) add("per_batch_shift", str_cat(opt_.per_batch_shift));
+    if (opt_.per_batch_move_cost != d.per_batch_move_cost) add("per_batch_move_cost", str_cat(opt_.per_batch_move_cost));
+    if (opt_.per_batch_evals != d.per_batch_evals) add("per_batch_evals", std::to_string(opt_.per_batch_evals));
     return s.to_string();
   }
   StatusOr<PlanResult> plan(const PlanInput& in) const override { return omni_plan(in, opt_); }
@@ -224,7 +229,8 @@ constexpr const char* kOmniParams =
     "shares=<true|false>, reallocate=<true|false>, locality=<none|groups|coactivation|spread>, "
     "locality_slack=<number in [0, 10]>, max_iterations=<int >= 0, 0 = automatic>, "
     "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>, escalate_gain=<number >= 0, 0 = off>, "
-    "spread_hosts=<true|false>, protect=<number in [0, 1]>";
+    "spread_hosts=<true|false>, protect=<number in [0, 1]>, per_batch=<true|false>, "
+    "per_batch_spread=<number in [0, 100]>, per_batch_shift=<number >= 0>, per_batch_move_cost=<number >= 0>, per_batch_evals=<int >= 0, 0 = automatic>";
 
 using Factory = std::function<StatusOr<std::unique_ptr<Planner>>(const PlannerSpec&)>;
 
@@ -270,6 +276,11 @@ const std::map<std::string, Entry>& registry() {
           OMNI_ASSIGN_OR_RETURN(o.escalate_gain, reader.get_double("escalate_gain", 0, 0, 1e6));
           OMNI_ASSIGN_OR_RETURN(o.spread_hosts, reader.get_bool("spread_hosts", false));
           OMNI_ASSIGN_OR_RETURN(o.protect, reader.get_double("protect", 0, 0, 1));
+          OMNI_ASSIGN_OR_RETURN(o.per_batch, reader.get_bool("per_batch", false));
+          OMNI_ASSIGN_OR_RETURN(o.per_batch_spread, reader.get_double("per_batch_spread", 2.0, 0, 100));
+          OMNI_ASSIGN_OR_RETURN(o.per_batch_shift, reader.get_double("per_batch_shift", 2.5, 0, 1e6));
+          OMNI_ASSIGN_OR_RETURN(o.per_batch_move_cost, reader.get_double("per_batch_move_cost", 0.003, 0, 1e6));
+          OMNI_ASSIGN_OR_RETURN(o.per_batch_evals, reader.get_int("per_batch_evals", 0, 0, int64_t{1} << 40));
           OMNI_RETURN_IF_ERROR(reader.finish(kOmniParams));
           o.max_moves_per_rank = static_cast<int32_t>(moves);
           o.max_replicas_per_expert = static_cast<int32_t>(cap);

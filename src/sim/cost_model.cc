@@ -150,7 +150,9 @@ double CostModel::phase_seconds(double same_host_bytes, double cross_host_bytes)
   return latency_s_ + std::max(same_host_bytes / same_host_bw_, cross_host_bytes / cross_host_bw_);
 }
 
-Status CostModel::per_batch_tokens(const LayerRoute& route, std::span<const double> w, double* tokens) const {
+Status CostModel::per_batch_tokens(const LayerRoute& route, std::span<const double> w, double* tokens,
+                                   double* recv_same, double* recv_cross, double* send_same,
+                                   double* send_cross) const {
   // The runtime's split works on whole tokens. Trace loads are token counts;
   // fractional loads (e.g. normalised frequencies) are scaled so that the
   // layer totals 2^32 before rounding, and the rank loads scaled back.
@@ -170,8 +172,40 @@ Status CostModel::per_batch_tokens(const LayerRoute& route, std::span<const doub
     }
     totals[e] = std::llround(v);
   }
-  OMNI_ASSIGN_OR_RETURN(std::vector<int64_t> loads, balance_batch_loads(num_ranks_, route.replica_ranks, totals));
+  std::vector<std::vector<int64_t>> amounts;
+  OMNI_ASSIGN_OR_RETURN(std::vector<int64_t> loads,
+                        balance_batch_loads(num_ranks_, route.replica_ranks, totals, &amounts));
   for (size_t r = 0; r < loads.size(); ++r) tokens[r] += static_cast<double>(loads[r]) / scale;
+  // Token flows of experts with several replica ranks, as split_batch routes
+  // them: every origin holds load / R of the expert; each replica rank takes
+  // its amount from its own tokens first, then from its host, then from any
+  // rank (the rest of the traffic follows the nearest-replica rule).
+  const auto R = static_cast<size_t>(num_ranks_);
+  std::vector<double> supply(R);
+  for (size_t e = 0; e < w.size(); ++e) {
+    const auto& rs = route.replica_ranks[e];
+    if (rs.size() < 2 || w[e] <= 0) continue;
+    std::fill(supply.begin(), supply.end(), w[e] / static_cast<double>(R));
+    std::vector<double> demand(rs.size());
+    for (size_t k = 0; k < rs.size(); ++k) demand[k] = static_cast<double>(amounts[e][k]) / scale;
+    auto move = [&](size_t q, size_t k) {
+      const double t = std::min(supply[q], demand[k]);
+      if (t <= 0) return;
+      supply[q] -= t;
+      demand[k] -= t;
+      const auto r = static_cast<size_t>(rs[k]);
+      if (q == r) return;
+      const bool same = host_of_rank_[q] == host_of_rank_[r];
+      (same ? recv_same : recv_cross)[r] += t;
+      (same ? send_same : send_cross)[q] += t;
+    };
+    for (size_t k = 0; k < rs.size(); ++k) move(static_cast<size_t>(rs[k]), k);
+    for (size_t k = 0; k < rs.size(); ++k)
+      for (size_t q = 0; q < R; ++q)
+        if (host_of_rank_[q] == host_of_rank_[static_cast<size_t>(rs[k])]) move(q, k);
+    for (size_t k = 0; k < rs.size(); ++k)
+      for (size_t q = 0; q < R && demand[k] > 0; ++q) move(q, k);
+  }
   return ok_status();
 }
 
@@ -180,14 +214,21 @@ StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const
   const size_t R = static_cast<size_t>(num_ranks_);
   const size_t H = static_cast<size_t>(num_hosts_);
   // scratch layout: compute tokens [R], replicas [R], rank cover [R], host cover [H],
-  // received same-host [R], received cross-host [R].
-  scratch.assign(5 * R + H, 0.0);
+  // received same-host [R], received cross-host [R], per-batch flows sent
+  // same-host [R] and cross-host [R].
+  scratch.assign(7 * R + H, 0.0);
   double* tokens = scratch.data();
   double* replicas = tokens + R;
   double* rank_cover = replicas + R;
   double* recv_same = rank_cover + R;
   double* recv_cross = recv_same + R;
-  double* host_cover = recv_cross + R;
+  double* flow_send_same = recv_cross + R;
+  double* flow_send_cross = flow_send_same + R;
+  double* host_cover = flow_send_cross + R;
+  const bool per_batch = params_.dispatch == DispatchModel::kPerBatch;
+  // Per-batch dispatch: experts with several replica ranks move by the
+  // split's flows (per_batch_tokens), the others by the nearest-replica rule.
+  auto by_rule = [&](ExpertId e) { return !per_batch || route.replica_ranks[static_cast<size_t>(e)].size() < 2; };
 
   const size_t spr = static_cast<size_t>(route.slots_per_rank);
   for (size_t g = 0; g < route.slot_expert.size(); ++g) {
@@ -198,16 +239,22 @@ StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const
     if (params_.dispatch == DispatchModel::kShares) tokens[g / spr] += load * route.slot_share[g];
     replicas[g / spr] += 1;
   }
-  if (params_.dispatch == DispatchModel::kPerBatch) OMNI_RETURN_IF_ERROR(per_batch_tokens(route, w, tokens));
-  double total = 0;
-  for (double v : w) total += v;
+  if (per_batch)
+    OMNI_RETURN_IF_ERROR(per_batch_tokens(route, w, tokens, recv_same, recv_cross, flow_send_same, flow_send_cross));
+  double total = 0, rule_total = 0;
+  for (size_t e = 0; e < w.size(); ++e) {
+    total += w[e];
+    if (by_rule(static_cast<ExpertId>(e))) rule_total += w[e];
+  }
   for (const Holder& hold : route.rank_holders) {
+    if (!by_rule(hold.expert)) continue;
     const double load = w[static_cast<size_t>(hold.expert)];
     rank_cover[hold.rank] += load;
     recv_same[hold.rank] += load * hold.recv_same_host;
     recv_cross[hold.rank] += load * hold.recv_cross_host;
   }
-  for (const auto& [h, e] : route.host_holders) host_cover[h] += w[static_cast<size_t>(e)];
+  for (const auto& [h, e] : route.host_holders)
+    if (by_rule(e)) host_cover[h] += w[static_cast<size_t>(e)];
 
   LayerCost c;
   const double inv_r = 1.0 / static_cast<double>(R);
@@ -217,8 +264,8 @@ StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const
     c.compute_s = std::max(c.compute_s, compute);
     c.max_tokens = std::max(c.max_tokens, tokens[r]);
     const double cover = host_cover[host_of_rank_[r]];
-    const double send_same = std::max(0.0, (cover - rank_cover[r]) * inv_r);
-    const double send_cross = std::max(0.0, (total - cover) * inv_r);
+    const double send_same = std::max(0.0, (cover - rank_cover[r]) * inv_r) + flow_send_same[r];
+    const double send_cross = std::max(0.0, (rule_total - cover) * inv_r) + flow_send_cross[r];
     sent_same += send_same;
     sent_cross += send_cross;
     const double same = std::max(send_same, recv_same[r]);

@@ -16,8 +16,8 @@ StatusOr<PlanFn> planner_plan_fn(std::string_view spec, const PolicyContext& ctx
   OMNI_ASSIGN_OR_RETURN(std::unique_ptr<Planner> planner, make_planner(spec));
   std::shared_ptr<const Planner> shared(std::move(planner));
   auto context = std::make_shared<const PolicyContext>(ctx);
-  return PlanFn([shared, context, incremental](const LoadMatrix& window,
-                                               const Placement* current) -> StatusOr<Placement> {
+  return PlanFn([shared, context, incremental](const LoadMatrix& window, const Placement* current,
+                                               const std::vector<LoadMatrix>& samples) -> StatusOr<Placement> {
     PlanInput in;
     in.load = &window;
     in.num_ranks = context->topology.num_ranks();
@@ -25,6 +25,7 @@ StatusOr<PlanFn> planner_plan_fn(std::string_view spec, const PolicyContext& ctx
     in.num_groups = context->num_groups;
     in.topology = &context->topology;
     in.current = incremental ? current : nullptr;
+    in.samples = &samples;
     OMNI_ASSIGN_OR_RETURN(PlanResult r, shared->plan(in));
     return std::move(r.placement);
   });

@@ -85,6 +85,10 @@ struct PolicyState {
   // next regular re-plan reads (0, or the step after a shift re-plan).
   double expected = 1;
   int64_t shift_from = 0;
+  // Dynamic policies: the loads of the last intervals (since the last shift),
+  // oldest first; the last history_intervals are summed for the plan and the
+  // last sample_intervals are its samples.
+  std::deque<LoadMatrix> windows;
 };
 
 Status check_plan(const Placement& p, const TraceSource& trace, const Topology& topo, const std::string& name,
@@ -116,11 +120,11 @@ void install(PolicyState& st, Placement next, CostModel model, double expected) 
 // Plans with the policy's planner, timing it, and installs the placement (or,
 // for a charged migration in background mode, stages it until its weights
 // have arrived).
-Status replan(PolicyState& st, const LoadMatrix& window, const TraceSource& trace, const Topology& topo,
-              const SimOptions& options, int64_t step, bool first) {
+Status replan(PolicyState& st, const LoadMatrix& window, const std::vector<LoadMatrix>& samples,
+              const TraceSource& trace, const Topology& topo, const SimOptions& options, int64_t step, bool first) {
   const CostParams& cost = options.cost;
   const auto t0 = Clock::now();
-  StatusOr<Placement> next = st.spec->plan(window, first ? nullptr : &st.placement);
+  StatusOr<Placement> next = st.spec->plan(window, first ? nullptr : &st.placement, samples);
   st.summary.plan_wall_s += seconds_since(t0);
   if (!next.ok()) {
     return next.status().with_context(str_cat("simulate: policy '", st.spec->name, "' at step ", step));
@@ -191,6 +195,9 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
   if (options.history_intervals < 1) {
     return invalid_argument_error(str_cat("simulate: history_intervals ", options.history_intervals, " must be >= 1"));
   }
+  if (options.sample_intervals < 1) {
+    return invalid_argument_error(str_cat("simulate: sample_intervals ", options.sample_intervals, " must be >= 1"));
+  }
   if (options.max_steps < 0) return invalid_argument_error("simulate: max_steps must be >= 0");
   if (options.shift_check_steps < 0 || !(options.shift_threshold >= 0) || !std::isfinite(options.shift_threshold)) {
     return invalid_argument_error(str_cat("simulate: shift_check_steps (", options.shift_check_steps,
@@ -233,8 +240,8 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
 
   std::vector<LoadMatrix> chunk;
   LoadMatrix window;
-  std::deque<LoadMatrix> history;  // the last history_intervals windows
   LoadMatrix observed;
+  std::vector<LoadMatrix> samples;
   LoadMatrix recent;  // shift detection: the last shift_check_steps steps
   int64_t step = 0;
   bool first = true;
@@ -258,7 +265,8 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
     for (PolicyState& st : states) {
       const PolicyKind k = st.spec->kind;
       if (k == PolicyKind::kOracle || (first && (k == PolicyKind::kStatic || k == PolicyKind::kDynamic))) {
-        OMNI_RETURN_IF_ERROR(replan(st, window, trace, topology, options, step, first));
+        samples.assign(1, window);
+        OMNI_RETURN_IF_ERROR(replan(st, window, samples, trace, topology, options, step, first));
       }
     }
     if (first) {
@@ -313,7 +321,8 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
           OMNI_ASSIGN_OR_RETURN(StepCost now, st.model.step_cost(recent));
           if (now.mean_max_over_mean <= st.expected + options.shift_threshold) continue;
           ++st.summary.shift_replans;
-          OMNI_RETURN_IF_ERROR(replan(st, recent, trace, topology, options, step + 1, false));
+          samples.assign(1, recent);
+          OMNI_RETURN_IF_ERROR(replan(st, recent, samples, trace, topology, options, step + 1, false));
           st.shift_from = i + 1;
         }
       }
@@ -331,21 +340,25 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
       }
     }
     // Dynamic policies re-plan on the interval(s) just served.
-    history.push_back(window);
-    if (static_cast<int32_t>(history.size()) > options.history_intervals) history.pop_front();
-    if (step < total) {
-      observed = history.front();
-      for (size_t i = 1; i < history.size(); ++i) OMNI_RETURN_IF_ERROR(observed.add(history[i]));
-      for (PolicyState& st : states) {
-        if (st.spec->kind != PolicyKind::kDynamic) continue;
-        if (st.shift_from > 0) {
-          // After a shift only the steps since its re-plan describe the workload.
-          OMNI_RETURN_IF_ERROR(sum_steps(chunk, st.shift_from, n, &recent));
-          OMNI_RETURN_IF_ERROR(replan(st, recent, trace, topology, options, step, false));
-        } else {
-          OMNI_RETURN_IF_ERROR(replan(st, observed, trace, topology, options, step, false));
-        }
+    const auto keep = static_cast<size_t>(std::max(options.history_intervals, options.sample_intervals));
+    for (PolicyState& st : states) {
+      if (st.spec->kind != PolicyKind::kDynamic) continue;
+      if (st.shift_from > 0) {
+        // After a shift only the steps since its re-plan describe the workload.
+        OMNI_RETURN_IF_ERROR(sum_steps(chunk, st.shift_from, n, &recent));
+        st.windows.assign(1, recent);
+      } else {
+        st.windows.push_back(window);
       }
+      while (st.windows.size() > keep) st.windows.pop_front();
+      if (step >= total) continue;
+      const size_t h = std::min(st.windows.size(), static_cast<size_t>(options.history_intervals));
+      observed = st.windows[st.windows.size() - h];
+      for (size_t i = st.windows.size() - h + 1; i < st.windows.size(); ++i)
+        OMNI_RETURN_IF_ERROR(observed.add(st.windows[i]));
+      const size_t m = std::min(st.windows.size(), static_cast<size_t>(options.sample_intervals));
+      samples.assign(st.windows.end() - static_cast<std::ptrdiff_t>(m), st.windows.end());
+      OMNI_RETURN_IF_ERROR(replan(st, observed, samples, trace, topology, options, step, false));
     }
     for (PolicyState& st : states) st.shift_from = 0;
     if (options.progress) options.progress(step, total);

@@ -15,7 +15,7 @@
 namespace omni::sim::testing {
 
 inline PlanFn greedy_planner(int32_t num_ranks, int32_t slots_per_rank) {
-  return [=](const LoadMatrix& load, const Placement*) -> StatusOr<Placement> {
+  return [=](const LoadMatrix& load, const Placement*, const std::vector<LoadMatrix>&) -> StatusOr<Placement> {
     PlacementLayout out;
     out.num_ranks = num_ranks;
     out.num_experts = load.num_experts();

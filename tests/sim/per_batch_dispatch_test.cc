@@ -8,6 +8,7 @@
 #include "common/random_placement.h"
 #include "omniplacement/runtime/batch_split.h"
 #include "omniplacement/sim/cost_model.h"
+#include "planner/batch_refine.h"
 #include "unit_cost.h"
 
 namespace omni::sim {
@@ -18,7 +19,10 @@ namespace {
 // Shares: e0 splits 3 / 3, so r0 = 3 + 2 = 5, r1 = 3: max 5.
 // Per batch: e1 has one replica (r0 = 2); e0 water-fills {r0, r1} from
 // (2, 0) to the level (6 + 2 + 0) / 2 = 4: r0 gets 2, r1 gets 4: max 4.
-// Traffic (nearest replica) is the same in both modes; per batch adds the
+// Traffic: shares (nearest replica): e1's 1 token from r1 to r0. Per batch:
+// e0's split flows (each rank originates 3 of e0; r0 serves 2 of its own, r1
+// 3 of its own and 1 from r0) add 1 token r0 -> r1, so each rank still sends
+// and receives at most 1: the same phase times. Per batch adds the
 // all-gather, 0.125 s. So time(per batch) = time(shares) - 1 + 0.125.
 TEST(PerBatchDispatchTest, WaterFillsTheStepsLoadsByHand) {
   const Placement p = *Placement::create(PlacementLayout{2, 2, {2}, {{0, 1, 0, -1}}, {}});
@@ -60,6 +64,30 @@ TEST(PerBatchDispatchTest, WaterFillsTheStepsLoadsByHand) {
   ASSERT_TRUE(step.ok());
   EXPECT_DOUBLE_EQ(step->comm_s, b->dispatch_s + b->combine_s + 0.125);
   EXPECT_DOUBLE_EQ(step->mean_max_over_mean, 1.0);
+}
+
+// Per-batch traffic follows the split's flows. Two hosts of one rank each:
+// r0 {e0, e1}, r1 {e0, empty}; loads [100, 100].
+// Shares: e0 50 / 50, so r0 = 150; e0's origins use their own replica, only
+// e1's 50 tokens from r1 cross: 50 tokens cross hosts.
+// Per batch: r0 holds e1's 100, so e0 goes all to r1 (level 100, max 100);
+// r1 serves its own 50 of e0 and takes r0's 50 across hosts, and e1's 50
+// still cross from r1 to r0: 100 tokens cross, each rank sends and
+// receives 50.
+TEST(PerBatchDispatchTest, TrafficFollowsTheSplitsFlowsByHand) {
+  const Placement p = *Placement::create(PlacementLayout{2, 2, {2}, {{0, 1, 0, -1}}, {}});
+  const Topology t = *Topology::uniform(2, 1, unit_links(1, 1, 0));
+  auto s = CostModel::create(p, t, unit_params(DispatchModel::kShares))->layer_cost(0, std::vector<double>{100, 100});
+  auto b = CostModel::create(p, t, unit_params(DispatchModel::kPerBatch))->layer_cost(0, std::vector<double>{100, 100});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_DOUBLE_EQ(s->max_tokens, 150);
+  EXPECT_DOUBLE_EQ(b->max_tokens, 100);
+  EXPECT_GT(s->cross_host_bytes, 0);
+  EXPECT_DOUBLE_EQ(b->cross_host_bytes, 2 * s->cross_host_bytes);
+  EXPECT_DOUBLE_EQ(b->same_host_bytes, 0);
+  // Per rank the busiest class moves 50 tokens in both modes.
+  EXPECT_DOUBLE_EQ(b->dispatch_s, s->dispatch_s);
 }
 
 // Shares planned for another load keep the split the plan chose; per batch
@@ -115,6 +143,28 @@ TEST(PerBatchDispatchTest, AgreesWithRuntimeSplitOnRandomPlacements) {
       EXPECT_DOUBLE_EQ(layers[static_cast<size_t>(l)].max_tokens, static_cast<double>(busiest))
           << "trial " << trial << " layer " << l;
     }
+  }
+}
+
+// omni(per_batch=true) scores placements with the runtime's split computed
+// in doubles (src/planner/batch_refine.h): on random placements and integer
+// loads its max/mean is the runtime's up to rounding to whole tokens.
+TEST(PerBatchDispatchTest, PlannerScoreIsTheRuntimeSplit) {
+  std::mt19937_64 rng(42);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int32_t R = 2 + static_cast<int32_t>(rng() % 10);
+    const int32_t E = R + static_cast<int32_t>(rng() % 30);
+    const Placement p = *Placement::create(testing::random_layout(rng, 1, R, E, 0, 3, /*no_dups=*/true, 0.1));
+    std::vector<int64_t> totals(static_cast<size_t>(E));
+    for (auto& t : totals) t = 1000 + static_cast<int64_t>(rng() % 100000);
+    auto loads = balance_batch_loads(R, layer_replica_ranks(p, 0), totals);
+    ASSERT_TRUE(loads.ok()) << loads.status();
+    double sum = 0;
+    for (int64_t t : totals) sum += static_cast<double>(t);
+    const double runtime = static_cast<double>(*std::max_element(loads->begin(), loads->end())) / (sum / R);
+    const std::vector<std::vector<double>> samples = {std::vector<double>(totals.begin(), totals.end())};
+    const double planner = detail::batch_split_score(p.phy2log(0), samples, R, p.slots_per_rank(0));
+    EXPECT_NEAR(planner, runtime, 2.0 * R / sum) << "trial " << trial;
   }
 }
 

@@ -44,7 +44,7 @@ TEST(PoliciesTest, PlanFnsPlanValidPlacementsOfTheContext) {
     auto plan = planner_plan_fn(spec, ctx, /*incremental=*/true);
     ASSERT_TRUE(plan.ok()) << plan.status();
     const Placement contiguous = *Placement::contiguous(2, 4, 8, 3);
-    auto p = (*plan)(load, &contiguous);
+    auto p = (*plan)(load, &contiguous, {load});
     ASSERT_TRUE(p.ok()) << spec << ": " << p.status();
     EXPECT_EQ(p->num_ranks(), 4);
     EXPECT_EQ(p->slots_per_rank(0), 3);

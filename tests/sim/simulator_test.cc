@@ -140,16 +140,17 @@ TEST(SimulatorTest, ReportsPlannerErrorsWithPolicyAndStep) {
   SimOptions opts;
   opts.interval_steps = 10;
   int calls = 0;
-  PlanFn flaky = [&, plan = greedy_planner(kRanks, kSpr)](const LoadMatrix& w, const Placement* cur) -> StatusOr<Placement> {
+  PlanFn flaky = [&, plan = greedy_planner(kRanks, kSpr)](const LoadMatrix& w, const Placement* cur,
+                                                                   const std::vector<LoadMatrix>&) -> StatusOr<Placement> {
     if (++calls == 3) return invalid_argument_error("no luck");
-    return plan(w, cur);
+    return plan(w, cur, {});
   };
   auto r = simulate(*trace, topo, {PolicySpec::dynamic("flaky", flaky)}, opts);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("policy 'flaky' at step 20"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("no luck"), std::string::npos);
 
-  PlanFn wrong = [](const LoadMatrix&, const Placement*) { return Placement::contiguous(2, 2, 8, 4); };
+  PlanFn wrong = [](const LoadMatrix&, const Placement*, const std::vector<LoadMatrix>&) { return Placement::contiguous(2, 2, 8, 4); };
   auto trace2 = SyntheticTrace::create(drifting(), 50);
   auto w = simulate(*trace2, topo, {PolicySpec::static_plan("wrong", wrong)}, opts);
   ASSERT_FALSE(w.ok());
@@ -205,7 +206,7 @@ TEST(SimulatorTest, DynamicPoliciesPlanOnTheLastHistoryIntervals) {
   for (int64_t v = 1; v <= 4; ++v) windows.push_back(*LoadMatrix::from_counts(1, 4, {v, 0, 0, 0}));
   auto trace = WindowTrace::create(windows, 1);
   std::vector<double> seen;
-  PlanFn record = [&](const LoadMatrix& w, const Placement*) {
+  PlanFn record = [&](const LoadMatrix& w, const Placement*, const std::vector<LoadMatrix>&) {
     seen.push_back(w.layer_total(0));
     return Placement::contiguous(1, 2, 4, 2);
   };

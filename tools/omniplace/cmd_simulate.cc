@@ -41,6 +41,7 @@ struct SimulateOptions {
   std::string dynamic_omni_spec = "omni";
   std::string oracle_spec = "omni";
   int32_t history = 1;
+  int32_t samples = 1;
   int64_t shift_check = 0;
   double shift_threshold = sim::SimOptions{}.shift_threshold;
   int64_t interval = 100;
@@ -205,6 +206,7 @@ int run_simulate(const SimulateOptions& o) {
   opts.migration_mode = *mode;
   opts.migration_max_per_round = o.migration_per_round;
   opts.history_intervals = o.history;
+  opts.sample_intervals = o.samples;
   opts.shift_check_steps = o.shift_check;
   opts.shift_threshold = o.shift_threshold;
   opts.cost = cost;
@@ -278,6 +280,10 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
                   "Experts a rank sends (and receives) per migration round, the staging memory (0: no limit)")
       ->capture_default_str();
   sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")->capture_default_str();
+  sub->add_option("--samples", opts->samples,
+                  "Dynamic policies also get the last N intervals one by one (omni(per_batch=true) scores placements "
+                  "on each)")
+      ->capture_default_str();
   sub->add_option("--shift-check", opts->shift_check,
                   "Dynamic policies: every N steps, re-plan at once when the load of those steps is off the plan "
                   "(0: off)")

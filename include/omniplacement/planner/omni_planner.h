@@ -67,6 +67,8 @@
 //   locality_slack=<number, 0.05>   max_iterations=<int, 0 = 64 x slots per layer>
 //   max_moves_per_rank=<int, -1 = no limit>   min_gain=<number, 0>   escalate_gain=<number, 0 = off>
 //   spread_hosts=<bool, false>   protect=<number in [0, 1], 0>
+//   per_batch=<bool, false>   per_batch_spread=<number in [0, 100], 2>   per_batch_shift=<number >= 0, 2.5>
+//   per_batch_move_cost=<number >= 0, 0.003>   per_batch_evals=<int >= 0, 0 = automatic>
 //
 // Thread safety: pure functions.
 #pragma once
@@ -105,6 +107,34 @@ struct OmniOptions {
   // permitting), and re-allocation never takes them below two.
   bool spread_hosts = false;
   double protect = 0;
+  // Per-batch dispatch (the runtime's DispatchMode::kPerBatch, where each
+  // batch's tokens of an expert are divided over its replicas after the batch
+  // is seen; runtime/batch_split.h). per_batch: after planning, a local search
+  // reshapes every layer for that split (swap two slots' experts, or give a
+  // slot of an expert with a spare replica, or an empty slot, to another
+  // expert), scored by the mean over PlanInput::samples (else over load
+  // alone) of (most loaded rank after the split) / (mean rank load). The
+  // search starts from the better of the plan and, when given and complete,
+  // the placement in force. per_batch_spread: each sample's deviation from
+  // the samples' mean is scaled by this first (> 1 hedges against windows not
+  // seen; 1 scores the samples as they are). per_batch_shift: with three or
+  // more samples, those whose distance to the newest (total variation of the
+  // per-layer token shares, mean over layers) exceeds this x the median
+  // distance between consecutive samples are left out, so that a workload
+  // that shifted is planned on its new windows only (0: keep all).
+  // per_batch_move_cost (with a
+  // current placement): each slot given an expert it does not hold now must
+  // improve that score by this much (max/mean units); max_moves_per_rank caps
+  // such slots per rank. per_batch_evals: placements scored per layer (0: 400
+  // x slots of the layer); time_budget_ms also stops it. Requires
+  // locality=none and spread_hosts=false. Cost: each score runs the split on
+  // every sample, so a layer takes ~0.1 s at 60 experts, 72 slots and 6
+  // samples (BENCHMARKS.md).
+  bool per_batch = false;
+  double per_batch_spread = 2.0;
+  double per_batch_shift = 2.5;
+  double per_batch_move_cost = 0.003;
+  int64_t per_batch_evals = 0;
 };
 
 StatusOr<PlanResult> omni_plan(const PlanInput& input, const OmniOptions& options);

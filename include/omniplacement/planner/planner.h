@@ -63,6 +63,11 @@ struct PlanInput {
   // Optional: the placement in force (for incremental planners; the shapes
   // must match load and num_ranks).
   const Placement* current = nullptr;
+  // Optional: the windows `load` describes, oldest first, each [num_layers,
+  // num_experts] like load (typically the recent windows load was summed
+  // from). Planners that plan for per-batch dispatch (omni(per_batch=true))
+  // score placements on each of them; others ignore them. Not owned.
+  const std::vector<LoadMatrix>* samples = nullptr;
 
   // slots_per_rank resolved for every layer: [num_layers], or an error naming
   // what is inconsistent (missing load, non-multiple num_replicas, too few slots).

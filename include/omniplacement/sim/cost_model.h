@@ -152,7 +152,10 @@ class CostModel {
   StatusOr<LayerCost> evaluate(const LayerRoute& route, std::span<const double> w,
                                std::vector<double>& scratch) const;
   // kPerBatch: adds each rank's tokens under the per-batch split of w to tokens[R].
-  Status per_batch_tokens(const LayerRoute& route, std::span<const double> w, double* tokens) const;
+  // Adds the per-batch split's rank loads to tokens [R] and the token flows
+  // of experts with several replica ranks to recv_*/send_* [R].
+  Status per_batch_tokens(const LayerRoute& route, std::span<const double> w, double* tokens, double* recv_same,
+                          double* recv_cross, double* send_same, double* send_cross) const;
   double phase_seconds(double same_host_bytes, double cross_host_bytes) const;
 
   CostParams params_;

@@ -49,10 +49,13 @@
 namespace omni::sim {
 
 // A planner as the simulator sees it: the load of a window ([num_layers,
-// num_experts], tokens summed over the window's steps) and the placement in
-// force (nullptr when there is none) -> the next placement, with the same
+// num_experts], tokens summed over the window's steps), the placement in
+// force (nullptr when there is none) and the recent intervals one by one
+// (oldest first, each [num_layers, num_experts]; at least one; see
+// SimOptions::sample_intervals) -> the next placement, with the same
 // num_layers, num_experts and num_ranks as the trace and the topology.
-using PlanFn = std::function<StatusOr<Placement>(const LoadMatrix& window, const Placement* current)>;
+using PlanFn = std::function<StatusOr<Placement>(const LoadMatrix& window, const Placement* current,
+                                                 const std::vector<LoadMatrix>& samples)>;
 
 enum class MigrationMode { kStall, kBackground };
 const char* migration_mode_name(MigrationMode m);  // "stall", "background"
@@ -79,6 +82,11 @@ struct SimOptions {
   // Dynamic policies plan on the load of the last history_intervals intervals
   // (summed): a longer memory smooths noise, a shorter one follows drift.
   int32_t history_intervals = 1;
+  // Dynamic policies also get the loads of the last sample_intervals
+  // intervals one by one (PlanInput::samples; omni(per_batch=true) scores
+  // placements on each). After a shift re-plan (below) only the steps since
+  // the shift count, for both history and samples.
+  int32_t sample_intervals = 1;
   CostParams cost;
   MigrationMode migration_mode = MigrationMode::kStall;
   // Experts one rank sends (and receives) per migration round (diff()'s
