@@ -289,6 +289,44 @@ void BM_Budget(benchmark::State& state, omni::BudgetRule rule, int64_t budget) {
   state.SetLabel(w.name + " budget " + std::to_string(budget));
 }
 
+// omni(per_batch=true) on six recent windows (PlanInput::samples), the
+// simulator's --samples 6 setting. Qwen: bookcorpus iterations 0-5, 12 ranks,
+// 72 slots. DeepSeek-V3 scale: six noisy copies of the lognormal workload,
+// 64 ranks, 320 slots, with the evaluation cap given in the spec.
+void BM_PlanPerBatch(benchmark::State& state, std::string spec, bool deepseek) {
+  std::vector<omni::LoadMatrix> samples;
+  if (deepseek) {
+    const omni::LoadMatrix base = workloads()[3].load;
+    std::mt19937_64 rng(7);
+    std::lognormal_distribution<double> noise(0.0, 0.2);
+    for (int k = 0; k < 6; ++k) {
+      std::vector<int64_t> c(base.values().size());
+      for (size_t i = 0; i < c.size(); ++i) c[i] = static_cast<int64_t>(base.values()[i] * noise(rng));
+      samples.push_back(*omni::LoadMatrix::from_counts(base.num_layers(), base.num_experts(), std::move(c)));
+    }
+  } else {
+    for (int it = 0; it < 6; ++it) {
+      const std::string iteration = std::to_string(it);
+      samples.push_back(read_trace("qwen15moe_expert_freq_by_iteration.csv", 4, [&](const std::vector<std::string>& f) {
+        return f[1] == "bookcorpus" && f[2] == iteration;
+      }));
+    }
+  }
+  auto planner = omni::make_planner(spec);
+  if (!planner.ok()) return state.SkipWithError(planner.status().to_string().c_str());
+  omni::PlanInput in;
+  in.load = &samples.back();
+  in.num_ranks = deepseek ? 64 : 12;
+  in.num_replicas = deepseek ? 320 : 72;
+  in.samples = &samples;
+  for (auto _ : state) {
+    auto r = (*planner)->plan(in);
+    if (!r.ok()) return state.SkipWithError(r.status().to_string().c_str());
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetLabel(deepseek ? "lognormal_58x256_64r_320s, 6 samples" : "qwen bookcorpus 0-5, 12r_72s, 6 samples");
+}
+
 // Registered at start-up: every planner on every workload.
 const bool kRegistered = [] {
   const std::vector<std::string> timed = {"eplb", "omni"};
@@ -298,6 +336,15 @@ const bool kRegistered = [] {
       benchmark::RegisterBenchmark(("BM_Plan/" + spec + "/" + workloads()[wi].name).c_str(), BM_Plan, spec, wi)
           ->Unit(benchmark::kMillisecond);
     }
+  benchmark::RegisterBenchmark("BM_PlanPerBatch/omni/qwen", BM_PlanPerBatch, std::string("omni"), false)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_PlanPerBatch/omni(per_batch=true)/qwen", BM_PlanPerBatch,
+                               std::string("omni(per_batch=true)"), false)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_PlanPerBatch/omni(per_batch=true,per_batch_evals=2000)/deepseek", BM_PlanPerBatch,
+                               std::string("omni(per_batch=true,per_batch_evals=2000)"), true)
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(1);
   benchmark::RegisterBenchmark("BM_Plan/omni(shares=true)/lognormal_58x256_64r_320s", BM_Plan,
                                std::string("omni(shares=true)"), size_t{3})
       ->Unit(benchmark::kMillisecond);

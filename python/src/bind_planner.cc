@@ -84,8 +84,11 @@ void bind_planner(py::module_& m) {
           "plan",
           [](const Planner& planner, py::handle load, int32_t num_ranks, py::object slots_per_rank,
              int64_t num_replicas, int32_t num_nodes, int32_t num_groups, const Topology* topology,
-             py::object coactivation, const Placement* current) {
+             py::object coactivation, const Placement* current, py::object samples) {
             const LoadMatrix owned_load = load_from_object(load);
+            std::vector<LoadMatrix> owned_samples;
+            if (!samples.is_none())
+              for (py::handle h : samples) owned_samples.push_back(load_from_object(h));
             PlanInput in;
             in.load = &owned_load;
             in.num_ranks = num_ranks;
@@ -99,6 +102,7 @@ void bind_planner(py::module_& m) {
             in.num_groups = num_groups;
             in.topology = topology;
             in.current = current;
+            if (!samples.is_none()) in.samples = &owned_samples;
             std::optional<std::vector<double>> coact;
             if (!coactivation.is_none()) {
               auto d = to_doubles(coactivation, "coactivation");
@@ -119,10 +123,12 @@ void bind_planner(py::module_& m) {
           py::arg("load"), py::kw_only(), py::arg("num_ranks"), py::arg("slots_per_rank") = py::none(),
           py::arg("num_replicas") = 0, py::arg("num_nodes") = 0, py::arg("num_groups") = 1,
           py::arg("topology") = nullptr, py::arg("coactivation") = py::none(), py::arg("current") = nullptr,
+          py::arg("samples") = py::none(),
           "Plans a placement. load: LoadMatrix or [num_layers, num_experts] array (tokens). Give slots_per_rank "
           "(an int for every layer, or one per layer) or num_replicas (slots per layer, a multiple of "
           "num_ranks). num_nodes/num_groups as in EPLB; topology: optional rank-to-host map; coactivation: "
-          "optional [L, E, E] pair counts; current: the placement in force (incremental planners).")
+          "optional [L, E, E] pair counts; current: the placement in force (incremental planners); samples: "
+          "optional list of recent windows, each like load, oldest first (omni(per_batch=true) scores on them).")
       .def("__repr__", [](const Planner& p) { return str_cat("<Planner ", p.spec(), ">"); });
 
   m.def(

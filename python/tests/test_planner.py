@@ -135,6 +135,22 @@ def test_planner_by_spec_string():
     assert emap.logcnt().sum(axis=1).tolist() == [p.num_replicas(0), p.num_replicas(1)]
 
 
+def test_per_batch_planner_takes_recent_windows_as_samples():
+    # C++ twin: tests/planner/omni_per_batch_test.cc.
+    rng = np.random.default_rng(3)
+    base = 4000.0 / np.arange(1, 28) ** 1.0
+    windows = [np.rint(base * rng.lognormal(0.0, 0.3, 27)).astype(np.int64)[None, :] for _ in range(4)]
+    planner = op.Planner("omni(per_batch=true)")
+    result = planner.plan(windows[-1], num_ranks=6, slots_per_rank=5, samples=windows)
+    p = result.placement
+    assert all(p.replica_count(0, e) >= 1 for e in range(27))
+    # The samples are used: a plan on them differs from one on the last window alone.
+    alone = planner.plan(windows[-1], num_ranks=6, slots_per_rank=5).placement
+    assert p.checksum != alone.checksum
+    with pytest.raises(ValueError, match="sample 1"):
+        planner.plan(windows[-1], num_ranks=6, slots_per_rank=5, samples=[windows[0], np.ones((1, 26), np.int64)])
+
+
 def test_planner_errors_carry_the_library_message():
     with pytest.raises(ValueError) as e:
         op.Planner("no_such_planner")

@@ -181,6 +181,8 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
         options.commit_timeout_steps, "), layers_per_commit >= 0 (", options.layers_per_commit,
         "), staging_limit_bytes >= 0 (", options.staging_limit_bytes, "), min_gain >= 0 (", options.min_gain,
         "), 0 <= window_decay < 1 (", options.window_decay, ")"));
+  if (options.plan_samples < 1)
+    return invalid_argument_error(str_cat("PlacementManager: plan_samples ", options.plan_samples, " must be >= 1"));
   if (options.enable_dump && (options.dump_dir.empty() || options.dump_queue_capacity < 1))
     return invalid_argument_error(str_cat("PlacementManager: enable_dump needs a dump_dir (given '", options.dump_dir,
                                           "') and dump_queue_capacity >= 1 (", options.dump_queue_capacity, ")"));
@@ -679,6 +681,9 @@ Status PlacementManager::run_round(const Job& job) {
   // windows is planned with that movement added, so it tends to get replicas
   // the per-batch split can shift load between.
   LoadMatrix raw = load;
+  recent_windows_.push_back(raw);
+  while (recent_windows_.size() > static_cast<size_t>(options_.plan_samples))
+    recent_windows_.erase(recent_windows_.begin());
   if (options_.volatility_weight > 0 && prev_window_.num_layers() == L && prev_window_.num_experts() == E) {
     std::vector<double> hedged(static_cast<size_t>(L) * static_cast<size_t>(E));
     for (size_t i = 0; i < hedged.size(); ++i)
@@ -731,6 +736,7 @@ Status PlacementManager::run_round(const Job& job) {
       for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
       in.topology = &topology_;
       in.current = &current;
+      in.samples = &recent_windows_;
       OMNI_ASSIGN_OR_RETURN(plan, planner_->plan(in));
     } else {
       OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(load, current, job.failed));

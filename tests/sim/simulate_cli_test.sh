@@ -90,9 +90,11 @@ assert "dispatch" not in shares["cost"], shares["cost"]
 assert batch["cost"]["dispatch"] == "per-batch" and abs(batch["cost"]["batch_allgather_s"] - 5e-6) < 1e-15
 s = {x["name"]: x for x in shares["policies"]}
 b = {x["name"]: x for x in batch["policies"]}
-# Placements and traffic are the same (the planners see the same loads); only the split differs.
+# Placements are the same (the planners see the same loads), so are the weights moved; the split
+# and its token flows differ, so the cross-host traffic does too (docs/simulator.md).
 for n in ("static-eplb", "dynamic-omni", "oracle"):
-    assert b[n]["moved_bytes"] == s[n]["moved_bytes"] and b[n]["cross_host_bytes"] == s[n]["cross_host_bytes"], n
+    assert b[n]["moved_bytes"] == s[n]["moved_bytes"], n
+    assert b[n]["cross_host_bytes"] > 0 and b[n]["cross_host_bytes"] != s[n]["cross_host_bytes"], n
 # Stale shares: the per-batch split gives the policies that plan on past windows a better balance.
 for n in ("static-eplb", "dynamic-omni"):
     assert b[n]["mean_max_over_mean"] < s[n]["mean_max_over_mean"], (n, b[n], s[n])

@@ -34,6 +34,7 @@ struct DemoArgs {
   int64_t stage_wait_ms = 0;
   double decay = 0.0;
   double volatility = 0.0;
+  int32_t plan_samples = 1;
   std::string planner = "eplb";
   std::string dispatch = "per-batch";
   std::string transport = "local";
@@ -210,6 +211,9 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{60000}));
   sub->add_option("--decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
       ->capture_default_str();
+  sub->add_option("--plan-samples", args->plan_samples,
+                  "the planner also gets the last N aggregated windows one by one (for omni(per_batch=true))")
+      ->capture_default_str();
   sub->add_option("--volatility", args->volatility, "plan on load + this x |load - previous window|")
       ->capture_default_str();
   sub->add_option("--dispatch", args->dispatch, "per-batch or shares")
@@ -265,6 +269,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     c.manager.stage_wait = std::chrono::milliseconds(a.stage_wait_ms);
     c.manager.window_decay = a.decay;
     c.manager.volatility_weight = a.volatility;
+    c.manager.plan_samples = a.plan_samples;
     c.manager.dispatch_mode = a.dispatch == "shares" ? omni::DispatchMode::kShares : omni::DispatchMode::kPerBatch;
     const bool tty = isatty(fileno(stderr)) != 0;
     c.progress_every = std::max<int64_t>(1, a.steps / 30);

@@ -159,6 +159,10 @@ struct PlacementManagerOptions {
   // Plan on load + volatility_weight * |load - previous window's load| per
   // expert (0: off): hedges volatile experts with replicas.
   double volatility_weight = 0.0;
+  // The planner also gets the aggregated windows of the last plan_samples
+  // rounds one by one, oldest first (PlanInput::samples), e.g. for
+  // omni(per_batch=true) with DispatchMode::kPerBatch. >= 1.
+  int32_t plan_samples = 1;
   // At most this many layers per commit (0: as many as staging allows).
   int32_t layers_per_commit = 0;
   // While a round runs, step_boundary waits up to this long for this rank's
@@ -363,6 +367,7 @@ class PlacementManager {
   std::string planner_error_;  // why this rank's planner failed the round in progress
   LoadMatrix ema_;          // planner thread only
   LoadMatrix prev_window_;  // planner thread only: the last aggregated window
+  std::vector<LoadMatrix> recent_windows_;  // planner thread only: the last plan_samples windows, oldest first
   std::unique_ptr<DumpWriter> dump_writer_;  // null unless enable_dump; outlives the planner thread
   std::thread planner_thread_;
 };

@@ -1,0 +1,76 @@
+// The runtime with placements shaped for its own per-batch split:
+// omni(per_batch=true) planning on the last plan_samples aggregated windows
+// (PlacementManagerOptions::plan_samples -> PlanInput::samples), serving the
+// shipped Qwen1.5-MoE series through the demo. Every (token, expert) output
+// is checked against its reference, and the plans must beat the static
+// placement. Not part of runtime_tsan: the search is CPU-heavy and its
+// threads are those of the protocol already covered there.
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "omniplacement/io/trace.h"
+#include "omniplacement/runtime/demo.h"
+#include "omniplacement/transport/local_transport.h"
+
+namespace omni {
+namespace {
+
+TEST(PerBatchPlanning, ShapedPlansServeCorrectlyAndBeatTheStaticPlacement) {
+  auto trace = Trace::read_csv(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv");
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  auto windows = trace->windows({"bookcorpus", "wikitext"}, 0, 5);  // 6 iterations each
+  ASSERT_TRUE(windows.ok()) << windows.status();
+  std::vector<LoadMatrix> loads;
+  std::vector<std::string> names;
+  for (const auto& w : *windows) {
+    loads.push_back(w.load);
+    names.push_back(w.group);
+  }
+  auto workload = RoutingWorkload::create(std::move(loads), /*steps_per_window=*/4, /*tokens_per_rank=*/16,
+                                          /*top_k=*/4, /*seed=*/9);
+  ASSERT_TRUE(workload.ok());
+  DemoConfig c;
+  c.ranks_per_host = 2;
+  c.slots_per_rank = 12;  // 6 ranks x 12 slots: 72 slots for 60 experts
+  c.steps = 12 * 4;
+  // A capped search keeps each rank's plan of 12 layers well under a second.
+  c.manager.planner_spec = "omni(per_batch=true,per_batch_evals=1500)";
+  c.manager.plan_samples = 3;
+  c.manager.replan_interval_steps = 4;
+  c.manager.commit_cadence_steps = 1;
+  c.manager.dispatch_mode = DispatchMode::kPerBatch;
+  c.manager.stage_wait = std::chrono::seconds(20);
+  std::mutex mu;
+  DemoReport report;
+  auto statuses = LocalCluster::run(6, [&](Transport& t) -> Status {
+    auto r = run_demo(t, c, *workload, names);
+    if (!r.ok()) return r.status();
+    std::lock_guard<std::mutex> lock(mu);
+    if (t.rank() == 0) report = *r;
+    return ok_status();
+  });
+  for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(report.wrong_outputs, 0);
+  EXPECT_EQ(report.misrouted, 0);
+  EXPECT_GT(report.outputs_checked, 0);
+  EXPECT_GE(report.manager.epoch, 3u);
+  EXPECT_EQ(report.manager.rounds_aborted, 0) << report.manager.last_abort;
+  EXPECT_LT(report.overall.dynamic, report.overall.static_);
+}
+
+TEST(PerBatchPlanning, RejectsZeroPlanSamples) {
+  auto workload = RoutingWorkload::create({*LoadMatrix::from_counts(1, 4, {4, 3, 2, 1})}, 1, 4, 2, 1);
+  ASSERT_TRUE(workload.ok());
+  DemoConfig c;
+  c.ranks_per_host = 2;
+  c.slots_per_rank = 2;
+  c.steps = 2;
+  c.manager.plan_samples = 0;
+  auto statuses = LocalCluster::run(2, [&](Transport& t) -> Status { return run_demo(t, c, *workload, {"w"}).status(); });
+  ASSERT_FALSE(statuses[0].ok());
+  EXPECT_NE(statuses[0].message().find("plan_samples 0"), std::string::npos) << statuses[0];
+}
+
+}  // namespace
+}  // namespace omni
