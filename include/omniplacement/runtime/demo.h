@@ -130,7 +130,7 @@ struct DemoPhase {
   int32_t num_windows = 0;
   double dynamic = 0;  // mean over windows and layers of max/mean rank load
   double static_ = 0;
-  double oracle = 0;   // a plan made on each window's own counts (rank 0 only)
+  double oracle = 0;   // a plan made on each window's own counts, priced with the run's dispatch mode (rank 0 only)
 };
 
 struct DemoReport {
