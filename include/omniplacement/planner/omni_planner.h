@@ -127,7 +127,10 @@ struct OmniOptions {
   // improve that score by this much (max/mean units); max_moves_per_rank caps
   // such slots per rank. per_batch_evals: placements scored per layer (0: 400
   // x slots of the layer); time_budget_ms also stops it. Requires
-  // locality=none and spread_hosts=false. Cost: each score runs the split on
+  // locality=none and spread_hosts=false; min_gain still compares the plans'
+  // shares-based balance, so leave it at 0 and use per_batch_move_cost
+  // instead. Served with shares dispatch these placements are worse than
+  // plain omni's (they rely on the split). Cost: each score runs the split on
   // every sample, so a layer takes ~0.1 s at 60 experts, 72 slots and 6
   // samples (BENCHMARKS.md).
   bool per_batch = false;
