@@ -195,6 +195,18 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::s
     }
   };
   auto within_cap = [&](size_t r) { return opt.max_moves_per_rank < 0 || moved[r] <= opt.max_moves_per_rank; };
+  // Scores the placement as it now stands; keeps it (true) when it beats the
+  // best so far, move costs included.
+  auto improves = [&] {
+    const double cost = opt.move_cost * static_cast<double>(total_moved);
+    const double s = scorer.score(p, best - cost);
+    ++out.evals;
+    if (!(s + cost < best - 1e-9)) return false;
+    best = s + cost;
+    out.score = s;
+    ++out.moves;
+    return true;
+  };
 
   size_t since_improvement = 0;
   for (size_t i = 0; since_improvement < cand.size(); i = (i + 1) % cand.size(), ++since_improvement) {
@@ -215,17 +227,9 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::s
       if (a == b || (a >= 0 && has(rb, a)) || (b >= 0 && has(ra, b))) continue;
       set_slot(g, b);
       set_slot(h, a);
-      if (within_cap(ra) && within_cap(rb)) {
-        const double cost = opt.move_cost * static_cast<double>(total_moved);
-        const double s = scorer.score(p, best - cost);
-        ++out.evals;
-        if (s + cost < best - 1e-9) {
-          best = s + cost;
-          out.score = s;
-          ++out.moves;
-          since_improvement = 0;
-          continue;
-        }
+      if (within_cap(ra) && within_cap(rb) && improves()) {
+        since_improvement = 0;
+        continue;
       }
       set_slot(g, a);
       set_slot(h, b);
@@ -235,17 +239,9 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::s
           has(ra, e))
         continue;
       set_slot(g, e);
-      if (within_cap(ra)) {
-        const double cost = opt.move_cost * static_cast<double>(total_moved);
-        const double s = scorer.score(p, best - cost);
-        ++out.evals;
-        if (s + cost < best - 1e-9) {
-          best = s + cost;
-          out.score = s;
-          ++out.moves;
-          since_improvement = 0;
-          continue;
-        }
+      if (within_cap(ra) && improves()) {
+        since_improvement = 0;
+        continue;
       }
       set_slot(g, a);
     }
