@@ -5,16 +5,11 @@
 #include <limits>
 #include <numeric>
 
+#include "core/mix64.h"
+
 namespace omni::detail {
 
 namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 // Scores placements of one layer under the per-batch split; buffers are
 // reused between calls (no allocation per score once warm).
@@ -174,7 +169,7 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::s
   for (size_t g = 0; g < G; ++g)
     for (ExpertId e = 0; e < E; ++e) cand.emplace_back(static_cast<int32_t>(g), -e - 1);
   uint64_t state = opt.seed;
-  for (size_t i = cand.size(); i > 1; --i) std::swap(cand[i - 1], cand[splitmix64(state) % i]);
+  for (size_t i = cand.size(); i > 1; --i) std::swap(cand[i - 1], cand[internal::splitmix64_next(state) % i]);
 
   auto rank_of = [&](int32_t g) { return static_cast<size_t>(g / S); };
   auto has = [&](size_t r, ExpertId e) { return on_rank[r * static_cast<size_t>(E) + static_cast<size_t>(e)] > 0; };

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "omniplacement/core/str_cat.h"
-#include "runtime/mix64.h"
+#include "core/mix64.h"
 
 namespace omni {
 
