@@ -7,39 +7,21 @@
 
 #include <mutex>
 
-#include "omniplacement/io/trace.h"
 #include "omniplacement/transport/local_transport.h"
+#include "runtime/qwen_workload.h"
 
 namespace omni {
 namespace {
 
+// bookcorpus, wikitext, wmt19: 8 iterations each.
 StatusOr<RoutingWorkload> qwen_workload(std::vector<std::string>& names) {
-  OMNI_ASSIGN_OR_RETURN(auto trace,
-                        Trace::read_csv(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv"));
-  OMNI_ASSIGN_OR_RETURN(auto windows, trace.windows({"bookcorpus", "wikitext", "wmt19"}, 0, 7));  // 8 iterations each
-  std::vector<LoadMatrix> loads;
-  for (const auto& w : windows) {
-    loads.push_back(w.load);
-    names.push_back(w.group);
-  }
-  return RoutingWorkload::create(std::move(loads), /*steps_per_window=*/4, /*tokens_per_rank=*/16, /*top_k=*/4,
-                                 /*seed=*/5);
+  return testing::qwen_workload(names, {"bookcorpus", "wikitext", "wmt19"}, 7, /*seed=*/5);
 }
 
 TEST(Demo, ZeroWrongOutputsOverTwentyCommits) {
-  auto trace = Trace::read_csv(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv");
-  ASSERT_TRUE(trace.ok()) << trace.status();
-  auto windows = trace->windows({"bookcorpus", "wikitext", "wmt19"}, 0, 7);  // 8 iterations each
-  ASSERT_TRUE(windows.ok()) << windows.status();
-  std::vector<LoadMatrix> loads;
   std::vector<std::string> names;
-  for (const auto& w : *windows) {
-    loads.push_back(w.load);
-    names.push_back(w.group);
-  }
-  auto workload = RoutingWorkload::create(std::move(loads), /*steps_per_window=*/4, /*tokens_per_rank=*/16,
-                                          /*top_k=*/4, /*seed=*/5);
-  ASSERT_TRUE(workload.ok());
+  auto workload = qwen_workload(names);
+  ASSERT_TRUE(workload.ok()) << workload.status();
   DemoConfig c;
   c.ranks_per_host = 3;
   c.slots_per_rank = 12;  // 6 ranks x 12 slots: 72 slots for 60 experts

@@ -9,27 +9,17 @@
 
 #include <mutex>
 
-#include "omniplacement/io/trace.h"
 #include "omniplacement/runtime/demo.h"
 #include "omniplacement/transport/local_transport.h"
+#include "runtime/qwen_workload.h"
 
 namespace omni {
 namespace {
 
 TEST(PerBatchPlanning, ShapedPlansServeCorrectlyAndBeatTheStaticPlacement) {
-  auto trace = Trace::read_csv(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv");
-  ASSERT_TRUE(trace.ok()) << trace.status();
-  auto windows = trace->windows({"bookcorpus", "wikitext"}, 0, 5);  // 6 iterations each
-  ASSERT_TRUE(windows.ok()) << windows.status();
-  std::vector<LoadMatrix> loads;
   std::vector<std::string> names;
-  for (const auto& w : *windows) {
-    loads.push_back(w.load);
-    names.push_back(w.group);
-  }
-  auto workload = RoutingWorkload::create(std::move(loads), /*steps_per_window=*/4, /*tokens_per_rank=*/16,
-                                          /*top_k=*/4, /*seed=*/9);
-  ASSERT_TRUE(workload.ok());
+  auto workload = testing::qwen_workload(names, {"bookcorpus", "wikitext"}, 5, /*seed=*/9);  // 6 iterations each
+  ASSERT_TRUE(workload.ok()) << workload.status();
   DemoConfig c;
   c.ranks_per_host = 2;
   c.slots_per_rank = 12;  // 6 ranks x 12 slots: 72 slots for 60 experts
