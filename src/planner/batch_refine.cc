@@ -129,7 +129,7 @@ double batch_split_score(std::span<const ExpertId> phy2log, const std::vector<st
   return scorer.score(phy2log);
 }
 
-BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::span<const ExpertId> current,
+BatchRefineResult refine_for_batch_split(std::span<const ExpertId> plan, std::span<const ExpertId> current,
                                          const std::vector<std::vector<double>>& samples,
                                          const BatchRefineOptions& opt,
                                          const std::chrono::steady_clock::time_point* deadline) {
@@ -138,15 +138,23 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::s
   const size_t G = static_cast<size_t>(R) * static_cast<size_t>(S);
   const int32_t cap = opt.max_replicas_per_expert;
   BatchRefineResult out;
+  const bool has_current = !current.empty();
+  auto arrives = [&](size_t g, ExpertId e) { return has_current && e >= 0 && e != current[g] ? 1 : 0; };
+  SplitScorer scorer(R, S, E, samples);
+  // The better start with move costs: the plan, or the placement in force (no moves).
+  std::span<const ExpertId> start = plan;
+  if (has_current) {
+    int64_t arrivals = 0;
+    for (size_t g = 0; g < G; ++g) arrivals += arrives(g, plan[g]);
+    if (scorer.score(current) <= scorer.score(plan) + opt.move_cost * static_cast<double>(arrivals)) start = current;
+  }
   out.phy2log.assign(start.begin(), start.end());
   std::vector<ExpertId>& p = out.phy2log;
-  const bool has_current = !current.empty();
 
   // Replica counts, replicas per (rank, expert), and moved slots per rank.
   std::vector<int32_t> count(static_cast<size_t>(E), 0);
   std::vector<int32_t> on_rank(static_cast<size_t>(R) * static_cast<size_t>(E), 0);
   std::vector<int32_t> moved(static_cast<size_t>(R), 0);
-  auto arrives = [&](size_t g, ExpertId e) { return has_current && e >= 0 && e != current[g] ? 1 : 0; };
   for (size_t g = 0; g < G; ++g) {
     if (p[g] < 0) continue;
     ++count[static_cast<size_t>(p[g])];
@@ -155,7 +163,6 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::s
   }
   int64_t total_moved = std::accumulate(moved.begin(), moved.end(), int64_t{0});
 
-  SplitScorer scorer(R, S, E, samples);
   out.score = scorer.score(p);
   out.evals = 1;
   double best = out.score + opt.move_cost * static_cast<double>(total_moved);

@@ -57,10 +57,12 @@ struct BatchRefineResult {
 double batch_split_score(std::span<const ExpertId> phy2log, const std::vector<std::vector<double>>& samples,
                          int32_t num_ranks, int32_t slots_per_rank);
 
-// start: the placement to improve, [R * S], every expert in [0, E) present;
-// current: the placement in force, same shape, or empty (no move costs).
-// samples: K >= 1 load vectors [E]. deadline may be null.
-BatchRefineResult refine_for_batch_split(std::span<const ExpertId> start, std::span<const ExpertId> current,
+// plan: the placement to improve, [R * S], every expert in [0, E) present;
+// current: the placement in force, same shape, every expert present, or
+// empty (no move costs). With a current placement the search starts from
+// whichever of the two scores better, move costs included (current has
+// none). samples: K >= 1 load vectors [E]. deadline may be null.
+BatchRefineResult refine_for_batch_split(std::span<const ExpertId> plan, std::span<const ExpertId> current,
                                          const std::vector<std::vector<double>>& samples,
                                          const BatchRefineOptions& options,
                                          const std::chrono::steady_clock::time_point* deadline);

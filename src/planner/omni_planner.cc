@@ -1232,16 +1232,7 @@ void refine_layer_for_batch_split(const PlanInput& in, const std::vector<const L
   bo.max_moves_per_rank = current.empty() ? -1 : opt.max_moves_per_rank;
   bo.max_evals = opt.per_batch_evals > 0 ? opt.per_batch_evals : int64_t{400} * R * S;
   bo.seed = 0x5EEDULL + static_cast<uint64_t>(l);
-  std::span<const ExpertId> start = lo.phy2log;
-  if (!current.empty()) {
-    // The better start with move costs: the plan, or the placement in force (no moves).
-    int64_t arrivals = 0;
-    for (size_t g = 0; g < lo.phy2log.size(); ++g) arrivals += lo.phy2log[g] >= 0 && lo.phy2log[g] != current[g];
-    const double plan_cost =
-        detail::batch_split_score(lo.phy2log, samples, R, S) + bo.move_cost * static_cast<double>(arrivals);
-    if (detail::batch_split_score(current, samples, R, S) <= plan_cost) start = current;
-  }
-  detail::BatchRefineResult r = detail::refine_for_batch_split(start, current, samples, bo, deadline);
+  detail::BatchRefineResult r = detail::refine_for_batch_split(lo.phy2log, current, samples, bo, deadline);
   lo.phy2log = std::move(r.phy2log);
   lo.moves += r.moves;
   lo.budget_hit |= r.budget_hit;
