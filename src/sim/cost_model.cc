@@ -181,12 +181,12 @@ Status CostModel::per_batch_tokens(const LayerRoute& route, std::span<const doub
   // its amount from its own tokens first, then from its host, then from any
   // rank (the rest of the traffic follows the nearest-replica rule).
   const auto R = static_cast<size_t>(num_ranks_);
-  std::vector<double> supply(R);
+  std::vector<double> supply(R), demand;
   for (size_t e = 0; e < w.size(); ++e) {
     const auto& rs = route.replica_ranks[e];
     if (rs.size() < 2 || w[e] <= 0) continue;
     std::fill(supply.begin(), supply.end(), w[e] / static_cast<double>(R));
-    std::vector<double> demand(rs.size());
+    demand.resize(rs.size());
     for (size_t k = 0; k < rs.size(); ++k) demand[k] = static_cast<double>(amounts[e][k]) / scale;
     auto move = [&](size_t q, size_t k) {
       const double t = std::min(supply[q], demand[k]);
