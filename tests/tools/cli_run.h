@@ -3,16 +3,21 @@
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace omni::testing {
 
 struct CliResult {
   int code = -1;
-  std::string out;  // stdout and stderr together
+  std::string out;  // stdout and stderr together (run_omniplace), or stdout alone (run_omniplace_split)
+  std::string err;  // stderr (run_omniplace_split only)
 };
 
 // `args` is appended to the binary's path and run through the shell.
@@ -26,6 +31,31 @@ inline CliResult run_omniplace(const std::string& args) {
   while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
   const int status = pclose(pipe);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Like run_omniplace, but keeps stdout (out) and stderr (err) apart, for
+// checking that --json prints one JSON object on stdout and errors on stderr.
+inline CliResult run_omniplace_split(const std::string& args) {
+  CliResult r;
+  char err_path[] = "/tmp/omniplace_stderr_XXXXXX";
+  const int fd = mkstemp(err_path);
+  if (fd < 0) return r;
+  close(fd);
+  const std::string cmd = std::string(OMNIPLACE_PATH) + " " + args + " 2>" + err_path;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe) {
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+    const int status = pclose(pipe);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::ifstream in(err_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.err = ss.str();
+  std::remove(err_path);
   return r;
 }
 

@@ -1,6 +1,9 @@
 // omniplace convert IN OUT: between placement containers, or between load sources.
+#include <nlohmann/json.hpp>
+
 #include "omniplace/command.h"
 #include "omniplace/inputs.h"
+#include "omniplace/json_out.h"
 #include "omniplacement/core/topology.h"
 #include "omniplacement/io/file_kind.h"
 
@@ -13,6 +16,7 @@ struct ConvertArgs {
   std::string placement;  // placement in force, when IN is an activation dump
   std::string npy_dtype = "int32";
   int ranks_per_host = 0;
+  bool json = false;
 };
 
 bool ext_in(const std::string& path, std::initializer_list<const char*> exts) {
@@ -43,7 +47,15 @@ int run_convert(const ConvertArgs& a) {
     const auto dtype = a.npy_dtype == "int64" ? omni::NpyDtype::kInt64 : omni::NpyDtype::kInt32;
     omni::Status s = omni::write_placement_file(a.out, *f, dtype);
     if (!s.ok()) return omni::cli::fail("convert", s);
-    std::cout << a.in << " -> " << a.out << ": " << f->placement.summary() << "\n";
+    if (a.json) {
+      omni::cli::print_json({{"input", a.in},
+                             {"output", a.out},
+                             {"kind", "placement"},
+                             {"placement", omni::cli::placement_json(f->placement)},
+                             {"topology", f->topology ? nlohmann::json(f->topology->to_string()) : nlohmann::json()}});
+    } else {
+      std::cout << a.in << " -> " << a.out << ": " << f->placement.summary() << "\n";
+    }
     return omni::cli::kExitOk;
   }
   if (*kind == omni::FileKind::kConfig) {
@@ -64,8 +76,17 @@ int run_convert(const ConvertArgs& a) {
   if (!m.ok()) return omni::cli::fail("convert", m.status());
   omni::Status s = omni::write_load_file(a.out, *m);
   if (!s.ok()) return omni::cli::fail("convert", s);
-  std::cout << a.in << " -> " << a.out << ": load " << m->num_layers() << " layers x " << m->num_experts()
-            << " experts\n";
+  if (a.json) {
+    omni::cli::print_json({{"input", a.in},
+                           {"output", a.out},
+                           {"kind", "load"},
+                           {"select", a.select},
+                           {"placement", a.placement},
+                           {"load", omni::cli::load_json(*m)}});
+  } else {
+    std::cout << a.in << " -> " << a.out << ": load " << m->num_layers() << " layers x " << m->num_experts()
+              << " experts\n";
+  }
   return omni::cli::kExitOk;
 }
 
@@ -82,11 +103,12 @@ omni::cli::RunFn setup_convert(CLI::App& app) {
       ->check(CLI::IsMember({"int32", "int64"}));
   sub->add_option("--ranks-per-host", args->ranks_per_host, "Add a uniform topology (JSON output)")
       ->check(CLI::PositiveNumber);
+  sub->add_flag("--json", args->json, "Print one JSON object (input, output, kind and what was written)");
   sub->footer(
       "Exit codes: 0 ok, 1 invalid input, 2 usage.\n"
       "Examples:\n"
       "  omniplace convert data/patterns/placement_pattern_test_for_optimizer.txt plan.json\n"
-      "  omniplace convert data/traces/olmoe_expert_counts.csv arxiv.npy --select domain=arxiv\n"
+      "  omniplace convert data/traces/olmoe_expert_counts.csv arxiv.npy --select domain=arxiv --json\n"
       "  omniplace convert data/dumps/test_for_optimizer_step0.txt load.csv \\\n"
       "      --placement data/patterns/placement_pattern_test_for_optimizer.txt");
   return [args] { return run_convert(*args); };

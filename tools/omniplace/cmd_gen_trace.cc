@@ -1,6 +1,9 @@
 // omniplace gen-trace: write a seeded synthetic workload as a directory of
 // per-window load files (docs/simulator.md, "Synthetic workloads").
+#include <nlohmann/json.hpp>
+
 #include "omniplace/command.h"
+#include "omniplace/json_out.h"
 #include "omniplace/sim_cli_options.h"
 #include "omniplacement/sim/trace_files.h"
 
@@ -12,6 +15,7 @@ struct GenTraceOptions {
   int64_t windows = 100;
   int64_t window_steps = 100;
   std::string format = "npy";
+  bool json = false;
 };
 
 int run_gen_trace(const GenTraceOptions& o) {
@@ -19,9 +23,23 @@ int run_gen_trace(const GenTraceOptions& o) {
   if (!params.ok()) return omni::cli::fail("gen-trace", params.status());
   auto paths = omni::sim::write_synthetic_trace(*params, o.windows, o.window_steps, o.out, o.format);
   if (!paths.ok()) return omni::cli::fail("gen-trace", paths.status());
+  const std::string replay =
+      "omniplace simulate --trace " + o.out + " --window-steps " + std::to_string(o.window_steps);
+  if (o.json) {
+    omni::cli::print_json({{"out", o.out},
+                           {"format", o.format},
+                           {"windows", paths->size()},
+                           {"window_steps", o.window_steps},
+                           {"num_layers", params->num_layers},
+                           {"num_experts", params->num_experts},
+                           {"seed", params->seed},
+                           {"files", *paths},
+                           {"replay", replay}});
+    return omni::cli::kExitOk;
+  }
   std::cout << "wrote " << paths->size() << " windows of " << o.window_steps << " steps (" << params->num_layers
             << " layers x " << params->num_experts << " experts, seed " << params->seed << ") to " << o.out << "\n"
-            << "replay: omniplace simulate --trace " << o.out << " --window-steps " << o.window_steps << "\n";
+            << "replay: " << replay << "\n";
   return omni::cli::kExitOk;
 }
 
@@ -37,6 +55,7 @@ omni::cli::RunFn setup_gen_trace(CLI::App& app) {
   sub->add_option("--windows", opts->windows, "Number of windows")->capture_default_str();
   sub->add_option("--window-steps", opts->window_steps, "Steps summed into each window")->capture_default_str();
   sub->add_option("--format", opts->format, "npy or csv")->capture_default_str();
+  sub->add_flag("--json", opts->json, "Print one JSON object (sizes, seed, the files written, the replay command)");
   opts->workload.add_to(sub, "Synthetic workload");
   return [opts] { return run_gen_trace(*opts); };
 }

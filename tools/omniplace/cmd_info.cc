@@ -1,31 +1,65 @@
 // omniplace info: version, built modules and the shipped sample data.
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <vector>
 
 #include "omniplace/command.h"
+#include "omniplace/json_out.h"
 #include "omniplacement/core/version.h"
 
 namespace {
 
+struct SampleFile {
+  std::string path;  // relative to the data directory, e.g. "patterns/x.npy"
+  uintmax_t bytes = 0;
+};
+
+std::vector<std::string> module_list() {
+  std::vector<std::string> modules;
+#ifdef OMNI_MODULE_LIST
+  std::istringstream words(OMNI_MODULE_LIST);
+  for (std::string m; words >> m;) modules.push_back(m);
+#endif
+  return modules;
+}
+
+// The sample files of data/patterns and data/traces (READMEs left out), in
+// directory order.
+std::vector<SampleFile> sample_files(const std::filesystem::path& data) {
+  std::vector<SampleFile> files;
+  std::error_code ec;
+  for (const char* sub_dir : {"patterns", "traces"}) {
+    for (const auto& entry : std::filesystem::directory_iterator(data / sub_dir, ec)) {
+      if (entry.path().extension() == ".md") continue;
+      files.push_back({std::string(sub_dir) + "/" + entry.path().filename().string(), entry.file_size()});
+    }
+  }
+  return files;
+}
+
 omni::cli::RunFn setup_info(CLI::App& app) {
+  auto json = std::make_shared<bool>(false);
   auto* sub = app.add_subcommand("info", "Print the version, the modules built in and the shipped sample data");
-  sub->footer("Example:\n  omniplace info");
-  return [] {
+  sub->add_flag("--json", *json, "Print one JSON object (version, modules, data_dir, sample_data)");
+  sub->footer("Examples:\n  omniplace info\n  omniplace info --json");
+  return [json] {
+    const std::filesystem::path data(OMNI_DATA_DIR);
+    const auto modules = module_list();
+    const auto files = sample_files(data);
+    if (*json) {
+      nlohmann::json j{{"version", omni::kVersionString}, {"modules", modules}, {"data_dir", data.string()}};
+      j["sample_data"] = nlohmann::json::array();
+      for (const auto& f : files) j["sample_data"].push_back({{"path", f.path}, {"bytes", f.bytes}});
+      omni::cli::print_json(j);
+      return omni::cli::kExitOk;
+    }
     std::cout << "OmniPlacement " << omni::kVersionString << "\n";
     std::cout << "modules:";
-#ifdef OMNI_MODULE_LIST
-    std::cout << " " << OMNI_MODULE_LIST;
-#endif
+    for (const auto& m : modules) std::cout << " " << m;
     std::cout << "\n";
-    const std::filesystem::path data(OMNI_DATA_DIR);
     std::cout << "sample data: " << data.string() << "\n";
-    std::error_code ec;
-    for (const char* sub_dir : {"patterns", "traces"}) {
-      for (const auto& entry : std::filesystem::directory_iterator(data / sub_dir, ec)) {
-        if (entry.path().extension() == ".md") continue;
-        std::cout << "  " << sub_dir << "/" << entry.path().filename().string() << " ("
-                  << entry.file_size() << " bytes)\n";
-      }
-    }
+    for (const auto& f : files) std::cout << "  " << f.path << " (" << f.bytes << " bytes)\n";
     return omni::cli::kExitOk;
   };
 }

@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "omniplace: expert placement for Mixture-of-Experts inference (OmniPlacement SDK " +
       std::string(omni::kVersionString) + ")"};
-  app.footer("Run 'omniplace <command> --help' for a command's options and an example.\n"
+  app.footer("Run 'omniplace <command> --help' (or 'omniplace help <command>') for a command's options and an example.\n"
              "Exit codes: 0 ok, 1 invalid input, 2 usage error.");
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(omni::kVersionString));
