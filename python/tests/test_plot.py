@@ -4,9 +4,11 @@ C++ twin: none (plots exist only in Python); the numbers drawn come from
 rank_load_matrix / placement_balance, whose twin is tests/core/metrics_test.cc, and
 from `omniplace simulate --csv`, whose twin is tests/sim (the CLI end-to-end test).
 """
+import csv
 import json
 import os
 import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -46,6 +48,68 @@ def test_heatmap_png_has_the_requested_size(tmp_path):
     np.testing.assert_allclose(np.asarray(grid).mean(axis=1), 1.0, rtol=1e-9)
 
 
+def _heatmap_pair():
+    """(placements, load): 'flat' balances the load exactly, 'hot' piles it on the first ranks."""
+    load = np.full((4, 4), 10, dtype=np.int64)
+    flat = op.Placement.contiguous(4, 4, 4, 3)   # one expert per rank: every cell 1.0
+    e = -1
+    hot = op.Placement(np.array([
+        [0, 1, 2, 3, e, e, e, e, e, e, e, e],    # rank loads 30, 10, 0, 0 -> 3.0, 1.0, 0.0, 0.0
+        [0, e, e, 1, e, e, 2, e, e, 3, e, e],    # 1.0 everywhere
+        [0, 1, e, e, e, e, 2, e, e, 3, e, e],    # 2.0, 0.0, 1.0, 1.0
+        [0, e, e, 1, e, e, 2, e, e, 3, e, e],
+    ]), num_ranks=4, num_experts=4)
+    return {"flat": flat, "hot": hot}, load
+
+
+def _cells(placements, load, names):
+    out = []
+    for name in names:
+        grid = op.rank_load_matrix(placements[name], op.LoadMatrix(load), "shares")
+        out.append((grid / grid.mean(axis=1, keepdims=True)).ravel())
+    return np.concatenate(out)
+
+
+def test_heatmap_scale_is_centred_on_one_and_set_by_a_percentile(tmp_path):
+    placements, load = _heatmap_pair()
+    fig = opp.rank_load_heatmap(placements, load, tmp_path / "h.png", percentile=90)
+    image = fig.axes[0].images[0]
+    norm = image.norm
+    expected = float(np.percentile(np.abs(_cells(placements, load, ["flat", "hot"]) - 1.0), 90))
+    assert norm.vcenter == 1.0
+    assert norm.vmax == pytest.approx(1.0 + expected)
+    assert norm.vmin == pytest.approx(max(0.0, 1.0 - expected))
+    assert image.get_cmap().name == "RdBu_r"  # diverging: white at the centre
+    # Both panels share the norm, and the colour bar says where its limits come from.
+    assert fig.axes[1].images[0].norm is norm
+    label = fig.axes[-1].get_xlabel()
+    assert "90th percentile of |x - 1|" in label and f"{expected:.3g}" in label
+    # The 4.0 cell lies beyond the limit: clipped, and the colour bar has an arrow for it.
+    assert "clipped" in label
+    assert fig.axes[-1].get_label() == "<colorbar>"
+
+
+def test_heatmap_scale_from_some_panels_or_an_explicit_limit(tmp_path):
+    placements, load = _heatmap_pair()
+    # Scaled by the balanced panel alone (all cells 1.0): the floor of 1e-3 keeps a readable scale.
+    fig = opp.rank_load_heatmap(placements, load, scale_from=["flat"])
+    assert fig.axes[0].images[0].norm.vmax == pytest.approx(1.001)
+    assert "over flat" in fig.axes[-1].get_xlabel()
+    fig = opp.rank_load_heatmap(placements, load, limit=0.5)
+    norm = fig.axes[0].images[0].norm
+    assert (norm.vmin, norm.vcenter, norm.vmax) == (0.5, 1.0, 1.5)
+    assert "set by the caller" in fig.axes[-1].get_xlabel()
+    # Nothing beyond the limit: no clipping mentioned.
+    fig = opp.rank_load_heatmap(placements, load, limit=3.5)
+    assert "clipped" not in fig.axes[-1].get_xlabel()
+    with pytest.raises(ValueError, match="scale_from"):
+        opp.rank_load_heatmap(placements, load, scale_from=["nope"])
+    with pytest.raises(ValueError, match="percentile"):
+        opp.rank_load_heatmap(placements, load, percentile=0)
+    with pytest.raises(ValueError, match="limit"):
+        opp.rank_load_heatmap(placements, load, limit=-1)
+
+
 def test_imbalance_over_time_from_simulator_style_json(tmp_path):
     records = [{"step": s, "policy": pol, "max_over_mean": v}
                for s in range(10) for pol, v in (("static", 1.5 + 0.05 * s), ("dynamic", 1.1))]
@@ -57,6 +121,76 @@ def test_imbalance_over_time_from_simulator_style_json(tmp_path):
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert set(lines) >= {"static", "dynamic"}
     np.testing.assert_allclose(lines["static"].get_ydata(), [1.5 + 0.05 * s for s in range(10)])
+
+
+def test_series_styles_are_distinct():
+    styles = [opp.series_style(i) for i in range(32)]
+    assert len(set(styles)) == 32
+    first = styles[:8]
+    assert len({c for c, _, _ in first}) == 8 and len({m for _, _, m in first}) == 8
+    assert len({ls for _, ls, _ in first}) == 4  # solid, dashed, dash-dot, dotted
+
+
+def test_imbalance_lines_differ_in_colour_style_and_marker(tmp_path):
+    series = {f"policy {i}": [1.0 + 0.01 * i] * 50 for i in range(8)}
+    fig = opp.imbalance_over_time(series, tmp_path / "lines.png")
+    lines = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("policy")]
+    assert len(lines) == 8
+    keys = [(l.get_color(), l.get_linestyle(), l.get_marker()) for l in lines]
+    assert len({k[0] for k in keys}) == 8 and len({k[2] for k in keys}) == 8
+    assert all(l.get_markevery() for l in lines)  # a few markers, not one per step
+
+
+@pytest.mark.parametrize("legend", ["below", "right"])
+def test_imbalance_legend_does_not_cover_the_lines(tmp_path, legend):
+    series = {f"dynamic:omni(max_moves_per_rank={i},escalate_gain=0.1)": [1.0 + 0.1 * i] * 20 for i in range(7)}
+    fig = opp.imbalance_over_time(series, tmp_path / "legend.png", legend=legend, shifts=[10])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    plot_area = ax.get_window_extent()
+    assert not box.overlaps(plot_area), (legend, box, plot_area)
+    # ... and inside the figure (constrained layout made room for it).
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width + 1 and box.y1 <= fig.bbox.height + 1
+
+
+def test_imbalance_marks_the_shifts(tmp_path):
+    series = {"static": [1.5] * 12, "dynamic": [1.1] * 12}
+    fig = opp.imbalance_over_time(series, tmp_path / "s.png", shifts=[4, 8], shift_label="phase shift")
+    ax = fig.axes[0]
+    vertical = [l for l in ax.get_lines() if len(set(l.get_xdata())) == 1 and l.get_xdata()[0] in (4, 8)]
+    assert sorted(l.get_xdata()[0] for l in vertical) == [4, 8]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels.count("phase shift") == 1 and "static" in labels and "dynamic" in labels
+
+
+def test_plot_simulation_script_marks_phase_shifts(tmp_path):
+    script = os.path.join(os.environ.get("OMNI_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+                          "scripts", "plot_simulation.py")
+    csv_path = tmp_path / "steps.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "policy", "max_over_mean", "time_s"])
+        for step in range(40):
+            for policy, v in (("static", 1.5), ("dynamic", 1.1)):
+                w.writerow([step, policy, v + (0.3 if step % 15 == 0 else 0.0), 0.01 * v])
+    out = subprocess.run([sys.executable, script, str(csv_path), str(tmp_path / "sim"), "--every", "2",
+                          "--shift-every", "15"], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == [str(tmp_path / "sim_imbalance.png"), str(tmp_path / "sim_step_time.png")]
+    for name in ("sim_imbalance.png", "sim_step_time.png"):
+        assert matplotlib.image.imread(tmp_path / name).shape[0] > 0
+    sys.path.insert(0, os.path.dirname(script))
+    try:
+        import plot_simulation
+    finally:
+        sys.path.pop(0)
+    args = type("Args", (), {"shift_every": 15, "shifts": ""})()
+    assert plot_simulation.shift_steps(args, 39) == [15, 30]
+    args = type("Args", (), {"shift_every": 0, "shifts": "3, 9"})()
+    assert plot_simulation.shift_steps(args, 39) == [3, 9]
+    records = plot_simulation.read_records(csv_path, 2)
+    assert [r["step"] for r in records if r["policy"] == "static"][:3] == [0, 2, 4]
+    assert records[0]["max_over_mean"] == pytest.approx((1.8 + 1.5) / 2)  # steps 0 and 1 averaged
 
 
 @pytest.mark.parametrize(

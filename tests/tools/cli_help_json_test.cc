@@ -20,8 +20,8 @@ using nlohmann::json;
 Result run(const std::string& args) { return omni::testing::run_omniplace_split(args); }
 
 const std::string kData = std::string(OMNI_SOURCE_DIR) + "/data/";
-const char* kCommands[] = {"demo", "validate", "convert", "plan", "eval", "diff", "simulate", "gen-trace", "info",
-                           "help"};
+const char* kCommands[] = {"demo", "validate", "convert",   "plan", "eval",
+                           "diff", "simulate", "gen-trace", "info", "help"};
 
 // Parses stdout as exactly one JSON object (nlohmann rejects trailing text).
 json parse_object(const Result& r) {
@@ -151,7 +151,8 @@ TEST(CliJson, ValidateLoadTraceDumpAndConfig) {
   EXPECT_EQ(j["load"]["num_layers"], 20);
   EXPECT_EQ(j["load"]["num_experts"], 8);
 
-  omni::testing::spit(dir.file("ok.yaml"), "pattern_path: " + kData + "placements/qwen15moe_contiguous_12ranks_6slots.json\n");
+  omni::testing::spit(dir.file("ok.yaml"),
+                      "pattern_path: " + kData + "placements/qwen15moe_contiguous_12ranks_6slots.json\n");
   Result conf = run("validate " + dir.file("ok.yaml") + " --json");
   ASSERT_EQ(conf.code, 0) << conf.err;
   j = parse_object(conf);

@@ -115,7 +115,8 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
 // Renders PNGs of the per-step CSV through scripts/plot_simulation.py
 // (omniplacement.plot); the package is taken from the build tree next to this
 // executable (build/python) when it is there, else from the installed one.
-omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64_t steps) {
+// shift_period > 0 marks the synthetic workload's phase shifts (every that many steps).
+omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64_t steps, int64_t shift_period) {
   namespace fs = std::filesystem;
   const fs::path script = fs::path(OMNI_DATA_DIR).parent_path() / "scripts" / "plot_simulation.py";
   std::error_code ec;
@@ -130,7 +131,9 @@ omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64
   if (!ec && fs::exists(py_dir / "omniplacement" / "plot.py")) command = "PYTHONPATH=" + quote(py_dir.string()) + " ";
   const int64_t every = std::max<int64_t>(1, steps / 2000);
   command += "/usr/bin/python3 " + quote(script.string()) + " " + quote(csv) + " " + quote(prefix) +
-             " --every " + std::to_string(every) + " >&2";
+             " --every " + std::to_string(every);
+  if (shift_period > 0) command += " --shift-every " + std::to_string(shift_period);
+  command += " >&2";
   if (std::system(command.c_str()) != 0) {
     return omni::internal_error(omni::str_cat("simulate: plotting failed (", command,
                                               "); the plots need the Python module (OMNI_BUILD_PYTHON) and matplotlib"));
@@ -230,7 +233,8 @@ int run_simulate(const SimulateOptions& o) {
     if (auto s = sim::write_steps_csv(*result, csv); !s.ok()) return omni::cli::fail(cmd, s);
   }
   if (!o.plot.empty()) {
-    if (auto s = plot_steps(csv, o.plot, result->num_steps); !s.ok()) return omni::cli::fail(cmd, s);
+    const int64_t shift_period = o.trace.empty() ? params->phase_period : 0;  // a replayed trace has no phases
+    if (auto s = plot_steps(csv, o.plot, result->num_steps, shift_period); !s.ok()) return omni::cli::fail(cmd, s);
   }
   if (o.json) {
     std::cout << to_json(*result, o, cost).dump(2) << "\n";

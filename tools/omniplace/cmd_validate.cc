@@ -44,8 +44,12 @@ int validate_placement(const ValidateArgs& a) {
     j["same_rank_duplicates"] = dups;
     j["violations"] = nlohmann::json::array();
     for (const auto& v : violations) {
-      j["violations"].push_back({{"kind", omni::violation_kind_name(v.kind)}, {"layer", v.layer}, {"rank", v.rank},
-                                 {"slot", v.slot}, {"expert", v.expert}, {"message", v.message}});
+      j["violations"].push_back({{"kind", omni::violation_kind_name(v.kind)},
+                                 {"layer", v.layer},
+                                 {"rank", v.rank},
+                                 {"slot", v.slot},
+                                 {"expert", v.expert},
+                                 {"message", v.message}});
     }
     j["valid"] = violations.empty();
     omni::cli::print_json(j);
@@ -102,9 +106,8 @@ int run_validate(const ValidateArgs& a) {
                     {"first_window", t->windows().front().label()},
                     {"last_window", t->windows().back().label()}};
       if (!a.json) {
-        std::cout << a.file << ": trace, " << t->windows().size() << " windows of " << t->num_layers()
-                  << " layers x " << t->num_experts() << " experts ("
-                  << (per_domain ? "per domain" : "per iteration") << ")\n";
+        std::cout << a.file << ": trace, " << t->windows().size() << " windows of " << t->num_layers() << " layers x "
+                  << t->num_experts() << " experts (" << (per_domain ? "per domain" : "per iteration") << ")\n";
       }
       if (!a.select.empty()) {
         auto sel = omni::TraceSelector::parse(a.select);
@@ -145,8 +148,8 @@ int run_validate(const ValidateArgs& a) {
         j["pattern"] = omni::cli::placement_json(p->placement);
         if (!a.json) std::cout << "  pattern: " << p->placement.summary() << "\n";
         if (c->max_moe_layer_num > 0 && c->max_moe_layer_num != p->placement.num_layers()) {
-          const std::string error = omni::str_cat("max_moe_layer_num = ", c->max_moe_layer_num,
-                                                  " but the pattern has ", p->placement.num_layers(), " layers");
+          const std::string error = omni::str_cat("max_moe_layer_num = ", c->max_moe_layer_num, " but the pattern has ",
+                                                  p->placement.num_layers(), " layers");
           if (a.json) {
             j["valid"] = false;
             j["error"] = error;
@@ -171,8 +174,9 @@ int run_validate(const ValidateArgs& a) {
 omni::cli::RunFn setup_validate(CLI::App& app) {
   auto args = std::make_shared<ValidateArgs>();
   auto* sub = app.add_subcommand("validate", "Check a placement, load, trace, activation dump or config file");
-  sub->add_option("file", args->file, "File to check: .json/.npy/.txt/.bin placement, .npy/.csv load or trace, "
-                                      ".txt dump (with --placement), .yaml config")
+  sub->add_option("file", args->file,
+                  "File to check: .json/.npy/.txt/.bin placement, .npy/.csv load or trace, "
+                  ".txt dump (with --placement), .yaml config")
       ->required();
   sub->add_option("--placement", args->placement, "Placement in force: FILE is then an activation dump");
   sub->add_option("--select", args->select, "Trace window to check, e.g. dataset=wikitext,iteration=3");

@@ -17,9 +17,8 @@ inline nlohmann::json placement_json(const Placement& p) {
   std::vector<int32_t> slots_per_rank;
   slots_per_rank.reserve(static_cast<size_t>(p.num_layers()));
   for (LayerId l = 0; l < p.num_layers(); ++l) slots_per_rank.push_back(p.slots_per_rank(l));
-  return {{"num_layers", p.num_layers()},     {"num_ranks", p.num_ranks()},
-          {"num_experts", p.num_experts()},   {"slots_per_rank", slots_per_rank},
-          {"has_shares", p.has_shares()},     {"summary", p.summary()}};
+  return {{"num_layers", p.num_layers()},     {"num_ranks", p.num_ranks()},   {"num_experts", p.num_experts()},
+          {"slots_per_rank", slots_per_rank}, {"has_shares", p.has_shares()}, {"summary", p.summary()}};
 }
 
 // {num_layers, num_experts, kind: "counts" | "weights", total: sum over every layer}.
