@@ -3,7 +3,7 @@
 // Speed:   BM_Plan/<planner>/<workload>   wall time of one plan() call, one thread.
 // Balance: BM_Balance/<workload>/<planner> counters, one plan per iteration:
 //   max_over_mean  mean over layers of max / mean rank load (1.0 is perfect)
-//   bound          mean over layers of lower bound / mean (ANCHORS.md §6)
+//   bound          mean over layers of lower bound / mean (docs/REFERENCES.md §6)
 //   excess         mean over layers of (max - bound) / mean
 //   even_*         the same with every expert's load split evenly (differs with shares)
 //   dups           same-rank duplicate replicas in the plan

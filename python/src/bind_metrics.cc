@@ -52,7 +52,7 @@ void bind_metrics(py::module_& m) {
   py::class_<LayerBalance>(m, "LayerBalance",
                            "Balance of one layer (W = total load, mean = W / ranks): max_over_mean = max rank load "
                            "/ mean (1 is perfect), imbalance = (max - mean) / mean, balancedness = mean / max, "
-                           "lower_bound (ANCHORS.md section 6), excess = (max - lower_bound) / mean.")
+                           "lower_bound (docs/REFERENCES.md section 6), excess = (max - lower_bound) / mean.")
       .def_readonly("total", &LayerBalance::total)
       .def_readonly("mean", &LayerBalance::mean)
       .def_readonly("max", &LayerBalance::max)

@@ -1,11 +1,11 @@
 """Planner bindings and the DeepSeek EPLB drop-in rebalance_experts.
 
-C++ twins: tests/planner/ (eplb_test.cc: the golden cases of docs ANCHORS.md section 1;
+C++ twins: tests/planner/ (eplb_test.cc: the golden cases of docs/REFERENCES.md section 1;
 planner_test.cc: spec strings and the registry). The vLLM/SGLang integration tests at the
 end have no C++ twin: neither engine is installed here, so their EPLB modules are stood
 in for by modules that hold a rebalance_experts function and call it as each engine does
 (positional for vLLM, keywords for SGLang). The golden outputs below were produced
-by running DeepSeek's reference implementation (ANCHORS.md); Python must reproduce them
+by running DeepSeek's reference implementation (docs/REFERENCES.md); Python must reproduce them
 exactly, in the reference's shapes and dtypes.
 """
 # omni-needs: planner
@@ -19,7 +19,7 @@ import torch
 import omniplacement as op
 import omniplacement.integrations as opi
 
-# (weight, (num_replicas, num_groups, num_nodes, num_gpus), phy2log, logcnt), from ANCHORS.md section 1.
+# (weight, (num_replicas, num_groups, num_nodes, num_gpus), phy2log, logcnt), from docs/REFERENCES.md section 1.
 GOLDEN = [
     ([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86], [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]],
      (16, 4, 2, 8),

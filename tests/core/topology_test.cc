@@ -40,7 +40,7 @@ TEST(TopologyTest, TransferTimeUsesLinkBandwidth) {
   bw.latency_s = 0;
   auto t = Topology::uniform(16, 8, bw);
   ASSERT_TRUE(t.ok());
-  // One 44 MB FP8 DeepSeek-V3 expert: 0.11 ms at 400 GB/s, 0.88 ms at 50 GB/s (ANCHORS.md §5).
+  // One 44 MB FP8 DeepSeek-V3 expert: 0.11 ms at 400 GB/s, 0.88 ms at 50 GB/s (docs/REFERENCES.md §5).
   EXPECT_NEAR(t->transfer_seconds(0, 1, 44e6), 0.11e-3, 1e-9);
   EXPECT_NEAR(t->transfer_seconds(0, 8, 44e6), 0.88e-3, 1e-9);
 }

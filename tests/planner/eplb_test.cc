@@ -1,4 +1,4 @@
-// eplb_rebalance against the reference outputs of ANCHORS.md §1 (golden
+// eplb_rebalance against the reference outputs of docs/REFERENCES.md §1 (golden
 // cases) and structural properties on random inputs.
 #include "omniplacement/planner/eplb.h"
 

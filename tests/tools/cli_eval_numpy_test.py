@@ -3,7 +3,7 @@
 Run by ctest (label python): python3 cli_eval_numpy_test.py <omniplace> <source dir>.
 For shipped placements, patterns, traces and dumps, recomputes per layer the rank loads (every replica
 takes an even share of its expert), max/mean, the lower bound (max of W/R and water-filling over all
-slots, ANCHORS.md section 6), excess, same-rank duplicates and the nearest-replica dispatch split, and
+slots, docs/REFERENCES.md section 6), excess, same-rank duplicates and the nearest-replica dispatch split, and
 compares them with eval's JSON output.
 """
 import json

@@ -9,7 +9,7 @@
 //   imbalance      = (max - mean) / mean                   (TensorRT-LLM's figure)
 //   balancedness   = mean / max                            (vLLM's figure, in (0, 1])
 //   lower_bound    = max(W / R, min over replica counts summing to S of max_e load_e / count_e),
-//                    the second term found exactly by water-filling (ANCHORS.md §6)
+//                    the second term found exactly by water-filling (docs/REFERENCES.md §6)
 //   excess         = (max - lower_bound) / mean            (in units of max/mean)
 // A layer with no load at all is perfectly balanced: max_over_mean = 1,
 // imbalance = excess = 0, balancedness = 1.
@@ -47,7 +47,7 @@ StatusOr<std::vector<double>> rank_loads(const Placement& placement, LayerId l, 
 StatusOr<std::vector<double>> rank_loads(const Placement& placement, const LoadMatrix& load, LayerId l,
                                          SplitMode mode = SplitMode::kShares);
 
-// The lower bound of ANCHORS.md §6 for one layer: num_slots >= number of
+// The lower bound of docs/REFERENCES.md §6 for one layer: num_slots >= number of
 // experts is expected (fewer slots: each expert counted once). num_ranks >= 1.
 double lower_bound(std::span<const double> expert_loads, int32_t num_ranks, int64_t num_slots);
 // Water-filling alone: replica counts (sum num_slots, each >= 1) minimising

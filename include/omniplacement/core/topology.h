@@ -28,7 +28,7 @@ enum class LinkClass : int {
 const char* link_class_name(LinkClass c);  // "same-rank", "same-host", "cross-host"
 
 // Bandwidth per link class, bytes per second per device, and a fixed per
-// transfer latency. Defaults follow ANCHORS.md §5 (NVLink/HCCS 150-400 GB/s,
+// transfer latency. Defaults follow docs/REFERENCES.md §5 (NVLink/HCCS 150-400 GB/s,
 // RDMA ~50 GB/s); a device-local copy is taken as 1 TB/s.
 struct LinkBandwidths {
   double same_rank_bytes_per_s = 1.0e12;

@@ -1,4 +1,4 @@
-// DeepSeek EPLB, reproduced bit for bit (docs ANCHORS.md §1).
+// DeepSeek EPLB, reproduced bit for bit (docs/REFERENCES.md §1).
 //
 // eplb_rebalance() returns the same phy2log, log2phy (replica-rank order) and
 // logcnt as DeepSeek's rebalance_experts(weight, num_replicas, num_groups,

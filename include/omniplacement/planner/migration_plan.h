@@ -97,7 +97,7 @@
 namespace omni {
 
 // One DeepSeek-V3 routed expert in FP8: 3 matrices of 7168 x 2048 one-byte
-// parameters = 44,040,192 bytes (ANCHORS.md §5).
+// parameters = 44,040,192 bytes (docs/REFERENCES.md §5).
 inline constexpr int64_t kDeepSeekV3ExpertBytes = int64_t{3} * 7168 * 2048;
 // Largest accepted expert size (16 GiB), so that plan totals never overflow int64.
 inline constexpr int64_t kMaxExpertBytes = int64_t{1} << 34;

@@ -59,7 +59,7 @@ const char* dispatch_model_name(DispatchModel d);  // "shares", "per-batch"
 StatusOr<DispatchModel> parse_dispatch_model(const std::string& name);
 
 // Every parameter of the cost model; defaults describe DeepSeek-V3 decode
-// (ANCHORS.md §5): hidden 7168, expert intermediate 2048, FP8 weights.
+// (docs/REFERENCES.md §5): hidden 7168, expert intermediate 2048, FP8 weights.
 struct CostParams {
   // Bytes of one expert's weights: 3 x 7168 x 2048 FP8 parameters (44 MB).
   double expert_bytes = 3.0 * 7168 * 2048;
@@ -188,7 +188,7 @@ StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& t
 // The compute lower bound of a step: time_s is the sum over layers of
 // lower_bound(load row, num_ranks, num_slots) * compute_s_per_token +
 // layer_overhead_s, with no communication at all (a floor no placement
-// reaches: ANCHORS.md §6); bound_over_mean is the mean over loaded layers of
+// reaches: docs/REFERENCES.md §6); bound_over_mean is the mean over loaded layers of
 // lower_bound / (W / num_ranks), the best max/mean any placement could have.
 // num_slots_per_layer: global slots of each layer, [num_layers], or one value for all.
 struct StepBound {
