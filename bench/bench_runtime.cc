@@ -6,8 +6,8 @@
 
 #include "common/random_placement.h"
 #include "omniplacement/core/core.h"
-#include "omniplacement/runtime/batch_split.h"
-#include "omniplacement/runtime/dispatch_table.h"
+#include "omniplacement/dispatch/batch_split.h"
+#include "omniplacement/dispatch/dispatch_table.h"
 
 namespace {
 

@@ -23,7 +23,7 @@ echo "== ctest (all labels but gpu)"
 # sanitizer builds (tests/runtime/CMakeLists.txt).
 OMNI_TSAN_TESTS=(capture_test transport_test runtime_tsan)
 # Modules those suites need.
-OMNI_TSAN_MODULES="core,planner,io,capture,transport,runtime"
+OMNI_TSAN_MODULES="core,dispatch,planner,io,capture,transport,runtime"
 if ((${#OMNI_TSAN_TESTS[@]})); then
   echo "== ThreadSanitizer: ${OMNI_TSAN_TESTS[*]}"
   tsan_start=$(date +%s)

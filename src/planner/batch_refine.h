@@ -1,6 +1,6 @@
 // Internal (not installed): the local search behind omni(per_batch=true),
 // which shapes one layer's placement for the runtime's per-batch split
-// (include/omniplacement/runtime/batch_split.h, DispatchMode::kPerBatch).
+// (include/omniplacement/dispatch/batch_split.h, DispatchMode::kPerBatch).
 //
 // Under the per-batch split the runtime divides each batch's tokens of an
 // expert over its replicas after seeing the batch, so the most loaded rank of

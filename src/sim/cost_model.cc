@@ -6,7 +6,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/planner/migration_plan.h"
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 
 namespace omni::sim {
 

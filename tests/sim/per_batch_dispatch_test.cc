@@ -6,7 +6,7 @@
 #include <random>
 
 #include "common/random_placement.h"
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 #include "omniplacement/sim/cost_model.h"
 #include "planner/batch_refine.h"
 #include "unit_cost.h"

@@ -109,7 +109,7 @@ struct OmniOptions {
   double protect = 0;
   // Per-batch dispatch (the runtime's DispatchMode::kPerBatch, where each
   // batch's tokens of an expert are divided over its replicas after the batch
-  // is seen; runtime/batch_split.h). per_batch: after planning, a local search
+  // is seen; dispatch/batch_split.h). per_batch: after planning, a local search
   // reshapes every layer for that split (swap two slots' experts, or give a
   // slot of an expert with a spare replica, or an empty slot, to another
   // expert), scored by the mean over PlanInput::samples (else over load

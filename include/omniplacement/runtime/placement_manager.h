@@ -106,12 +106,13 @@
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/dispatch/batch_split.h"
+#include "omniplacement/dispatch/dispatch_mode.h"
 #include "omniplacement/io/dump_writer.h"
 #include "omniplacement/planner/migration_plan.h"
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/core/coverage.h"
 #include "omniplacement/runtime/backup_source.h"
-#include "omniplacement/runtime/batch_split.h"
 #include "omniplacement/runtime/commit_protocol.h"
 #include "omniplacement/runtime/routing_snapshot.h"
 #include "omniplacement/runtime/weight_store.h"
@@ -119,11 +120,6 @@
 #include "omniplacement/transport/transport.h"
 
 namespace omni {
-
-enum class DispatchMode {
-  kShares,    // static tables: locality first, each replica its planned share
-  kPerBatch,  // per batch and layer: all-gather the counts, split_batch (batch_split.h)
-};
 
 // Transfer::src_rank of a restore: the weights come from the BackupSource.
 inline constexpr RankId kFromBackup = -1;

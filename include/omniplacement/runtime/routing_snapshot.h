@@ -28,7 +28,7 @@
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
-#include "omniplacement/runtime/dispatch_table.h"
+#include "omniplacement/dispatch/dispatch_table.h"
 
 namespace omni {
 

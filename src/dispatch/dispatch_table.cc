@@ -1,4 +1,4 @@
-#include "omniplacement/runtime/dispatch_table.h"
+#include "omniplacement/dispatch/dispatch_table.h"
 
 #include <algorithm>
 #include <numeric>

@@ -1,6 +1,6 @@
 // Tests of the dispatch policy: locality (own rank, own host, elsewhere), per-replica
 // shares realised over all origins, determinism, padding, and random placements.
-#include "omniplacement/runtime/dispatch_table.h"
+#include "omniplacement/dispatch/dispatch_table.h"
 
 #include <gtest/gtest.h>
 

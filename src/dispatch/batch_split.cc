@@ -1,4 +1,4 @@
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 
 #include <algorithm>
 #include <numeric>

@@ -1,6 +1,6 @@
 // Tests of the per-batch split: conservation of tokens, quality against the even
 // split and the lower bound, locality, bad input.
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <random>
 
 #include "common/random_placement.h"
-#include "omniplacement/runtime/dispatch_table.h"
+#include "omniplacement/dispatch/dispatch_table.h"
 
 namespace omni {
 namespace {
