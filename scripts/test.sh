@@ -6,7 +6,7 @@
 #   1. Release build in build/ (warnings are errors), ctest -LE gpu.
 #   2. TSan build in build-tsan/ of the modules with concurrent code, running
 #      only the suites listed in OMNI_TSAN_TESTS (kept small for CI time).
-#   3. ASan+UBSan build in build-asan/ (clang) of core, planner and io: their
+#   3. ASan+UBSan build in build-asan/ (clang) of core, dispatch, planner and io: their
 #      cpu suites, and the libFuzzer targets when fuzz/ exists (ctest -L fuzz,
 #      each target for a bounded time on its seed corpus).
 cd "$(dirname "$0")/.."
@@ -38,11 +38,11 @@ fi
 
 # ASan+UBSan with clang over the modules that parse untrusted input, running
 # their cpu suites and (when fuzz/ exists) the libFuzzer targets (label fuzz).
-echo "== ASan+UBSan (clang): cpu suites of core, planner, io, and fuzzing"
+echo "== ASan+UBSan (clang): cpu suites of core, dispatch, planner, io, and fuzzing"
 fuzz_flag=OFF
 if [[ -f fuzz/CMakeLists.txt ]]; then fuzz_flag=ON; fi
 CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_WERROR=ON \
-  -DOMNI_SANITIZE=address -DOMNI_BUILD_FUZZERS=$fuzz_flag -DOMNI_MODULES=core,planner,io -DOMNI_BUILD_TESTS=ON \
+  -DOMNI_SANITIZE=address -DOMNI_BUILD_FUZZERS=$fuzz_flag -DOMNI_MODULES=core,dispatch,planner,io -DOMNI_BUILD_TESTS=ON \
   -DOMNI_BUILD_BENCH=OFF -DOMNI_BUILD_TOOLS=OFF >build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
 cmake --build build-asan -j"$(nproc)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest -L "cpu|fuzz" --output-on-failure)

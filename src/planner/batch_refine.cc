@@ -6,26 +6,28 @@
 #include <numeric>
 
 #include "core/mix64.h"
+#include "omniplacement/dispatch/batch_balancer.h"
 
 namespace omni::detail {
 
 namespace {
 
-// Scores placements of one layer under the per-batch split; buffers are
-// reused between calls (no allocation per score once warm).
+// Scores placements of one layer under the per-batch split: the runtime's
+// water-fill (BatchBalancer, dispatch/batch_balancer.h) in doubles. The
+// balancer's buffers are reused between calls (no allocation per score once
+// warm).
 class SplitScorer {
  public:
   SplitScorer(int32_t R, int32_t S, int32_t E, const std::vector<std::vector<double>>& samples)
-      : R_(R), S_(S), E_(E), samples_(samples), num_ranks_of_(static_cast<size_t>(E)),
-        ranks_of_(static_cast<size_t>(E) * static_cast<size_t>(R)), amount_(ranks_of_.size()),
-        load_(static_cast<size_t>(R)), order_(static_cast<size_t>(R)) {
+      : S_(S), samples_(samples), balancer_(*BatchBalancer<double>::create(R, E)) {
     for (const auto& x : samples_) mean_.push_back(std::accumulate(x.begin(), x.end(), 0.0) / R);
   }
 
   // Mean over samples of max/mean; returns +inf as soon as the mean cannot
   // stay below `stop_above` (each remaining term is >= 1).
   double score(std::span<const ExpertId> p, double stop_above = std::numeric_limits<double>::infinity()) {
-    build(p);
+    const Status placed = balancer_.set_slots(p, S_);
+    OMNI_CHECK_MSG(placed.ok(), placed.to_string());
     const double K = static_cast<double>(samples_.size());
     double sum = 0;
     for (size_t k = 0; k < samples_.size(); ++k) {
@@ -36,88 +38,17 @@ class SplitScorer {
   }
 
  private:
-  void build(std::span<const ExpertId> p) {
-    std::fill(num_ranks_of_.begin(), num_ranks_of_.end(), 0);
-    for (size_t g = 0; g < p.size(); ++g) {
-      const ExpertId e = p[g];
-      if (e < 0) continue;
-      const auto r = static_cast<RankId>(g / static_cast<size_t>(S_));
-      int32_t& n = num_ranks_of_[static_cast<size_t>(e)];
-      RankId* list = &ranks_of_[static_cast<size_t>(e) * static_cast<size_t>(R_)];
-      if (n == 0 || list[n - 1] != r) list[n++] = r;  // slots ascend, so ranks do
-    }
-    flexible_.clear();
-    for (ExpertId e = 0; e < E_; ++e)
-      if (num_ranks_of_[static_cast<size_t>(e)] > 1) flexible_.push_back(e);
-  }
-
-  // Water-fills `total` of expert e over its ranks (least loaded first).
-  void fill(ExpertId e, double total) {
-    const int32_t n = num_ranks_of_[static_cast<size_t>(e)];
-    const RankId* list = &ranks_of_[static_cast<size_t>(e) * static_cast<size_t>(R_)];
-    double* a = &amount_[static_cast<size_t>(e) * static_cast<size_t>(R_)];
-    std::iota(order_.begin(), order_.begin() + n, 0);
-    std::stable_sort(order_.begin(), order_.begin() + n, [&](int32_t x, int32_t y) {
-      return load_[static_cast<size_t>(list[x])] < load_[static_cast<size_t>(list[y])];
-    });
-    double acc = total, level = 0;
-    int32_t used = 0;
-    for (int32_t i = 0; i < n; ++i) {
-      acc += load_[static_cast<size_t>(list[order_[static_cast<size_t>(i)]])];
-      level = acc / (i + 1);
-      used = i + 1;
-      if (i + 1 == n || level <= load_[static_cast<size_t>(list[order_[static_cast<size_t>(i) + 1]])]) break;
-    }
-    for (int32_t k = 0; k < n; ++k) a[k] = 0;
-    for (int32_t i = 0; i < used; ++i) {
-      const int32_t k = order_[static_cast<size_t>(i)];
-      a[k] = std::max(0.0, level - load_[static_cast<size_t>(list[k])]);
-      load_[static_cast<size_t>(list[k])] += a[k];
-    }
-  }
-
   double max_load(const std::vector<double>& total) {
-    std::fill(load_.begin(), load_.end(), 0.0);
-    for (ExpertId e = 0; e < E_; ++e)
-      if (num_ranks_of_[static_cast<size_t>(e)] == 1)
-        load_[static_cast<size_t>(ranks_of_[static_cast<size_t>(e) * static_cast<size_t>(R_)])] +=
-            total[static_cast<size_t>(e)];
-    std::stable_sort(flexible_.begin(), flexible_.end(), [&](ExpertId a, ExpertId b) {
-      return total[static_cast<size_t>(a)] > total[static_cast<size_t>(b)];
-    });
-    for (ExpertId e : flexible_) fill(e, total[static_cast<size_t>(e)]);
-    for (int pass = 0; pass < 8; ++pass) {
-      bool changed = false;
-      for (ExpertId e : flexible_) {
-        const int32_t n = num_ranks_of_[static_cast<size_t>(e)];
-        const RankId* list = &ranks_of_[static_cast<size_t>(e) * static_cast<size_t>(R_)];
-        double* a = &amount_[static_cast<size_t>(e) * static_cast<size_t>(R_)];
-        for (int32_t k = 0; k < n; ++k) {
-          old_[static_cast<size_t>(k)] = a[k];
-          load_[static_cast<size_t>(list[k])] -= a[k];
-        }
-        fill(e, total[static_cast<size_t>(e)]);
-        const double tol = 1e-9 * (1.0 + total[static_cast<size_t>(e)]);
-        for (int32_t k = 0; k < n; ++k) changed |= std::abs(old_[static_cast<size_t>(k)] - a[k]) > tol;
-      }
-      if (!changed) break;
-    }
-    // Ids were re-sorted by this sample's loads; restore id order so that the
-    // next sample's stable sort breaks ties by id, as the runtime does.
-    std::sort(flexible_.begin(), flexible_.end());
-    return *std::max_element(load_.begin(), load_.end());
+    const Status split = balancer_.balance(total);
+    OMNI_CHECK_MSG(split.ok(), split.to_string());
+    const auto load = balancer_.rank_loads();
+    return *std::max_element(load.begin(), load.end());
   }
 
-  const int32_t R_, S_, E_;
+  const int32_t S_;
   const std::vector<std::vector<double>>& samples_;
   std::vector<double> mean_;
-  std::vector<int32_t> num_ranks_of_;
-  std::vector<RankId> ranks_of_;
-  std::vector<double> amount_;
-  std::vector<double> load_;
-  std::vector<int32_t> order_;
-  std::vector<ExpertId> flexible_;
-  std::vector<double> old_ = std::vector<double>(static_cast<size_t>(R_));
+  BatchBalancer<double> balancer_;
 };
 
 }  // namespace

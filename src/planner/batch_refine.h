@@ -7,9 +7,11 @@
 // a batch depends on which experts share replicas on which ranks, not on the
 // plan's shares. The search scores a placement by the mean, over sample load
 // vectors, of (most loaded rank after the split) / (mean rank load), the split
-// being the runtime's: experts with one replica load their rank, the others
-// water-fill their ranks in descending load and are re-filled until nothing
-// changes (at most 8 passes); here in doubles instead of token counts.
+// being the runtime's own water-fill (BatchBalancer, dispatch/batch_balancer.h):
+// experts with one replica load their rank, the others water-fill their ranks
+// in descending load and are re-filled until nothing changes (at most 8
+// passes); here BatchBalancer<double> (expected loads) where the runtime runs
+// BatchBalancer<int64_t> (whole tokens).
 //
 // Moves: swap the experts of two slots on different ranks; put an expert into
 // an empty slot or into a slot whose expert has another replica. No move

@@ -6,12 +6,13 @@
 // all-gather per layer, [num_ranks, num_experts] int64); every rank then runs
 // split_batch() on the same inputs and gets the same global decision, of which
 // it keeps its own part: for each expert, how many of its own tokens go to
-// which replica. The decision: experts with one replica load their rank;
-// experts with several replicas are taken in descending count (ties to the
-// lowest id) and water-fill their ranks (the least loaded first), then each is
-// re-filled with the others fixed, pass after pass until nothing changes (at
-// most 8 passes). Tokens then flow to the chosen replica
-// amounts preferring the origin rank, then its host, then other hosts.
+// which replica. The decision is BatchBalancer<int64_t>'s water-fill
+// (batch_balancer.h): experts with one replica load their rank; experts with
+// several replicas are taken in descending count (ties to the lowest id) and
+// water-fill their ranks (the least loaded first), then each is re-filled with
+// the others fixed, pass after pass until nothing changes (at most 8 passes).
+// Tokens then flow to the chosen replica amounts preferring the origin rank,
+// then its host, then other hosts.
 //
 //   std::vector<int64_t> counts = all_gathered;    // [num_ranks * num_experts]
 //   auto split = omni::split_batch(placement, l, topology, my_rank, counts);
@@ -50,9 +51,11 @@ StatusOr<BatchSplit> split_batch(const Placement& placement, LayerId l, const To
                                  std::span<const int64_t> counts);
 
 // The balancing step of split_batch on its own, for callers that only need
-// the rank loads (the simulator prices per-batch dispatch with it):
-// ranks_of[e] = the distinct ranks holding expert e, ascending (empty: no
-// replica; its tokens are dropped), totals[e] = tokens of e in the batch
+// the rank loads (the simulator prices per-batch dispatch with it); a one-shot
+// BatchBalancer<int64_t> (batch_balancer.h), which a caller balancing many
+// batches on one placement may keep instead:
+// ranks_of[e] = the distinct ranks holding expert e, strictly ascending (empty:
+// no replica; its tokens are dropped), totals[e] = tokens of e in the batch
 // (>= 0, <= 2^50), [num_experts]. Returns tokens per rank, [num_ranks]; when
 // `amounts` is given, (*amounts)[e][k] = tokens of e served on ranks_of[e][k]
 // (empty for experts with fewer than two replica ranks). Deterministic; pure.
