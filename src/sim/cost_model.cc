@@ -5,8 +5,8 @@
 
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
-#include "omniplacement/planner/migration_plan.h"
 #include "omniplacement/dispatch/batch_split.h"
+#include "omniplacement/planner/migration_plan.h"
 
 namespace omni::sim {
 

@@ -10,8 +10,8 @@
 // rank r: with DispatchModel::kShares (the default) each expert's load is split
 // over its replicas by the placement's shares (omni::rank_loads, else an even
 // split); with kPerBatch it is split on the step's own loads by the runtime's
-// per-batch split (omni::balance_batch_loads, DispatchMode::kPerBatch of
-// runtime/placement_manager.h), and every loaded layer is charged
+// per-batch split (omni::balance_batch_loads of dispatch/batch_split.h, what
+// the runtime runs with DispatchMode::kPerBatch), and every loaded layer is charged
 // batch_allgather_s more for the all-gather of the per-rank counts that the
 // split needs.
 // Traffic follows core's nearest-replica rule (omni::dispatch_traffic): every
