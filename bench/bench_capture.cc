@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "capture/recorder_test_peer.h"
+#include "recorder_test_peer.h"
 #include "omniplacement/capture/activation_recorder.h"
 
 namespace {

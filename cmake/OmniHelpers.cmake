@@ -24,6 +24,10 @@ endif()
 # DEPS name other modules (without prefix); they must come earlier in the
 # layering order of the top-level CMakeLists.txt. EXTERNAL are third-party
 # targets linked privately (they never appear in our public headers).
+# Include paths: include/ (public, every module's headers) and the module's own
+# src/<module>/ (private headers, included by bare name: "file_util.h"); never
+# another module's src/ folder. scripts/check_includes.py (ctest include_rules)
+# checks the includes against these rules and the layering.
 function(omni_add_module)
   cmake_parse_arguments(ARG "" "NAME" "SOURCES;DEPS;EXTERNAL" ${ARGN})
   set(target omniplacement_${ARG_NAME})
@@ -33,7 +37,7 @@ function(omni_add_module)
   target_include_directories(${target} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
-    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+    PRIVATE ${PROJECT_SOURCE_DIR}/src/${ARG_NAME})
   target_compile_features(${target} PUBLIC cxx_std_20)
   # Layering check: a dependency must come before this module.
   list(FIND OMNI_ALL_MODULES ${ARG_NAME} self_index)
@@ -51,13 +55,31 @@ function(omni_add_module)
   set_property(GLOBAL APPEND PROPERTY OMNI_INSTALLED_TARGETS ${target})
 endfunction()
 
-# omni_add_test(NAME <name> SOURCES ... LIBS ... LABELS ... [TIMEOUT s])
-# One executable in build/bin and one ctest entry per suite.
+# omni_add_private_includes(<target> <module>): lets a module's own tests and
+# benchmarks include that module's private headers (src/<module>/, by bare name).
+function(omni_add_private_includes target module)
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src/${module})
+endfunction()
+
+# omni_add_test(NAME <name> SOURCES ... LIBS ... LABELS ... [MODULE m] [TIMEOUT s])
+# One executable in build/bin and one ctest entry per suite. Include paths:
+# tests/ (shared helpers such as common/random_placement.h) and the private
+# headers of the module under test: MODULE, by default the folder's name when
+# it is a module (tests/<module>/); tests of anything else get none.
 function(omni_add_test)
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT;MODULE" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
-  target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  if(NOT ARG_MODULE)
+    get_filename_component(folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
+    if(folder IN_LIST OMNI_ALL_MODULES)
+      set(ARG_MODULE ${folder})
+    endif()
+  endif()
+  if(ARG_MODULE)
+    omni_add_private_includes(${ARG_NAME} ${ARG_MODULE})
+  endif()
   target_compile_definitions(${ARG_NAME} PRIVATE OMNI_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   omni_target_options(${ARG_NAME})
   add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME} ${ARG_ARGS})

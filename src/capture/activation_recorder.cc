@@ -7,7 +7,7 @@
 #include <thread>
 #include <utility>
 
-#include "capture/recorder_test_peer.h"
+#include "recorder_test_peer.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {

@@ -1,5 +1,6 @@
-// Test-only access to ActivationRecorder internals (not installed; tests
-// include it through src/). Lets a test force record() onto the overflow path
+// Test-only access to ActivationRecorder internals (not installed; capture's
+// tests and bench_capture.cc include it by bare name, src/capture/ being on
+// their include path). Lets a test force record() onto the overflow path
 // deterministically by reserving every shard, also while other threads record
 // and take windows.
 #pragma once

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <functional>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/ids.h"
 #include "omniplacement/core/str_cat.h"
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/activation_dump.h"
 #include "omniplacement/io/load_file.h"

@@ -2,7 +2,7 @@
 
 #include <fstream>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/trace.h"
 

@@ -1,4 +1,4 @@
-#include "io/file_util.h"
+#include "file_util.h"
 
 #include <cerrno>
 #include <charconv>

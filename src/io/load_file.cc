@@ -1,6 +1,6 @@
 #include "omniplacement/io/load_file.h"
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/io/activation_dump.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/npy.h"

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <limits>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {

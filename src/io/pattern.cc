@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/pattern.h"
 

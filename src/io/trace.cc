@@ -5,7 +5,7 @@
 #include <set>
 #include <tuple>
 
-#include "io/file_util.h"
+#include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {

@@ -5,7 +5,7 @@
 #include <limits>
 #include <numeric>
 
-#include "core/mix64.h"
+#include "omniplacement/core/mix64.h"
 #include "omniplacement/dispatch/batch_balancer.h"
 
 namespace omni::detail {
@@ -107,7 +107,7 @@ BatchRefineResult refine_for_batch_split(std::span<const ExpertId> plan, std::sp
   for (size_t g = 0; g < G; ++g)
     for (ExpertId e = 0; e < E; ++e) cand.emplace_back(static_cast<int32_t>(g), -e - 1);
   uint64_t state = opt.seed;
-  for (size_t i = cand.size(); i > 1; --i) std::swap(cand[i - 1], cand[internal::splitmix64_next(state) % i]);
+  for (size_t i = cand.size(); i > 1; --i) std::swap(cand[i - 1], cand[splitmix64_next(state) % i]);
 
   auto rank_of = [&](int32_t g) { return static_cast<size_t>(g / S); };
   auto has = [&](size_t r, ExpertId e) { return on_rank[r * static_cast<size_t>(E) + static_cast<size_t>(e)] > 0; };

@@ -2,14 +2,12 @@
 
 #include <algorithm>
 
+#include "omniplacement/core/mix64.h"
 #include "omniplacement/core/str_cat.h"
-#include "core/mix64.h"
 
 namespace omni {
 
 namespace {
-
-using internal::mix64;
 
 // xorshift-multiply stream, seeded per (step, rank, layer).
 struct Rng {

@@ -2,14 +2,12 @@
 
 #include <cstring>
 
+#include "omniplacement/core/mix64.h"
 #include "omniplacement/core/str_cat.h"
-#include "core/mix64.h"
 
 namespace omni {
 
 namespace {
-
-using internal::mix64;
 
 // Uniform in [-1, 1) with 24 bits of resolution (exact in float).
 float unit_float(uint64_t h) { return static_cast<float>(static_cast<int64_t>(h >> 40) - (1 << 23)) / (1 << 23); }

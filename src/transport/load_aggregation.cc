@@ -3,8 +3,8 @@
 #include <vector>
 
 #include "omniplacement/core/str_cat.h"
-#include "transport/deadline.h"
-#include "transport/transport_util.h"
+#include "deadline.h"
+#include "transport_util.h"
 
 namespace omni {
 

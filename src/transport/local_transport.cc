@@ -10,8 +10,8 @@
 #include <tuple>
 
 #include "omniplacement/core/str_cat.h"
-#include "transport/deadline.h"
-#include "transport/transport_util.h"
+#include "deadline.h"
+#include "transport_util.h"
 
 namespace omni {
 namespace transport_internal {

@@ -1,8 +1,8 @@
 #include "omniplacement/transport/mpi_transport.h"
 
 #include "omniplacement/core/str_cat.h"
-#include "transport/deadline.h"
-#include "transport/transport_util.h"
+#include "deadline.h"
+#include "transport_util.h"
 
 #if OMNI_HAVE_MPI
 

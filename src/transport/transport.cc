@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "omniplacement/core/str_cat.h"
-#include "transport/transport_util.h"
+#include "transport_util.h"
 
 namespace omni {
 

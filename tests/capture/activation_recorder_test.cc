@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "capture/recorder_test_peer.h"
+#include "recorder_test_peer.h"
 
 namespace omni {
 namespace {

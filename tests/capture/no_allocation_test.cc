@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "capture/recorder_test_peer.h"
+#include "recorder_test_peer.h"
 #include "omniplacement/capture/activation_recorder.h"
 
 namespace {

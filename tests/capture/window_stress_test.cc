@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "capture/recorder_test_peer.h"
+#include "recorder_test_peer.h"
 #include "omniplacement/capture/activation_recorder.h"
 
 namespace omni {

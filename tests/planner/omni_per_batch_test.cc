@@ -6,9 +6,11 @@
 #include <cmath>
 #include <random>
 
+#include "batch_refine.h"
 #include "common/plan_with.h"
+#include "common/random_placement.h"
+#include "omniplacement/dispatch/batch_split.h"
 #include "omniplacement/planner/omni_planner.h"
-#include "planner/batch_refine.h"
 
 namespace omni {
 namespace {
@@ -163,6 +165,31 @@ TEST(OmniPerBatchTest, SpecRoundTrips) {
                           "per_batch_evals=5000"})
     EXPECT_NE(spec.find(key), std::string::npos) << key << " in " << spec;
   EXPECT_FALSE(make_planner("omni(per_batch_spread=-1)").ok());
+}
+
+// omni(per_batch=true) scores placements with the runtime's split computed
+// in doubles (batch_refine.h; BatchBalancer<double>): on random placements and
+// integer loads its max/mean is that of the runtime's split (balance_batch_loads,
+// whole tokens, as split_batch and the simulator's per-batch cost model use it)
+// up to rounding to whole tokens. (Moved from tests/sim: a test includes only
+// its own module's private headers.)
+TEST(OmniPerBatchTest, PlannerScoreIsTheRuntimeSplit) {
+  std::mt19937_64 rng(42);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int32_t R = 2 + static_cast<int32_t>(rng() % 10);
+    const int32_t E = R + static_cast<int32_t>(rng() % 30);
+    const Placement p = *Placement::create(testing::random_layout(rng, 1, R, E, 0, 3, /*no_dups=*/true, 0.1));
+    std::vector<int64_t> totals(static_cast<size_t>(E));
+    for (auto& t : totals) t = 1000 + static_cast<int64_t>(rng() % 100000);
+    auto loads = balance_batch_loads(R, layer_replica_ranks(p, 0), totals);
+    ASSERT_TRUE(loads.ok()) << loads.status();
+    double sum = 0;
+    for (int64_t t : totals) sum += static_cast<double>(t);
+    const double runtime = static_cast<double>(*std::max_element(loads->begin(), loads->end())) / (sum / R);
+    const std::vector<std::vector<double>> samples = {std::vector<double>(totals.begin(), totals.end())};
+    const double planner = detail::batch_split_score(p.phy2log(0), samples, R, p.slots_per_rank(0));
+    EXPECT_NEAR(planner, runtime, 2.0 * R / sum) << "trial " << trial;
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // CostModel with DispatchModel::kPerBatch: hand-computed cases against the
 // shares split, and agreement with the runtime's split_batch on random inputs.
+// (The planner's score against the same split: tests/planner/omni_per_batch_test.cc.)
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,7 +9,6 @@
 #include "common/random_placement.h"
 #include "omniplacement/dispatch/batch_split.h"
 #include "omniplacement/sim/cost_model.h"
-#include "planner/batch_refine.h"
 #include "unit_cost.h"
 
 namespace omni::sim {
@@ -143,28 +143,6 @@ TEST(PerBatchDispatchTest, AgreesWithRuntimeSplitOnRandomPlacements) {
       EXPECT_DOUBLE_EQ(layers[static_cast<size_t>(l)].max_tokens, static_cast<double>(busiest))
           << "trial " << trial << " layer " << l;
     }
-  }
-}
-
-// omni(per_batch=true) scores placements with the runtime's split computed
-// in doubles (src/planner/batch_refine.h): on random placements and integer
-// loads its max/mean is the runtime's up to rounding to whole tokens.
-TEST(PerBatchDispatchTest, PlannerScoreIsTheRuntimeSplit) {
-  std::mt19937_64 rng(42);
-  for (int trial = 0; trial < 40; ++trial) {
-    const int32_t R = 2 + static_cast<int32_t>(rng() % 10);
-    const int32_t E = R + static_cast<int32_t>(rng() % 30);
-    const Placement p = *Placement::create(testing::random_layout(rng, 1, R, E, 0, 3, /*no_dups=*/true, 0.1));
-    std::vector<int64_t> totals(static_cast<size_t>(E));
-    for (auto& t : totals) t = 1000 + static_cast<int64_t>(rng() % 100000);
-    auto loads = balance_batch_loads(R, layer_replica_ranks(p, 0), totals);
-    ASSERT_TRUE(loads.ok()) << loads.status();
-    double sum = 0;
-    for (int64_t t : totals) sum += static_cast<double>(t);
-    const double runtime = static_cast<double>(*std::max_element(loads->begin(), loads->end())) / (sum / R);
-    const std::vector<std::vector<double>> samples = {std::vector<double>(totals.begin(), totals.end())};
-    const double planner = detail::batch_split_score(p.phy2log(0), samples, R, p.slots_per_rank(0));
-    EXPECT_NEAR(planner, runtime, 2.0 * R / sum) << "trial " << trial;
   }
 }
 
