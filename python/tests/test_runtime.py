@@ -158,7 +158,7 @@ def test_options_from_config_and_errors():
 
 
 def test_torch_ids_give_torch_slots():
-    """Twin: Dispatch tables (tests/runtime/dispatch_table_test.cc) through the cluster, tensors in and out."""
+    """Twin: Dispatch tables (tests/dispatch/dispatch_table_test.cc) through the cluster, tensors in and out."""
     torch = pytest.importorskip("torch")
     with make_cluster() as cluster:
         ids = torch.tensor([[0, 1], [2, -1]], dtype=torch.int64)
