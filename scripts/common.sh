@@ -8,7 +8,8 @@ OMNI_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
   libopenmpi-dev openmpi-bin
-  python3 python3-dev pybind11-dev python3-numpy python3-pytest python3-matplotlib python3-torch
+  python3 python3-dev pybind11-dev python3-numpy python3-pytest python3-matplotlib python3-torch python3-yaml
+  python3-setuptools python3-wheel python3-venv pkgconf
 )
 
 omni_ensure_packages() {

@@ -14,8 +14,22 @@ algorithm vLLM and SGLang ship):
            every expert, -1 padded
   logcnt   [num_layers, num_logical_experts] int64: replicas of every expert
 
-Given a torch tensor the three results are int64 CPU tensors, as the reference returns
-(it computes on ``weight.float().cpu()``); otherwise int64 numpy arrays.
+Given a torch tensor the three results are int64 tensors on the weight's device (a CPU
+tensor, as the reference returns, for a CPU weight; vLLM's policies return theirs on
+the weight's device too); otherwise int64 numpy arrays.
+
+weight may also be [num_steps, num_layers, num_logical_experts] (SGLang's logical counts
+per forward pass): it is summed over the steps, and the most recent steps (at most
+32, all-zero steps dropped) are handed to the planner as recent windows
+(PlanInput::samples), which omni(per_batch=true) plans on; other planners use the sum.
+
+current: the placement in force, phy2log [num_layers, num_replicas] (array or tensor,
+-1 for an empty slot; vLLM's old physical_to_logical_map). The planner gets it as the
+current placement (omni plans incrementally from it: experts that stay keep their
+slots, max_moves_per_rank bounds the changes), and every plan is then aligned to it:
+an expert that stays on a GPU keeps the slot it has there, so only experts that
+arrive on a GPU move weights. A current placement of another width (vLLM after an
+elastic scale-down changed num_replicas) is ignored.
 
 planner="eplb" is DeepSeek's algorithm bit for bit (C++, including its float32
 arithmetic and tie-breaking, and its known same-GPU duplicate replicas);
@@ -35,31 +49,48 @@ slot, as vLLM's later ``compute_logical_maps`` does.
 import numpy as np
 
 from . import _omni
-from ._tensors import is_tensor, to_numpy
+from ._tensors import is_tensor, to_numpy, to_torch
 
-__all__ = ["rebalance_experts"]
+__all__ = ["rebalance_experts", "align_to_current", "slots_changed"]
 
 # Canonical eplb specs and the policy each asks eplb_rebalance for.
 _EPLB_POLICIES = {"eplb": "auto", "eplb(hierarchical)": "hierarchical", "eplb(global)": "global"}
+# Most recent steps of a [steps, layers, experts] weight handed to the planner as samples.
+_MAX_SAMPLES = 32
 
 
 def _weight_matrix(weight):
-    """The load as a LoadMatrix, and the tensor to model the outputs on (or None)."""
+    """(LoadMatrix of the load, samples or None, tensor to model the outputs on or None)."""
     like = weight if is_tensor(weight) else None
     w = np.asarray(to_numpy(weight))
+    if w.ndim == 3:
+        steps = [s for s in w if s.any()][-_MAX_SAMPLES:]
+        return _omni.LoadMatrix(w.sum(axis=0)), (steps or None), like
     if w.ndim != 2:
-        raise ValueError(f"INVALID_ARGUMENT: rebalance_experts: weight must be 2-D [num_layers, num_experts], "
-                         f"got shape {tuple(w.shape)}")
-    return _omni.LoadMatrix(w), like
+        raise ValueError(f"INVALID_ARGUMENT: rebalance_experts: weight must be [num_layers, num_experts] or "
+                         f"[num_steps, num_layers, num_experts], got shape {tuple(w.shape)}")
+    return _omni.LoadMatrix(w), None, like
 
 
 def _out(a, like):
     a = np.ascontiguousarray(a, dtype=np.int64)
-    if like is None:
-        return a
-    import torch  # a tensor was passed, so torch is imported already
+    return a if like is None else to_torch(a, like)
 
-    return torch.from_numpy(a)
+
+def _current_matrix(current, num_layers, num_replicas):
+    """current as an int64 [num_layers, num_replicas] array, or None when absent or of another width."""
+    if current is None:
+        return None
+    if isinstance(current, _omni.Placement):
+        cur = current.phy2log_matrix()
+    else:
+        cur = np.asarray(to_numpy(current))
+    if cur.ndim != 2 or cur.shape[0] != num_layers:
+        raise ValueError(f"INVALID_ARGUMENT: rebalance_experts: current must be [num_layers={num_layers}, "
+                         f"num_replicas], got shape {tuple(cur.shape)}")
+    if cur.shape[1] != num_replicas:
+        return None
+    return cur.astype(np.int64, copy=False)
 
 
 def _by_slot(log2phy, logcnt):
@@ -99,30 +130,76 @@ def _fill_empty_slots(phy2log, replica_rank, weight, num_gpus):
     return phy2log, replica_rank
 
 
+def align_to_current(phy2log, current, num_gpus, replica_rank=None):
+    """phy2log [L, R] with each GPU's slots reordered so that an expert the GPU holds in
+    `current` (same shape) keeps its slot there; the other experts fill the remaining
+    slots in their original order. Returns (phy2log, replica_rank), replica_rank (same
+    shape, or None) permuted alongside. The set of experts on every GPU is unchanged,
+    so rank loads and the balance are too; only the slots an expert arrives in change.
+    """
+    L, R = phy2log.shape
+    S = R // num_gpus
+    new = np.array(phy2log, dtype=np.int64).reshape(L, num_gpus, S)
+    old = np.asarray(current, dtype=np.int64).reshape(L, num_gpus, S)
+    rank = None if replica_rank is None else np.array(replica_rank, dtype=np.int64).reshape(L, num_gpus, S)
+    for l, r in zip(*np.nonzero((new != old).any(axis=2))):
+        row, prev = new[l, r].tolist(), old[l, r].tolist()
+        free = list(range(S))          # indices into row not placed yet
+        order = [-1] * S               # order[s]: index into row that slot s takes
+        for s, e in enumerate(prev):
+            if e < 0:
+                continue
+            for k, i in enumerate(free):
+                if row[i] == e:
+                    order[s] = i
+                    del free[k]
+                    break
+        for s in range(S):
+            if order[s] < 0:
+                order[s] = free.pop(0)
+        new[l, r] = new[l, r][order]
+        if rank is not None:
+            rank[l, r] = rank[l, r][order]
+    return new.reshape(L, R), (None if rank is None else rank.reshape(L, R))
+
+
+def slots_changed(current, phy2log):
+    """Slots whose expert differs between two [L, R] maps: expert weights that must move."""
+    a, b = np.asarray(to_numpy(current)), np.asarray(to_numpy(phy2log))
+    return int(((a != b) & (b >= 0)).sum())
+
+
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, planner="eplb",
-                      replica_order="creation"):
+                      replica_order="creation", current=None):
     """DeepSeek EPLB's rebalance_experts, or another planner in its shapes; see the module docstring."""
-    load, like = _weight_matrix(weight)
+    load, samples, like = _weight_matrix(weight)
     if replica_order not in ("creation", "slot"):
         raise ValueError(f"INVALID_ARGUMENT: replica_order must be 'creation' or 'slot', got {replica_order!r}")
+    cur = _current_matrix(current, load.num_layers, int(num_replicas))
     spec = _omni.canonical_spec(planner)
     if spec in _EPLB_POLICIES:
         r = _omni.eplb_rebalance(load, int(num_replicas), int(num_groups), int(num_nodes), int(num_gpus),
                                  _EPLB_POLICIES[spec])
-        phy2log, log2phy, logcnt = r["phy2log"], r["log2phy"], r["logcnt"]
+        phy2log, replica_rank = r["phy2log"], r["phyrank"]
     else:
         if int(num_gpus) < 1 or int(num_replicas) % int(num_gpus) != 0:
             raise ValueError(f"INVALID_ARGUMENT: rebalance_experts: num_replicas ({num_replicas}) must be a "
                              f"multiple of num_gpus ({num_gpus})")
+        current_placement = None
+        if cur is not None:
+            current_placement = _omni.Placement(cur, num_ranks=int(num_gpus), num_experts=load.num_experts,
+                                                rules=_omni.ValidationRules(require_every_expert=False))
         result = _omni.Planner(spec).plan(load, num_ranks=int(num_gpus), num_replicas=int(num_replicas),
-                                             num_nodes=int(num_nodes), num_groups=int(num_groups))
-        placement, replica_rank = result.placement, result.replica_rank
-        phy2log = placement.phy2log_matrix()
+                                             num_nodes=int(num_nodes), num_groups=int(num_groups),
+                                             current=current_placement, samples=samples)
+        phy2log, replica_rank = result.placement.phy2log_matrix(), np.array(result.replica_rank)
         if (phy2log < 0).any():
             phy2log, replica_rank = _fill_empty_slots(phy2log, replica_rank, load.values(), int(num_gpus))
-            placement = _omni.Placement(phy2log, num_ranks=int(num_gpus), num_experts=load.num_experts)
-        emap = _omni.ExpertMap(placement, order="creation", replica_rank=replica_rank)
-        phy2log, log2phy, logcnt = emap.phy2log(), emap.log2phy(), emap.logcnt()
+    if cur is not None:
+        phy2log, replica_rank = align_to_current(phy2log, cur, int(num_gpus), replica_rank)
+    placement = _omni.Placement(phy2log, num_ranks=int(num_gpus), num_experts=load.num_experts)
+    emap = _omni.ExpertMap(placement, order="creation", replica_rank=replica_rank)
+    phy2log, log2phy, logcnt = emap.phy2log(), emap.log2phy(), emap.logcnt()
     if replica_order == "slot":
         log2phy = _by_slot(log2phy, logcnt)
     return _out(phy2log, like), _out(log2phy, like), _out(logcnt, like)

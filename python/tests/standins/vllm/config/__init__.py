@@ -1,0 +1,1 @@
+from .parallel import EPLBConfig, EPLBPolicyOption  # noqa: F401

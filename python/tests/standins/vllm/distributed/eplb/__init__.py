@@ -1,0 +1,1 @@
+"""Expert parallelism load balancer (stand-in)."""
