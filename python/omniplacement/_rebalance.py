@@ -142,7 +142,9 @@ def align_to_current(phy2log, current, num_gpus, replica_rank=None):
     new = np.array(phy2log, dtype=np.int64).reshape(L, num_gpus, S)
     old = np.asarray(current, dtype=np.int64).reshape(L, num_gpus, S)
     rank = None if replica_rank is None else np.array(replica_rank, dtype=np.int64).reshape(L, num_gpus, S)
-    for l, r in zip(*np.nonzero((new != old).any(axis=2))):
+    # Only GPUs where an expert held in `current` sits in another slot need reordering.
+    held = (new[..., None, :] == old[..., :, None]).any(axis=3) & (old >= 0)   # old[s] is on the GPU again
+    for l, r in zip(*np.nonzero((held & (new != old)).any(axis=2))):
         row, prev = new[l, r].tolist(), old[l, r].tolist()
         free = list(range(S))          # indices into row not placed yet
         order = [-1] * S               # order[s]: index into row that slot s takes
