@@ -114,6 +114,27 @@ function(omni_install_package)
   install(FILES ${PROJECT_BINARY_DIR}/OmniPlacementConfig.cmake
     ${PROJECT_BINARY_DIR}/OmniPlacementConfigVersion.cmake
     DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/OmniPlacement)
+  # pkg-config: lib/pkgconfig/omniplacement.pc beside the CMake package. Modules add
+  # what static linking needs with set_property(GLOBAL APPEND PROPERTY
+  # OMNI_PKGCONFIG_REQUIRES <pkg>) or OMNI_PKGCONFIG_LIBS <link flags or library paths>.
+  set(OMNI_PC_LIBS "")
+  foreach(m IN LISTS OMNI_ENABLED_MODULES)
+    list(PREPEND OMNI_PC_LIBS -lomniplacement_${m})  # dependants before their dependencies
+  endforeach()
+  get_property(extra_libs GLOBAL PROPERTY OMNI_PKGCONFIG_LIBS)
+  get_property(requires GLOBAL PROPERTY OMNI_PKGCONFIG_REQUIRES)
+  list(APPEND OMNI_PC_LIBS ${extra_libs} -pthread)
+  list(REMOVE_DUPLICATES requires)
+  list(JOIN OMNI_PC_LIBS " " OMNI_PC_LIBS)
+  list(JOIN requires ", " OMNI_PC_REQUIRES)
+  list(JOIN OMNI_ENABLED_MODULES " " OMNI_PC_MODULES)
+  if(IS_ABSOLUTE ${CMAKE_INSTALL_LIBDIR})
+    file(RELATIVE_PATH OMNI_PC_PREFIX_REL ${CMAKE_INSTALL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
+  else()
+    file(RELATIVE_PATH OMNI_PC_PREFIX_REL /omni_prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /omni_prefix)
+  endif()
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/omniplacement.pc.in ${PROJECT_BINARY_DIR}/omniplacement.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/omniplacement.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endfunction()
 
 # omni_mpirun_prefix(<out_var> <num_ranks>): the command prefix that launches

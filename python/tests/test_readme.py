@@ -1,13 +1,16 @@
 """The README's Python examples run as written and print what their C++ twin prints.
 
 C++ twin: tests/consumer (consumer_project), which builds and runs the README's C++ example.
+The engine examples import vllm / sglang: they run against the stand-ins of
+python/tests/standins (see its README), in a scratch directory (they write files).
 """
 import contextlib
 import io
 import os
 import re
+import sys
 
-SOURCE_DIR = os.environ.get("OMNI_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+SOURCE_DIR = os.path.abspath(os.environ.get("OMNI_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def python_blocks():
@@ -15,7 +18,11 @@ def python_blocks():
         return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
 
 
-def test_readme_python_examples_run():
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.abspath(__file__)), "standins"))
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in sys.modules if n.split(".")[0] in ("vllm", "sglang")]:
+        monkeypatch.delitem(sys.modules, name)
     blocks = python_blocks()
     assert blocks, "README.md has no ```python block"
     for block in blocks:

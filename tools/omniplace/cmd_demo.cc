@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "omniplace/command.h"
+#include "omniplace/install_paths.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/trace.h"
 #include "omniplacement/runtime/demo.h"
@@ -17,6 +18,9 @@
 #include "omniplacement/transport/mpi_transport.h"
 
 namespace {
+
+// The trace the demo serves by default, relative to the sample data dir.
+constexpr const char* kDefaultTrace = "traces/qwen15moe_expert_freq_by_iteration.csv";
 
 struct DemoArgs {
   int32_t ranks = 12;
@@ -38,7 +42,7 @@ struct DemoArgs {
   std::string planner = "eplb";
   std::string dispatch = "per-batch";
   std::string transport = "local";
-  std::string trace = std::string(OMNI_DATA_DIR) + "/traces/qwen15moe_expert_freq_by_iteration.csv";
+  std::string trace;  // empty: the shipped Qwen1.5-MoE series (kDefaultTrace in the data dir)
   std::vector<std::string> datasets = {"bookcorpus", "wikitext", "wmt19"};
   uint64_t seed = 1;
   bool json = false;
@@ -222,7 +226,8 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--transport", args->transport, "local (threads) or mpi (under mpirun)")
       ->check(CLI::IsMember({"local", "mpi"}))
       ->capture_default_str();
-  sub->add_option("--trace", args->trace, "per-iteration trace CSV")->capture_default_str();
+  sub->add_option("--trace", args->trace, std::string("per-iteration trace CSV (default: ") + kDefaultTrace +
+                                             " in the sample data)");
   sub->add_option("--datasets", args->datasets, "datasets of the trace, in order")->delimiter(',');
   sub->add_option("--seed", args->seed, "seed of the token draws and weights")->capture_default_str();
   sub->add_flag("--static", args->static_only, "dynamic placement off (baseline run)");
@@ -244,7 +249,13 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       "  mpirun -np 4 omniplace demo --transport mpi --ranks 4 --slots-per-rank 16");
   return [args] {
     const DemoArgs& a = *args;
-    auto trace = omni::Trace::read_csv(a.trace);
+    std::string trace_path = a.trace;
+    if (trace_path.empty()) {
+      auto data = omni::cli::data_dir();
+      if (!data.ok()) return omni::cli::fail("demo", data.status());
+      trace_path = (*data / kDefaultTrace).string();
+    }
+    auto trace = omni::Trace::read_csv(trace_path);
     if (!trace.ok()) return omni::cli::fail("demo", trace.status());
     auto windows = trace->windows(a.datasets);
     if (!windows.ok()) return omni::cli::fail("demo", windows.status());

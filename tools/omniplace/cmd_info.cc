@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "omniplace/command.h"
+#include "omniplace/install_paths.h"
 #include "omniplace/json_out.h"
 #include "omniplacement/core/version.h"
 
@@ -44,11 +45,19 @@ omni::cli::RunFn setup_info(CLI::App& app) {
   sub->add_flag("--json", *json, "Print one JSON object (version, modules, data_dir, sample_data)");
   sub->footer("Examples:\n  omniplace info\n  omniplace info --json");
   return [json] {
-    const std::filesystem::path data(OMNI_DATA_DIR);
+    // The data dir is found beside the executable (omniplace/install_paths.h); when it is
+    // missing, info still prints the rest and says why (data_dir null, data_dir_error).
+    const auto data = omni::cli::data_dir();
     const auto modules = module_list();
-    const auto files = sample_files(data);
+    const auto files = data.ok() ? sample_files(*data) : std::vector<SampleFile>{};
     if (*json) {
-      nlohmann::json j{{"version", omni::kVersionString}, {"modules", modules}, {"data_dir", data.string()}};
+      nlohmann::json j{{"version", omni::kVersionString}, {"modules", modules}};
+      if (data.ok()) {
+        j["data_dir"] = data->string();
+      } else {
+        j["data_dir"] = nullptr;
+        j["data_dir_error"] = data.status().message();
+      }
       j["sample_data"] = nlohmann::json::array();
       for (const auto& f : files) j["sample_data"].push_back({{"path", f.path}, {"bytes", f.bytes}});
       omni::cli::print_json(j);
@@ -58,7 +67,11 @@ omni::cli::RunFn setup_info(CLI::App& app) {
     std::cout << "modules:";
     for (const auto& m : modules) std::cout << " " << m;
     std::cout << "\n";
-    std::cout << "sample data: " << data.string() << "\n";
+    if (!data.ok()) {
+      std::cout << "sample data: not found (" << data.status().message() << ")\n";
+      return omni::cli::kExitOk;
+    }
+    std::cout << "sample data: " << data->string() << "\n";
     for (const auto& f : files) std::cout << "  " << f.path << " (" << f.bytes << " bytes)\n";
     return omni::cli::kExitOk;
   };

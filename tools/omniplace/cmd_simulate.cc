@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "omniplace/command.h"
+#include "omniplace/install_paths.h"
 #include "omniplace/sim_cli_options.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/placement_file.h"
@@ -112,23 +113,21 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   return j;
 }
 
-// Renders PNGs of the per-step CSV through scripts/plot_simulation.py
-// (omniplacement.plot); the package is taken from the build tree next to this
-// executable (build/python) when it is there, else from the installed one.
+// Renders PNGs of the per-step CSV through the plot script shipped beside the
+// executable (omniplace/install_paths.h; omniplacement.plot), with the
+// omniplacement package found beside it on PYTHONPATH when there is one.
 // shift_period > 0 marks the synthetic workload's phase shifts (every that many steps).
 omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64_t steps, int64_t shift_period) {
-  namespace fs = std::filesystem;
-  const fs::path script = fs::path(OMNI_DATA_DIR).parent_path() / "scripts" / "plot_simulation.py";
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path py_dir = exe.parent_path().parent_path() / "python";
+  OMNI_ASSIGN_OR_RETURN(const std::filesystem::path script, omni::cli::plot_script());
   auto quote = [](const std::string& s) {
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return q + "'";
   };
   std::string command;
-  if (!ec && fs::exists(py_dir / "omniplacement" / "plot.py")) command = "PYTHONPATH=" + quote(py_dir.string()) + " ";
+  if (auto py_dir = omni::cli::python_package_dir()) {
+    command = "PYTHONPATH=" + quote(py_dir->string()) + "${PYTHONPATH:+:$PYTHONPATH} ";
+  }
   const int64_t every = std::max<int64_t>(1, steps / 2000);
   command += "/usr/bin/python3 " + quote(script.string()) + " " + quote(csv) + " " + quote(prefix) +
              " --every " + std::to_string(every);
