@@ -75,13 +75,13 @@ def main():
             out, times = cpu_seconds(lambda: fn(second, SLOTS, groups, nodes, RANKS), args.repeats)
             results[(policy, label)] = out[0]
             print(f"{label:62s} min {min(times):8.4f} s   median {statistics.median(times):8.4f} s")
-        scratch = op._rebalance.slots_changed(old, results[(policy, "vLLM policy, planner=omni")])
+        scratch = op.slots_changed(old, results[(policy, "vLLM policy, planner=omni")])
         for spec in ("omni", "omni(max_moves_per_rank=1)"):
             fn = ov.policy_class(spec).rebalance_experts
             out, times = cpu_seconds(lambda: fn(second, SLOTS, groups, nodes, RANKS, old), args.repeats)
             label = f"vLLM policy, planner={spec}, with the old map"
             print(f"{label:62s} min {min(times):8.4f} s   median {statistics.median(times):8.4f} s   "
-                  f"({op._rebalance.slots_changed(old, out[0])} of {L * SLOTS} slots changed; from scratch "
+                  f"({op.slots_changed(old, out[0])} of {L * SLOTS} slots changed; from scratch "
                   f"{scratch}; mean max/mean {balance_of(out[0], second):.4f})")
         same = torch.equal(results[(policy, cases[0][0])], results[(policy, cases[1][0])])
         print(f"planner=eplb output identical to the PyTorch reference: {same}")

@@ -2,8 +2,12 @@
 
 The C++ library's types and functions (from the extension ``omniplacement._omni``)
 are re-exported here; this package adds numpy/torch adapters, the DeepSeek EPLB
-drop-in :func:`rebalance_experts` (when the planner module is built) and plots
-(:mod:`omniplacement.plot`, imported on demand because it loads matplotlib).
+drop-in :func:`rebalance_experts` (when the planner module is built), plots
+(:mod:`omniplacement.plot`, imported on demand because it loads matplotlib) and the
+engine adapters, each imported on demand: :mod:`omniplacement.vllm` (a policy in vLLM's
+EPLB registry), :mod:`omniplacement.sglang` (an SGLang EPLB algorithm, its load dumps and
+its --init-expert-location file) and :mod:`omniplacement.trtllm` (TensorRT-LLM's load
+balancer YAML).
 
     import numpy as np, omniplacement as op
     p = op.Placement.contiguous(num_layers=2, num_ranks=4, num_experts=8, slots_per_rank=3)
@@ -31,9 +35,9 @@ water_fill_counts = _torch_aware(_omni.water_fill_counts)
 __all__ = [n for n in dir(_omni) if not n.startswith("_")]
 
 if "planner" in bound_modules:
-    from ._rebalance import rebalance_experts  # noqa: F401
+    from ._rebalance import rebalance_experts, slots_changed  # noqa: F401
 
-    __all__.append("rebalance_experts")
+    __all__ += ["rebalance_experts", "slots_changed"]
 if "io" in bound_modules:
     from . import io  # noqa: F401  (omniplacement.io: file formats)
 if "runtime" in bound_modules:

@@ -166,7 +166,8 @@ def align_to_current(phy2log, current, num_gpus, replica_rank=None):
 
 
 def slots_changed(current, phy2log):
-    """Slots whose expert differs between two [L, R] maps: expert weights that must move."""
+    """Slots whose expert differs between two phy2log maps of one shape [L, R] (arrays or
+    tensors; -1 empty): the expert weights that must move to go from current to phy2log."""
     a, b = np.asarray(to_numpy(current)), np.asarray(to_numpy(phy2log))
     return int(((a != b) & (b >= 0)).sum())
 

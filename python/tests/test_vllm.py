@@ -104,7 +104,7 @@ def test_old_placement_is_planned_incrementally_and_keeps_slots():
         scratch = policy.rebalance_experts(torch.tensor(drifted), R, 1, 1, ranks)[0]
         incremental, log2phy, logcnt = policy.rebalance_experts(torch.tensor(drifted), R, 1, 1, ranks, phy2log)
         check_consistent(incremental, log2phy, logcnt)
-        moved, moved_scratch = op._rebalance.slots_changed(phy2log, incremental), op._rebalance.slots_changed(
+        moved, moved_scratch = op.slots_changed(phy2log, incremental), op.slots_changed(
             phy2log, scratch)
         assert moved < moved_scratch, planner
         # The same experts on every rank as from scratch for eplb (only slots reordered).
