@@ -1,10 +1,10 @@
 """A re-implementation, in plain PyTorch, of DeepSeek's EPLB algorithm (the default
-policy vLLM and SGLang ship), written from its description in docs/ANCHORS.md section 1
+policy vLLM and SGLang ship), written from its description in docs/REFERENCES.md section 1
 for benchmarking only. It is NOT OmniPlacement's code and not DeepSeek's or vLLM's
 code: it follows the same steps in the same way (Python loop over layers and items in
 balanced_packing, one torch max per redundant slot in replicate_experts), so that its
 cost is that of the reference algorithm. `python3 eplb_reference.py` checks it against
-the reference outputs listed in ANCHORS.md before anyone trusts a timing of it.
+the reference outputs listed in docs/REFERENCES.md before anyone trusts a timing of it.
 
     phy2log, log2phy, logcnt = rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus)
 """
@@ -99,11 +99,11 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-    from test_planner import FIRST_CASE_LOG2PHY, GOLDEN  # ANCHORS.md section 1
+    from test_planner import FIRST_CASE_LOG2PHY, GOLDEN  # docs/REFERENCES.md section 1
 
     for weight, args, phy2log, logcnt in GOLDEN:
         out = rebalance_experts(torch.tensor(weight, dtype=torch.float32), *args)
         assert out[0].tolist() == phy2log and out[2].tolist() == logcnt, (args, out[0].tolist())
     first = rebalance_experts(torch.tensor(GOLDEN[0][0], dtype=torch.float32), *GOLDEN[0][1])
     assert first[1].tolist() == FIRST_CASE_LOG2PHY
-    print(f"eplb_reference: the {len(GOLDEN)} reference cases of ANCHORS.md section 1 reproduced")
+    print(f"eplb_reference: the {len(GOLDEN)} reference cases of docs/REFERENCES.md section 1 reproduced")

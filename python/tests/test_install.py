@@ -107,7 +107,7 @@ print([ep.value for ep in md.entry_points(group="vllm.general_plugins") if ep.na
     assert out[0].startswith(str(venv)) and out[0].endswith(os.path.join("omniplacement", "__init__.py"))
     version, module_version = out[1].split()
     assert version == module_version
-    assert out[2] == str([5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1])   # ANCHORS.md section 1, first layer
+    assert out[2] == str([5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1])   # docs/REFERENCES.md section 1, first layer
     assert out[3] == str(["omniplacement.vllm:plugin"])
     # The entry point vLLM loads in every process registers the policy (a stand-in vLLM here).
     plugin = """
