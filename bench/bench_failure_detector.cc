@@ -25,7 +25,7 @@ void BM_FailureDetection(benchmark::State& state) {
     std::atomic<int64_t> crash_ns{0};
     std::atomic<int64_t> last_ns{0};
     std::atomic<int> failures{0};
-    auto statuses = omni::LocalCluster::run(n, [&](omni::Transport& t) -> omni::Status {
+    auto statuses = omni::LocalGroup::run(n, [&](omni::Transport& t) -> omni::Status {
       omni::FailureDetectorOptions o;
       o.timeout = timeout;
       o.period = timeout / 5;

@@ -73,30 +73,24 @@ BENCHMARK(BM_SplitBatch)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
-#if __has_include("omniplacement/runtime/placement_manager.h")
-#include "omniplacement/runtime/placement_manager.h"
-#include "omniplacement/runtime/weight_store.h"
-#include "omniplacement/transport/local_transport.h"
+#if __has_include("omniplacement/runtime/local_cluster.h")
+#include "omniplacement/runtime/local_cluster.h"
 
 namespace {
 
 // step_boundary on steps without a commit: dynamic placement on, one rank
-// (LocalTransport), re-plan interval far away, so every step takes the fast
-// path (no collective).
+// (a LocalCluster of one), re-plan interval far away, so every step takes the
+// fast path (no collective). This thread acts as the rank's engine thread.
 void BM_StepBoundaryNoCommit(benchmark::State& state) {
-  auto group = omni::LocalTransport::create_group(1);
   auto placement = *omni::Placement::contiguous(58, 1, 256, 256);
-  auto store = *omni::HostWeightStore::create(std::vector<int64_t>(58, 64), std::vector<int32_t>(58, 256), 0);
-  omni::PlacementManagerOptions opt;
-  opt.replan_interval_steps = int64_t{1} << 60;
-  opt.planner_spec = "eplb";
-  auto pm = omni::PlacementManager::create(*(*group)[0], *omni::Topology::single_host(1), placement, *store, opt);
-  if (!pm.ok()) {
-    state.SkipWithError(pm.status().to_string().c_str());
-    return;
-  }
+  omni::LocalClusterOptions opt;
+  opt.manager.replan_interval_steps = int64_t{1} << 60;
+  opt.manager.planner_spec = "eplb";
+  auto cluster = omni::LocalCluster::create(placement, *omni::Topology::single_host(1), std::vector<int64_t>(58, 64), opt);
+  if (!cluster.ok()) return state.SkipWithError(cluster.status().to_string().c_str());
+  omni::PlacementManager& pm = (*cluster)->manager(0);
   int64_t step = 0;
-  for (auto _ : state) benchmark::DoNotOptimize((*pm)->step_boundary(step++));
+  for (auto _ : state) benchmark::DoNotOptimize(pm.step_boundary(step++));
   state.SetLabel("dynamic on, no round due (58 layers x 256 experts)");
 }
 BENCHMARK(BM_StepBoundaryNoCommit);
@@ -123,30 +117,21 @@ namespace {
 // BM_Dispatch plus the check for a map published by another thread (failover).
 void BM_ManagerDispatch(benchmark::State& state) {
   const auto& f = dispatch_fixture();
-  auto cluster = omni::LocalCluster::create(64);
+  // Only rank 5's manager is used (this thread acts as its engine thread);
+  // the cluster creates all 64 (creation is collective).
+  omni::LocalClusterOptions opt;
+  opt.manager.dynamic = false;
+  opt.manager.planner_spec = "eplb";
+  auto cluster = omni::LocalCluster::create(f.placement, f.topology, {64}, opt);
   if (!cluster.ok()) return state.SkipWithError(cluster.status().to_string().c_str());
-  // Only rank 5's manager is used; all 64 are created (create is collective).
-  std::vector<std::unique_ptr<omni::PlacementManager>> pms(64);
-  std::vector<std::unique_ptr<omni::HostWeightStore>> stores(64);
-  omni::PlacementManagerOptions opt;
-  opt.dynamic = false;
-  opt.planner_spec = "eplb";
-  auto statuses = cluster->run([&](omni::Transport& t) -> omni::Status {
-    const auto q = static_cast<size_t>(t.rank());
-    OMNI_ASSIGN_OR_RETURN(stores[q], omni::HostWeightStore::create({64}, {f.placement.slots_per_rank(0)}, 0));
-    OMNI_ASSIGN_OR_RETURN(pms[q], omni::PlacementManager::create(t, f.topology, f.placement, *stores[q], opt));
-    return omni::ok_status();
-  });
-  for (const auto& s : statuses)
-    if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
+  omni::PlacementManager& pm = (*cluster)->manager(5);
   std::vector<omni::GlobalSlot> out(f.ids.size());
   for (auto _ : state) {
-    benchmark::DoNotOptimize(pms[5]->dispatch(0, f.ids, out));
+    benchmark::DoNotOptimize(pm.dispatch(0, f.ids, out));
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(f.ids.size()));
   state.SetLabel("PlacementManager::dispatch, same layer as BM_Dispatch");
-  pms.clear();
 }
 BENCHMARK(BM_ManagerDispatch);
 
@@ -169,63 +154,51 @@ void BM_Failover(benchmark::State& state) {
   double per_rank = 0;
   int64_t n = 0;
   for (auto _ : state) {
-    auto cluster = omni::LocalCluster::create(R);
-    std::vector<std::unique_ptr<omni::PlacementManager>> pms(static_cast<size_t>(R));
-    std::vector<std::unique_ptr<omni::HostWeightStore>> stores(static_cast<size_t>(R));
-    omni::PlacementManagerOptions opt;
-    opt.planner_spec = "eplb";
-    opt.replan_interval_steps = int64_t{1} << 60;
+    omni::LocalClusterOptions opt;
+    opt.manager.planner_spec = "eplb";
+    opt.manager.replan_interval_steps = int64_t{1} << 60;
+    auto cluster = omni::LocalCluster::create(*placement, *topo, std::vector<int64_t>(static_cast<size_t>(L), 64), opt);
+    if (!cluster.ok()) return state.SkipWithError(cluster.status().to_string().c_str());
+    omni::LocalCluster& c = **cluster;
     const omni::RankId dead[] = {R / 2};
+    c.kill(dead[0]);  // it takes no part below; closing the cluster cuts it off
+    const int32_t survivors = R - 1;
     std::mutex mu;
     std::condition_variable cv;
     int32_t ready = 0;
     bool go = false;
     std::chrono::steady_clock::time_point t_go;
     std::vector<int64_t> published(static_cast<size_t>(R), 0);
-    // Gives the signal once every rank waits for it.
+    // Gives the signal once every survivor waits for it.
     std::thread starter([&] {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return ready == R; });
+      cv.wait(lock, [&] { return ready == survivors; });
       t_go = std::chrono::steady_clock::now();
       go = true;
       cv.notify_all();
     });
-    auto statuses = cluster->run([&](omni::Transport& t) -> omni::Status {
-      const auto q = static_cast<size_t>(t.rank());
-      auto created = [&]() -> omni::Status {
-        OMNI_ASSIGN_OR_RETURN(stores[q], omni::HostWeightStore::create(std::vector<int64_t>(static_cast<size_t>(L), 64),
-                                                                        std::vector<int32_t>(static_cast<size_t>(L), S), 0));
-        OMNI_ASSIGN_OR_RETURN(pms[q], omni::PlacementManager::create(t, *topo, *placement, *stores[q], opt));
-        return omni::ok_status();
-      }();
+    const omni::Status s = c.run([&](omni::RankId q) -> omni::Status {
       {
         std::unique_lock<std::mutex> lock(mu);
         ++ready;
         cv.notify_all();
         cv.wait(lock, [&] { return go; });
       }
-      OMNI_RETURN_IF_ERROR(created);
-      if (t.rank() == dead[0] || (only_rank0 && t.rank() != 0)) return omni::ok_status();
-      OMNI_RETURN_IF_ERROR(pms[q]->fail_ranks(dead));
-      published[q] = pms[q]->stats().failover_published_ns;
+      if (only_rank0 && q != 0) return omni::ok_status();
+      OMNI_RETURN_IF_ERROR(c.manager(q).fail_ranks(dead));
+      published[static_cast<size_t>(q)] = c.manager(q).stats().failover_published_ns;
       return omni::ok_status();
     });
     starter.join();
-    for (const auto& s : statuses)
-      if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
+    if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
     const int64_t last = *std::max_element(published.begin(), published.end());
     for (omni::RankId q = 0; q < R; ++q)
       if (q != dead[0] && (!only_rank0 || q == 0)) {
-        per_rank += pms[static_cast<size_t>(q)]->stats().last_failover_seconds;
+        per_rank += c.manager(q).stats().last_failover_seconds;
         ++n;
       }
     const int64_t go_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t_go.time_since_epoch()).count();
     state.SetIterationTime(static_cast<double>(last - go_ns) / 1e9);
-    std::vector<omni::RankId> others;
-    for (omni::RankId q = 0; q < R; ++q)
-      if (q != dead[0]) others.push_back(q);
-    (void)pms[static_cast<size_t>(dead[0])]->fail_ranks(others);
-    pms.clear();
   }
   state.counters["per_rank_us"] = n ? per_rank / static_cast<double>(n) * 1e6 : 0.0;
   state.SetLabel(std::string(only_rank0 ? "one survivor of " : "") + std::to_string(R) + " ranks" +

@@ -38,17 +38,17 @@ BENCHMARK(BM_Memcpy)->RangeMultiplier(4)->Range(kMiB, 256 * kMiB)->Unit(benchmar
 // message per iteration, sent only once the previous one was received.
 void BM_LocalSendRecv(benchmark::State& state) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  auto cluster = omni::LocalCluster::create(2);
+  auto group = omni::LocalGroup::create(2);
   std::vector<std::byte> src = touched(bytes, std::byte{1});
   std::vector<std::byte> dst = touched(bytes, std::byte{0});
   const int64_t count = state.max_iterations;
   omni::Status received;
   std::thread receiver([&] {
-    for (int64_t i = 0; i < count && received.ok(); ++i) received = cluster->transport(1).recv(0, 1, dst, 60s);
+    for (int64_t i = 0; i < count && received.ok(); ++i) received = group->transport(1).recv(0, 1, dst, 60s);
   });
   omni::Status sent;
   for (auto _ : state) {
-    sent = cluster->transport(0).send(1, 1, src, 60s);
+    sent = group->transport(0).send(1, 1, src, 60s);
     if (!sent.ok()) break;
   }
   receiver.join();
@@ -62,7 +62,7 @@ BENCHMARK(BM_LocalSendRecv)->RangeMultiplier(4)->Range(kMiB, 256 * kMiB)->Unit(b
 void BM_LocalAllReduce(benchmark::State& state) {
   const auto bytes = static_cast<size_t>(state.range(0));
   const auto num_ranks = static_cast<int32_t>(state.range(1));
-  auto cluster = omni::LocalCluster::create(num_ranks);
+  auto group = omni::LocalGroup::create(num_ranks);
   const int64_t count = state.max_iterations;
   std::vector<omni::Status> peer_status(static_cast<size_t>(num_ranks));
   std::vector<std::thread> peers;
@@ -70,7 +70,7 @@ void BM_LocalAllReduce(benchmark::State& state) {
     peers.emplace_back([&, r] {
       std::vector<double> v(bytes / sizeof(double), 1.0);
       for (int64_t i = 0; i < count; ++i) {
-        omni::Status s = cluster->transport(r).all_reduce(std::span<double>(v), omni::ReduceOp::kSum, 60s);
+        omni::Status s = group->transport(r).all_reduce(std::span<double>(v), omni::ReduceOp::kSum, 60s);
         if (!s.ok()) {
           peer_status[static_cast<size_t>(r)] = s;
           return;
@@ -81,7 +81,7 @@ void BM_LocalAllReduce(benchmark::State& state) {
   std::vector<double> v(bytes / sizeof(double), 1.0);
   omni::Status mine;
   for (auto _ : state) {
-    mine = cluster->transport(0).all_reduce(std::span<double>(v), omni::ReduceOp::kSum, 60s);
+    mine = group->transport(0).all_reduce(std::span<double>(v), omni::ReduceOp::kSum, 60s);
     if (!mine.ok()) break;
   }
   for (auto& p : peers) p.join();

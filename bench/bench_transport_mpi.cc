@@ -81,15 +81,15 @@ bool check(const omni::Status& s, const char* what) {
 }
 
 Rate local_send_rate(size_t bytes) {
-  auto cluster = omni::LocalCluster::create(2);
+  auto group = omni::LocalGroup::create(2);
   std::vector<std::byte> src(bytes, std::byte{1}), dst(bytes, std::byte{0});
   const int messages = messages_for(bytes);
   std::thread receiver([&] {
     for (int i = 0; i < messages; ++i) {
-      if (!check(cluster->transport(1).recv(0, 1, dst, 60s), "local recv")) return;
+      if (!check(group->transport(1).recv(0, 1, dst, 60s), "local recv")) return;
     }
   });
-  const Rate rate = measure(bytes, messages, [&] { check(cluster->transport(0).send(1, 1, src, 60s), "local send"); });
+  const Rate rate = measure(bytes, messages, [&] { check(group->transport(0).send(1, 1, src, 60s), "local send"); });
   receiver.join();
   return rate;
 }
@@ -128,7 +128,7 @@ double all_reduce_us(omni::Transport& t, size_t bytes) {
 
 double local_all_reduce_us(int32_t ranks, size_t bytes) {
   double us = 0;
-  omni::LocalCluster::run(ranks, [&](omni::Transport& t) -> omni::Status {
+  omni::LocalGroup::run(ranks, [&](omni::Transport& t) -> omni::Status {
     const double mine = all_reduce_us(t, bytes);
     if (t.rank() == 0) us = mine;
     return omni::ok_status();

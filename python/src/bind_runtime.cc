@@ -1,116 +1,40 @@
 // Bindings of the runtime module: ManagerOptions (PlacementManagerOptions) and
-// LocalCluster, N ranks in this process, each with its PlacementManager and
-// host WeightStore, driven from Python the way an engine drives one manager per
-// rank.
+// LocalCluster (runtime/local_cluster.h: N ranks in this process, each with its
+// PlacementManager and host WeightStore, driven from Python the way an engine
+// drives one manager per rank).
 //
-// Threads. Every rank has one worker thread, its engine thread: the manager is
-// created there, and step_boundary() and dispatch_all() run one task per rank
-// on them in parallel (their collectives need every rank at once). The calling
-// Python thread waits with the GIL released. dispatch() of one rank (shares
-// mode: no collective) and write_slot() run on the calling thread, serialised
-// with the workers by a mutex, so the manager sees one engine at a time.
-// record() and the read-only calls may come from any Python thread.
+// Threads. The C++ LocalCluster owns one engine thread per rank and serialises
+// the engine-side calls (step_boundary and dispatch_all run one task per rank
+// on those threads; dispatch, read_slot and write_slot run on the calling
+// thread); every call here releases the GIL while it runs. record() and the
+// read-only calls may come from any Python thread; close() waits for the calls
+// in progress.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <atomic>
-#include <condition_variable>
-#include <functional>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bindings.h"
 #include "omniplacement/core/core.h"
+#include "omniplacement/runtime/local_cluster.h"
 #include "omniplacement/runtime/manager_config.h"
 #include "omniplacement/runtime/placement_manager.h"
-#include "omniplacement/runtime/weight_store.h"
-#include "omniplacement/transport/local_transport.h"
 #include "py_support.h"
 
 namespace omni::py_support {
 
 namespace {
 
-// One long-lived thread per rank; run() hands every thread its task and waits.
-class RankThreads {
- public:
-  explicit RankThreads(int32_t n) {
-    for (int32_t r = 0; r < n; ++r) threads_.emplace_back([this, r] { loop(r); });
-  }
-  ~RankThreads() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  // fn(r) on thread r for every rank; statuses indexed by rank. One run at a time.
-  std::vector<Status> run(const std::function<Status(RankId)>& fn) {
-    std::unique_lock<std::mutex> lock(mu_);
-    task_ = &fn;
-    results_.assign(threads_.size(), Status());
-    pending_ = static_cast<int32_t>(threads_.size());
-    ++generation_;
-    cv_.notify_all();
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
-    task_ = nullptr;
-    return results_;
-  }
-
- private:
-  void loop(RankId r) {
-    uint64_t seen = 0;
-    for (;;) {
-      const std::function<Status(RankId)>* task = nullptr;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        task = task_;
-      }
-      Status s;
-      try {
-        s = (*task)(r);
-      } catch (const std::exception& e) {
-        s = internal_error(str_cat("rank ", r, ": ", e.what()));
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      results_[static_cast<size_t>(r)] = std::move(s);
-      if (--pending_ == 0) done_cv_.notify_all();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  const std::function<Status(RankId)>* task_ = nullptr;  // guarded by mu_
-  std::vector<Status> results_;                          // guarded by mu_
-  int32_t pending_ = 0;                                  // guarded by mu_
-  uint64_t generation_ = 0;                              // guarded by mu_
-  bool stop_ = false;                                    // guarded by mu_
-  std::vector<std::thread> threads_;
-};
-
-// The first failed status, with its rank.
-Status first_error(const std::vector<Status>& statuses) {
-  for (size_t r = 0; r < statuses.size(); ++r)
-    if (!statuses[r].ok()) return statuses[r].with_context(str_cat("rank ", r));
-  return ok_status();
-}
-
+// omniplacement.LocalCluster: numpy and bytes in and out around a LocalCluster.
 class PyLocalCluster {
  public:
   PyLocalCluster(const Placement& initial, py::handle slot_bytes, const PlacementManagerOptions& options,
-                 py::object topology)
-      : initial_(initial), options_(options) {
+                 py::object topology) {
     const int32_t R = initial.num_ranks(), L = initial.num_layers();
-    topology_ = topology.is_none() ? unwrap(Topology::uniform(R, R)) : topology.cast<Topology>();
+    const Topology topo = topology.is_none() ? unwrap(Topology::uniform(R, R)) : topology.cast<Topology>();
     std::vector<int64_t> bytes;
     if (py::isinstance<py::int_>(slot_bytes)) {
       bytes.assign(static_cast<size_t>(L), slot_bytes.cast<int64_t>());
@@ -119,64 +43,41 @@ class PyLocalCluster {
       expect_ndim("slot_bytes", d.ndim(), 1);
       bytes = std::move(d.data);
     }
-    if (static_cast<int32_t>(bytes.size()) != L)
-      fail(StatusCode::kInvalidArgument,
-           str_cat("LocalCluster: slot_bytes has ", bytes.size(), " entries, the placement ", L, " layers"));
-    std::vector<int32_t> slots;
-    for (LayerId l = 0; l < L; ++l) slots.push_back(initial.slots_per_rank(l));
-    for (RankId r = 0; r < R; ++r)
-      stores_.push_back(unwrap(HostWeightStore::create(bytes, slots, options.staging_limit_bytes)));
-    cluster_ = std::make_unique<LocalCluster>(unwrap(LocalCluster::create(R)));
-    managers_.resize(static_cast<size_t>(R));
+    LocalClusterOptions o;
+    o.manager = options;
     py::gil_scoped_release release;
-    threads_ = std::make_unique<RankThreads>(R);
-    // create() is collective (it duplicates the transport): every rank at once.
-    const Status s = first_error(threads_->run([&](RankId r) -> Status {
-      auto pm = PlacementManager::create(cluster_->transport(r), topology_, initial_, *stores_[static_cast<size_t>(r)],
-                                         options_);
-      if (!pm.ok()) return pm.status();
-      managers_[static_cast<size_t>(r)] = std::move(*pm);
-      return ok_status();
-    }));
-    if (!s.ok()) {
-      shut_down();
-      throw StatusError(s.with_context("LocalCluster"));
-    }
+    cluster_ = unwrap(LocalCluster::create(initial, topo, std::move(bytes), std::move(o)));
   }
-  ~PyLocalCluster() { shut_down(); }
 
   void close() {
     py::gil_scoped_release release;
-    std::unique_lock<std::shared_mutex> life(life_);
-    shut_down();
+    cluster_->close();
   }
 
-  int32_t num_ranks() const { return initial_.num_ranks(); }
-  const Placement& initial() const { return initial_; }
-  const PlacementManagerOptions& options() const { return options_; }
-  bool closed() const { return closed_.load(); }
+  int32_t num_ranks() const { return cluster_->num_ranks(); }
+  const Placement& initial() const { return cluster_->initial(); }
+  const PlacementManagerOptions& options() const { return cluster_->options().manager; }
+  bool closed() const { return cluster_->closed(); }
 
   void record(RankId r, LayerId l, py::handle topk_ids) {
     check_index("rank", r, num_ranks());
     std::vector<int32_t> storage;
     py::array ids = as_numpy(topk_ids);
     const std::span<const int32_t> view = ids_view(ids, storage);
-    check(locked(false, [&] {
-      managers_[static_cast<size_t>(r)]->record(l, view);
-      return ok_status();
-    }));
+    py::gil_scoped_release release;
+    check(cluster_->record(r, l, view));
   }
 
   py::array_t<int32_t> dispatch(RankId r, LayerId l, py::handle topk_ids) {
     check_index("rank", r, num_ranks());
-    if (options_.dispatch_mode == DispatchMode::kPerBatch)
-      fail(StatusCode::kFailedPrecondition,
-           "LocalCluster.dispatch: per-batch mode gathers every rank's counts; call dispatch_all(layer, ids_per_rank)");
     std::vector<int32_t> storage;
     py::array ids = as_numpy(topk_ids);
     const std::span<const int32_t> view = ids_view(ids, storage);
     std::vector<GlobalSlot> out(view.size());
-    check(locked(true, [&] { return managers_[static_cast<size_t>(r)]->dispatch(l, view, out); }));
+    {
+      py::gil_scoped_release release;
+      check(cluster_->dispatch(r, l, view, out));
+    }
     return reshape(std::move(out), ids);
   }
 
@@ -189,17 +90,17 @@ class PyLocalCluster {
     std::vector<std::vector<int32_t>> storage(static_cast<size_t>(R));
     std::vector<std::span<const int32_t>> views;
     std::vector<std::vector<GlobalSlot>> outs(static_cast<size_t>(R));
+    std::vector<std::span<GlobalSlot>> out_views;
     for (RankId r = 0; r < R; ++r) {
       arrays.push_back(as_numpy(ids_per_rank[static_cast<size_t>(r)]));
       views.push_back(ids_view(arrays.back(), storage[static_cast<size_t>(r)]));
       outs[static_cast<size_t>(r)].resize(views.back().size());
+      out_views.push_back(outs[static_cast<size_t>(r)]);
     }
-    check(locked(true, [&] {
-      return first_error(threads_->run([&](RankId r) {
-        return managers_[static_cast<size_t>(r)]->dispatch(l, views[static_cast<size_t>(r)],
-                                                            outs[static_cast<size_t>(r)]);
-      }));
-    }));
+    {
+      py::gil_scoped_release release;
+      check(cluster_->dispatch_all(l, views, out_views));
+    }
     py::list result;
     for (RankId r = 0; r < R; ++r)
       result.append(reshape(std::move(outs[static_cast<size_t>(r)]), arrays[static_cast<size_t>(r)]));
@@ -207,47 +108,34 @@ class PyLocalCluster {
   }
 
   void step_boundary(int64_t step) {
-    check(locked(true, [&] {
-      return first_error(
-          threads_->run([&](RankId r) { return managers_[static_cast<size_t>(r)]->step_boundary(step); }));
-    }));
+    py::gil_scoped_release release;
+    check(cluster_->step_boundary(step));
   }
 
   PlacementManagerStats stats(RankId r) {
     check_index("rank", r, num_ranks());
-    PlacementManagerStats out;
-    check(locked(false, [&] {
-      out = managers_[static_cast<size_t>(r)]->stats();
-      return ok_status();
-    }));
-    return out;
+    py::gil_scoped_release release;
+    return unwrap(cluster_->stats(r));
   }
   std::shared_ptr<const RoutingSnapshot> snapshot(RankId r) {
     check_index("rank", r, num_ranks());
-    std::shared_ptr<const RoutingSnapshot> out;
-    check(locked(false, [&] {
-      out = managers_[static_cast<size_t>(r)]->snapshot();
-      return ok_status();
-    }));
-    return out;
+    py::gil_scoped_release release;
+    return unwrap(cluster_->snapshot(r));
   }
 
   void flush_dumps() {
-    check(locked(false, [&] {
-      Status s;
-      for (auto& pm : managers_)
-        if (s.ok()) s = pm->flush_dumps();
-      return s;
-    }));
+    py::gil_scoped_release release;
+    check(cluster_->flush_dumps());
   }
 
   py::array_t<uint8_t> read_slot(RankId r, LayerId l, SlotId s) {
     check_index("rank", r, num_ranks());
-    check_index("layer", l, initial_.num_layers());
-    const WeightStore& store = *stores_[static_cast<size_t>(r)];
-    std::vector<uint8_t> out(static_cast<size_t>(store.slot_bytes(l)));
-    // Under the engine lock: never half a commit's copy.
-    check(locked(true, [&] { return store.read_slot(l, s, 0, std::as_writable_bytes(std::span<uint8_t>(out))); }));
+    check_index("layer", l, initial().num_layers());
+    std::vector<uint8_t> out(static_cast<size_t>(cluster_->slot_bytes(l)));
+    {
+      py::gil_scoped_release release;
+      check(cluster_->read_slot(r, l, s, 0, std::as_writable_bytes(std::span<uint8_t>(out))));
+    }
     return to_numpy(std::move(out));
   }
 
@@ -260,56 +148,24 @@ class PyLocalCluster {
                         : py::array::ensure(as_numpy(data), py::array::c_style);
     if (!arr) fail(StatusCode::kInvalidArgument, "write_slot: data is not bytes or an array");
     const auto bytes = std::span(static_cast<const std::byte*>(arr.data()), static_cast<size_t>(arr.nbytes()));
-    WeightStore& store = *stores_[static_cast<size_t>(r)];
-    check(locked(true, [&] { return store.write_slot(l, s, offset, bytes); }));
+    py::gil_scoped_release release;
+    check(cluster_->write_slot(r, l, s, offset, bytes));
   }
 
   int64_t slot_bytes(LayerId l) const {
-    check_index("layer", l, initial_.num_layers());
-    return stores_.front()->slot_bytes(l);
+    check_index("layer", l, initial().num_layers());
+    return cluster_->slot_bytes(l);
   }
 
  private:
-  // Runs f with the GIL released while the cluster cannot close (and, for
-  // engine-side calls, no other engine-side call runs); FAILED_PRECONDITION
-  // once closed.
-  template <typename F>
-  Status locked(bool engine, F&& f) {
-    py::gil_scoped_release release;
-    std::shared_lock<std::shared_mutex> life(life_);
-    if (closed_.load()) return failed_precondition_error("LocalCluster is closed");
-    if (!engine) return f();
-    std::lock_guard<std::mutex> lock(engine_);
-    return f();
-  }
   // Slots in the shape of the ids they were computed from.
   static py::array_t<int32_t> reshape(std::vector<GlobalSlot>&& out, const py::array& like) {
     std::vector<py::ssize_t> shape(like.shape(), like.shape() + like.ndim());
     if (shape.empty()) shape.push_back(static_cast<py::ssize_t>(out.size()));
     return to_numpy(std::move(out), std::move(shape));
   }
-  // Managers first (their planner threads stop), then the engine threads.
-  void shut_down() {
-    if (closed_.exchange(true)) return;
-    if (threads_ && !managers_.empty())
-      threads_->run([&](RankId r) {
-        managers_[static_cast<size_t>(r)].reset();
-        return ok_status();
-      });
-    managers_.clear();
-    threads_.reset();
-  }
 
-  Placement initial_;
-  PlacementManagerOptions options_;
-  Topology topology_;
-  std::vector<std::unique_ptr<HostWeightStore>> stores_;
   std::unique_ptr<LocalCluster> cluster_;
-  std::vector<std::unique_ptr<PlacementManager>> managers_;
-  std::unique_ptr<RankThreads> threads_;
-  std::shared_mutex life_;  // shared: a call using the managers; exclusive: close()
-  std::mutex engine_;       // one engine-side call at a time
-  std::atomic<bool> closed_{false};
 };
 
 py::dict stats_dict(const PlacementManagerStats& s) {

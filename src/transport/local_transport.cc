@@ -414,21 +414,21 @@ std::vector<RankId> LocalTransport::failed_ranks() const {
   return out;
 }
 
-// --- LocalCluster ---------------------------------------------------------
+// --- LocalGroup -----------------------------------------------------------
 
-StatusOr<LocalCluster> LocalCluster::create(int32_t num_ranks) {
-  OMNI_ASSIGN_OR_RETURN(auto group, LocalTransport::create_group(num_ranks));
-  LocalCluster cluster;
-  cluster.transports_ = std::move(group);
-  return cluster;
+StatusOr<LocalGroup> LocalGroup::create(int32_t num_ranks) {
+  OMNI_ASSIGN_OR_RETURN(auto transports, LocalTransport::create_group(num_ranks));
+  LocalGroup group;
+  group.transports_ = std::move(transports);
+  return group;
 }
 
-Transport& LocalCluster::transport(RankId r) {
-  OMNI_CHECK_MSG(r >= 0 && r < size(), str_cat("LocalCluster::transport(", r, ") with ", size(), " ranks"));
+Transport& LocalGroup::transport(RankId r) {
+  OMNI_CHECK_MSG(r >= 0 && r < size(), str_cat("LocalGroup::transport(", r, ") with ", size(), " ranks"));
   return *transports_[static_cast<size_t>(r)];
 }
 
-std::vector<Status> LocalCluster::run(const std::function<Status(Transport&)>& fn) {
+std::vector<Status> LocalGroup::run(const std::function<Status(Transport&)>& fn) {
   std::vector<Status> statuses(transports_.size());
   std::vector<std::thread> threads;
   threads.reserve(transports_.size());
@@ -437,9 +437,9 @@ std::vector<Status> LocalCluster::run(const std::function<Status(Transport&)>& f
       try {
         statuses[r] = fn(*transports_[r]);
       } catch (const std::exception& e) {
-        statuses[r] = internal_error(str_cat("LocalCluster: rank ", r, " threw: ", e.what()));
+        statuses[r] = internal_error(str_cat("LocalGroup: rank ", r, " threw: ", e.what()));
       } catch (...) {
-        statuses[r] = internal_error(str_cat("LocalCluster: rank ", r, " threw a non-standard exception"));
+        statuses[r] = internal_error(str_cat("LocalGroup: rank ", r, " threw a non-standard exception"));
       }
     });
   }
@@ -447,10 +447,10 @@ std::vector<Status> LocalCluster::run(const std::function<Status(Transport&)>& f
   return statuses;
 }
 
-std::vector<Status> LocalCluster::run(int32_t num_ranks, const std::function<Status(Transport&)>& fn) {
-  StatusOr<LocalCluster> cluster = create(num_ranks);
-  if (!cluster.ok()) return {cluster.status()};
-  return cluster->run(fn);
+std::vector<Status> LocalGroup::run(int32_t num_ranks, const std::function<Status(Transport&)>& fn) {
+  StatusOr<LocalGroup> group = create(num_ranks);
+  if (!group.ok()) return {group.status()};
+  return group->run(fn);
 }
 
 }  // namespace omni

@@ -43,7 +43,7 @@ Recorded run_cluster(int32_t R, int64_t steps, PlacementManagerOptions opt) {
                                                 std::vector<int64_t>(static_cast<size_t>(kLayers * kExperts), 0)));
   rec.invalid.assign(static_cast<size_t>(R), std::vector<int64_t>(static_cast<size_t>(steps), 0));
   rec.stats.resize(static_cast<size_t>(R));
-  auto statuses = LocalCluster::run(R, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(R, [&](Transport& t) -> Status {
     const RankId q = t.rank();
     OMNI_ASSIGN_OR_RETURN(auto store, HostWeightStore::create(std::vector<int64_t>(kLayers, 64),
                                                               std::vector<int32_t>(kLayers, kSlots), 1 << 20));
@@ -197,7 +197,7 @@ TEST(PlacementManagerDumps, CreateNamesABadDumpDir) {
     opt.enable_dump = true;
     opt.dump_dir = c.dir;
     opt.dump_queue_capacity = c.capacity;
-    auto statuses = LocalCluster::run(1, [&](Transport& t) -> Status {
+    auto statuses = LocalGroup::run(1, [&](Transport& t) -> Status {
       return PlacementManager::create(t, topo, initial, *store, opt).status();
     });
     EXPECT_FALSE(statuses[0].ok());

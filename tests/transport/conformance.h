@@ -1,5 +1,5 @@
 // The transport conformance suite, written once and run over every backend:
-// transport_test runs it on LocalCluster threads, transport_mpi_test runs the
+// transport_test runs it on LocalGroup threads, transport_mpi_test runs the
 // same cases on MpiTransport under `mpirun -np 4`.
 //
 // A case is a function every rank runs on its own Transport; it returns OK or a

@@ -25,7 +25,7 @@ FailureDetectorOptions test_options() {
 
 // Runs n ranks: each starts a detector after a barrier, then `body`.
 std::vector<Status> run_ranks(int32_t n, const std::function<Status(Transport&, FailureDetector&)>& body) {
-  return LocalCluster::run(n, [&](Transport& t) -> Status {
+  return LocalGroup::run(n, [&](Transport& t) -> Status {
     OMNI_RETURN_IF_ERROR(t.barrier(10s));
     OMNI_ASSIGN_OR_RETURN(auto detector, FailureDetector::start(t, test_options()));
     return body(t, *detector);
@@ -95,7 +95,7 @@ TEST(FailureDetectorTest, GracefulStopsAreNotFailures) {
 }
 
 TEST(FailureDetectorTest, CallbackSeesEachNewMembership) {
-  auto statuses = LocalCluster::run(3, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(3, [&](Transport& t) -> Status {
     std::vector<uint64_t> seen;
     std::mutex mu;
     FailureDetectorOptions o = test_options();
@@ -119,26 +119,26 @@ TEST(FailureDetectorTest, CallbackSeesEachNewMembership) {
 }
 
 TEST(FailureDetectorTest, RejectsBadOptionsAndReports) {
-  auto cluster = LocalCluster::create(2);
-  ASSERT_TRUE(cluster.ok());
+  auto group = LocalGroup::create(2);
+  ASSERT_TRUE(group.ok());
   FailureDetectorOptions bad;
   bad.period = 0ms;
-  EXPECT_EQ(FailureDetector::start(cluster->transport(0), bad).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(FailureDetector::start(group->transport(0), bad).status().code(), StatusCode::kInvalidArgument);
   bad = FailureDetectorOptions{};
   bad.timeout = 1ms;
   bad.period = 10ms;
-  EXPECT_FALSE(FailureDetector::start(cluster->transport(0), bad).ok());
+  EXPECT_FALSE(FailureDetector::start(group->transport(0), bad).ok());
   bad = FailureDetectorOptions{};
   bad.tag = -1;
-  EXPECT_FALSE(FailureDetector::start(cluster->transport(0), bad).ok());
+  EXPECT_FALSE(FailureDetector::start(group->transport(0), bad).ok());
   FailureDetectorOptions o = test_options();
-  auto d = FailureDetector::start(cluster->transport(0), o);
+  auto d = FailureDetector::start(group->transport(0), o);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ((*d)->report_failure(0).code(), StatusCode::kInvalidArgument);  // itself
   EXPECT_EQ((*d)->report_failure(2).code(), StatusCode::kInvalidArgument);  // out of range
   EXPECT_TRUE((*d)->report_failure(1).ok());
   EXPECT_EQ((*d)->membership().failed, std::vector<RankId>{1});
-  EXPECT_TRUE(cluster->transport(0).is_failed(1));
+  EXPECT_TRUE(group->transport(0).is_failed(1));
   (*d)->stop();
 }
 

@@ -1,5 +1,5 @@
 // The conformance suite on LocalTransport (threads), at 2, 3 and 4 ranks, plus
-// what only LocalCluster has (threads, exceptions, group sizes).
+// what only LocalGroup has (threads, exceptions, group sizes).
 #include "omniplacement/transport/local_transport.h"
 
 #include <gtest/gtest.h>
@@ -49,15 +49,15 @@ class LocalConformance : public ::testing::TestWithParam<LocalParam> {};
 
 TEST_P(LocalConformance, PassesOnEveryRank) {
   const auto& c = testing::conformance_cases()[GetParam().case_index];
-  const std::vector<Status> statuses = LocalCluster::run(GetParam().num_ranks, c.body);
+  const std::vector<Status> statuses = LocalGroup::run(GetParam().num_ranks, c.body);
   ASSERT_EQ(statuses.size(), static_cast<size_t>(GetParam().num_ranks));
   for (size_t r = 0; r < statuses.size(); ++r) EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, LocalConformance, ::testing::ValuesIn(all_params()), param_name);
 
-TEST(LocalCluster, SingleRankCollectivesAreIdentity) {
-  const auto statuses = LocalCluster::run(1, [](Transport& t) -> Status {
+TEST(LocalGroup, SingleRankCollectivesAreIdentity) {
+  const auto statuses = LocalGroup::run(1, [](Transport& t) -> Status {
     std::vector<double> v = {1.5, -2};
     OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<double>(v), ReduceOp::kSum, 1s));
     if (v[0] != 1.5 || v[1] != -2) return internal_error("single-rank all_reduce changed the data");
@@ -70,8 +70,8 @@ TEST(LocalCluster, SingleRankCollectivesAreIdentity) {
   EXPECT_TRUE(statuses[0].ok()) << statuses[0];
 }
 
-TEST(LocalCluster, ReturnsEveryRanksStatusAndCatchesExceptions) {
-  const auto statuses = LocalCluster::run(3, [](Transport& t) -> Status {
+TEST(LocalGroup, ReturnsEveryRanksStatusAndCatchesExceptions) {
+  const auto statuses = LocalGroup::run(3, [](Transport& t) -> Status {
     if (t.rank() == 1) throw std::runtime_error("boom");
     if (t.rank() == 2) return not_found_error("rank 2 says so");
     return ok_status();
@@ -83,28 +83,28 @@ TEST(LocalCluster, ReturnsEveryRanksStatusAndCatchesExceptions) {
   EXPECT_EQ(statuses[2].code(), StatusCode::kNotFound);
 }
 
-TEST(LocalCluster, RejectsBadGroupSizes) {
+TEST(LocalGroup, RejectsBadGroupSizes) {
   for (int32_t n : {0, -1, kMaxRanks + 1}) {
-    const auto statuses = LocalCluster::run(n, [](Transport&) { return ok_status(); });
+    const auto statuses = LocalGroup::run(n, [](Transport&) { return ok_status(); });
     ASSERT_EQ(statuses.size(), 1u) << n;
     EXPECT_EQ(statuses[0].code(), StatusCode::kInvalidArgument) << n;
-    EXPECT_FALSE(LocalCluster::create(n).ok());
+    EXPECT_FALSE(LocalGroup::create(n).ok());
   }
 }
 
-TEST(LocalCluster, MismatchedCollectivesFailOnEveryRank) {
-  const auto statuses = LocalCluster::run(3, [](Transport& t) -> Status {
+TEST(LocalGroup, MismatchedCollectivesFailOnEveryRank) {
+  const auto statuses = LocalGroup::run(3, [](Transport& t) -> Status {
     std::vector<int64_t> v(t.rank() == 0 ? 2 : 3);
     return t.all_reduce(std::span<int64_t>(v), ReduceOp::kSum, 10s);
   });
   for (const Status& s : statuses) EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
 }
 
-TEST(LocalCluster, TransportsCanBeDrivenFromOwnThreads) {
-  auto cluster = LocalCluster::create(2);
-  ASSERT_TRUE(cluster.ok());
-  Transport& a = cluster->transport(0);
-  Transport& b = cluster->transport(1);
+TEST(LocalGroup, TransportsCanBeDrivenFromOwnThreads) {
+  auto group = LocalGroup::create(2);
+  ASSERT_TRUE(group.ok());
+  Transport& a = group->transport(0);
+  Transport& b = group->transport(1);
   EXPECT_EQ(a.rank(), 0);
   EXPECT_EQ(b.size(), 2);
   EXPECT_EQ(a.backend(), "local");

@@ -9,14 +9,18 @@
 // still read its contribution) and every rank reduces in rank order, which
 // makes double sums bitwise identical on every rank.
 //
-//   std::vector<omni::Status> statuses = omni::LocalCluster::run(4, [](omni::Transport& t) {
+//   std::vector<omni::Status> statuses = omni::LocalGroup::run(4, [](omni::Transport& t) {
 //     return t.barrier(std::chrono::seconds(5));
 //   });
 //   // statuses[r] is rank r's result; all OK here.
 //
 //   // Or keep the transports and drive the ranks from threads of your own:
-//   auto cluster = omni::LocalCluster::create(2);
-//   omni::Transport& rank0 = cluster->transport(0);
+//   auto group = omni::LocalGroup::create(2);
+//   omni::Transport& rank0 = group->transport(0);
+//
+// LocalGroup is the transport-level helper (threads and transports only); a
+// cluster of ranks that each run a PlacementManager, weight store and failure
+// detector is omni::LocalCluster (runtime/local_cluster.h), built on it.
 //
 // Threads: see transport.h. Any thread may drive any rank's transport as long
 // as each transport's collectives come from one thread at a time.
@@ -76,11 +80,12 @@ class LocalTransport final : public Transport {
   uint64_t next_round_ = 0;
 };
 
-// A group of LocalTransports and a way to run one function per rank.
-class LocalCluster {
+// A group of LocalTransports and a way to run one function per rank (a fresh
+// thread per rank and run).
+class LocalGroup {
  public:
   // 1 <= num_ranks <= kMaxRanks.
-  static StatusOr<LocalCluster> create(int32_t num_ranks);
+  static StatusOr<LocalGroup> create(int32_t num_ranks);
 
   // Runs fn(transport of rank r) on its own thread for every rank r, joins
   // them all and returns the statuses indexed by rank. An exception escaping
@@ -89,9 +94,9 @@ class LocalCluster {
   static std::vector<Status> run(int32_t num_ranks, const std::function<Status(Transport&)>& fn);
 
   int32_t size() const { return static_cast<int32_t>(transports_.size()); }
-  // 0 <= r < size(). The cluster owns the transport.
+  // 0 <= r < size(). The group owns the transport.
   Transport& transport(RankId r);
-  // Runs fn on one thread per rank of this cluster (see the static run()).
+  // Runs fn on one thread per rank of this group (see the static run()).
   std::vector<Status> run(const std::function<Status(Transport&)>& fn);
 
  private:

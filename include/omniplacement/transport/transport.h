@@ -8,7 +8,7 @@
 // ranks (tagged point-to-point messages of any size).
 //
 //   // Every rank runs this (here 4 threads; under MPI, 4 processes):
-//   omni::LocalCluster(4, [](omni::Transport& t) -> omni::Status {
+//   omni::LocalGroup::run(4, [](omni::Transport& t) -> omni::Status {
 //     using namespace std::chrono_literals;
 //     std::vector<int64_t> load = {t.rank(), 1};
 //     OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(load), omni::ReduceOp::kSum, 5s));
