@@ -19,9 +19,10 @@ echo "== ctest (all labels but gpu)"
 
 # Suites (ctest names, also their targets) that must also pass under
 # ThreadSanitizer. runtime_tsan is the concurrent part of runtime_test (the
-# randomized protocol test, the demo, dumps, snapshot swaps), built only in
-# sanitizer builds (tests/runtime/CMakeLists.txt).
-OMNI_TSAN_TESTS=(capture_test transport_test runtime_tsan)
+# randomized protocol test, LocalCluster, dumps, snapshot swaps, failover) and
+# demo_tsan that of demo_test (the demo end to end, a crashed rank), built
+# only in sanitizer builds (tests/runtime/ and tests/demo/CMakeLists.txt).
+OMNI_TSAN_TESTS=(capture_test transport_test runtime_tsan demo_tsan)
 # Modules those suites need.
 OMNI_TSAN_MODULES="core,dispatch,planner,io,capture,transport,runtime"
 if ((${#OMNI_TSAN_TESTS[@]})); then

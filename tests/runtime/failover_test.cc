@@ -11,11 +11,11 @@
 #include <thread>
 
 #include "common/random_placement.h"
+#include "demo/toy_moe.h"
 #include "omniplacement/core/coverage.h"
 #include "omniplacement/runtime/backup_source.h"
 #include "omniplacement/runtime/placement_manager.h"
 #include "omniplacement/runtime/routing_snapshot.h"
-#include "omniplacement/runtime/toy_moe.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/failure_detector.h"
 #include "omniplacement/transport/local_transport.h"
@@ -147,7 +147,7 @@ struct Cluster {
 std::vector<Status> run_with_dead_rank(const Cluster& c, const PlacementManagerOptions& opt, RankId dead,
                                        const std::function<Status(Transport&, PlacementManager&, bool)>& fn) {
   Gate done(3);
-  return LocalCluster::run(4, [&](Transport& t) -> Status {
+  return LocalGroup::run(4, [&](Transport& t) -> Status {
     const RankId q = t.rank();
     OMNI_ASSIGN_OR_RETURN(auto pm, PlacementManager::create(t, c.topo, c.initial, *c.stores[static_cast<size_t>(q)], opt));
     OMNI_RETURN_IF_ERROR(t.barrier(10s));

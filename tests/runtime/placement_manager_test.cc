@@ -16,7 +16,7 @@
 #include <random>
 #include <thread>
 
-#include "omniplacement/runtime/toy_moe.h"
+#include "demo/toy_moe.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/local_transport.h"
 
@@ -100,7 +100,7 @@ std::vector<Outcome> run(const Scenario& sc) {
   std::barrier sync(R);
   std::vector<uint64_t> epochs(static_cast<size_t>(R) * static_cast<size_t>(sc.steps), 0);
   std::vector<Outcome> outcomes(static_cast<size_t>(R));
-  auto statuses = LocalCluster::run(R, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(R, [&](Transport& t) -> Status {
     const RankId q = t.rank();
     auto pm = PlacementManager::create(t, topo, initial, *stores[static_cast<size_t>(q)], opt);
     if (!pm.ok()) {

@@ -5,16 +5,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <iomanip>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "demo/demo.h"
 #include "omniplace/command.h"
 #include "omniplace/install_paths.h"
 #include "omniplacement/core/str_cat.h"
-#include "omniplacement/io/trace.h"
-#include "omniplacement/runtime/demo.h"
-#include "omniplacement/transport/local_transport.h"
 #include "omniplacement/transport/mpi_transport.h"
 
 namespace {
@@ -255,17 +252,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       if (!data.ok()) return omni::cli::fail("demo", data.status());
       trace_path = (*data / kDefaultTrace).string();
     }
-    auto trace = omni::Trace::read_csv(trace_path);
-    if (!trace.ok()) return omni::cli::fail("demo", trace.status());
-    auto windows = trace->windows(a.datasets);
-    if (!windows.ok()) return omni::cli::fail("demo", windows.status());
-    std::vector<omni::LoadMatrix> loads;
-    std::vector<std::string> names;
-    for (const auto& w : *windows) {
-      loads.push_back(w.load);
-      names.push_back(w.group);
-    }
-    auto workload = omni::RoutingWorkload::create(std::move(loads), a.steps_per_window, a.tokens, 4, a.seed);
+    auto workload = omni::trace_workload(trace_path, a.datasets, a.steps_per_window, a.tokens, 4, a.seed);
     if (!workload.ok()) return omni::cli::fail("demo", workload.status());
     omni::DemoConfig c;
     c.steps = a.steps;
@@ -288,8 +275,8 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       if (a.json) return;
       std::cout << "OmniPlacement demo: " << ranks << " ranks x " << c.slots_per_rank << " slots ("
                 << c.ranks_per_host << " per host, " << a.transport << " transport), Qwen1.5-MoE series "
-                << workload->num_layers() << " layers x " << workload->num_experts() << " experts, top-"
-                << workload->top_k() << ", " << a.tokens << " tokens per rank and step; planner " << a.planner
+                << workload->routing.num_layers() << " layers x " << workload->routing.num_experts()
+                << " experts, top-" << workload->routing.top_k() << ", " << a.tokens << " tokens per rank and step; planner " << a.planner
                 << ", dispatch " << a.dispatch << ", re-plan every " << a.interval << " steps\n"
                 << std::flush;
     };
@@ -311,17 +298,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       return a.slots_per_rank > 0 ? a.slots_per_rank : (a.total_slots + ranks - 1) / ranks;
     };
     omni::DemoReport report;
-    std::mutex mu;
     omni::RankId reporter = 0;  // the lowest rank that does not crash
-    auto body = [&](omni::Transport& t) -> omni::Status {
-      auto r = omni::run_demo(t, c, *workload, names);
-      if (!r.ok()) return r.status();
-      if (t.rank() == reporter) {
-        std::lock_guard<std::mutex> lock(mu);
-        report = *r;
-      }
-      return omni::ok_status();
-    };
     if (a.transport == "mpi" && (!a.fail_ranks.empty() || a.fail_host >= 0))
       return omni::cli::fail("demo", omni::invalid_argument_error(
                                          "--fail-rank/--fail-host need --transport local (a crashed MPI process "
@@ -334,11 +311,12 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       c.slots_per_rank = slots_for((*world)->size());
       if (root) header((*world)->size());
       else c.progress = nullptr;
-      omni::Status s = body(**world);
+      auto r = omni::run_demo_rank(**world, c, *workload);
       world->reset();
       (void)omni::MpiTransport::finalize();
-      if (!s.ok()) return omni::cli::fail("demo", s.with_context(omni::str_cat("rank ", root ? 0 : -1)));
+      if (!r.ok()) return omni::cli::fail("demo", r.status().with_context(omni::str_cat("rank ", root ? 0 : -1)));
       if (!root) return omni::cli::kExitOk;
+      report = *r;
     } else {
       c.slots_per_rank = slots_for(a.ranks);
       c.ranks_per_host = hosts_for(a.ranks);
@@ -355,13 +333,12 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
         c.heartbeat_period = std::chrono::milliseconds(a.heartbeat_ms);
         c.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
         c.backup = a.backup;
-        c.failure_sync = std::make_shared<omni::DemoFailureSync>(a.ranks - static_cast<int32_t>(c.fail_ranks.size()));
         while (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), reporter) != c.fail_ranks.end()) ++reporter;
       }
       header(a.ranks);
-      auto statuses = omni::LocalCluster::run(a.ranks, body);
-      for (size_t q = 0; q < statuses.size(); ++q)
-        if (!statuses[q].ok()) return omni::cli::fail("demo", statuses[q].with_context(omni::str_cat("rank ", q)));
+      auto reports = omni::run_local_demo(a.ranks, c, *workload);
+      if (!reports.ok()) return omni::cli::fail("demo", reports.status());
+      report = (*reports)[static_cast<size_t>(reporter)];
     }
     if (!a.json && tty) std::fprintf(stderr, "\n");
     if (a.json) {

@@ -7,18 +7,14 @@
 // threads are those of the protocol already covered there.
 #include <gtest/gtest.h>
 
-#include <mutex>
-
-#include "omniplacement/runtime/demo.h"
-#include "omniplacement/transport/local_transport.h"
-#include "runtime/qwen_workload.h"
+#include "demo/demo.h"
+#include "demo/qwen_workload.h"
 
 namespace omni {
 namespace {
 
 TEST(PerBatchPlanning, ShapedPlansServeCorrectlyAndBeatTheStaticPlacement) {
-  std::vector<std::string> names;
-  auto workload = testing::qwen_workload(names, {"bookcorpus", "wikitext"}, 5, /*seed=*/9);  // 6 iterations each
+  auto workload = testing::qwen_workload({"bookcorpus", "wikitext"}, 5, /*seed=*/9);  // 6 iterations each
   ASSERT_TRUE(workload.ok()) << workload.status();
   DemoConfig c;
   c.ranks_per_host = 2;
@@ -31,16 +27,9 @@ TEST(PerBatchPlanning, ShapedPlansServeCorrectlyAndBeatTheStaticPlacement) {
   c.manager.commit_cadence_steps = 1;
   c.manager.dispatch_mode = DispatchMode::kPerBatch;
   c.manager.stage_wait = std::chrono::seconds(20);
-  std::mutex mu;
-  DemoReport report;
-  auto statuses = LocalCluster::run(6, [&](Transport& t) -> Status {
-    auto r = run_demo(t, c, *workload, names);
-    if (!r.ok()) return r.status();
-    std::lock_guard<std::mutex> lock(mu);
-    if (t.rank() == 0) report = *r;
-    return ok_status();
-  });
-  for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
+  auto reports = run_local_demo(6, c, *workload);
+  ASSERT_TRUE(reports.ok()) << reports.status();
+  const DemoReport& report = (*reports)[0];
   EXPECT_EQ(report.wrong_outputs, 0);
   EXPECT_EQ(report.misrouted, 0);
   EXPECT_GT(report.outputs_checked, 0);
@@ -50,16 +39,17 @@ TEST(PerBatchPlanning, ShapedPlansServeCorrectlyAndBeatTheStaticPlacement) {
 }
 
 TEST(PerBatchPlanning, RejectsZeroPlanSamples) {
-  auto workload = RoutingWorkload::create({*LoadMatrix::from_counts(1, 4, {4, 3, 2, 1})}, 1, 4, 2, 1);
-  ASSERT_TRUE(workload.ok());
+  auto routing = RoutingWorkload::create({*LoadMatrix::from_counts(1, 4, {4, 3, 2, 1})}, 1, 4, 2, 1);
+  ASSERT_TRUE(routing.ok());
+  const DemoWorkload workload{*routing, {"w"}};
   DemoConfig c;
   c.ranks_per_host = 2;
   c.slots_per_rank = 2;
   c.steps = 2;
   c.manager.plan_samples = 0;
-  auto statuses = LocalCluster::run(2, [&](Transport& t) -> Status { return run_demo(t, c, *workload, {"w"}).status(); });
-  ASSERT_FALSE(statuses[0].ok());
-  EXPECT_NE(statuses[0].message().find("plan_samples 0"), std::string::npos) << statuses[0];
+  auto reports = run_local_demo(2, c, workload);
+  ASSERT_FALSE(reports.ok());
+  EXPECT_NE(reports.status().message().find("plan_samples 0"), std::string::npos) << reports.status();
 }
 
 }  // namespace

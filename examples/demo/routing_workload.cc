@@ -1,4 +1,4 @@
-#include "omniplacement/runtime/routing_workload.h"
+#include "demo/routing_workload.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "omniplacement/runtime/toy_moe.h"
+#include "demo/toy_moe.h"
 
 #include <cstring>
 

@@ -1,5 +1,5 @@
 // Tests of RoutingWorkload: determinism, distinct top-k, frequencies follow the window, bad input.
-#include "omniplacement/runtime/routing_workload.h"
+#include "demo/routing_workload.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Tests of ToyMoE: weights are distinct per expert, serving matches the reference bit for bit,
 // and wrong or half-copied weights are detected.
-#include "omniplacement/runtime/toy_moe.h"
+#include "demo/toy_moe.h"
 
 #include <gtest/gtest.h>
 

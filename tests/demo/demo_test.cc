@@ -1,26 +1,22 @@
 // End-to-end: the demo on the shipped Qwen1.5-MoE series over LocalTransport
 // serves every (token, expert) correctly across at least 20 epoch commits,
 // and dynamic placement beats the static one on the shifting workload.
-#include "omniplacement/runtime/demo.h"
+#include "demo/demo.h"
 
 #include <gtest/gtest.h>
 
-#include <mutex>
-
-#include "omniplacement/transport/local_transport.h"
-#include "runtime/qwen_workload.h"
+#include "demo/qwen_workload.h"
 
 namespace omni {
 namespace {
 
 // bookcorpus, wikitext, wmt19: 8 iterations each.
-StatusOr<RoutingWorkload> qwen_workload(std::vector<std::string>& names) {
-  return testing::qwen_workload(names, {"bookcorpus", "wikitext", "wmt19"}, 7, /*seed=*/5);
+StatusOr<DemoWorkload> qwen_workload() {
+  return testing::qwen_workload({"bookcorpus", "wikitext", "wmt19"}, 7, /*seed=*/5);
 }
 
 TEST(Demo, ZeroWrongOutputsOverTwentyCommits) {
-  std::vector<std::string> names;
-  auto workload = qwen_workload(names);
+  auto workload = qwen_workload();
   ASSERT_TRUE(workload.ok()) << workload.status();
   DemoConfig c;
   c.ranks_per_host = 3;
@@ -34,16 +30,9 @@ TEST(Demo, ZeroWrongOutputsOverTwentyCommits) {
   // The count of commits below must not depend on how loaded the machine is:
   // each engine waits (bounded) for its own staged batch before voting.
   c.manager.stage_wait = std::chrono::seconds(10);
-  std::mutex mu;
-  DemoReport report;
-  auto statuses = LocalCluster::run(6, [&](Transport& t) -> Status {
-    auto r = run_demo(t, c, *workload, names);
-    if (!r.ok()) return r.status();
-    std::lock_guard<std::mutex> lock(mu);
-    if (t.rank() == 0) report = *r;
-    return ok_status();
-  });
-  for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
+  auto reports = run_local_demo(6, c, *workload);
+  ASSERT_TRUE(reports.ok()) << reports.status();
+  const DemoReport& report = (*reports)[0];
   EXPECT_EQ(report.wrong_outputs, 0);
   EXPECT_EQ(report.misrouted, 0);
   EXPECT_EQ(report.outputs_checked, int64_t{6} * 96 * 12 * 16 * 4);
@@ -61,8 +50,7 @@ namespace omni {
 namespace {
 
 TEST(Demo, RankCrashIsDetectedFailedOverRestoredAndRebuiltWithZeroWrongOutputs) {
-  std::vector<std::string> names;
-  auto workload = qwen_workload(names);
+  auto workload = qwen_workload();
   ASSERT_TRUE(workload.ok()) << workload.status();
   DemoConfig c;
   c.ranks_per_host = 3;
@@ -77,19 +65,11 @@ TEST(Demo, RankCrashIsDetectedFailedOverRestoredAndRebuiltWithZeroWrongOutputs) 
   c.fail_at_step = 30;
   c.heartbeat_timeout = std::chrono::milliseconds(300);  // generous: the machine is shared
   c.backup = "safetensors";
-  c.failure_sync = std::make_shared<DemoFailureSync>(5);
-  std::mutex mu;
-  DemoReport report, dead;
-  auto statuses = LocalCluster::run(6, [&](Transport& t) -> Status {
-    auto r = run_demo(t, c, *workload, names);
-    if (!r.ok()) return r.status();
-    std::lock_guard<std::mutex> lock(mu);
-    if (t.rank() == 0) report = *r;
-    if (t.rank() == 4) dead = *r;
-    return ok_status();
-  });
-  for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
-  EXPECT_TRUE(dead.rank_failed);
+  auto reports = run_local_demo(6, c, *workload);
+  ASSERT_TRUE(reports.ok()) << reports.status();
+  const DemoReport& report = (*reports)[0];
+  EXPECT_TRUE((*reports)[4].rank_failed);
+  for (RankId q : {0, 1, 2, 3, 5}) EXPECT_FALSE((*reports)[static_cast<size_t>(q)].rank_failed) << q;
   const DemoFailure& f = report.failure;
   ASSERT_TRUE(f.injected);
   EXPECT_EQ(f.declared_failed, std::vector<RankId>{4});

@@ -1,6 +1,6 @@
 // ToyMoE: a tiny Mixture-of-Experts model with real arithmetic, used by
 // `omniplace demo` and the runtime tests to prove that serving stays correct
-// while placement changes.
+// while placement changes (examples/demo: not part of the installed library).
 //
 // Expert e of layer l is an affine map y = W x + b with W [hidden, hidden] and
 // b [hidden], float32, stored as expert_bytes() bytes (W row-major, then b).

@@ -1,5 +1,6 @@
 // RoutingWorkload: per-step token routing drawn from a time series of
-// per-expert frequencies (e.g. the Qwen1.5-MoE trace), for the demo and tests.
+// per-expert frequencies (e.g. the Qwen1.5-MoE trace), for the demo and tests
+// (examples/demo: not part of the installed library).
 //
 // The series is a list of windows, each a LoadMatrix [num_layers, num_experts]
 // of expert frequencies (any non-negative scale). Step s uses window

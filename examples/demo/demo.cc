@@ -1,0 +1,213 @@
+#include "demo/demo.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "demo/rank_loop.h"
+#include "omniplacement/core/str_cat.h"
+#include "omniplacement/planner/planner.h"
+#include "omniplacement/runtime/local_cluster.h"
+#include "omniplacement/runtime/weight_store.h"
+
+namespace omni {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// What every rank shares: the model, the topology and the initial (static)
+// placement, made the same way on every rank or once for all.
+struct DemoSetup {
+  ToyMoE model;
+  Topology topology;
+  Placement initial;
+  PlanInput plan_input;  // how `initial` was planned (load: window 0); the oracle plans the same way
+};
+
+Status check_config(const DemoConfig& c, const DemoWorkload& w, int32_t R) {
+  const int32_t W = w.routing.num_windows();
+  if (static_cast<int32_t>(w.window_names.size()) != W)
+    return invalid_argument_error(str_cat("demo: ", w.window_names.size(), " window names for ", W, " windows"));
+  if (c.steps < 1 || c.ranks_per_host < 1 || R % c.ranks_per_host != 0)
+    return invalid_argument_error(str_cat("demo: need steps >= 1 (", c.steps, ") and ranks_per_host dividing ", R,
+                                          " ranks (", c.ranks_per_host, ")"));
+  if (int64_t{R} * c.slots_per_rank < w.routing.num_experts())
+    return invalid_argument_error(str_cat("demo: ", R, " ranks x ", c.slots_per_rank, " slots cannot hold ",
+                                          w.routing.num_experts(), " experts"));
+  return ok_status();
+}
+
+// The initial (and static) placement: the planner fitted on window 0, as a
+// deployment profiled once would ship it.
+StatusOr<std::unique_ptr<DemoSetup>> make_setup(const DemoConfig& c, const DemoWorkload& w, int32_t R) {
+  OMNI_RETURN_IF_ERROR(check_config(c, w, R));
+  OMNI_ASSIGN_OR_RETURN(Topology topo, Topology::uniform(R, c.ranks_per_host));
+  OMNI_ASSIGN_OR_RETURN(ToyMoE model, ToyMoE::create({w.routing.num_layers(), w.routing.num_experts(), c.hidden, c.seed}));
+  OMNI_ASSIGN_OR_RETURN(auto planner, make_planner(c.manager.planner_spec));
+  auto setup = std::make_unique<DemoSetup>(DemoSetup{std::move(model), std::move(topo), Placement(), PlanInput()});
+  PlanInput& in = setup->plan_input;
+  in.load = &w.routing.window(0);
+  in.num_ranks = R;
+  in.slots_per_rank = {c.slots_per_rank};
+  in.topology = &setup->topology;
+  OMNI_ASSIGN_OR_RETURN(PlanResult first, planner->plan(in));
+  setup->initial = std::move(first.placement);
+  return setup;
+}
+
+// Writes the initial placement's experts into rank q's slots.
+Status load_initial_weights(const ToyMoE& model, const Placement& initial, RankId q, WeightStore& store) {
+  std::vector<std::byte> buf(static_cast<size_t>(model.expert_bytes()));
+  for (LayerId l = 0; l < initial.num_layers(); ++l)
+    for (SlotId s = 0; s < initial.slots_per_rank(l); ++s) {
+      const ExpertId e = initial.expert_at(l, q, s);
+      if (e < 0) continue;
+      OMNI_RETURN_IF_ERROR(model.expert_weights(l, e, buf));
+      OMNI_RETURN_IF_ERROR(store.write_slot(l, s, 0, buf));
+    }
+  return ok_status();
+}
+
+// Every `progress_every` steps: the wrong and checked outputs over the ranks
+// (collective), and the callback on the lowest live rank.
+Status report_progress(Transport& t, const DemoConfig& c, const DemoWorkload& w, const PlacementManager& pm,
+                       const DemoRankLoop& loop, int64_t step) {
+  if (c.progress_every <= 0 || ((step + 1) % c.progress_every != 0 && step + 1 != c.steps)) return ok_status();
+  std::vector<int64_t> v = {loop.counts().wrong, loop.counts().checked};
+  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(v), ReduceOp::kSum, c.manager.collective_timeout));
+  if (t.rank() == t.live_ranks().front() && c.progress) {
+    const auto st = pm.stats();
+    const int32_t win = w.routing.window_of(step);
+    c.progress(DemoProgress{step + 1, c.steps, win, w.window_names[static_cast<size_t>(win)], st.epoch,
+                            st.rounds_started, st.experts_moved, v[0], v[1]});
+  }
+  return ok_status();
+}
+
+// One rank's whole run: serve every step, then sum the figures over the
+// ranks (collective among the live ranks) into its report. With a cluster,
+// the ranks in config.fail_ranks crash before step fail_at_step.
+StatusOr<DemoReport> run_rank(const DemoRank& rank, LocalCluster* cluster, const DemoConfig& c, const DemoWorkload& w,
+                              const DemoSetup& setup, const BackupSource* backup, Clock::time_point t_start) {
+  Transport& t = *rank.transport;
+  PlacementManager& pm = *rank.manager;
+  const RankId q = t.rank();
+  const int32_t R = t.size();
+  const bool failing = !c.fail_ranks.empty();
+  const bool victim = std::find(c.fail_ranks.begin(), c.fail_ranks.end(), q) != c.fail_ranks.end();
+  OMNI_ASSIGN_OR_RETURN(auto loop, DemoRankLoop::create(rank, c, w.routing, setup.model, setup.initial, setup.topology));
+  for (int64_t step = 0; step < c.steps; ++step) {
+    if (failing && victim && step == c.fail_at_step) {
+      // Crash: stop serving and go silent (no goodbye heartbeat). The
+      // cluster keeps this rank's manager until the survivors are done.
+      cluster->kill(q);
+      DemoReport dead;
+      dead.rank_failed = true;
+      return dead;
+    }
+    OMNI_RETURN_IF_ERROR(loop->serve_step(step));
+    OMNI_RETURN_IF_ERROR(report_progress(t, c, w, pm, *loop, step));
+  }
+  const Timeout timeout = c.manager.collective_timeout;
+  DemoFailure fr;
+  fr.tokens_lost_expert = loop->tokens_lost_expert();
+  fr.requests_reserved = loop->requests_reserved();
+  if (failing) {
+    SurvivorFailureView view;
+    view.failed = c.fail_ranks;
+    view.fail_at_step = c.fail_at_step;
+    view.backup = backup;
+    view.kill_ns = cluster->first_kill_ns();
+    view.detected_ns = cluster->first_detection_ns(q);
+    view.tokens_lost_expert = loop->tokens_lost_expert();
+    view.requests_reserved = loop->requests_reserved();
+    OMNI_ASSIGN_OR_RETURN(fr, gather_failure_figures(t, pm, view, timeout));
+  }
+
+  // Sum everything over the ranks.
+  OMNI_RETURN_IF_ERROR(loop->loads().all_reduce(t, timeout));
+  const ServeCounts& counts = loop->counts();
+  std::vector<int64_t> totals = {counts.checked, counts.wrong, counts.misrouted};
+  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(totals), ReduceOp::kSum, timeout));
+  std::vector<double> times = {loop->dispatch_seconds(), loop->step_boundary_seconds()};
+  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<double>(times), ReduceOp::kSum, timeout));
+
+  OMNI_ASSIGN_OR_RETURN(auto planner, make_planner(c.manager.planner_spec));
+  DemoReport rep;
+  rep.ranks = R;
+  rep.steps = c.steps;
+  rep.planner = planner->spec();
+  rep.dispatch = c.manager.dispatch_mode == DispatchMode::kPerBatch ? "per-batch" : "shares";
+  rep.transport = std::string(t.backend());
+  rep.manager = pm.stats();
+  rep.outputs_checked = totals[0];
+  rep.wrong_outputs = totals[1];
+  rep.misrouted = totals[2];
+  const double per_rank_step = 1e6 / static_cast<double>(R) / static_cast<double>(c.steps);
+  rep.dispatch_us_per_step = times[0] * per_rank_step;
+  rep.step_boundary_us_per_step = times[1] * per_rank_step;
+  rep.engine_us_per_step = rep.dispatch_us_per_step + rep.step_boundary_us_per_step;
+  // Figures per window, then per phase; rank 0 also plans each window on its
+  // own counts (the oracle column).
+  OraclePricing oracle;
+  oracle.planner = q == 0 ? planner.get() : nullptr;
+  oracle.input = setup.plan_input;
+  oracle.mode = c.manager.dispatch_mode;
+  OMNI_ASSIGN_OR_RETURN(PhaseTable table, make_phase_table(loop->loads(), w.window_names, oracle));
+  rep.phases = std::move(table.phases);
+  rep.overall = std::move(table.overall);
+  rep.wall_seconds = seconds_since(t_start);
+  rep.failure = fr;
+  return rep;
+}
+
+}  // namespace
+
+StatusOr<std::vector<DemoReport>> run_local_demo(int32_t num_ranks, const DemoConfig& c, const DemoWorkload& w) {
+  const auto t_start = Clock::now();
+  OMNI_ASSIGN_OR_RETURN(auto setup, make_setup(c, w, num_ranks));
+  const bool failing = !c.fail_ranks.empty();
+  LocalClusterOptions co;
+  co.manager = c.manager;
+  std::unique_ptr<DemoBackups> backups;
+  if (failing) {
+    OMNI_RETURN_IF_ERROR(check_failure_injection(c.fail_ranks, c.fail_at_step, c.steps, c.backup, num_ranks));
+    OMNI_ASSIGN_OR_RETURN(backups, DemoBackups::create(c.backup, setup->model, num_ranks));
+    co.backups = backups->sources();
+    // Heartbeats: the detectors fail the dead ranks over in the managers.
+    co.heartbeats = true;
+    co.detector.period = c.heartbeat_period;
+    co.detector.timeout = c.heartbeat_timeout;
+  }
+  const std::vector<int64_t> slot_bytes(static_cast<size_t>(w.routing.num_layers()), setup->model.expert_bytes());
+  OMNI_ASSIGN_OR_RETURN(auto cluster, LocalCluster::create(setup->initial, setup->topology, slot_bytes, co));
+  for (RankId q = 0; q < num_ranks; ++q)
+    OMNI_RETURN_IF_ERROR(load_initial_weights(setup->model, setup->initial, q, cluster->store(q)));
+  std::vector<DemoReport> reports(static_cast<size_t>(num_ranks));
+  OMNI_RETURN_IF_ERROR(cluster->run([&](RankId q) -> Status {
+    const DemoRank rank{&cluster->transport(q), &cluster->manager(q), &cluster->store(q)};
+    const BackupSource* backup = backups ? backups->sources()[static_cast<size_t>(q)] : nullptr;
+    OMNI_ASSIGN_OR_RETURN(reports[static_cast<size_t>(q)], run_rank(rank, cluster.get(), c, w, *setup, backup, t_start));
+    return ok_status();
+  }));
+  cluster->close();  // before the backups it reads go
+  return reports;
+}
+
+StatusOr<DemoReport> run_demo_rank(Transport& t, const DemoConfig& c, const DemoWorkload& w) {
+  const auto t_start = Clock::now();
+  if (!c.fail_ranks.empty())
+    return invalid_argument_error(
+        "demo: failure injection needs the local transport (ranks as threads of one process: run_local_demo)");
+  OMNI_ASSIGN_OR_RETURN(auto setup, make_setup(c, w, t.size()));
+  const int32_t L = w.routing.num_layers();
+  OMNI_ASSIGN_OR_RETURN(auto store, HostWeightStore::create(std::vector<int64_t>(static_cast<size_t>(L), setup->model.expert_bytes()),
+                                                            std::vector<int32_t>(static_cast<size_t>(L), c.slots_per_rank),
+                                                            c.manager.staging_limit_bytes));
+  OMNI_RETURN_IF_ERROR(load_initial_weights(setup->model, setup->initial, t.rank(), *store));
+  OMNI_ASSIGN_OR_RETURN(auto pm, PlacementManager::create(t, setup->topology, setup->initial, *store, c.manager));
+  return run_rank(DemoRank{&t, pm.get(), store.get()}, nullptr, c, w, *setup, nullptr, t_start);
+}
+
+}  // namespace omni
