@@ -1,8 +1,12 @@
-// Fault-injection suite of the runtime's failover (issue 9): LocalCluster ranks
-// running PlacementManagers are killed at random moments of the protocol (at
-// an idle step, as the sender or the receiver of weights in flight, right
-// after a commit) over many seeds. A simulated detector tells every survivor
-// after a random delay (the FailureDetector itself is tested in transport).
+// Fault-injection suite of the runtime's failover (issue 9): the ranks of a
+// LocalCluster, each running a PlacementManager, are killed at random moments
+// of the protocol (at an idle step, as the sender or the receiver of weights
+// in flight, right after a commit) over many seeds. A simulated detector
+// tells every survivor after a random delay (the FailureDetector itself is
+// tested in transport). A kill meant for a moment that a scenario never
+// reaches (e.g. the victim has no transfer to send within 20 steps) falls back
+// to a plain kill, which does not count: the scenario is run again with
+// another seed (bounded), and the moment must be hit.
 //
 // Checked at every step on every survivor:
 //  - a token is routed either to a live slot that holds, on its owner, exactly
@@ -19,23 +23,26 @@
 // Scenarios run in lockstep (a barrier between the serving phase and the
 // step_boundary phase) so that reading another rank's slot never races with
 // its commit. OMNI_FAULT_SCENARIOS=N changes the number of scenarios per
-// test case (the total injected failures are printed).
+// test case. The totals (injected failures per moment, retries, violations)
+// are printed and checked after the last test, whatever ran and in whichever
+// order: at least 1000 failures injected at their moment when every case ran
+// in full.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <barrier>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "demo/toy_moe.h"
 #include "omniplacement/runtime/backup_source.h"
-#include "omniplacement/runtime/placement_manager.h"
-#include "omniplacement/runtime/toy_moe.h"
-#include "omniplacement/runtime/weight_store.h"
-#include "omniplacement/transport/local_transport.h"
+#include "omniplacement/runtime/local_cluster.h"
 
 namespace omni {
 namespace {
@@ -43,6 +50,7 @@ namespace {
 using namespace std::chrono_literals;
 
 enum class Moment { kIdle, kSender, kReceiver, kAfterCommit };
+constexpr int32_t kNumMoments = 4;
 const char* moment_name(Moment m) {
   switch (m) {
     case Moment::kIdle: return "idle";
@@ -80,8 +88,15 @@ struct Fixture {
   std::string path;
 };
 
+// One fixture (and checkpoint file) for every test of the process.
+const Fixture& fixture() {
+  static const Fixture fx;
+  return fx;
+}
+
 struct Result {
-  int64_t injected = 0;
+  int64_t injected = 0;          // victims killed, at their moment or by the fallback
+  int64_t at_moment = 0;         // of which at the moment meant for them
   int64_t violations = 0;
   int64_t lost_tokens = 0;       // kLostExpertSlot (expert with no replica at the time)
   int64_t window_tokens = 0;     // routed to a killed rank before this survivor knew
@@ -92,14 +107,20 @@ struct Result {
   std::string detail;
 };
 
-Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t victims, bool safetensors) {
+// replan_interval: 0 draws it from [2, 5]; a larger one makes the moments that
+// need a round (sender, receiver, after-commit) unreachable before the
+// fallback kill (the test of the check itself).
+Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t victims, bool safetensors,
+                    int64_t replan_interval = 0) {
   constexpr int32_t R = 4, L = Fixture::kLayers, E = Fixture::kExperts, S = Fixture::kSlots;
   std::mt19937_64 rng(seed);
   auto topo = *Topology::uniform(R, 2);
   auto initial = *Placement::contiguous(L, R, E, S);
-  PlacementManagerOptions opt;
+  LocalClusterOptions co;
+  PlacementManagerOptions& opt = co.manager;
   opt.planner_spec = "eplb";
   opt.replan_interval_steps = std::uniform_int_distribution<int64_t>(2, 5)(rng);
+  if (replan_interval > 0) opt.replan_interval_steps = replan_interval;
   opt.commit_cadence_steps = std::uniform_int_distribution<int32_t>(1, 2)(rng);
   opt.layers_per_commit = std::uniform_int_distribution<int32_t>(0, 1)(rng);
   opt.stage_wait = 20ms;  // rounds keep pace with the steps on a loaded machine (bounded wait)
@@ -117,40 +138,34 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
   const uint64_t load_seed = rng();
   const uint64_t delay_seed = rng();
 
-  // Kill state shared by the ranks, the hooks and the detector.
+  // The simulated detector's state: it wakes on every kill (on_kill) and when
+  // a survivor finishes.
   std::mutex mu;
   std::condition_variable cv;
-  std::vector<char> killed(R, 0), detected(R, 0), armed(R, 0), requested(R, 0);
+  std::vector<char> detected(R, 0), armed(R, 0), hit(R, 0);
   int32_t finished = 0;
-  bool detector_done = false;
-  auto kill = [&](RankId v) {
+  co.on_kill = [&](RankId) {
     std::lock_guard<std::mutex> lock(mu);
-    if (!killed[static_cast<size_t>(v)]) killed[static_cast<size_t>(v)] = 1;
     cv.notify_all();
   };
-  auto is_killed = [&](RankId v) {
-    std::lock_guard<std::mutex> lock(mu);
-    return killed[static_cast<size_t>(v)] != 0;
-  };
-  // The victim's engine thread: dies here when its planner asked for it.
-  auto checkpoint = [&](RankId v) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (requested[static_cast<size_t>(v)]) killed[static_cast<size_t>(v)] = 1;
-    cv.notify_all();
-    return killed[static_cast<size_t>(v)] != 0;
-  };
+  // The cluster is created below; the hooks only run once it exists.
+  LocalCluster* cluster = nullptr;
   auto is_armed = [&](RankId v) {
     std::lock_guard<std::mutex> lock(mu);
-    return armed[static_cast<size_t>(v)] != 0 && !killed[static_cast<size_t>(v)];
+    return armed[static_cast<size_t>(v)] != 0 && !cluster->killed(v);
+  };
+  auto note_hit = [&](RankId v) {
+    std::lock_guard<std::mutex> lock(mu);
+    hit[static_cast<size_t>(v)] = 1;
   };
   // A rank dies as a whole: the hook (on the victim's planner thread, with a
   // transfer in flight) asks for the kill and never finishes that transfer;
-  // the victim's engine thread dies at its next step (it may be inside a
-  // collective right now, which it completes as a live rank would have).
+  // the victim's engine thread dies at its next checkpoint (it may be inside
+  // a collective right now, which it completes as a live rank would have).
   auto die_in_hook = [&](RankId v) -> Status {
-    std::unique_lock<std::mutex> lock(mu);
-    requested[static_cast<size_t>(v)] = 1;
-    cv.wait_for(lock, 30s, [&] { return killed[static_cast<size_t>(v)] != 0; });
+    note_hit(v);
+    cluster->request_kill(v);
+    cluster->wait_killed(v, 30s);
     return unavailable_error("killed with a transfer in flight");
   };
   if (moment == Moment::kSender)
@@ -163,16 +178,14 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
       return die_in_hook(ev.transfer.dst_rank);
     };
 
-  std::vector<std::unique_ptr<HostWeightStore>> stores(R);
-  for (RankId q = 0; q < R; ++q) {
-    stores[static_cast<size_t>(q)] = *HostWeightStore::create(std::vector<int64_t>(L, fx.model.expert_bytes()),
-                                                              std::vector<int32_t>(L, S), opt.staging_limit_bytes);
+  auto created = LocalCluster::create(initial, topo, std::vector<int64_t>(L, fx.model.expert_bytes()), co);
+  OMNI_CHECK_MSG(created.ok(), created.status().to_string());
+  cluster = created->get();
+  for (RankId q = 0; q < R; ++q)
     for (LayerId l = 0; l < L; ++l)
       for (SlotId s = 0; s < S; ++s)
         if (const ExpertId e = initial.expert_at(l, q, s); e >= 0)
-          OMNI_CHECK(stores[static_cast<size_t>(q)]->write_slot(l, s, 0, fx.truth[static_cast<size_t>(l)][static_cast<size_t>(e)]).ok());
-  }
-  std::vector<std::unique_ptr<PlacementManager>> pms(R);
+          OMNI_CHECK(cluster->store(q).write_slot(l, s, 0, fx.truth[static_cast<size_t>(l)][static_cast<size_t>(e)]).ok());
   std::vector<std::atomic<int>> settled(R);  // per rank: 1 = done (restored and rebuilt), or dead
   bool stop_now = false;  // written by the barrier's completion, read by every rank after it
   auto on_phase = [&]() noexcept {
@@ -191,9 +204,9 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
     for (;;) {
       RankId v = -1;
       for (RankId r = 0; r < R; ++r)
-        if (killed[static_cast<size_t>(r)] && !detected[static_cast<size_t>(r)]) v = r;
+        if (cluster->killed(r) && !detected[static_cast<size_t>(r)]) v = r;
       int32_t live = 0;
-      for (RankId r = 0; r < R; ++r) live += killed[static_cast<size_t>(r)] ? 0 : 1;
+      for (RankId r = 0; r < R; ++r) live += cluster->killed(r) ? 0 : 1;
       if (v < 0 && finished >= live) break;
       if (v < 0) {
         cv.wait_for(lock, 2ms);
@@ -202,40 +215,34 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
       detected[static_cast<size_t>(v)] = 1;
       std::vector<RankId> targets;
       for (RankId r = 0; r < R; ++r)
-        if (!killed[static_cast<size_t>(r)]) targets.push_back(r);
+        if (!cluster->killed(r)) targets.push_back(r);
       lock.unlock();
       std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(d)));
       const RankId one[] = {v};
-      for (RankId r : targets) OMNI_CHECK(pms[static_cast<size_t>(r)]->fail_ranks(one).ok());
+      for (RankId r : targets) OMNI_CHECK(cluster->manager(r).fail_ranks(one).ok());
       lock.lock();
     }
-    detector_done = true;
-    cv.notify_all();
   });
 
-  auto statuses = LocalCluster::run(R, [&](Transport& t) -> Status {
-    const RankId q = t.rank();
-    auto created = PlacementManager::create(t, topo, initial, *stores[static_cast<size_t>(q)], opt);
-    OMNI_CHECK_MSG(created.ok(), created.status().to_string());
-    pms[static_cast<size_t>(q)] = std::move(*created);
-    PlacementManager& pm = *pms[static_cast<size_t>(q)];
+  const Status run = cluster->run([&](RankId q) -> Status {
+    PlacementManager& pm = cluster->manager(q);
     Result& out = per_rank[static_cast<size_t>(q)];
     const bool victim = std::find(doomed.begin(), doomed.end(), q) != doomed.end();
     std::vector<ExpertId> ids(32);
     std::vector<GlobalSlot> slots(32);
-    sync.arrive_and_wait();  // every manager exists before the detector may use one
     auto note = [&](const std::string& what) {
       if (out.violations++ == 0) out.detail = "rank " + std::to_string(q) + ": " + what;
     };
-    bool dead = false;
-    for (int64_t step = 0; step < max_steps && !dead; ++step) {
+    // A dead rank leaves the lockstep for good (its manager stays until the
+    // cluster closes, cut off from the survivors then).
+    auto die = [&] {
+      settled[static_cast<size_t>(q)] = 1;
+      sync.arrive_and_drop();
+      return ok_status();
+    };
+    for (int64_t step = 0; step < max_steps; ++step) {
       // Phase A: serve.
-      if (checkpoint(q)) {
-        settled[static_cast<size_t>(q)] = 1;
-        sync.arrive_and_drop();
-        dead = true;
-        break;
-      }
+      if (cluster->checkpoint(q)) return die();
       std::mt19937_64 tok(load_seed ^ static_cast<uint64_t>(step * 1315423911) ^ static_cast<uint64_t>(q));
       std::mt19937_64 pop(load_seed ^ static_cast<uint64_t>(step / 4));
       std::vector<double> w(E);
@@ -263,7 +270,7 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
           if (before->placement().expert_at(l, g) != ids[i]) {
             // The one legal case: a failover was being published while this
             // dispatch ran (the slot's rank is being dropped, not yet known).
-            if (before->placement().expert_at(l, g) == kEmptySlot && is_killed(owner) &&
+            if (before->placement().expert_at(l, g) == kEmptySlot && cluster->killed(owner) &&
                 std::find(known.begin(), known.end(), owner) == known.end()) {
               ++out.window_tokens;
               continue;
@@ -275,8 +282,8 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
             note("token routed to a rank known to have failed");
             continue;
           }
-          if (is_killed(owner)) ++out.window_tokens;  // dies with the rank, before detection
-          const auto data = stores[static_cast<size_t>(owner)]->slot_data(l, before->placement().local_slot(l, g));
+          if (cluster->killed(owner)) ++out.window_tokens;  // dies with the rank, before detection
+          const auto data = cluster->store(owner).slot_data(l, before->placement().local_slot(l, g));
           if (std::memcmp(data.data(), fx.truth[static_cast<size_t>(l)][static_cast<size_t>(ids[i])].data(), data.size()) != 0)
             note("slot weights differ from the expert's");
         }
@@ -287,32 +294,29 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
         std::lock_guard<std::mutex> lock(mu);
         armed[static_cast<size_t>(q)] = 1;
       }
-      if (victim && (step == kill_step + 20 || (moment == Moment::kIdle && step == kill_step))) kill(q);  // fallback
-      if (checkpoint(q)) {
-        settled[static_cast<size_t>(q)] = 1;
-        sync.arrive_and_drop();
-        dead = true;
-        break;
+      if (victim && moment == Moment::kIdle && step == kill_step) {
+        note_hit(q);
+        cluster->kill(q);
       }
+      if (victim && step == kill_step + 20) cluster->kill(q);  // fallback: the moment never came (not counted)
+      if (cluster->checkpoint(q)) return die();
       const uint64_t epoch_before = pm.epoch();
       if (const Status sb = pm.step_boundary(step); !sb.ok()) note("step_boundary: " + sb.to_string());
-      if (victim && moment == Moment::kAfterCommit && is_armed(q) && pm.epoch() != epoch_before) kill(q);
+      if (victim && moment == Moment::kAfterCommit && is_armed(q) && pm.epoch() != epoch_before) {
+        note_hit(q);
+        cluster->kill(q);
+      }
       const auto snap = pm.snapshot();
       for (LayerId l = 0; l < L; ++l)
         for (SlotId s = 0; s < S; ++s) {
           const ExpertId e = snap->placement().expert_at(l, q, s);
           if (e < 0) continue;
-          const auto data = stores[static_cast<size_t>(q)]->slot_data(l, s);
+          const auto data = cluster->store(q).slot_data(l, s);
           if (std::memcmp(data.data(), fx.truth[static_cast<size_t>(l)][static_cast<size_t>(e)].data(), data.size()) != 0)
             note("own slot " + std::to_string(s) + " of layer " + std::to_string(l) + " corrupted at step " +
                  std::to_string(step));
         }
-      if (checkpoint(q)) {
-        settled[static_cast<size_t>(q)] = 1;
-        sync.arrive_and_drop();
-        dead = true;
-        break;
-      }
+      if (cluster->checkpoint(q)) return die();
       const auto st = pm.stats();
       settled[static_cast<size_t>(q)] =
           step >= min_steps && (st.failovers == 0 ? !victim : st.redundancy_rebuilt_ns != 0) ? 1 : 0;
@@ -321,39 +325,30 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
       if (stop_now) break;
     }
     {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!dead) ++finished;
+      std::lock_guard<std::mutex> lock(mu);
+      ++finished;
       cv.notify_all();
-      // The detector calls fail_ranks on survivors' managers: keep them alive.
-      if (!cv.wait_for(lock, 60s, [&] { return detector_done; })) note("detector did not finish");
     }
-    if (dead) {
-      // A dead rank's threads must not disturb the survivors, who are done
-      // now: cut it off from everyone so that its planner's waits end.
-      std::vector<RankId> others;
-      for (RankId r = 0; r < R; ++r)
-        if (r != q) others.push_back(r);
-      OMNI_CHECK(pm.fail_ranks(others).ok());
-    } else {
-      const auto st = pm.stats();
-      final_state[static_cast<size_t>(q)] = {pm.epoch(), pm.snapshot()->checksum()};
-      out.lost_at_end = static_cast<int64_t>(pm.lost_experts().size());
-      out.restored = st.experts_restored;
-      out.rebuilt = st.failovers == 0 || st.redundancy_rebuilt_ns != 0;
-      if (out.lost_at_end > 0 || !out.rebuilt)
-        out.detail += "rank " + std::to_string(q) + ": epoch " + std::to_string(pm.epoch()) + ", rounds " +
-                      std::to_string(st.rounds_started) + " (" + std::to_string(st.rounds_completed) + " completed, " +
-                      std::to_string(st.rounds_no_change) + " unchanged, " + std::to_string(st.rounds_aborted) +
-                      " aborted), restored " + std::to_string(st.experts_restored) + ", last abort: " + st.last_abort + "; ";
-    }
-    pms[static_cast<size_t>(q)].reset();
+    const auto st = pm.stats();
+    final_state[static_cast<size_t>(q)] = {pm.epoch(), pm.snapshot()->checksum()};
+    out.lost_at_end = static_cast<int64_t>(pm.lost_experts().size());
+    out.restored = st.experts_restored;
+    out.rebuilt = st.failovers == 0 || st.redundancy_rebuilt_ns != 0;
+    if (out.lost_at_end > 0 || !out.rebuilt)
+      out.detail += "rank " + std::to_string(q) + ": epoch " + std::to_string(pm.epoch()) + ", rounds " +
+                    std::to_string(st.rounds_started) + " (" + std::to_string(st.rounds_completed) + " completed, " +
+                    std::to_string(st.rounds_no_change) + " unchanged, " + std::to_string(st.rounds_aborted) +
+                    " aborted), restored " + std::to_string(st.experts_restored) + ", last abort: " + st.last_abort + "; ";
     return ok_status();
   });
+  // The detector calls fail_ranks on the survivors' managers: it ends before
+  // the cluster (and the managers) go.
   detector.join();
+  EXPECT_TRUE(run.ok()) << run;
   Result total;
   for (RankId q = 0; q < R; ++q) {
-    EXPECT_TRUE(statuses[static_cast<size_t>(q)].ok()) << statuses[static_cast<size_t>(q)].to_string();
-    total.injected += killed[static_cast<size_t>(q)];
+    total.injected += cluster->killed(q) ? 1 : 0;
+    total.at_moment += cluster->killed(q) && hit[static_cast<size_t>(q)] ? 1 : 0;
   }
   std::pair<uint64_t, uint64_t> first{0, 0};
   bool have = false;
@@ -363,13 +358,14 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
     total.lost_tokens += r.lost_tokens;
     total.window_tokens += r.window_tokens;
     total.detail += r.detail;
-    if (killed[static_cast<size_t>(q)]) continue;
+    if (cluster->killed(q)) continue;
     total.lost_at_end += r.lost_at_end;
     total.restored = std::max(total.restored, r.restored);
     total.rebuilt = total.rebuilt && r.rebuilt;
     if (!have) first = final_state[static_cast<size_t>(q)], have = true;
     if (final_state[static_cast<size_t>(q)] != first) total.agree = false;
   }
+  created->reset();  // closes the cluster: the killed ranks are cut off, every manager stops
   return total;
 }
 
@@ -378,51 +374,103 @@ int64_t scenarios_per_case(int64_t fallback) {
   return fallback;
 }
 
+// Totals over the cases that ran in this process, checked and printed after
+// the last test (FaultInjectionTotals below), whatever ran and in which order.
 struct Totals {
-  int64_t injected = 0, scenarios = 0, lost_tokens = 0, window_tokens = 0, restored = 0;
+  int64_t scenarios = 0, retried = 0, fallback_kills = 0, lost_tokens = 0, window_tokens = 0, restored = 0,
+          violations = 0;
+  std::array<int64_t, kNumMoments> at_moment{};  // failures injected at their moment, per moment
+  std::map<std::string, bool> cases;              // case name -> ran its default number of scenarios
 };
 Totals g_totals;
 
-void run_case(Moment moment, int32_t victims, uint64_t base_seed, int64_t n) {
-  static const Fixture fx;
+// A scenario whose victims were not all killed at their moment is run again
+// with another seed, at most this many times in all.
+constexpr int32_t kMaxAttempts = 8;
+
+void run_case(const std::string& name, Moment moment, int32_t victims, uint64_t base_seed, int64_t default_n) {
+  const Fixture& fx = fixture();
+  const int64_t n = scenarios_per_case(default_n);
+  g_totals.cases[name] = false;
   for (int64_t i = 0; i < n; ++i) {
-    const uint64_t seed = base_seed * 1000003 + static_cast<uint64_t>(i);
     const bool safetensors = i % 3 == 0;
-    const Result r = run_scenario(fx, seed, moment, victims, safetensors);
-    const std::string where = std::string("moment ") + moment_name(moment) + ", victims " + std::to_string(victims) +
-                              ", seed " + std::to_string(seed) + (safetensors ? ", safetensors" : ", host memory");
-    ASSERT_EQ(r.injected, victims) << where;
-    ASSERT_EQ(r.violations, 0) << where << ": " << r.detail;
-    ASSERT_TRUE(r.agree) << where << ": survivors disagree on epoch or checksum";
-    ASSERT_EQ(r.lost_at_end, 0) << where << ": experts still lost at the end: " << r.detail;
-    ASSERT_TRUE(r.rebuilt) << where << ": redundancy never rebuilt: " << r.detail;
-    g_totals.injected += r.injected;
-    g_totals.lost_tokens += r.lost_tokens;
-    g_totals.window_tokens += r.window_tokens;
-    g_totals.restored += r.restored;
+    Result r;
+    std::string where;
+    for (int32_t attempt = 0; attempt < kMaxAttempts; ++attempt) {
+      const uint64_t seed = base_seed * 1000003 + static_cast<uint64_t>(i) + static_cast<uint64_t>(attempt) * 7919 * 1000003;
+      r = run_scenario(fx, seed, moment, victims, safetensors);
+      where = std::string("moment ") + moment_name(moment) + ", victims " + std::to_string(victims) + ", seed " +
+              std::to_string(seed) + (safetensors ? ", safetensors" : ", host memory");
+      // Every attempt is a real failure scenario: all of them are checked.
+      g_totals.violations += r.violations;
+      ASSERT_EQ(r.injected, victims) << where;
+      ASSERT_EQ(r.violations, 0) << where << ": " << r.detail;
+      ASSERT_TRUE(r.agree) << where << ": survivors disagree on epoch or checksum";
+      ASSERT_EQ(r.lost_at_end, 0) << where << ": experts still lost at the end: " << r.detail;
+      ASSERT_TRUE(r.rebuilt) << where << ": redundancy never rebuilt: " << r.detail;
+      g_totals.lost_tokens += r.lost_tokens;
+      g_totals.window_tokens += r.window_tokens;
+      g_totals.restored += r.restored;
+      g_totals.fallback_kills += r.injected - r.at_moment;
+      if (r.at_moment == victims) break;
+      ++g_totals.retried;
+    }
+    ASSERT_EQ(r.at_moment, victims) << where << ": the " << moment_name(moment) << " moment never came in "
+                                    << kMaxAttempts << " seeds";
+    g_totals.at_moment[static_cast<size_t>(moment)] += r.at_moment;
     ++g_totals.scenarios;
   }
+  g_totals.cases[name] = std::getenv("OMNI_FAULT_SCENARIOS") == nullptr;
 }
 
-TEST(FaultInjection, KillAtIdleStep) { run_case(Moment::kIdle, 1, 1, scenarios_per_case(200)); }
-TEST(FaultInjection, KillSenderWithWeightsInFlight) { run_case(Moment::kSender, 1, 2, scenarios_per_case(200)); }
-TEST(FaultInjection, KillReceiverWithWeightsInFlight) { run_case(Moment::kReceiver, 1, 3, scenarios_per_case(200)); }
-TEST(FaultInjection, KillRightAfterCommit) { run_case(Moment::kAfterCommit, 1, 4, scenarios_per_case(200)); }
-TEST(FaultInjection, KillTwoRanks) { run_case(Moment::kIdle, 2, 5, scenarios_per_case(100)); }
+TEST(FaultInjection, KillAtIdleStep) { run_case("idle", Moment::kIdle, 1, 1, 200); }
+TEST(FaultInjection, KillSenderWithWeightsInFlight) { run_case("sender", Moment::kSender, 1, 2, 200); }
+TEST(FaultInjection, KillReceiverWithWeightsInFlight) { run_case("receiver", Moment::kReceiver, 1, 3, 200); }
+TEST(FaultInjection, KillRightAfterCommit) { run_case("after-commit", Moment::kAfterCommit, 1, 4, 200); }
+TEST(FaultInjection, KillTwoRanks) { run_case("two-ranks", Moment::kIdle, 2, 5, 100); }
 
-TEST(FaultInjection, Summary) {
-  std::printf("fault injection: %lld scenarios, %lld injected failures, %lld experts restored, %lld tokens marked lost, "
-              "%lld tokens sent to a killed rank before detection, 0 violations\n",
-              static_cast<long long>(g_totals.scenarios), static_cast<long long>(g_totals.injected),
-              static_cast<long long>(g_totals.restored), static_cast<long long>(g_totals.lost_tokens),
-              static_cast<long long>(g_totals.window_tokens));
-  // The issue asks for at least 1000 injected failures (the default counts);
-  // OMNI_FAULT_SCENARIOS may lower them for a quick run.
-  if (std::getenv("OMNI_FAULT_SCENARIOS") == nullptr) {
-    EXPECT_GE(g_totals.injected, 1000);
+// The check above can fail: with the first round after the fallback kill
+// (kill step <= 12, fallback 20 steps later, first round at step 40) a sender
+// is never killed at its moment, and the scenario says so.
+TEST(FaultInjection, AMomentThatNeverComesIsNotCountedAsHit) {
+  const Fixture& fx = fixture();
+  for (Moment m : {Moment::kSender, Moment::kReceiver, Moment::kAfterCommit}) {
+    const Result r = run_scenario(fx, 77, m, 1, false, /*replan_interval=*/40);
+    EXPECT_EQ(r.injected, 1) << moment_name(m);
+    EXPECT_EQ(r.at_moment, 0) << moment_name(m);
+    EXPECT_EQ(r.violations, 0) << moment_name(m) << ": " << r.detail;
+    EXPECT_EQ(r.lost_at_end, 0) << moment_name(m) << ": " << r.detail;
   }
-  EXPECT_GT(g_totals.injected, 0);
 }
+
+// After the last test: the summary of what ran, with the counts as counted.
+class FaultInjectionTotals : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    const auto& t = g_totals;
+    int64_t injected = 0;
+    for (int64_t v : t.at_moment) injected += v;
+    std::printf("fault injection: %lld scenarios (%lld run again with another seed: %lld kills fell back to a plain "
+                "kill), %lld failures injected at their moment (idle %lld, sender %lld, receiver %lld, after-commit "
+                "%lld), %lld experts restored, %lld tokens marked lost, %lld tokens sent to a killed rank before "
+                "detection, %lld violations\n",
+                static_cast<long long>(t.scenarios), static_cast<long long>(t.retried),
+                static_cast<long long>(t.fallback_kills), static_cast<long long>(injected),
+                static_cast<long long>(t.at_moment[0]), static_cast<long long>(t.at_moment[1]),
+                static_cast<long long>(t.at_moment[2]), static_cast<long long>(t.at_moment[3]),
+                static_cast<long long>(t.restored), static_cast<long long>(t.lost_tokens),
+                static_cast<long long>(t.window_tokens), static_cast<long long>(t.violations));
+    EXPECT_EQ(t.violations, 0);
+    // The issue asks for at least 1000 injected failures: what the five cases
+    // give at their default counts (OMNI_FAULT_SCENARIOS or a filter runs fewer).
+    bool all_in_full = t.cases.size() == 5;
+    for (const auto& [name, full] : t.cases) all_in_full = all_in_full && full;
+    if (all_in_full) {
+      EXPECT_GE(injected, 1000);
+    }
+  }
+};
+const auto* const g_totals_env = ::testing::AddGlobalTestEnvironment(new FaultInjectionTotals);
 
 }  // namespace
 }  // namespace omni
