@@ -1,5 +1,6 @@
 #include "omniplacement/runtime/local_cluster.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "omniplacement/core/str_cat.h"
@@ -100,27 +101,26 @@ void LocalCluster::close() {
   if (closed_.exchange(true)) return;
   if (!threads_) return;
   const int32_t R = num_ranks();
-  // Detectors first (their callbacks use the managers); a kill() from now on
-  // leaves them alone.
+  // A kill() from now on leaves the detectors alone.
   {
     std::lock_guard<std::mutex> lock(detector_mu_);
     closing_ = true;
   }
+  // On every engine thread at once: the rank's detector first (its callback
+  // uses the rank's manager; a live rank says goodbye), then its manager. A
+  // killed rank is first cut off from every other rank so that its planner's
+  // waits end at once: no survivor uses the group any more.
+  const std::vector<RankId> dead = killed_ranks();
   (void)threads_->run([&](RankId r) {
-    detectors_[static_cast<size_t>(r)].reset();  // a live rank says goodbye
-    return ok_status();
-  });
-  // No survivor uses the group any more: cut the killed ranks off so that
-  // their planners' waits end at once.
-  for (RankId k : killed_ranks()) {
-    if (!managers_[static_cast<size_t>(k)]) continue;
-    std::vector<RankId> others;
-    for (RankId r = 0; r < R; ++r)
-      if (r != k) others.push_back(r);
-    (void)managers_[static_cast<size_t>(k)]->fail_ranks(others);
-  }
-  (void)threads_->run([&](RankId r) {
-    managers_[static_cast<size_t>(r)].reset();
+    const auto q = static_cast<size_t>(r);
+    detectors_[q].reset();
+    if (managers_[q] && std::find(dead.begin(), dead.end(), r) != dead.end()) {
+      std::vector<RankId> others;
+      for (RankId o = 0; o < R; ++o)
+        if (o != r) others.push_back(o);
+      (void)managers_[q]->fail_ranks(others);
+    }
+    managers_[q].reset();
     return ok_status();
   });
   threads_.reset();
