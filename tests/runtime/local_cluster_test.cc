@@ -170,7 +170,7 @@ TEST(LocalCluster, KilledRankIsDetectedByTheSurvivorsAndLeftOut) {
   o.manager.dynamic = false;
   o.heartbeats = true;
   o.detector.period = 5ms;
-  o.detector.timeout = 300ms;  // generous: the machine is shared
+  o.detector.timeout = 1000ms;  // generous: the machine is shared (and TSan slows every thread)
   std::atomic<RankId> told{-1};
   o.on_kill = [&](RankId r) { told = r; };
   auto c = make_cluster(o, 3);
