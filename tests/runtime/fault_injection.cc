@@ -129,8 +129,8 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
   opt.collective_timeout = 10s;
   opt.backup = safetensors ? static_cast<const BackupSource*>(fx.ckpt.get()) : fx.host.get();
   const int64_t kill_step = std::uniform_int_distribution<int64_t>(3, 12)(rng);
-  // Runs until every survivor has restored and rebuilt (at least 20 steps
-  // after the kill), at most max_steps.
+  // Runs until every survivor has failed every victim over, restored and
+  // rebuilt (and at least 20 steps after the kill step), at most max_steps.
   const int64_t min_steps = kill_step + 20, max_steps = kill_step + 5000;
   std::vector<RankId> order = {0, 1, 2, 3};
   std::shuffle(order.begin(), order.end(), rng);
@@ -317,9 +317,13 @@ Result run_scenario(const Fixture& fx, uint64_t seed, Moment moment, int32_t vic
                  std::to_string(step));
         }
       if (cluster->checkpoint(q)) return die();
+      // Settled: every victim is dead and failed over here, and redundancy
+      // was rebuilt since (a kill not yet known here keeps the run going).
       const auto st = pm.stats();
-      settled[static_cast<size_t>(q)] =
-          step >= min_steps && (st.failovers == 0 ? !victim : st.redundancy_rebuilt_ns != 0) ? 1 : 0;
+      settled[static_cast<size_t>(q)] = step >= min_steps && pm.failed_ranks().size() == doomed.size() &&
+                                                 st.redundancy_rebuilt_ns != 0
+                                             ? 1
+                                             : 0;
       std::this_thread::sleep_for(100us);  // a forward pass takes time
       sync.arrive_and_wait();
       if (stop_now) break;
