@@ -13,7 +13,7 @@ benchmark (bench/bench_<module>.cc) only.
 Files scanned (*.h, *.hpp, *.cc, *.cpp, *.cu, *.cuh):
   src/<m>/, include/omniplacement/<m>/   files of module m
   tests/<m>/, bench/bench_<m>.cc         tests and benchmark of module m
-  tests/ (other), bench/ (other), tools/, python/src/   no module
+  tests/ (other), bench/ (other), tools/, python/src/, examples/   no module
 Rules; every violation is printed as FILE:LINE: message, and the exit status
 is 1 when there is one:
   private  a file includes another module's private header: "<m2>/x.h" where
@@ -88,7 +88,7 @@ class Checker:
         if first in self.rank and os.path.isfile(os.path.join(self.root, "src", name)):
             return first
         # A bare name found through another include root is not private.
-        for d in ("include", "tests", "tools", os.path.join("python", "src")):
+        for d in ("include", "tests", "tools", os.path.join("python", "src"), "examples"):
             if os.path.isfile(os.path.join(self.root, d, name)):
                 return None
         # A bare name that only a module's private folder holds.
@@ -172,7 +172,7 @@ class Checker:
                 self.check_file(path, m, "test")
             else:
                 self.check_file(path, None, "client")
-        for folder in ("tools", os.path.join("python", "src")):
+        for folder in ("tools", os.path.join("python", "src"), "examples"):
             for path in source_files(os.path.join(self.root, folder)):
                 self.check_file(path, None, "client")
 

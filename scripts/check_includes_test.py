@@ -105,6 +105,15 @@ class CheckIncludesTest(unittest.TestCase):
         self.assert_violation({"python/src/bind.cc": '#include "core/mix.h"\n'}, "python/src/bind.cc:1",
                               ["module core"])
 
+    def test_examples_include_their_own_headers_and_no_private_one(self):
+        demo = {"examples/demo/loop.h": "#pragma once\n",
+                "examples/demo/loop.cc": '#include "demo/loop.h"\n#include "omniplacement/runtime/manager.h"\n'}
+        status, lines = self.run_checker(demo)
+        self.assertEqual(status, 0, lines)
+        self.assertIn("24 files, 27 includes, 0 violations", lines[0])
+        demo["examples/demo/loop.cc"] = '#include "demo/loop.h"\n#include "core/mix.h"\n'
+        self.assert_violation(demo, "examples/demo/loop.cc:2", ["module core"])
+
     def test_installed_header_includes_no_private_header_even_its_own(self):
         self.assert_violation({"include/omniplacement/planner/plan.h": '#pragma once\n#include "../../../src/planner/refine.h"\n'},
                               "include/omniplacement/planner/plan.h:2", ["installed header", "module planner"])

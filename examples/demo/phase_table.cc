@@ -4,7 +4,7 @@
 
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 
 namespace omni {
 

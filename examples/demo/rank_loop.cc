@@ -3,7 +3,7 @@
 #include <chrono>
 #include <thread>
 
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 
 namespace omni {
 

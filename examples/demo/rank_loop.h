@@ -25,7 +25,7 @@
 #include "demo/toy_moe.h"
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/topology.h"
-#include "omniplacement/runtime/dispatch_table.h"
+#include "omniplacement/dispatch/dispatch_table.h"
 #include "omniplacement/runtime/placement_manager.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/transport.h"

@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "omniplacement/core/str_cat.h"
-#include "runtime/rank_threads.h"
+#include "rank_threads.h"
 
 namespace omni {
 

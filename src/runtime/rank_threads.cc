@@ -1,4 +1,4 @@
-#include "runtime/rank_threads.h"
+#include "rank_threads.h"
 
 #include <exception>
 

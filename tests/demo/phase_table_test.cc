@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "omniplacement/core/metrics.h"
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 #include "omniplacement/transport/local_transport.h"
 
 namespace omni {
