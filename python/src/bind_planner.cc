@@ -1,6 +1,7 @@
-// Bindings of the planner module: planners built from spec strings, and the
+// Bindings of the planner module: planners built from spec strings, the
 // bit-exact DeepSeek EPLB (eplb_rebalance) under the drop-in
-// omniplacement.rebalance_experts (python/omniplacement/_rebalance.py).
+// omniplacement.rebalance_experts (python/omniplacement/_rebalance.py), and
+// migration plans (diff, verify_migration), which omniplacement.torch executes.
 //
 // plan() and eplb_rebalance() release the GIL while they run: their inputs are
 // copied (loads) or immutable (placements, topologies) first, so another Python
@@ -9,6 +10,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +19,7 @@
 #include "bindings.h"
 #include "omniplacement/core/core.h"
 #include "omniplacement/planner/eplb.h"
+#include "omniplacement/planner/migration_plan.h"
 #include "omniplacement/planner/planner.h"
 #include "py_support.h"
 
@@ -31,6 +34,91 @@ std::vector<int32_t> slots_arg(py::handle obj) {
   return std::move(d.data);
 }
 
+// Columns of MigrationPlan.transfers(), in order.
+constexpr const char* kTransferColumns[] = {"round",    "layer", "expert",   "src_rank", "src_slot",
+                                            "dst_rank", "dst_slot", "replaced", "link",     "bytes"};
+
+py::array_t<int64_t> transfer_rows(const MigrationPlan& plan) {
+  constexpr size_t kCols = std::size(kTransferColumns);
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(plan.num_transfers) * kCols);
+  for (size_t r = 0; r < plan.rounds.size(); ++r)
+    for (const Transfer& t : plan.rounds[r].transfers)
+      out.insert(out.end(), {static_cast<int64_t>(r), t.layer, t.expert, t.src_rank, t.src_slot, t.dst_rank, t.dst_slot,
+                             t.replaced, static_cast<int64_t>(t.link), t.bytes});
+  const auto n = static_cast<py::ssize_t>(out.size() / kCols);
+  return to_numpy(std::move(out), {n, static_cast<py::ssize_t>(kCols)});
+}
+
+void bind_migration(py::module_& m) {
+  py::class_<MigrationPlan>(m, "MigrationPlan",
+                            "The ordered expert-weight transfers from one placement to another "
+                            "(include/omniplacement/planner/migration_plan.h). Immutable.")
+      .def_property_readonly("num_rounds", &MigrationPlan::num_rounds)
+      .def_readonly("num_transfers", &MigrationPlan::num_transfers)
+      .def_readonly("total_bytes", &MigrationPlan::total_bytes)
+      .def_readonly("total_seconds", &MigrationPlan::total_seconds, "Estimated time (the header's time model).")
+      .def_readonly("num_unchanged_slots", &MigrationPlan::num_unchanged_slots)
+      .def_readonly("max_per_round", &MigrationPlan::max_per_round, "The per-rank budget it was made with (0: none).")
+      .def_property_readonly(
+          "transfers", &transfer_rows,
+          "int64 array [num_transfers, 10], one row per transfer in plan order (round by round, each sorted by "
+          "(layer, dst_rank, dst_slot)); columns as in transfer_columns: round, layer, expert, src_rank, src_slot, "
+          "dst_rank, dst_slot, replaced (-1: the slot was empty), link (0 same rank, 1 same host, 2 cross host), "
+          "bytes. A copy.")
+      .def_property_readonly_static(
+          "transfer_columns",
+          [](const py::object&) {
+            py::tuple t(std::size(kTransferColumns));
+            for (size_t i = 0; i < std::size(kTransferColumns); ++i) t[i] = py::str(kTransferColumns[i]);
+            return t;
+          },
+          "Names of the columns of transfers.")
+      .def_property_readonly(
+          "releases",
+          [](const MigrationPlan& plan) {
+            std::vector<int64_t> out;
+            for (const SlotRelease& r : plan.releases) out.insert(out.end(), {r.layer, r.rank, r.slot, r.expert});
+            const auto n = static_cast<py::ssize_t>(out.size() / 4);
+            return to_numpy(std::move(out), {n, 4});
+          },
+          "int64 array [num_releases, 4]: (layer, rank, slot, expert) of the slots emptied after the last round.")
+      .def("summary", &MigrationPlan::summary)
+      .def("__repr__", [](const MigrationPlan& p) { return str_cat("<MigrationPlan ", p.summary(), ">"); });
+
+  m.def(
+      "diff",
+      [](const Placement& current, const Placement& next, const Topology& topology, py::handle expert_bytes,
+         int32_t max_per_round) {
+        MigrationOptions o;
+        o.max_per_round = max_per_round;
+        if (py::isinstance<py::int_>(expert_bytes)) {
+          o.expert_bytes = expert_bytes.cast<int64_t>();
+        } else {
+          auto d = to_int64s(expert_bytes, "expert_bytes");
+          expect_ndim("expert_bytes", d.ndim(), 1);
+          o.layer_expert_bytes = std::move(d.data);
+          if (!o.layer_expert_bytes.empty()) o.expert_bytes = o.layer_expert_bytes.front();
+        }
+        py::gil_scoped_release release;
+        return unwrap(diff(current, next, topology, o));
+      },
+      py::arg("current"), py::arg("next"), py::arg("topology"), py::kw_only(),
+      py::arg("expert_bytes") = kDeepSeekV3ExpertBytes, py::arg("max_per_round") = 8,
+      "The migration plan from `current` to `next`: only changed slots move, each from the nearest replica "
+      "(same rank, then same host, then another host). expert_bytes: bytes of one expert, an int or one per layer; "
+      "max_per_round: experts one rank sends or receives per round (0: one round, every source read from "
+      "`current`). ValueError for mismatched sizes, RuntimeError (FAILED_PRECONDITION) when `next` places an "
+      "expert that `current` lacks. Releases the GIL.");
+  m.def(
+      "verify_migration",
+      [](const Placement& current, const MigrationPlan& plan, const Placement& next) {
+        check(verify_migration(current, plan, next));
+      },
+      py::arg("current"), py::arg("plan"), py::arg("next"),
+      "Replays the plan under the staging semantics; ValueError naming the first problem, None when safe.");
+}
+
 EplbPolicy parse_policy(const std::string& p) {
   if (p == "auto") return EplbPolicy::kAuto;
   if (p == "hierarchical") return EplbPolicy::kHierarchical;
@@ -41,6 +129,7 @@ EplbPolicy parse_policy(const std::string& p) {
 }  // namespace
 
 void bind_planner(py::module_& m) {
+  bind_migration(m);
   py::class_<PlanStats>(m, "PlanStats", "What a plan() call did: wall seconds, local-search moves, wasted replicas.")
       .def_readonly("seconds", &PlanStats::seconds)
       .def_readonly("local_search_moves", &PlanStats::local_search_moves)

@@ -1,7 +1,9 @@
-// Bindings of the runtime module: ManagerOptions (PlacementManagerOptions) and
+// Bindings of the runtime module: ManagerOptions (PlacementManagerOptions),
 // LocalCluster (runtime/local_cluster.h: N ranks in this process, each with its
 // PlacementManager and host WeightStore, driven from Python the way an engine
-// drives one manager per rank).
+// drives one manager per rank), and the epoch-commit agreement
+// (commit_protocol.h: encode_vote, decide_votes), which omniplacement.torch runs
+// over torch.distributed.
 //
 // Threads. The C++ LocalCluster owns one engine thread per rank and serialises
 // the engine-side calls (step_boundary and dispatch_all run one task per rank
@@ -19,6 +21,7 @@
 
 #include "bindings.h"
 #include "omniplacement/core/core.h"
+#include "omniplacement/runtime/commit_protocol.h"
 #include "omniplacement/runtime/local_cluster.h"
 #include "omniplacement/runtime/manager_config.h"
 #include "omniplacement/runtime/placement_manager.h"
@@ -215,7 +218,65 @@ std::chrono::milliseconds to_ms(int64_t ms, const char* what) {
 
 }  // namespace
 
+void bind_commit_protocol(py::module_& m) {
+  py::enum_<StagePhase>(m, "StagePhase",
+                        "A rank's planner phase in a vote (commit_protocol.h), ordered so that the maximum over "
+                        "ranks tells whether any failed.")
+      .value("idle", StagePhase::kIdle)
+      .value("working", StagePhase::kWorking)
+      .value("ready", StagePhase::kReady)
+      .value("no_change", StagePhase::kNoChange)
+      .value("failed", StagePhase::kFailed);
+  m.attr("VOTE_WORDS") = kVoteWords;
+  m.def(
+      "encode_vote",
+      [](int64_t round, int64_t batch, StagePhase phase, bool last_batch, int64_t plan_checksum,
+         int64_t placement_checksum) {
+        if (round < -1 || batch < 0 || plan_checksum < 0 || placement_checksum < 0)
+          fail(StatusCode::kInvalidArgument,
+               str_cat("encode_vote: round must be >= -1 (got ", round, "), batch >= 0 (got ", batch,
+                       "), checksums >= 0 (got ", plan_checksum, ", ", placement_checksum, "; use vote_checksum)"));
+        std::vector<int64_t> buf(kVoteWords);
+        encode_vote(Vote{round, batch, phase, last_batch ? 1 : 0, plan_checksum, placement_checksum},
+                    std::span<int64_t, kVoteWords>(buf.data(), kVoteWords));
+        return to_numpy(std::move(buf));
+      },
+      py::arg("round"), py::arg("batch"), py::arg("phase"), py::arg("last_batch"), py::arg("plan_checksum"),
+      py::arg("placement_checksum"),
+      "This rank's vote as int64 [VOTE_WORDS]: the fields, then their negations, so that one all-reduce MAX over "
+      "the ranks gives every field's maximum and minimum.");
+  m.def(
+      "decide_votes",
+      [](py::handle reduced, bool active, int64_t round, int64_t batch, int64_t waited_steps, int64_t timeout_steps,
+         int64_t placement_checksum) {
+        auto d = to_int64s(reduced, "reduced");
+        if (d.data.size() != kVoteWords)
+          fail(StatusCode::kInvalidArgument,
+               str_cat("decide_votes: reduced has ", d.data.size(), " words, expected ", kVoteWords));
+        const VoteRange votes = decode_votes(std::span<const int64_t, kVoteWords>(d.data.data(), kVoteWords));
+        RoundState s;
+        s.active = active;
+        s.round = round;
+        s.batch = batch;
+        s.waited_steps = waited_steps;
+        s.timeout_steps = timeout_steps;
+        s.placement_checksum = placement_checksum;
+        const DecisionResult r = decide(votes, s);
+        return py::make_tuple(std::string(decision_name(r.decision)), std::string(abort_reason_name(r.reason)),
+                              r.last_batch);
+      },
+      py::arg("reduced"), py::kw_only(), py::arg("active"), py::arg("round"), py::arg("batch"),
+      py::arg("waited_steps"), py::arg("timeout_steps"), py::arg("placement_checksum"),
+      "The decision every rank takes from the all-reduced (MAX) votes and the round state, which is identical on "
+      "every rank: (decision, abort_reason, last_batch) with decision one of 'start-round', 'wait', 'commit', "
+      "'finish', 'abort' and abort_reason 'none', 'failed', 'mismatch', 'timeout', 'placement-diverged'.");
+  m.def(
+      "vote_checksum", [](uint64_t checksum) { return vote_checksum(checksum); }, py::arg("checksum"),
+      "A 64-bit placement checksum as a vote field (its low 63 bits).");
+}
+
 void bind_runtime(py::module_& m) {
+  bind_commit_protocol(m);
   using O = PlacementManagerOptions;
   py::class_<O>(m, "ManagerOptions",
                 "PlacementManager options (include/omniplacement/runtime/placement_manager.h). Keyword arguments "
