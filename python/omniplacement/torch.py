@@ -225,8 +225,9 @@ class PlacementManager:
     options: Options (None: defaults). topology: omniplacement.Topology for the planner and
       the source choice (None: one host). device: where the routing tables and counts live
       (None: the weights' device). store: the rendezvous store for the manager's own groups
-      (None: the default group's). group_factory: (store, rank, size, timeout) ->
-      ProcessGroup for backends other than gloo and nccl. name: distinguishes two managers
+      (None: the default group's). backend: of the manager's groups, "gloo" or "nccl" (None:
+      the group's; gloo moves weights through host memory). group_factory: (store, rank,
+      size, timeout) -> ProcessGroup for other backends. name: distinguishes two managers
       over the same ranks created in a different order on different ranks (rarely needed).
 
     Creating a manager is collective over the group (every rank, same order): it makes the
@@ -239,7 +240,7 @@ class PlacementManager:
     """
 
     def __init__(self, placement, weights, *, group=None, options=None, topology=None, device=None, store=None,
-                 group_factory=None, name=None):
+                 backend=None, group_factory=None, name=None):
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError("omniplacement.torch.PlacementManager: torch.distributed is not initialised "
                                "(call dist.init_process_group first)")
@@ -254,12 +255,13 @@ class PlacementManager:
         self.num_layers, self.num_experts, self.num_ranks = L, E, R
         self._weights = self._check_weights(placement, weights)
         self._device = torch.device(device) if device is not None else self._weights[0][0].device
-        self._backend = str(dist.get_backend(self._group))
+        self._backend = str(backend or dist.get_backend(self._group))
         self._comm_device = torch.device("cpu") if self._backend == "gloo" else self._device
         self._slot_bytes = [sum(t[0].numel() * t.element_size() for t in ws) for ws in self._weights]
         self._topology = topology if topology is not None else _omni.Topology.uniform(R, R)
         self._planner = _omni.Planner(self._opts.planner_spec)  # ValueError for a bad spec
         self._placement = placement.without_shares() if placement.has_shares else placement
+        self._placement_sum = _omni.vote_checksum(self._placement.checksum)  # engine thread's copy for votes
         self.tables = RoutingTables(self._placement, self.rank, self._device, self._opts.max_replicas)
         self.counts = torch.zeros((L, E), dtype=torch.int64, device=self._device)
         self._epoch = 0
@@ -384,7 +386,7 @@ class PlacementManager:
             elif wait_s > 0:
                 self._cv.wait_for(lambda: self._stop or self._vote[2] == _omni.StagePhase.idle, wait_s)
             round_id, batch, phase, last, plan_sum = self._vote
-        placement_sum = _omni.vote_checksum(self._placement.checksum)
+        placement_sum = self._placement_sum
         words = _omni.encode_vote(round_id, batch, phase, last, plan_sum, placement_sum)
         t0 = time.perf_counter()
         try:
@@ -472,6 +474,7 @@ class PlacementManager:
             self._commit_event = torch.cuda.Event()
             self._commit_event.record()
         self._placement = prep.placement
+        self._placement_sum = _omni.vote_checksum(prep.placement.checksum)
         self._epoch += 1
         with self._cv:
             s = self._stats

@@ -118,13 +118,17 @@ def run(rank, args, res):
                                    for n in ("phy2log", "log2phy", "logcnt", "local_phy2log"))
 
 
-def main():
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenario", choices=["planner-fail", "kill"], required=True)
     ap.add_argument("--nprocs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--timeout-ms", type=int, default=5000)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def run_scenario(args):
+    """Runs the processes; returns {"exit_codes", "hung", "ranks": {rank: result}}."""
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "torch.distributed", "omniplacement", "omniplacement.torch"])
     store = dist.TCPStore("127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=60), wait_for_workers=False)
@@ -145,7 +149,12 @@ def main():
             if os.path.exists(path):
                 with open(path) as f:
                     ranks[r] = json.load(f)
-    print(json.dumps({"exit_codes": [p.exitcode for p in procs], "hung": hung, "ranks": ranks}))
+    # JSON keys are strings, as the printed form has them.
+    return {"exit_codes": [p.exitcode for p in procs], "hung": hung, "ranks": {str(r): v for r, v in ranks.items()}}
+
+
+def main():
+    print(json.dumps(run_scenario(parse_args(sys.argv[1:]))))
     return 0
 
 
