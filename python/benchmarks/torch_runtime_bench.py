@@ -109,19 +109,20 @@ def bandwidth_worker(rank, args, port, out):
     dist.destroy_process_group()
 
 
-def launch(fn, nprocs, args):
+def launch(fn, nprocs, args, files):
+    """Runs fn(rank, args, port, out_dir) in nprocs processes; returns the torch.load of `files` (names in out_dir)."""
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "torch.distributed", "omniplacement", "omniplacement.torch"])
     store = dist.TCPStore("127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=60), wait_for_workers=False)
-    out = tempfile.mkdtemp(prefix="torch_runtime_bench_")
-    procs = [ctx.Process(target=fn, args=(r, args, store.port, out)) for r in range(nprocs)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(600)
-    if any(p.exitcode != 0 for p in procs):
-        raise RuntimeError(f"a worker failed: exit codes {[p.exitcode for p in procs]}")
-    return out
+    with tempfile.TemporaryDirectory(prefix="torch_runtime_bench_") as out:
+        procs = [ctx.Process(target=fn, args=(r, args, store.port, out)) for r in range(nprocs)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(600)
+        if any(p.exitcode != 0 for p in procs):
+            raise RuntimeError(f"a worker failed: exit codes {[p.exitcode for p in procs]}")
+        return [torch.load(os.path.join(out, f)) for f in files]
 
 
 def main():
@@ -140,8 +141,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    out = launch(engine_worker, args.nprocs, args)
-    runs = [torch.load(os.path.join(out, f"e{r}.pt")) for r in range(args.nprocs)]
+    runs = launch(engine_worker, args.nprocs, args, [f"e{r}.pt" for r in range(args.nprocs)])
     kinds = np.array([k for r in runs for k in r["kinds"]])
     calls = np.array([c for r in runs for c in r["calls"]])
     bound = np.array([b for r in runs for b in r["bound"]])
@@ -156,8 +156,7 @@ def main():
     s0 = runs[0]["stats"]
     engine.update(epochs=s0["epoch"], experts_moved=s0["experts_moved"],
                   bytes_received_rank0=s0["bytes_received"])
-    out = launch(bandwidth_worker, 2, args)
-    bw = torch.load(os.path.join(out, "bw.pt"))
+    bw, = launch(bandwidth_worker, 2, args, ["bw.pt"])
     total = args.slots * args.slot_mib * (1 << 20)
     bandwidth = {name: {"seconds": t, "GB_per_s": total / t / 1e9} for name, t in bw.items()}
     report = {"conditions": {"nprocs": args.nprocs, "torch_threads": 1, "load_average": os.getloadavg(),

@@ -43,7 +43,7 @@ def test_four_processes_serve_exactly_while_epochs_commit():
 def test_a_timed_out_transfer_aborts_the_round_and_serving_goes_on():
     # Also the leader mode: rank 0 plans and broadcasts, before and after the fresh transfer group.
     code, r = run_example("--nprocs", "3", "--steps", "24", *SHORT, "--fault", "timeout", "--fault-rank", "1",
-                          "--transfer-timeout-ms", "1000", "--plan-on", "leader")
+                          "--transfer-timeout-ms", "2000", "--plan-on", "leader")
     assert code == 0, r["problems"]
     assert r["fault_fired"] and r["statuses"] == ["ok"] * 3
     assert r["wrong_outputs"] == 0 and r["outputs_checked"] == 3 * 24 * 12 * 16
