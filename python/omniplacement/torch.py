@@ -590,6 +590,8 @@ class PlacementManager:
             return self._stop or (r == round_id and d != "commit") or r > round_id
 
     def _planner_main(self):
+        if self._device.type == "cuda" and self._device.index is not None:
+            torch.cuda.set_device(self._device)  # the current device is per thread; streams and NCCL follow it
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._stop or self._job is not None)

@@ -220,6 +220,17 @@ def test_a_layer_over_the_staging_limit_aborts_and_keeps_the_placement(one_rank)
         assert_weights_follow(pm, w)
 
 
+def test_record_counts_on_the_device_and_skips_padding(one_rank):
+    p = op.Placement.contiguous(L, 1, E, S)
+    with PlacementManager(p, slot_weights(p), options=Options(dynamic=False)) as pm:
+        pm.record(1, torch.tensor([[0, 5], [5, -1], [9, 2]], dtype=torch.int32))  # 9 >= E: padding too
+        pm.record(1, torch.tensor([5]))
+        assert pm.counts.dtype == torch.int64 and pm.counts.shape == (L, E)
+        assert pm.counts[1].tolist() == [1, 0, 1, 0, 0, 3] and int(pm.counts[0].sum()) == 0
+        assert [pm.step_boundary(s) for s in range(2000, 2010)] == [None] * 10  # dynamic off: no vote
+        assert pm.stats()["agreement_collectives"] == 0
+
+
 def test_bad_arguments_are_refused(one_rank):
     p = op.Placement.contiguous(L, 1, E, S)
     with pytest.raises(ValueError, match="weights has 2 layers, the placement 3"):
