@@ -72,6 +72,19 @@ def test_table_updates_are_in_place():
 
 
 # ------------------------------------------------------------------------------ batches and the vote
+def test_diff_moves_only_changed_slots_from_holders():
+    cur = op.Placement([[0, 1, -1, 2, 3, -1]], num_ranks=2, num_experts=4)
+    nxt = op.Placement([[0, 1, 3, 2, 3, 0]], num_ranks=2, num_experts=4)
+    plan = op.diff(cur, nxt, op.Topology.uniform(2, 1), expert_bytes=[64], max_per_round=0)
+    assert plan.num_rounds == 1 and plan.num_transfers == 2 and plan.total_bytes == 128
+    assert plan.num_unchanged_slots == 4
+    # round, layer, expert, src_rank, src_slot, dst_rank, dst_slot, replaced, link (2: cross host), bytes
+    assert plan.transfers.tolist() == [[0, 0, 3, 1, 1, 0, 2, -1, 2, 64], [0, 0, 0, 0, 0, 1, 2, -1, 2, 64]]
+    assert op.verify_migration(cur, plan, nxt) is None
+    with pytest.raises(ValueError):
+        op.verify_migration(cur, plan, cur)
+
+
 def test_layer_batches_respect_the_staging_limit_and_layer_count():
     cols = op.MigrationPlan.transfer_columns
     assert cols[1] == "layer" and cols[5] == "dst_rank" and cols[9] == "bytes"
