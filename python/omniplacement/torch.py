@@ -244,7 +244,7 @@ class PlacementManager:
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError("omniplacement.torch.PlacementManager: torch.distributed is not initialised "
                                "(call dist.init_process_group first)")
-        self._opts = options if options is not None else Options()
+        self._opts = dataclasses.replace(options) if options is not None else Options()  # a copy: fixed from here
         self._opts.check()
         self._group = group if group is not None else dist.group.WORLD
         self.rank = dist.get_rank(self._group)
