@@ -6,8 +6,9 @@ drop-in :func:`rebalance_experts` (when the planner module is built), plots
 (:mod:`omniplacement.plot`, imported on demand because it loads matplotlib) and the
 engine adapters, each imported on demand: :mod:`omniplacement.vllm` (a policy in vLLM's
 EPLB registry), :mod:`omniplacement.sglang` (an SGLang EPLB algorithm, its load dumps and
-its --init-expert-location file) and :mod:`omniplacement.trtllm` (TensorRT-LLM's load
-balancer YAML).
+its --init-expert-location file), :mod:`omniplacement.trtllm` (TensorRT-LLM's load
+balancer YAML) and :mod:`omniplacement.torch` (the runtime for PyTorch engines: placement
+changed under serving, weights moved between ranks over torch.distributed).
 
     import numpy as np, omniplacement as op
     p = op.Placement.contiguous(num_layers=2, num_ranks=4, num_experts=8, slots_per_rank=3)
