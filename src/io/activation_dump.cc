@@ -7,39 +7,63 @@
 
 namespace omni {
 
-StatusOr<SlotCounts> parse_activation_dump(std::string_view text, std::string_view name) {
-  auto lines = io_internal::split_lines(text);
-  while (!lines.empty() && io_internal::trim(lines.back().text).empty()) lines.pop_back();
-  if (lines.empty()) return invalid_argument_error(str_cat(name, ": empty activation dump (expected one line per layer)"));
-  if (lines.size() > static_cast<size_t>(kMaxLayers)) {
-    return invalid_argument_error(str_cat(name, ": ", lines.size(), " lines exceed ", kMaxLayers, " layers"));
-  }
-  SlotCounts out(lines.size());
-  for (size_t l = 0; l < lines.size(); ++l) {
-    std::string_view s = lines[l].text;
-    auto& row = out[l];
+namespace {
+
+bool is_blank(char c) { return c == '\t' || c == ' '; }
+
+// One line per layer, streamed; each row is reserved to its exact number of
+// counts, so the table costs 8 bytes per count and nothing more.
+StatusOr<SlotCounts> parse_dump_lines(io_internal::LineReader& lines, std::string_view name) {
+  SlotCounts out;
+  int64_t first_blank_line = 0;  // a blank line is an error unless only blank lines follow it
+  io_internal::Line line;
+  while (lines.next(&line)) {
+    const std::string_view s = line.text;
+    size_t tokens = 0;
+    for (size_t i = 0; i < s.size(); ++i) tokens += !is_blank(s[i]) && (i == 0 || is_blank(s[i - 1]));
+    if (tokens == 0) {
+      if (first_blank_line == 0) first_blank_line = line.number;
+      continue;
+    }
+    if (first_blank_line != 0) {
+      return invalid_argument_error(str_cat(name, ":", first_blank_line, ": layer ", out.size(),
+                                            " has no counts (a blank line between layers)"));
+    }
+    if (out.size() >= static_cast<size_t>(kMaxLayers)) {
+      return invalid_argument_error(str_cat(name, ":", line.number, ": more than ", kMaxLayers, " lines (layers)"));
+    }
+    if (tokens > static_cast<size_t>(kMaxSlotsPerLayer)) {
+      return invalid_argument_error(str_cat(name, ":", line.number, ": ", tokens, " counts exceed ", kMaxSlotsPerLayer,
+                                            " slots per layer"));
+    }
+    const size_t l = out.size();
+    auto& row = out.emplace_back();
+    row.reserve(tokens);
     size_t pos = 0;
     while (pos < s.size()) {
-      while (pos < s.size() && (s[pos] == '\t' || s[pos] == ' ')) ++pos;
+      while (pos < s.size() && is_blank(s[pos])) ++pos;
       if (pos == s.size()) break;
       const size_t start = pos;
-      while (pos < s.size() && s[pos] != '\t' && s[pos] != ' ') ++pos;
+      while (pos < s.size() && !is_blank(s[pos])) ++pos;
       const std::string_view tok = s.substr(start, pos - start);
       int64_t v = 0;
       if (!io_internal::parse_int64(tok, &v) || v < 0) {
-        return invalid_argument_error(str_cat(name, ":", lines[l].number, ": layer ", l, ", global slot ", row.size(),
+        return invalid_argument_error(str_cat(name, ":", line.number, ": layer ", l, ", global slot ", row.size(),
                                               ": ", io_internal::quote_token(tok), " is not a non-negative integer count"));
-      }
-      if (row.size() >= static_cast<size_t>(kMaxSlotsPerLayer)) {
-        return invalid_argument_error(str_cat(name, ":", lines[l].number, ": more than ", kMaxSlotsPerLayer, " slots"));
       }
       row.push_back(v);
     }
-    if (row.empty()) {
-      return invalid_argument_error(str_cat(name, ":", lines[l].number, ": layer ", l, " has no counts"));
-    }
   }
+  OMNI_RETURN_IF_ERROR(lines.status());
+  if (out.empty()) return invalid_argument_error(str_cat(name, ": empty activation dump (expected one line per layer)"));
   return out;
+}
+
+}  // namespace
+
+StatusOr<SlotCounts> parse_activation_dump(std::string_view text, std::string_view name) {
+  io_internal::LineReader lines(text);
+  return parse_dump_lines(lines, name);
 }
 
 std::string encode_activation_dump(const SlotCounts& slot_counts) {
@@ -91,8 +115,8 @@ StatusOr<LoadMatrix> loads_from_slot_counts(const SlotCounts& slot_counts, const
 }
 
 StatusOr<LoadMatrix> read_activation_dump(const std::string& path, const Placement& placement) {
-  OMNI_ASSIGN_OR_RETURN(std::string text, io_internal::read_file(path));
-  OMNI_ASSIGN_OR_RETURN(SlotCounts counts, parse_activation_dump(text, path));
+  OMNI_ASSIGN_OR_RETURN(io_internal::LineReader lines, io_internal::LineReader::open(path));
+  OMNI_ASSIGN_OR_RETURN(SlotCounts counts, parse_dump_lines(lines, path));
   auto load = loads_from_slot_counts(counts, placement);
   if (!load.ok()) return load.status().with_context(path);
   return load;

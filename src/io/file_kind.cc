@@ -1,7 +1,5 @@
 #include "omniplacement/io/file_kind.h"
 
-#include <fstream>
-
 #include "file_util.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/trace.h"
@@ -19,20 +17,6 @@ const char* file_kind_name(FileKind kind) {
   return "unknown";
 }
 
-namespace {
-
-// The first `n` bytes of a file (fewer when it is shorter).
-StatusOr<std::string> read_prefix(const std::string& path, size_t n) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(str_cat(path, ": cannot open for reading"));
-  std::string buf(n, '\0');
-  in.read(buf.data(), static_cast<std::streamsize>(n));
-  buf.resize(static_cast<size_t>(in.gcount()));
-  return buf;
-}
-
-}  // namespace
-
 StatusOr<FileKind> detect_file_kind(const std::string& path, bool dump_context) {
   const std::string ext = io_internal::extension_of(path);
   if (ext == ".json") return FileKind::kPlacement;
@@ -40,13 +24,13 @@ StatusOr<FileKind> detect_file_kind(const std::string& path, bool dump_context) 
   if (ext == ".txt") return dump_context ? FileKind::kDump : FileKind::kPlacement;
   if (ext == ".yaml" || ext == ".yml") return FileKind::kConfig;
   if (ext == ".csv") {
-    OMNI_ASSIGN_OR_RETURN(std::string head, read_prefix(path, 4096));
+    OMNI_ASSIGN_OR_RETURN(std::string head, io_internal::read_file_prefix(path, 4096));
     return Trace::looks_like_trace(head) ? FileKind::kTrace : FileKind::kLoad;
   }
   if (ext == ".npy") {
     // The shape tuple in the header says the number of dimensions; headers
     // we accept fit in the first 64 KiB. read_npy() checks the rest.
-    OMNI_ASSIGN_OR_RETURN(std::string head, read_prefix(path, 1 << 16));
+    OMNI_ASSIGN_OR_RETURN(std::string head, io_internal::read_file_prefix(path, 1 << 16));
     const size_t open = head.find('(');
     const size_t close = head.find(')', open == std::string::npos ? 0 : open);
     if (head.rfind("\x93NUMPY", 0) != 0 || open == std::string::npos || close == std::string::npos) {

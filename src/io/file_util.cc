@@ -1,5 +1,10 @@
 #include "file_util.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -7,26 +12,105 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 #include <system_error>
 
 #include "omniplacement/core/str_cat.h"
 
 namespace omni::io_internal {
 
-StatusOr<std::string> read_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return invalid_argument_error(str_cat(path, ": is a directory, not a file"));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(str_cat(path, ": cannot open for reading (", std::strerror(errno), ")"));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) return internal_error(str_cat(path, ": cannot determine the file size"));
-  if (size > kMaxFileBytes) {
-    return resource_exhausted_error(str_cat(path, ": file of ", size, " bytes exceeds the limit of ", kMaxFileBytes));
+namespace {
+
+const char* file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+}  // namespace
+
+StatusOr<InputFile> InputFile::open(const std::string& path, int64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return not_found_error(str_cat(path, ": no such file"));
+    return not_found_error(str_cat(path, ": cannot open for reading (", std::strerror(err), ")"));
   }
-  in.seekg(0, std::ios::beg);
-  std::string data(static_cast<size_t>(size), '\0');
-  if (size > 0 && !in.read(data.data(), size)) return data_loss_error(str_cat(path, ": short read"));
+  InputFile f;
+  f.fd_ = fd;
+  f.path_ = path;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return internal_error(str_cat(path, ": cannot stat (", std::strerror(errno), ")"));
+  if (!S_ISREG(st.st_mode)) {
+    return invalid_argument_error(str_cat(path, ": is ", file_type_name(st.st_mode),
+                                          ", not a regular file; give the path of a file"));
+  }
+  if (st.st_size > max_bytes) {
+    return resource_exhausted_error(str_cat(path, ": file of ", st.st_size, " bytes exceeds the limit of ",
+                                            max_bytes, " bytes"));
+  }
+  f.size_ = st.st_size;
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) (void)::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return f;
+}
+
+InputFile::InputFile(InputFile&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), path_(std::move(other.path_)) {}
+
+InputFile& InputFile::operator=(InputFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    size_ = other.size_;
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+InputFile::~InputFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+StatusOr<size_t> InputFile::read(char* buf, size_t n) {
+  while (true) {
+    const ssize_t got = ::read(fd_, buf, n);
+    if (got >= 0) return static_cast<size_t>(got);
+    if (errno != EINTR) return data_loss_error(str_cat(path_, ": read failed (", std::strerror(errno), ")"));
+  }
+}
+
+StatusOr<size_t> InputFile::read_at(int64_t offset, char* buf, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t got = ::pread(fd_, buf + done, n - done, static_cast<off_t>(offset) + static_cast<off_t>(done));
+    if (got == 0) break;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return data_loss_error(str_cat(path_, ": read failed (", std::strerror(errno), ")"));
+    }
+    done += static_cast<size_t>(got);
+  }
+  return done;
+}
+
+StatusOr<std::string> read_file(const std::string& path) {
+  OMNI_ASSIGN_OR_RETURN(InputFile in, InputFile::open(path));
+  std::string data(static_cast<size_t>(in.size()), '\0');
+  OMNI_ASSIGN_OR_RETURN(size_t got, in.read_at(0, data.data(), data.size()));
+  if (got != data.size()) return data_loss_error(str_cat(path, ": short read (the file changed while read?)"));
+  return data;
+}
+
+StatusOr<std::string> read_file_prefix(const std::string& path, size_t n) {
+  OMNI_ASSIGN_OR_RETURN(InputFile in, InputFile::open(path));
+  std::string data(std::min(n, static_cast<size_t>(in.size())), '\0');
+  OMNI_ASSIGN_OR_RETURN(size_t got, in.read_at(0, data.data(), data.size()));
+  data.resize(got);
   return data;
 }
 
@@ -96,19 +180,55 @@ std::string quote_token(std::string_view token) {
 
 namespace omni::io_internal {
 
-std::vector<Line> split_lines(std::string_view text) {
-  std::vector<Line> lines;
-  int64_t number = 1;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    lines.push_back({number++, line});
-    start = end + 1;
+StatusOr<LineReader> LineReader::open(const std::string& path) {
+  OMNI_ASSIGN_OR_RETURN(InputFile f, InputFile::open(path));
+  return LineReader(std::move(f));
+}
+
+bool LineReader::fill() {
+  constexpr size_t kBlock = size_t{64} << 10;
+  if (eof_ || !status_.ok()) return false;
+  // Keep the unread part, drop what was consumed, then append one block.
+  buf_.erase(0, pos_);
+  pos_ = 0;
+  const size_t old = buf_.size();
+  buf_.resize(old + kBlock);
+  auto got = file_->read(buf_.data() + old, kBlock);
+  if (!got.ok()) {
+    status_ = got.status();
+    buf_.resize(old);
+    return false;
   }
-  return lines;
+  buf_.resize(old + *got);
+  if (*got == 0) eof_ = true;
+  return *got > 0;
+}
+
+bool LineReader::next(Line* line) {
+  std::string_view text;
+  if (in_memory_) {
+    if (text_.empty()) return false;
+    const size_t end = text_.find('\n');
+    text = text_.substr(0, end);
+    text_.remove_prefix(end == std::string_view::npos ? text_.size() : end + 1);
+  } else {
+    size_t end;
+    size_t scanned = 0;  // bytes of the unread part already searched for '\n'
+    while ((end = buf_.find('\n', pos_ + scanned)) == std::string::npos) {
+      scanned = buf_.size() - pos_;
+      if (!fill()) break;
+    }
+    if (!status_.ok()) return false;
+    if (end == std::string::npos) {
+      if (pos_ == buf_.size()) return false;  // the end, after a final '\n'
+      end = buf_.size();
+    }
+    text = std::string_view(buf_).substr(pos_, end - pos_);
+    pos_ = std::min(end + 1, buf_.size());
+  }
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  *line = {++number_, text};
+  return true;
 }
 
 std::string_view trim(std::string_view s) {
@@ -135,29 +255,44 @@ std::vector<std::string_view> split_csv(std::string_view line) {
 bool LoadCells::add(std::string_view token) {
   int64_t i = 0;
   if (parse_int64(token, &i)) {
-    ints_.push_back(i);
-    values_.push_back(static_cast<double>(i));
+    if (all_integers_) {
+      ints_.push_back(i);
+    } else {
+      values_.push_back(static_cast<double>(i));
+    }
     return true;
   }
   double d = 0;
   if (!parse_double(token, &d)) return false;
-  all_integers_ = false;
-  ints_.push_back(0);
+  to_doubles();
   values_.push_back(d);
   return true;
 }
 
-void LoadCells::append_from(const LoadCells& other, size_t first, size_t n) {
-  all_integers_ = all_integers_ && other.all_integers_;
-  ints_.insert(ints_.end(), other.ints_.begin() + static_cast<std::ptrdiff_t>(first),
-               other.ints_.begin() + static_cast<std::ptrdiff_t>(first + n));
-  values_.insert(values_.end(), other.values_.begin() + static_cast<std::ptrdiff_t>(first),
-                 other.values_.begin() + static_cast<std::ptrdiff_t>(first + n));
+void LoadCells::to_doubles() {
+  if (!all_integers_) return;
+  all_integers_ = false;
+  values_.reserve(ints_.size() + 1);
+  for (int64_t v : ints_) values_.push_back(static_cast<double>(v));
+  std::vector<int64_t>().swap(ints_);
 }
 
-StatusOr<LoadMatrix> LoadCells::build(int32_t num_layers, int32_t num_experts) const {
-  if (all_integers_) return LoadMatrix::from_counts(num_layers, num_experts, ints_);
-  return LoadMatrix::from_weights(num_layers, num_experts, values_);
+void LoadCells::append_from(const LoadCells& other, size_t first, size_t n) {
+  if (!other.all_integers_) to_doubles();
+  if (all_integers_) {
+    ints_.insert(ints_.end(), other.ints_.begin() + static_cast<std::ptrdiff_t>(first),
+                 other.ints_.begin() + static_cast<std::ptrdiff_t>(first + n));
+  } else if (other.all_integers_) {
+    for (size_t i = first; i < first + n; ++i) values_.push_back(static_cast<double>(other.ints_[i]));
+  } else {
+    values_.insert(values_.end(), other.values_.begin() + static_cast<std::ptrdiff_t>(first),
+                   other.values_.begin() + static_cast<std::ptrdiff_t>(first + n));
+  }
+}
+
+StatusOr<LoadMatrix> LoadCells::build(int32_t num_layers, int32_t num_experts) && {
+  if (all_integers_) return LoadMatrix::from_counts(num_layers, num_experts, std::move(ints_));
+  return LoadMatrix::from_weights(num_layers, num_experts, std::move(values_));
 }
 
 }  // namespace omni::io_internal

@@ -10,16 +10,20 @@ namespace omni {
 
 using io_internal::LoadCells;
 
-StatusOr<LoadMatrix> parse_load_csv(std::string_view text, std::string_view name) {
-  if (Trace::looks_like_trace(text)) {
-    return invalid_argument_error(str_cat(name, ": this CSV is a trace (several windows); choose one with a selector, ",
-                                          "e.g. \"dataset=bookcorpus,iteration=0\" or \"model=olmoe,domain=arxiv\""));
-  }
+namespace {
+
+constexpr const char* kTraceNotLoad =
+    ": this CSV is a trace (several windows); choose one with a selector, "
+    "e.g. \"dataset=bookcorpus,iteration=0\" or \"model=olmoe,domain=arxiv\"";
+
+// The rows of a plain load CSV, one line per layer, streamed.
+StatusOr<LoadMatrix> parse_load_lines(io_internal::LineReader& lines, std::string_view name) {
   LoadCells cells;
   int64_t num_layers = 0;
   size_t num_experts = 0;
   bool first_content_line = true;
-  for (const auto& line : io_internal::split_lines(text)) {
+  io_internal::Line line;
+  while (lines.next(&line)) {
     const std::string_view t = io_internal::trim(line.text);
     if (t.empty() || t.front() == '#') continue;
     const auto fields = io_internal::split_csv(t);
@@ -49,10 +53,19 @@ StatusOr<LoadMatrix> parse_load_csv(std::string_view text, std::string_view name
     }
     ++num_layers;
   }
+  OMNI_RETURN_IF_ERROR(lines.status());
   if (num_layers == 0) return invalid_argument_error(str_cat(name, ": no load rows (expected one line per layer)"));
-  auto m = cells.build(static_cast<int32_t>(num_layers), static_cast<int32_t>(num_experts));
+  auto m = std::move(cells).build(static_cast<int32_t>(num_layers), static_cast<int32_t>(num_experts));
   if (!m.ok()) return m.status().with_context(name);
   return m;
+}
+
+}  // namespace
+
+StatusOr<LoadMatrix> parse_load_csv(std::string_view text, std::string_view name) {
+  if (Trace::looks_like_trace(text)) return invalid_argument_error(str_cat(name, kTraceNotLoad));
+  io_internal::LineReader lines(text);
+  return parse_load_lines(lines, name);
 }
 
 std::string encode_load_csv(const LoadMatrix& load) {
@@ -112,18 +125,21 @@ StatusOr<LoadMatrix> read_load_file(const std::string& path, std::string_view se
     return load_from_npy(a, path);
   }
   if (ext == ".csv") {
-    OMNI_ASSIGN_OR_RETURN(std::string text, io_internal::read_file(path));
-    if (Trace::looks_like_trace(text)) {
-      OMNI_ASSIGN_OR_RETURN(Trace trace, Trace::parse_csv(text, path));
+    // The header decides; only the key columns of its first line are looked at.
+    OMNI_ASSIGN_OR_RETURN(std::string head, io_internal::read_file_prefix(path, 4096));
+    if (Trace::looks_like_trace(head)) {
       OMNI_ASSIGN_OR_RETURN(TraceSelector sel, TraceSelector::parse(selector));
+      OMNI_ASSIGN_OR_RETURN(Trace trace, Trace::read_csv(path));
       auto m = trace.select(sel);
       if (!m.ok()) return m.status().with_context(path);
       return m;
     }
     if (!selector.empty()) {
-      return invalid_argument_error(str_cat(path, ": a selector applies only to trace CSV files, this is a plain load"));
+      return invalid_argument_error(str_cat(path, ": --select/a selector applies only to trace CSV files; this is a ",
+                                            "plain load CSV (one line per layer), which has a single window"));
     }
-    return parse_load_csv(text, path);
+    OMNI_ASSIGN_OR_RETURN(io_internal::LineReader lines, io_internal::LineReader::open(path));
+    return parse_load_lines(lines, path);
   }
   return invalid_argument_error(str_cat(path, ": unknown load extension '", ext, "' (expected .npy, .csv or a .txt dump)"));
 }

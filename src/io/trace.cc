@@ -1,5 +1,6 @@
 #include "omniplacement/io/trace.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -29,7 +30,9 @@ std::optional<TraceLayout> layout_of_header(const std::vector<std::string_view>&
 }
 
 std::string_view first_content_line(std::string_view text) {
-  for (const auto& line : io_internal::split_lines(text)) {
+  io_internal::LineReader lines(text);
+  io_internal::Line line;
+  while (lines.next(&line)) {
     const std::string_view t = io_internal::trim(line.text);
     if (!t.empty()) return t;
   }
@@ -70,7 +73,7 @@ StatusOr<TraceSelector> TraceSelector::parse(std::string_view spec) {
       sel.dataset = value;
     } else if (key == "iteration") {
       int64_t it = 0;
-      if (!io_internal::parse_int64(value, &it) || it < 0 || it > 1'000'000'000) {
+      if (!io_internal::parse_int64(value, &it) || it < 0 || it > kMaxTraceIteration) {
         return invalid_argument_error(str_cat("trace selector: iteration ", io_internal::quote_token(value),
                                               " is not a non-negative integer"));
       }
@@ -101,43 +104,68 @@ bool Trace::looks_like_trace(std::string_view text) {
   return layout_of_header(io_internal::split_csv(first.substr(0, 64))).has_value();
 }
 
-StatusOr<Trace> Trace::parse_csv(std::string_view text, std::string_view name) {
-  const auto lines = io_internal::split_lines(text);
-  size_t i = 0;
-  while (i < lines.size() && io_internal::trim(lines[i].text).empty()) ++i;
-  if (i == lines.size()) return invalid_argument_error(str_cat(name, ": empty trace file"));
-  const auto header = io_internal::split_csv(lines[i].text);
+namespace {
+
+// One window while the file is read: its cells row after row in file order
+// (num_experts per row), and for each row its layer and line. Rows are put in
+// layer order only at the end, so memory grows with the rows the file holds,
+// never with the layer numbers it names.
+struct PendingWindow {
+  TraceWindow window;
+  LoadCells cells;
+  struct Row {
+    int32_t layer;
+    int64_t line;
+  };
+  std::vector<Row> rows;
+};
+
+}  // namespace
+
+struct TraceParser {
+  static StatusOr<Trace> parse(io_internal::LineReader& lines, std::string_view name);
+};
+
+StatusOr<Trace> TraceParser::parse(io_internal::LineReader& lines, std::string_view name) {
+  io_internal::Line line;
+  bool have_header = false;
+  while (lines.next(&line)) {
+    if (!io_internal::trim(line.text).empty()) {
+      have_header = true;
+      break;
+    }
+  }
+  OMNI_RETURN_IF_ERROR(lines.status());
+  if (!have_header) return invalid_argument_error(str_cat(name, ": empty trace file"));
+  const auto header = io_internal::split_csv(line.text);
   const auto layout = layout_of_header(header);
   if (!layout) {
-    return invalid_argument_error(str_cat(name, ":", lines[i].number, ": not a trace header (expected ",
+    return invalid_argument_error(str_cat(name, ":", line.number, ": not a trace header (expected ",
                                           "'model,domain,layer_index,0,1,...' or ',dataset,iteration,layer_idx,0,1,...')"));
   }
   const size_t keys = *layout == TraceLayout::kPerDomain ? kPerDomainKeys : kPerIterationKeys;
   const size_t num_experts = header.size() - keys;
+  const size_t num_fields = header.size();
   if (num_experts > static_cast<size_t>(kMaxExperts)) {
-    return invalid_argument_error(str_cat(name, ": ", num_experts, " expert columns exceed ", kMaxExperts));
+    return invalid_argument_error(str_cat(name, ":", line.number, ": ", num_experts, " expert columns exceed ",
+                                          kMaxExperts));
   }
   for (size_t e = 0; e < num_experts; ++e) {
     int64_t v = -1;
     if (!io_internal::parse_int64(header[keys + e], &v) || v != static_cast<int64_t>(e)) {
-      return invalid_argument_error(str_cat(name, ":", lines[i].number, ": expert column ", e, " is named ",
+      return invalid_argument_error(str_cat(name, ":", line.number, ": expert column ", e, " is named ",
                                             io_internal::quote_token(header[keys + e]), ", expected '", e, "'"));
     }
   }
-  struct Pending {
-    TraceWindow window;
-    std::vector<std::optional<LoadCells>> rows;  // by layer
-  };
-  std::vector<Pending> pending;
+  std::vector<PendingWindow> pending;
   std::map<std::tuple<std::string, std::string, int32_t>, size_t> index;
   int64_t num_layers = 0;
-  for (++i; i < lines.size(); ++i) {
-    const auto& line = lines[i];
+  while (lines.next(&line)) {
     if (io_internal::trim(line.text).empty()) continue;
     const auto f = io_internal::split_csv(line.text);
-    if (f.size() != header.size()) {
+    if (f.size() != num_fields) {
       return invalid_argument_error(str_cat(name, ":", line.number, ": ", f.size(), " fields, the header has ",
-                                            header.size()));
+                                            num_fields, " (", keys, " keys and ", num_experts, " experts)"));
     }
     std::string model, group;
     int64_t iteration = -1, layer = -1;
@@ -158,55 +186,79 @@ StatusOr<Trace> Trace::parse_csv(std::string_view text, std::string_view name) {
       group = f[1];
       OMNI_RETURN_IF_ERROR(int_field(2, &iteration, "iteration"));
       OMNI_RETURN_IF_ERROR(int_field(3, &layer, "layer_idx"));
-      if (iteration > 1'000'000'000) {
-        return invalid_argument_error(str_cat(name, ":", line.number, ": iteration ", iteration, " is too large"));
+      if (iteration > kMaxTraceIteration) {
+        return invalid_argument_error(str_cat(name, ":", line.number, ": iteration ", iteration, " exceeds ",
+                                              kMaxTraceIteration));
       }
     }
     if (group.empty()) return invalid_argument_error(str_cat(name, ":", line.number, ": empty domain or dataset name"));
+    if (model.size() > kMaxTraceNameBytes || group.size() > kMaxTraceNameBytes) {
+      return invalid_argument_error(str_cat(name, ":", line.number, ": a model, domain or dataset name longer than ",
+                                            kMaxTraceNameBytes, " bytes"));
+    }
     if (layer >= kMaxLayers) {
       return invalid_argument_error(str_cat(name, ":", line.number, ": layer ", layer, " exceeds ", kMaxLayers - 1));
     }
-    const auto key = std::make_tuple(model, group, static_cast<int32_t>(iteration));
-    auto [it, inserted] = index.emplace(key, pending.size());
-    if (inserted) {
-      Pending p;
-      p.window.model = model;
-      p.window.group = group;
+    auto key = std::make_tuple(std::move(model), std::move(group), static_cast<int32_t>(iteration));
+    auto found = index.find(key);
+    if (found == index.end()) {
+      if (pending.size() >= static_cast<size_t>(kMaxTraceWindows)) {
+        return invalid_argument_error(str_cat(name, ":", line.number, ": more than ", kMaxTraceWindows,
+                                              " windows (distinct model/domain or dataset/iteration keys)"));
+      }
+      PendingWindow p;
+      p.window.model = std::get<0>(key);
+      p.window.group = std::get<1>(key);
       p.window.iteration = static_cast<int32_t>(iteration);
+      found = index.emplace(std::move(key), pending.size()).first;
       pending.push_back(std::move(p));
     }
-    Pending& p = pending[it->second];
-    if (p.rows.size() <= static_cast<size_t>(layer)) p.rows.resize(static_cast<size_t>(layer) + 1);
-    auto& row = p.rows[static_cast<size_t>(layer)];
-    if (row) {
-      return invalid_argument_error(str_cat(name, ":", line.number, ": window ", p.window.label(), " has layer ", layer,
-                                            " twice"));
+    PendingWindow& p = pending[found->second];
+    if (p.rows.size() >= static_cast<size_t>(kMaxLayers)) {
+      return invalid_argument_error(str_cat(name, ":", line.number, ": window ", p.window.label(), " has more than ",
+                                            kMaxLayers, " rows, so some layer repeats"));
     }
-    row.emplace();
     for (size_t e = 0; e < num_experts; ++e) {
-      if (!row->add(f[keys + e])) {
-        return invalid_argument_error(str_cat(name, ":", line.number, ": expert ", e, ": ",
+      if (!p.cells.add(f[keys + e])) {
+        return invalid_argument_error(str_cat(name, ":", line.number, ": layer ", layer, ", expert ", e, ": ",
                                               io_internal::quote_token(f[keys + e]), " is not a finite number"));
       }
     }
+    p.rows.push_back({static_cast<int32_t>(layer), line.number});
     num_layers = std::max(num_layers, layer + 1);
   }
+  OMNI_RETURN_IF_ERROR(lines.status());
   if (pending.empty()) return invalid_argument_error(str_cat(name, ": the trace has a header but no rows"));
   if (num_experts == 0) return invalid_argument_error(str_cat(name, ": the trace has no expert columns"));
   Trace trace;
   trace.layout_ = *layout;
   trace.num_layers_ = static_cast<int32_t>(num_layers);
   trace.num_experts_ = static_cast<int32_t>(num_experts);
-  for (Pending& p : pending) {
-    LoadCells all;
-    for (int64_t l = 0; l < num_layers; ++l) {
-      if (static_cast<size_t>(l) >= p.rows.size() || !p.rows[static_cast<size_t>(l)]) {
-        return invalid_argument_error(str_cat(name, ": window ", p.window.label(), " has no row for layer ", l,
-                                              " (the trace has ", num_layers, " layers)"));
+  trace.windows_.reserve(pending.size());
+  for (PendingWindow& p : pending) {
+    // Rows in layer order; every layer exactly once.
+    std::vector<size_t> order(p.rows.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p.rows[a].layer < p.rows[b].layer; });
+    for (size_t k = 1; k < order.size(); ++k) {
+      const auto& prev = p.rows[order[k - 1]];
+      const auto& cur = p.rows[order[k]];
+      if (prev.layer == cur.layer) {
+        return invalid_argument_error(str_cat(name, ":", cur.line, ": window ", p.window.label(), " has layer ",
+                                              cur.layer, " twice (first at line ", prev.line, ")"));
       }
-      all.append_from(*p.rows[static_cast<size_t>(l)], 0, num_experts);
     }
-    auto m = all.build(trace.num_layers_, trace.num_experts_);
+    for (int64_t l = 0; l < num_layers; ++l) {
+      if (static_cast<size_t>(l) >= order.size() || p.rows[order[static_cast<size_t>(l)]].layer != l) {
+        return invalid_argument_error(str_cat(name, ": window ", p.window.label(), " has no row for layer ", l,
+                                              " (the trace has ", num_layers, " layers: 0..", num_layers - 1, ")"));
+      }
+    }
+    LoadCells all;
+    for (size_t i : order) all.append_from(p.cells, i * num_experts, num_experts);
+    p.cells = LoadCells();
+    p.rows = {};
+    auto m = std::move(all).build(trace.num_layers_, trace.num_experts_);
     if (!m.ok()) return m.status().with_context(str_cat(name, ": window ", p.window.label()));
     p.window.load = std::move(m).value();
     trace.windows_.push_back(std::move(p.window));
@@ -214,9 +266,14 @@ StatusOr<Trace> Trace::parse_csv(std::string_view text, std::string_view name) {
   return trace;
 }
 
+StatusOr<Trace> Trace::parse_csv(std::string_view text, std::string_view name) {
+  io_internal::LineReader lines(text);
+  return TraceParser::parse(lines, name);
+}
+
 StatusOr<Trace> Trace::read_csv(const std::string& path) {
-  OMNI_ASSIGN_OR_RETURN(std::string text, io_internal::read_file(path));
-  return parse_csv(text, path);
+  OMNI_ASSIGN_OR_RETURN(io_internal::LineReader lines, io_internal::LineReader::open(path));
+  return TraceParser::parse(lines, path);
 }
 
 StatusOr<LoadMatrix> Trace::select(const TraceSelector& sel) const {

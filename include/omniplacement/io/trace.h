@@ -26,6 +26,12 @@
 
 namespace omni {
 
+// Limits of the trace reader (docs/formats.md, "Limits"). Beside them the
+// core limits hold: at most kMaxExperts expert columns and kMaxLayers layers.
+inline constexpr int32_t kMaxTraceWindows = 1 << 16;          // distinct windows in one file
+inline constexpr int64_t kMaxTraceIteration = 1'000'000'000;  // per-iteration traces
+inline constexpr size_t kMaxTraceNameBytes = 256;             // a model, domain or dataset name
+
 enum class TraceLayout {
   kPerDomain,     // model,domain,layer_index,...
   kPerIteration,  // <row>,dataset,iteration,layer_idx,...
@@ -77,6 +83,7 @@ class Trace {
                                              int32_t last_iteration = -1) const;
 
  private:
+  friend struct TraceParser;  // trace.cc: fills a Trace while streaming the file
   TraceLayout layout_ = TraceLayout::kPerDomain;
   int32_t num_layers_ = 0;
   int32_t num_experts_ = 0;
