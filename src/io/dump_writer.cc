@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "file_util.h"
+#include "json_reader.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/activation_dump.h"
 #include "omniplacement/io/load_file.h"
@@ -20,7 +21,6 @@ namespace omni {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 constexpr const char* kFormat = "omniplacement.activation_window";
 constexpr int kVersion = 1;
@@ -51,23 +51,34 @@ Status check_id_space(const std::string& s, const std::string& where) {
   return invalid_argument_error(str_cat(where, ": id_space '", s, "'; valid: \"expert\" or \"global_slot\""));
 }
 
+// A sidecar is a few hundred bytes; anything much larger is not one.
+constexpr size_t kMaxSidecarBytes = size_t{1} << 20;
+
+// The keys read from a sidecar (others are ignored: newer writers may add some).
+io_internal::JsonField sidecar_schema() {
+  using io_internal::JsonField;
+  std::vector<std::pair<std::string, JsonField>> m;
+  for (const char* k : {"format", "npy", "id_space", "kind", "placement_checksum"}) m.emplace_back(k, JsonField::string());
+  for (const char* k : {"version", "num_layers", "num_ids", "window", "step_begin", "step_end", "epoch", "rank",
+                        "num_invalid"})
+    m.emplace_back(k, JsonField::number());
+  return JsonField::object(std::move(m), /*allow_unknown_keys=*/true);
+}
+
 // Typed field of a sidecar, with the file and key in the error.
 template <typename T>
-StatusOr<T> field(const json& j, const char* key, const std::string& path) {
-  if (!j.contains(key)) return invalid_argument_error(str_cat(path, ": missing key \"", key, "\""));
-  const json& v = j.at(key);
+StatusOr<T> field(const io_internal::JsonField& j, const char* key, const std::string& path) {
+  const io_internal::JsonField& v = *j.member(key);
+  if (!v.present()) return invalid_argument_error(str_cat(path, ": missing key \"", key, "\""));
   if constexpr (std::is_same_v<T, std::string>) {
-    if (!v.is_string()) return invalid_argument_error(str_cat(path, ": \"", key, "\" must be a string"));
-    return v.get<std::string>();
-  } else if constexpr (std::is_unsigned_v<T>) {
-    if (!v.is_number_unsigned())
-      return invalid_argument_error(str_cat(path, ": \"", key, "\" must be an integer >= 0"));
-    return v.get<T>();
+    if (!v.has_wanted_type()) return invalid_argument_error(str_cat(path, ": \"", key, "\" must be a string, got ", v.type()));
+    return v.text();
   } else {
-    if (!v.is_number_integer()) return invalid_argument_error(str_cat(path, ": \"", key, "\" must be an integer"));
-    const int64_t x = v.get<int64_t>();
-    if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max())
-      return invalid_argument_error(str_cat(path, ": \"", key, "\" = ", x, " is out of range"));
+    const int64_t lo = std::is_unsigned_v<T> ? 0 : std::max<int64_t>(std::numeric_limits<T>::min(), -io_internal::kMaxJsonInteger);
+    const int64_t hi = std::min<int64_t>(static_cast<int64_t>(std::min<uint64_t>(std::numeric_limits<T>::max(), INT64_MAX)),
+                                         io_internal::kMaxJsonInteger);
+    int64_t x = 0;
+    OMNI_RETURN_IF_ERROR(io_internal::json_int(path, v, str_cat("\"", key, "\""), lo, hi, &x));
     return static_cast<T>(x);
   }
 }
@@ -108,9 +119,13 @@ Status write_dump_window(const std::string& dir, const std::string& file_prefix,
 
 StatusOr<DumpWindow> read_dump_window(const std::string& json_path) {
   OMNI_ASSIGN_OR_RETURN(const std::string text, io_internal::read_file(json_path));
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
-    return invalid_argument_error(str_cat(json_path, ": not a JSON object (activation window sidecar)"));
+  if (text.size() > kMaxSidecarBytes)
+    return invalid_argument_error(str_cat(json_path, ": ", text.size(), " bytes; an activation window sidecar has at most ",
+                                          kMaxSidecarBytes));
+  io_internal::JsonField j = sidecar_schema();
+  OMNI_RETURN_IF_ERROR(io_internal::read_json(text, json_path, &j));
+  if (!j.has_wanted_type())
+    return invalid_argument_error(str_cat(json_path, ": not a JSON object (activation window sidecar), got ", j.type()));
   OMNI_ASSIGN_OR_RETURN(const std::string format, field<std::string>(j, "format", json_path));
   if (format != kFormat)
     return invalid_argument_error(str_cat(json_path, ": format '", format, "'; expected '", kFormat, "'"));

@@ -1,9 +1,9 @@
 #include "omniplacement/io/placement_file.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 #include "file_util.h"
+#include "json_reader.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/pattern.h"
 
@@ -11,7 +11,9 @@ namespace omni {
 
 namespace {
 
-using Json = nlohmann::json;
+using io_internal::JsonField;
+using io_internal::JsonNumber;
+using io_internal::NumberArray;
 
 constexpr const char* kFormatName = "omniplacement.placement";
 constexpr int kFormatVersion = 1;
@@ -20,52 +22,78 @@ Status field_error(std::string_view name, const std::string& what) {
   return invalid_argument_error(str_cat(name, ": ", what));
 }
 
-const char* json_type(const Json& j) { return j.type_name(); }
+// The document this reader accepts; anything else is refused while reading.
+JsonField placement_schema() {
+  return JsonField::object({
+      {"format", JsonField::string()},
+      {"version", JsonField::number()},
+      {"num_layers", JsonField::number()},
+      {"num_ranks", JsonField::number()},
+      {"num_experts", JsonField::number()},
+      {"slots_per_rank", JsonField::numbers(1)},
+      {"phy2log", JsonField::numbers(2)},
+      {"shares", JsonField::numbers(2)},
+      {"topology", JsonField::object({
+                       {"host_of_rank", JsonField::numbers(1)},
+                       {"bandwidths", JsonField::object({{"same_rank_bytes_per_s", JsonField::number()},
+                                                         {"same_host_bytes_per_s", JsonField::number()},
+                                                         {"cross_host_bytes_per_s", JsonField::number()},
+                                                         {"latency_s", JsonField::number()}})},
+                   })},
+      {"log2phy", JsonField::numbers(3)},
+      {"logcnt", JsonField::numbers(2)},
+  });
+}
 
-// An int32 from a JSON integer within [lo, hi].
-Status get_int(std::string_view name, const Json& j, const std::string& where, int64_t lo, int64_t hi, int32_t* out) {
-  if (!j.is_number_integer()) return field_error(name, str_cat(where, " must be an integer, got ", json_type(j)));
-  const auto v = j.get<int64_t>();
-  if (v < lo || v > hi) return field_error(name, str_cat(where, " = ", v, " is out of range [", lo, ", ", hi, "]"));
+// An int32 from a JSON integer field within [lo, hi].
+Status get_int(std::string_view name, const JsonField& f, const std::string& where, int64_t lo, int64_t hi,
+               int32_t* out) {
+  int64_t v = 0;
+  OMNI_RETURN_IF_ERROR(io_internal::json_int(name, f, where, lo, hi, &v));
   *out = static_cast<int32_t>(v);
   return ok_status();
 }
 
-StatusOr<Topology> parse_topology(std::string_view name, const Json& j, int32_t num_ranks) {
-  if (!j.is_object()) return field_error(name, str_cat("\"topology\" must be an object, got ", json_type(j)));
-  for (const auto& [key, value] : j.items()) {
-    if (key != "host_of_rank" && key != "bandwidths") {
-      return field_error(name, str_cat("unknown key \"topology.", key, "\" (valid: host_of_rank, bandwidths)"));
-    }
-    (void)value;
-  }
-  if (!j.contains("host_of_rank")) return field_error(name, "\"topology\" needs \"host_of_rank\"");
-  const Json& h = j["host_of_rank"];
-  if (!h.is_array() || h.size() != static_cast<size_t>(num_ranks)) {
+// An int32 from one number of an array within [lo, hi] (checked before narrowing).
+Status get_int(std::string_view name, JsonNumber n, const std::string& where, int64_t lo, int64_t hi, int32_t* out) {
+  int64_t v = 0;
+  OMNI_RETURN_IF_ERROR(io_internal::json_int(name, n, where, lo, hi, &v));
+  *out = static_cast<int32_t>(v);
+  return ok_status();
+}
+
+std::string array_size_text(const JsonField& f) {
+  return f.has_wanted_type() ? str_cat(f.array().root().size(), " elements") : std::string(f.type());
+}
+
+StatusOr<Topology> parse_topology(std::string_view name, const JsonField& j, int32_t num_ranks) {
+  if (!j.has_wanted_type()) return field_error(name, str_cat("\"topology\" must be an object, got ", j.type()));
+  const JsonField& h = *j.member("host_of_rank");
+  if (!h.present()) return field_error(name, "\"topology\" needs \"host_of_rank\"");
+  if (!h.has_wanted_type() || h.array().root().size() != static_cast<size_t>(num_ranks)) {
     return field_error(name, str_cat("\"topology.host_of_rank\" must be an array of num_ranks = ", num_ranks,
-                                     " host ids, got ", h.is_array() ? str_cat(h.size(), " elements") : json_type(h)));
+                                     " host ids, got ", array_size_text(h)));
   }
-  std::vector<HostId> hosts(h.size());
-  for (size_t r = 0; r < h.size(); ++r) {
-    OMNI_RETURN_IF_ERROR(get_int(name, h[r], str_cat("topology.host_of_rank[", r, "]"), 0, kMaxRanks - 1, &hosts[r]));
+  const auto row = h.array().root();
+  std::vector<HostId> hosts(row.size());
+  for (size_t r = 0; r < row.size(); ++r) {
+    OMNI_RETURN_IF_ERROR(
+        get_int(name, row.number(r), str_cat("topology.host_of_rank[", r, "]"), 0, kMaxRanks - 1, &hosts[r]));
   }
   LinkBandwidths bw;
-  if (j.contains("bandwidths")) {
-    const Json& b = j["bandwidths"];
-    if (!b.is_object()) return field_error(name, "\"topology.bandwidths\" must be an object");
-    for (const auto& [key, value] : b.items()) {
+  const JsonField& b = *j.member("bandwidths");
+  if (b.present()) {
+    if (!b.has_wanted_type()) return field_error(name, str_cat("\"topology.bandwidths\" must be an object, got ", b.type()));
+    for (const auto& [key, value] : b.members()) {
+      if (!value.present()) continue;
       double* dst = key == "same_rank_bytes_per_s"    ? &bw.same_rank_bytes_per_s
                     : key == "same_host_bytes_per_s"  ? &bw.same_host_bytes_per_s
                     : key == "cross_host_bytes_per_s" ? &bw.cross_host_bytes_per_s
-                    : key == "latency_s"              ? &bw.latency_s
-                                                      : nullptr;
-      if (!dst) {
-        return field_error(name, str_cat("unknown key \"topology.bandwidths.", key,
-                                         "\" (valid: same_rank_bytes_per_s, same_host_bytes_per_s, "
-                                         "cross_host_bytes_per_s, latency_s)"));
+                                                      : &bw.latency_s;
+      if (!value.has_wanted_type()) {
+        return field_error(name, str_cat("\"topology.bandwidths.", key, "\" must be a number, got ", value.type()));
       }
-      if (!value.is_number()) return field_error(name, str_cat("\"topology.bandwidths.", key, "\" must be a number"));
-      *dst = value.get<double>();
+      *dst = value.number_value().value;
     }
   }
   auto t = Topology::from_host_map(std::move(hosts), bw);
@@ -76,47 +104,64 @@ StatusOr<Topology> parse_topology(std::string_view name, const Json& j, int32_t 
 // The optional derived maps log2phy [L][E][width] and logcnt [L][E] must agree
 // with phy2log: logcnt[l][e] replicas, whose global slots are the first
 // logcnt[l][e] entries of log2phy[l][e] (any order), the rest -1.
-Status check_expert_maps(std::string_view name, const Json& j, const Placement& p) {
+Status check_expert_maps(std::string_view name, const JsonField& c_field, const JsonField& m_field, const Placement& p) {
   const size_t L = static_cast<size_t>(p.num_layers()), E = static_cast<size_t>(p.num_experts());
-  if (j.contains("logcnt") && !j["logcnt"].is_null()) {
-    const Json& c = j["logcnt"];
-    if (!c.is_array() || c.size() != L) return field_error(name, str_cat("\"logcnt\" must be an array of ", L, " layers"));
+  if (!c_field.missing()) {
+    if (!c_field.has_wanted_type() || c_field.array().root().size() != L) {
+      return field_error(name, str_cat("\"logcnt\" must be an array of ", L, " layers, got ", array_size_text(c_field)));
+    }
+    const auto c = c_field.array().root();
     for (size_t l = 0; l < L; ++l) {
-      if (!c[l].is_array() || c[l].size() != E) {
-        return field_error(name, str_cat("logcnt[", l, "] must have num_experts = ", E, " entries"));
+      const auto row = c.array(l);
+      if (row.size() != E) {
+        return field_error(name, str_cat("logcnt[", l, "] must have num_experts = ", E, " entries, got ", row.size()));
       }
       for (size_t e = 0; e < E; ++e) {
         const int32_t want = p.replica_count(static_cast<LayerId>(l), static_cast<ExpertId>(e));
-        if (!c[l][e].is_number_integer() || c[l][e].get<int64_t>() != want) {
-          return field_error(name, str_cat("logcnt[", l, "][", e, "] (layer ", l, ", expert ", e, ") = ", c[l][e].dump(),
-                                           " but phy2log holds ", want, " replicas of that expert"));
+        const JsonNumber got = row.number(e);
+        if (!got.integer || got.value != static_cast<double>(want)) {
+          return field_error(name, str_cat("logcnt[", l, "][", e, "] (layer ", l, ", expert ", e, ") = ",
+                                           io_internal::json_number_text(got), " but phy2log holds ", want,
+                                           " replicas of that expert"));
         }
       }
     }
   }
-  if (j.contains("log2phy") && !j["log2phy"].is_null()) {
-    const Json& m = j["log2phy"];
-    if (!m.is_array() || m.size() != L) return field_error(name, str_cat("\"log2phy\" must be an array of ", L, " layers"));
+  if (!m_field.missing()) {
+    if (!m_field.has_wanted_type() || m_field.array().root().size() != L) {
+      return field_error(name, str_cat("\"log2phy\" must be an array of ", L, " layers, got ", array_size_text(m_field)));
+    }
+    const auto m = m_field.array().root();
     for (size_t l = 0; l < L; ++l) {
-      if (!m[l].is_array() || m[l].size() != E) {
-        return field_error(name, str_cat("log2phy[", l, "] must have num_experts = ", E, " rows"));
+      const auto layer = m.array(l);
+      if (layer.size() != E) {
+        return field_error(name, str_cat("log2phy[", l, "] must have num_experts = ", E, " rows, got ", layer.size()));
       }
+      const int64_t num_slots = p.num_slots(static_cast<LayerId>(l));
       for (size_t e = 0; e < E; ++e) {
-        const Json& row = m[l][e];
+        const auto row = layer.array(e);
         const auto reps = p.replicas(static_cast<LayerId>(l), static_cast<ExpertId>(e));
         const std::string where = str_cat("log2phy[", l, "][", e, "] (layer ", l, ", expert ", e, ")");
-        if (!row.is_array() || row.size() < reps.size()) {
-          return field_error(name, str_cat(where, " must be an array of at least ", reps.size(), " slots"));
+        if (row.size() < reps.size()) {
+          return field_error(name, str_cat(where, " must list at least the expert's ", reps.size(), " replicas, got ",
+                                           row.size(), " entries"));
         }
         std::vector<GlobalSlot> got;
+        got.reserve(reps.size());
         for (size_t k = 0; k < row.size(); ++k) {
-          if (!row[k].is_number_integer()) return field_error(name, str_cat(where, "[", k, "] must be an integer"));
-          const int64_t g = row[k].get<int64_t>();
+          const std::string at = str_cat(where, "[", k, "]");
           if (k >= reps.size()) {
-            if (g != -1) return field_error(name, str_cat(where, "[", k, "] = ", g, ": padding after the ", reps.size(), " replicas must be -1"));
+            const JsonNumber pad = row.number(k);
+            if (!pad.integer || pad.value != -1) {
+              return field_error(name, str_cat(at, " = ", io_internal::json_number_text(pad), ": padding after the ",
+                                               reps.size(), " replicas must be -1"));
+            }
             continue;
           }
-          got.push_back(static_cast<GlobalSlot>(g));
+          // A global slot of the layer: range-checked before it is narrowed to int32.
+          GlobalSlot g = 0;
+          OMNI_RETURN_IF_ERROR(get_int(name, row.number(k), at, 0, num_slots - 1, &g));
+          got.push_back(g);
         }
         std::sort(got.begin(), got.end());
         if (!std::equal(got.begin(), got.end(), reps.begin(), reps.end())) {
@@ -128,46 +173,37 @@ Status check_expert_maps(std::string_view name, const Json& j, const Placement& 
   return ok_status();
 }
 
-StatusOr<PlacementFile> parse_json_value(std::string_view name, const Json& j, const ValidationRules& rules) {
-  if (!j.is_object()) return field_error(name, str_cat("the top level must be a JSON object, got ", json_type(j)));
-  static const char* const kKeys[] = {"format", "version", "num_layers", "num_ranks", "num_experts",
-                                      "slots_per_rank", "phy2log", "shares", "topology", "log2phy", "logcnt"};
-  for (const auto& [key, value] : j.items()) {
-    bool known = false;
-    for (const char* k : kKeys) known |= key == k;
-    if (!known) {
-      return field_error(name, str_cat("unknown key \"", key, "\" (valid: format, version, num_layers, num_ranks, ",
-                                       "num_experts, slots_per_rank, phy2log, shares, topology, log2phy, logcnt)"));
-    }
-    (void)value;
-  }
-  if (!j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != kFormatName) {
+StatusOr<PlacementFile> parse_document(std::string_view name, JsonField& j, const ValidationRules& rules) {
+  if (!j.has_wanted_type()) return field_error(name, str_cat("the top level must be a JSON object, got ", j.type()));
+  const JsonField& format = *j.member("format");
+  if (!format.has_wanted_type() || format.text() != kFormatName) {
     return field_error(name, str_cat("\"format\" must be \"", kFormatName, "\""));
   }
   int32_t version = 0;
-  if (!j.contains("version")) return field_error(name, "missing \"version\"");
-  OMNI_RETURN_IF_ERROR(get_int(name, j["version"], "version", 1, kFormatVersion, &version));
+  OMNI_RETURN_IF_ERROR(get_int(name, *j.member("version"), "version", 1, kFormatVersion, &version));
   PlacementLayout layout;
   for (const char* key : {"num_ranks", "num_experts", "slots_per_rank", "phy2log"}) {
-    if (!j.contains(key)) return field_error(name, str_cat("missing \"", key, "\""));
+    if (!j.member(key)->present()) return field_error(name, str_cat("missing \"", key, "\""));
   }
-  OMNI_RETURN_IF_ERROR(get_int(name, j["num_ranks"], "num_ranks", 1, kMaxRanks, &layout.num_ranks));
-  OMNI_RETURN_IF_ERROR(get_int(name, j["num_experts"], "num_experts", 1, kMaxExperts, &layout.num_experts));
-  const Json& spr = j["slots_per_rank"];
-  if (!spr.is_array() || spr.empty() || spr.size() > static_cast<size_t>(kMaxLayers)) {
-    return field_error(name, str_cat("\"slots_per_rank\" must be an array of 1..", kMaxLayers, " integers"));
+  OMNI_RETURN_IF_ERROR(get_int(name, *j.member("num_ranks"), "num_ranks", 1, kMaxRanks, &layout.num_ranks));
+  OMNI_RETURN_IF_ERROR(get_int(name, *j.member("num_experts"), "num_experts", 1, kMaxExperts, &layout.num_experts));
+  const JsonField& spr_field = *j.member("slots_per_rank");
+  const auto spr = spr_field.array().root();
+  if (!spr_field.has_wanted_type() || spr.size() == 0 || spr.size() > static_cast<size_t>(kMaxLayers)) {
+    return field_error(name, str_cat("\"slots_per_rank\" must be an array of 1..", kMaxLayers, " integers, got ",
+                                     array_size_text(spr_field)));
   }
   const size_t L = spr.size();
-  if (j.contains("num_layers")) {
+  if (j.member("num_layers")->present()) {
     int32_t nl = 0;
-    OMNI_RETURN_IF_ERROR(get_int(name, j["num_layers"], "num_layers", 1, kMaxLayers, &nl));
+    OMNI_RETURN_IF_ERROR(get_int(name, *j.member("num_layers"), "num_layers", 1, kMaxLayers, &nl));
     if (static_cast<size_t>(nl) != L) {
       return field_error(name, str_cat("num_layers = ", nl, " but slots_per_rank has ", L, " entries"));
     }
   }
   layout.slots_per_rank.resize(L);
   for (size_t l = 0; l < L; ++l) {
-    OMNI_RETURN_IF_ERROR(get_int(name, spr[l], str_cat("slots_per_rank[", l, "]"), 1, kMaxSlotsPerRank,
+    OMNI_RETURN_IF_ERROR(get_int(name, spr.number(l), str_cat("slots_per_rank[", l, "]"), 1, kMaxSlotsPerRank,
                                  &layout.slots_per_rank[l]));
     if (static_cast<int64_t>(layout.slots_per_rank[l]) * layout.num_ranks > kMaxSlotsPerLayer) {
       return field_error(name, str_cat("layer ", l, ": ", layout.num_ranks, " ranks x ", layout.slots_per_rank[l],
@@ -176,51 +212,56 @@ StatusOr<PlacementFile> parse_json_value(std::string_view name, const Json& j, c
   }
   // Rows of phy2log (ints) and shares (doubles), one per layer, of num_ranks * slots_per_rank[l].
   auto row_size = [&](size_t l) { return static_cast<size_t>(layout.num_ranks) * static_cast<size_t>(layout.slots_per_rank[l]); };
-  const Json& p2l = j["phy2log"];
-  if (!p2l.is_array() || p2l.size() != L) {
-    return field_error(name, str_cat("\"phy2log\" must be an array of ", L, " layers (one per slots_per_rank entry)"));
+  JsonField& p2l_field = *j.mutable_member("phy2log");
+  if (!p2l_field.has_wanted_type() || p2l_field.array().root().size() != L) {
+    return field_error(name, str_cat("\"phy2log\" must be an array of ", L,
+                                     " layers (one per slots_per_rank entry), got ", array_size_text(p2l_field)));
   }
+  const auto p2l = p2l_field.array().root();
   layout.phy2log.resize(L);
   for (size_t l = 0; l < L; ++l) {
-    const Json& row = p2l[l];
-    if (!row.is_array() || row.size() != row_size(l)) {
+    const auto row = p2l.array(l);
+    if (row.size() != row_size(l)) {
       return field_error(name, str_cat("phy2log[", l, "] must have num_ranks * slots_per_rank[", l, "] = ", row_size(l),
-                                       " entries, got ", row.is_array() ? str_cat(row.size()) : json_type(row)));
+                                       " entries, got ", row.size()));
     }
     auto& out = layout.phy2log[l];
     out.resize(row.size());
+    const size_t spr_l = static_cast<size_t>(layout.slots_per_rank[l]);
     for (size_t g = 0; g < row.size(); ++g) {
-      const size_t spr_l = static_cast<size_t>(layout.slots_per_rank[l]);
-      OMNI_RETURN_IF_ERROR(get_int(name, row[g],
+      OMNI_RETURN_IF_ERROR(get_int(name, row.number(g),
                                    str_cat("phy2log[", l, "][", g, "] (layer ", l, ", rank ", g / spr_l, ", slot ",
                                            g % spr_l, ")"),
                                    -1, layout.num_experts - 1, &out[g]));
     }
   }
-  if (j.contains("shares") && !j["shares"].is_null()) {
-    const Json& sh = j["shares"];
-    if (!sh.is_array() || sh.size() != L) return field_error(name, str_cat("\"shares\" must be an array of ", L, " layers"));
+  p2l_field.array().clear();  // read into the layout: free it
+  JsonField& sh_field = *j.mutable_member("shares");
+  if (!sh_field.missing()) {
+    if (!sh_field.has_wanted_type() || sh_field.array().root().size() != L) {
+      return field_error(name, str_cat("\"shares\" must be an array of ", L, " layers, got ", array_size_text(sh_field)));
+    }
+    const auto sh = sh_field.array().root();
     layout.shares.resize(L);
     for (size_t l = 0; l < L; ++l) {
-      const Json& row = sh[l];
-      if (!row.is_array() || row.size() != row_size(l)) {
-        return field_error(name, str_cat("shares[", l, "] must have ", row_size(l), " entries"));
+      const auto row = sh.array(l);
+      if (row.size() != row_size(l)) {
+        return field_error(name, str_cat("shares[", l, "] must have ", row_size(l), " entries, got ", row.size()));
       }
       layout.shares[l].resize(row.size());
-      for (size_t g = 0; g < row.size(); ++g) {
-        if (!row[g].is_number()) return field_error(name, str_cat("shares[", l, "][", g, "] must be a number"));
-        layout.shares[l][g] = row[g].get<double>();
-      }
+      for (size_t g = 0; g < row.size(); ++g) layout.shares[l][g] = row.number(g).value;
     }
+    sh_field.array().clear();
   }
   PlacementFile file;
   auto placement = Placement::create(std::move(layout), rules);
   if (!placement.ok()) return placement.status().with_context(name);
   file.placement = std::move(placement).value();
-  if (j.contains("topology") && !j["topology"].is_null()) {
-    OMNI_ASSIGN_OR_RETURN(file.topology, parse_topology(name, j["topology"], file.placement.num_ranks()));
+  const JsonField& topo = *j.member("topology");
+  if (!topo.missing()) {
+    OMNI_ASSIGN_OR_RETURN(file.topology, parse_topology(name, topo, file.placement.num_ranks()));
   }
-  OMNI_RETURN_IF_ERROR(check_expert_maps(name, j, file.placement));
+  OMNI_RETURN_IF_ERROR(check_expert_maps(name, *j.member("logcnt"), *j.member("log2phy"), file.placement));
   return file;
 }
 
@@ -238,15 +279,9 @@ void append_row(std::string* out, std::span<const T> row, Fmt fmt) {
 
 StatusOr<PlacementFile> parse_placement_json(std::string_view text, std::string_view name,
                                              const ValidationRules& rules) {
-  try {
-    Json j = Json::parse(text.begin(), text.end());
-    return parse_json_value(name, j, rules);
-  } catch (const Json::parse_error& e) {
-    return invalid_argument_error(str_cat(name, ": not valid JSON: ", e.what()));
-  } catch (const std::exception& e) {
-    // Type errors are checked before every access; this is a last line of defence.
-    return invalid_argument_error(str_cat(name, ": malformed placement JSON: ", e.what()));
-  }
+  JsonField doc = placement_schema();
+  OMNI_RETURN_IF_ERROR(io_internal::read_json(text, name, &doc));
+  return parse_document(name, doc, rules);
 }
 
 StatusOr<std::string> encode_placement_json(const PlacementFile& file, const PlacementJsonOptions& options) {

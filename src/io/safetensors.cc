@@ -7,6 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "file_util.h"
+#include "json_reader.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {
@@ -23,57 +25,203 @@ uint64_t read_le64(const std::byte* p) {
   return v;
 }
 
+// Most dimensions a tensor may have (numpy allows 64; real checkpoints use 1-5).
+constexpr size_t kMaxTensorDims = 64;
+
+// SAX handler (nlohmann's interface) that reads the header straight into
+// tensor entries: {"name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]},
+// "__metadata__": {"key": "value"}}. No tree is built; nesting beyond what the
+// format has, duplicate keys and wrong types are refused with the tensor named.
+class HeaderReader {
+ public:
+  HeaderReader(const std::string& where, std::vector<SafetensorsTensor>* tensors,
+               std::map<std::string, std::string>* metadata)
+      : where_(where), tensors_(tensors), metadata_(metadata) {}
+
+  const Status& error() const { return error_; }
+
+  bool null() { return scalar("null"); }
+  bool boolean(bool) { return scalar("a boolean"); }
+  bool number_integer(int64_t v) {
+    if (v < 0) return scalar("a negative number");
+    return number(static_cast<uint64_t>(v));
+  }
+  bool number_unsigned(uint64_t v) { return number(v); }
+  bool number_float(double, const std::string&) { return scalar("a number that is not an integer"); }
+  bool binary(nlohmann::json::binary_t&) { return fail("binary value"); }
+  bool string(std::string& v) {
+    if (skip_ > 0) return true;
+    if (depth_ == 2 && in_metadata_) {
+      if (!metadata_->emplace(key_, std::move(v)).second) return fail(str_cat("__metadata__ key '", key_, "' appears twice"));
+      return true;
+    }
+    if (depth_ == 2 && !in_metadata_ && field_ == Field::kDtype) {
+      tensors_->back().dtype = std::move(v);
+      return true;
+    }
+    return scalar("a string");
+  }
+  bool start_object(size_t) {
+    if (skip_ > 0) return enter_skip();
+    if (depth_ == 0) {
+      depth_ = 1;
+      return true;
+    }
+    if (depth_ == 1) {
+      depth_ = 2;
+      field_ = Field::kOther;
+      return true;
+    }
+    if (depth_ == 2 && !in_metadata_ && field_ == Field::kOther) return enter_skip();
+    return scalar("an object");
+  }
+  bool key(std::string& k) {
+    if (skip_ > 0) return true;
+    if (depth_ == 1) {
+      in_metadata_ = k == "__metadata__";
+      if (in_metadata_) {
+        if (seen_metadata_) return fail("__metadata__ appears twice");
+        seen_metadata_ = true;
+      } else {
+        SafetensorsTensor t;
+        t.name = std::move(k);
+        tensors_->push_back(std::move(t));
+        seen_ = 0;
+      }
+      return true;
+    }
+    // depth 2
+    key_ = std::move(k);
+    if (in_metadata_) return true;
+    field_ = key_ == "dtype" ? Field::kDtype : key_ == "shape" ? Field::kShape : key_ == "data_offsets" ? Field::kOffsets : Field::kOther;
+    if (field_ != Field::kOther) {
+      const unsigned bit = 1u << static_cast<unsigned>(field_);
+      if (seen_ & bit) return fail(str_cat("tensor '", tensors_->back().name, "' has \"", key_, "\" twice"));
+      seen_ |= bit;
+    }
+    return true;
+  }
+  bool end_object() {
+    if (skip_ > 0) return leave_skip();
+    if (depth_ == 2 && !in_metadata_ && seen_ != 7u) {
+      return fail(str_cat("tensor '", tensors_->back().name,
+                          "' needs \"dtype\" (string), \"shape\" (array) and \"data_offsets\" ([begin, end])"));
+    }
+    --depth_;
+    return true;
+  }
+  bool start_array(size_t) {
+    if (skip_ > 0) return enter_skip();
+    if (depth_ == 2 && !in_metadata_ && (field_ == Field::kShape || field_ == Field::kOffsets)) {
+      depth_ = 3;
+      return true;
+    }
+    if (depth_ == 2 && !in_metadata_ && field_ == Field::kOther) return enter_skip();
+    return scalar("an array");
+  }
+  bool end_array() {
+    if (skip_ > 0) return leave_skip();
+    --depth_;
+    if (field_ == Field::kOffsets && offsets_ != 2) {
+      return fail(str_cat("tensor '", tensors_->back().name, "' has data_offsets of ", offsets_,
+                          " numbers; it needs [begin, end]"));
+    }
+    offsets_ = 0;
+    return true;
+  }
+  bool parse_error(size_t position, const std::string&, const nlohmann::json::exception& e) {
+    error_ = data_loss_error(str_cat(where_, ": the header is not valid JSON (byte ", position, "): ", e.what()));
+    return false;
+  }
+
+ private:
+  enum class Field { kDtype = 0, kShape = 1, kOffsets = 2, kOther = 3 };
+
+  bool fail(const std::string& what) {
+    error_ = data_loss_error(str_cat(where_, ": ", what));
+    return false;
+  }
+  // A value of the wrong type where the format has something else.
+  bool scalar(const char* what) {
+    if (skip_ > 0) return true;
+    if (depth_ == 2 && !in_metadata_ && field_ == Field::kOther) return true;  // an unknown key: ignored
+    if (depth_ == 0) return fail(str_cat("the header must be a JSON object, got ", what));
+    if (depth_ == 1 && in_metadata_) return fail(str_cat("__metadata__ must be an object of strings, got ", what));
+    if (depth_ == 1) return fail(str_cat("tensor '", tensors_->back().name, "' must be an object, got ", what));
+    if (in_metadata_) return fail(str_cat("__metadata__ value of '", key_, "' must be a string, got ", what));
+    if (depth_ == 2 && field_ == Field::kDtype) {
+      return fail(str_cat("tensor '", tensors_->back().name, "': \"dtype\" must be a string, got ", what));
+    }
+    if (depth_ == 2) {
+      return fail(str_cat("tensor '", tensors_->back().name, "': \"", key_, "\" must be an array of integers >= 0, got ",
+                          what));
+    }
+    return fail(str_cat("tensor '", tensors_->back().name, "': \"", key_, "\" must hold integers >= 0, got ", what));
+  }
+  bool number(uint64_t v) {
+    if (skip_ > 0 || (depth_ == 2 && !in_metadata_ && field_ == Field::kOther)) return true;
+    if (depth_ != 3) return scalar("a number");
+    SafetensorsTensor& t = tensors_->back();
+    if (field_ == Field::kShape) {
+      if (t.shape.size() >= kMaxTensorDims) {
+        return fail(str_cat("tensor '", t.name, "' has more than ", kMaxTensorDims, " dimensions"));
+      }
+      if (v > static_cast<uint64_t>(INT64_MAX)) return fail(str_cat("tensor '", t.name, "' has a dimension of ", v));
+      t.shape.push_back(static_cast<int64_t>(v));
+      return true;
+    }
+    if (offsets_ >= 2) return fail(str_cat("tensor '", t.name, "' has more than two data_offsets"));
+    (offsets_++ == 0 ? t.begin : t.end) = v;
+    return true;
+  }
+  bool enter_skip() {
+    if (depth_ + ++skip_ > io_internal::kMaxJsonDepth) {
+      return fail(str_cat("the header nests deeper than ", io_internal::kMaxJsonDepth, " levels"));
+    }
+    return true;
+  }
+  bool leave_skip() {
+    --skip_;
+    return true;
+  }
+
+  const std::string& where_;
+  std::vector<SafetensorsTensor>* tensors_;
+  std::map<std::string, std::string>* metadata_;
+  Status error_;
+  int depth_ = 0;    // 1: in the top object, 2: in a tensor entry or __metadata__, 3: in shape or data_offsets
+  int skip_ = 0;     // nesting inside a skipped value (an unknown key of a tensor entry)
+  bool in_metadata_ = false;
+  bool seen_metadata_ = false;
+  unsigned seen_ = 0;  // fields of the current tensor entry given so far (bits of Field)
+  int offsets_ = 0;
+  Field field_ = Field::kOther;
+  std::string key_;
+};
+
 Status parse_header(const std::string& where, std::string_view json_text, uint64_t data_size,
                     std::vector<SafetensorsTensor>* tensors, std::map<std::string, std::string>* metadata) {
-  nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return data_loss_error(str_cat(where, ": the header is not a JSON object"));
+  HeaderReader reader(where, tensors, metadata);
+  bool ok = false;
+  try {
+    ok = nlohmann::json::sax_parse(json_text.begin(), json_text.end(), &reader);
+  } catch (const std::exception& e) {
+    return data_loss_error(str_cat(where, ": the header is not valid JSON: ", e.what()));
   }
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& name = it.key();
-    const nlohmann::json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) return data_loss_error(str_cat(where, ": __metadata__ must be an object of strings"));
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) {
-          return data_loss_error(str_cat(where, ": __metadata__ value of '", m.key(), "' is not a string"));
-        }
-        (*metadata)[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") ||
-        !v["dtype"].is_string() || !v["shape"].is_array() || !v["data_offsets"].is_array() ||
-        v["data_offsets"].size() != 2) {
-      return data_loss_error(str_cat(where, ": tensor '", name,
-                                     "' needs \"dtype\" (string), \"shape\" (array) and \"data_offsets\" ([begin, end])"));
-    }
-    SafetensorsTensor t;
-    t.name = name;
-    t.dtype = v["dtype"].get<std::string>();
+  if (!ok) return reader.error().ok() ? data_loss_error(str_cat(where, ": the header is not valid JSON")) : reader.error();
+  for (SafetensorsTensor& t : *tensors) {
+    const std::string& name = t.name;
     const size_t elem = safetensors_dtype_size(t.dtype);
     if (elem == 0) {
       return data_loss_error(str_cat(where, ": tensor '", name, "' has unknown dtype '", t.dtype,
                                      "'; known: F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U64 U32 U16 U8 BOOL"));
     }
     uint64_t count = 1;
-    for (const auto& d : v["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return data_loss_error(str_cat(where, ": tensor '", name, "' has a shape entry that is not an integer >= 0"));
-      }
-      const auto dim = d.get<int64_t>();
+    for (int64_t dim : t.shape) {
       if (__builtin_mul_overflow(count, static_cast<uint64_t>(dim), &count)) {
         return data_loss_error(str_cat(where, ": tensor '", name, "' has a shape whose size overflows"));
       }
-      t.shape.push_back(dim);
     }
-    for (int k = 0; k < 2; ++k) {
-      if (!v["data_offsets"][k].is_number_unsigned()) {
-        return data_loss_error(str_cat(where, ": tensor '", name, "' has data_offsets that are not integers >= 0"));
-      }
-    }
-    t.begin = v["data_offsets"][0].get<uint64_t>();
-    t.end = v["data_offsets"][1].get<uint64_t>();
     uint64_t bytes = 0;
     if (__builtin_mul_overflow(count, static_cast<uint64_t>(elem), &bytes)) {
       return data_loss_error(str_cat(where, ": tensor '", name, "' is too large"));
@@ -86,7 +234,15 @@ Status parse_header(const std::string& where, std::string_view json_text, uint64
       return data_loss_error(str_cat(where, ": tensor '", name, "' ends at byte ", t.end,
                                      " of the data area, which has only ", data_size, " bytes (truncated file?)"));
     }
-    tensors->push_back(std::move(t));
+  }
+  // Names are unique.
+  std::vector<const SafetensorsTensor*> by_name(tensors->size());
+  for (size_t i = 0; i < tensors->size(); ++i) by_name[i] = &(*tensors)[i];
+  std::sort(by_name.begin(), by_name.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  for (size_t i = 1; i < by_name.size(); ++i) {
+    if (by_name[i]->name == by_name[i - 1]->name) {
+      return data_loss_error(str_cat(where, ": tensor '", by_name[i]->name, "' appears twice in the header"));
+    }
   }
   std::sort(tensors->begin(), tensors->end(), [](const SafetensorsTensor& a, const SafetensorsTensor& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
@@ -129,22 +285,23 @@ StatusOr<SafetensorsFile> SafetensorsFile::parse(std::span<const std::byte> byte
 }
 
 StatusOr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(str_cat(path, ": cannot open for reading"));
-  std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(path, ec);
-  if (ec) return not_found_error(str_cat(path, ": cannot stat: ", ec.message()));
-  std::byte len[8];
-  if (size < 8 || !in.read(reinterpret_cast<char*>(len), 8)) {
+  // A checkpoint may be far larger than the io module's whole-file limit: only
+  // its header is read here, so the file is opened without that limit.
+  OMNI_ASSIGN_OR_RETURN(io_internal::InputFile in, io_internal::InputFile::open(path, /*max_bytes=*/INT64_MAX));
+  const auto size = static_cast<uint64_t>(in.size());
+  char len[8];
+  OMNI_ASSIGN_OR_RETURN(size_t got, in.read_at(0, len, 8));
+  if (size < 8 || got != 8) {
     return data_loss_error(str_cat(path, ": ", size, " bytes is too short for the 8-byte header length"));
   }
-  const uint64_t n = read_le64(len);
+  const uint64_t n = read_le64(reinterpret_cast<const std::byte*>(len));
   if (n > kMaxHeaderBytes || n > size - 8) {
     return data_loss_error(str_cat(path, ": header length ", n, " exceeds the file (", size, " bytes) or the ",
                                    kMaxHeaderBytes, "-byte limit"));
   }
   std::string text(static_cast<size_t>(n), '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(n))) return data_loss_error(str_cat(path, ": truncated header"));
+  OMNI_ASSIGN_OR_RETURN(got, in.read_at(8, text.data(), text.size()));
+  if (got != text.size()) return data_loss_error(str_cat(path, ": truncated header"));
   SafetensorsFile f;
   f.path_ = path;
   f.data_offset_ = 8 + n;
@@ -168,10 +325,10 @@ Status SafetensorsFile::read(const SafetensorsTensor& t, std::span<std::byte> ou
   if (data_offset_ + t.end > file_size_) {
     return data_loss_error(str_cat(path_, ": tensor '", t.name, "' lies beyond the end of the file"));
   }
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) return not_found_error(str_cat(path_, ": cannot open for reading"));
-  in.seekg(static_cast<std::streamoff>(data_offset_ + t.begin));
-  if (!in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()))) {
+  OMNI_ASSIGN_OR_RETURN(io_internal::InputFile in, io_internal::InputFile::open(path_, /*max_bytes=*/INT64_MAX));
+  OMNI_ASSIGN_OR_RETURN(size_t got, in.read_at(static_cast<int64_t>(data_offset_ + t.begin),
+                                                reinterpret_cast<char*>(out.data()), out.size()));
+  if (got != out.size()) {
     return data_loss_error(str_cat(path_, ": short read of tensor '", t.name, "' (file changed since open?)"));
   }
   return ok_status();

@@ -93,18 +93,18 @@ TEST_P(SafetensorsRejects, WithMessage) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, SafetensorsRejects,
     ::testing::Values(
-        BadHeader{"NotJson", "{oops", 0, "not a JSON object"},
+        BadHeader{"NotJson", "{oops", 0, "not valid JSON (byte 2)"},
         BadHeader{"UnknownDtype", R"({"a":{"dtype":"F7","shape":[1],"data_offsets":[0,1]}})", 1, "unknown dtype 'F7'"},
         BadHeader{"SizeMismatch", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, "need 12 bytes"},
         BadHeader{"BeyondData", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4, "truncated file"},
         BadHeader{"Overlap",
                   R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})",
                   4, "overlap"},
-        BadHeader{"NegativeDim", R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}})", 0, "shape entry"},
+        BadHeader{"NegativeDim", R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}})", 0, "\"shape\" must hold integers >= 0"},
         BadHeader{"HugeShape",
                   R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}})", 8, "overflow"},
         BadHeader{"MissingFields", R"({"a":{"dtype":"U8"}})", 0, "needs \"dtype\""},
-        BadHeader{"MetadataNotString", R"({"__metadata__":{"k":1}})", 0, "is not a string"}),
+        BadHeader{"MetadataNotString", R"({"__metadata__":{"k":1}})", 0, "must be a string, got a number"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(SafetensorsTest, RejectsBadLengthsAndFiles) {
