@@ -20,24 +20,32 @@ constexpr int kMaxNesting = 16;
 constexpr size_t kMaxConfigBytes = size_t{1} << 20;
 
 // Largest nesting of flow collections ([ {) and block sequences / indentation.
+// Quoted scalars and comments are skipped; a comment ('#' at the start of a
+// line or after a space or tab) ends at the end of its line.
 Status check_nesting(std::string_view text, std::string_view name) {
   int depth = 0;
   int64_t line = 1;
-  bool in_quote = false;
-  char quote = 0;
+  char quote = 0;        // '"' or '\'' inside a quoted scalar (which may span lines)
+  bool comment = false;  // inside a comment, until the end of the line
+  bool escaped = false;  // after a backslash inside a double-quoted scalar
   size_t column = 0;
   bool leading = true;
   int dashes = 0;
+  char prev = '\n';
   for (char c : text) {
+    const char before = prev;
+    prev = c;
     if (c == '\n') {
       ++line;
       column = 0;
       leading = true;
       dashes = 0;
+      comment = false;
       continue;
     }
     ++column;
-    if (leading) {
+    if (comment) continue;
+    if (leading && quote == 0) {
       if (c == ' ' || c == '\t') {
         if (column > 4 * kMaxNesting) {
           return invalid_argument_error(str_cat(name, ":", line, ": indentation deeper than ", 4 * kMaxNesting,
@@ -53,20 +61,24 @@ Status check_nesting(std::string_view text, std::string_view name) {
       }
       leading = false;
     }
-    if (in_quote) {
-      if (c == quote) in_quote = false;
+    if (quote != 0) {
+      if (escaped) {
+        escaped = false;
+      } else if (quote == '"' && c == '\\') {
+        escaped = true;  // \" does not end a double-quoted scalar
+      } else if (c == quote) {
+        quote = 0;
+      }
       continue;
     }
-    if (c == '"' || c == '\'') {
-      in_quote = true;
-      quote = c;
-    } else if (c == '#') {
-      // Comment to the end of the line: skip brackets inside it.
-      in_quote = true;
-      quote = '\n';
+    if ((c == '"' || c == '\'') && std::string_view(" \t\r\n[{,:-?").find(before) != std::string_view::npos) {
+      quote = c;  // a quote opens a scalar only where a scalar can start (not in "it's")
+    } else if (c == '#' && (before == ' ' || before == '\t' || before == '\n' || before == '\r')) {
+      comment = true;
     } else if (c == '[' || c == '{') {
       if (++depth > kMaxNesting) {
-        return invalid_argument_error(str_cat(name, ":", line, ": more than ", kMaxNesting, " nested collections"));
+        return invalid_argument_error(str_cat(name, ":", line, ": more than ", kMaxNesting,
+                                              " nested collections (configuration keys are a flat map)"));
       }
     } else if (c == ']' || c == '}') {
       if (depth > 0) --depth;
