@@ -155,14 +155,18 @@ def test_load_counts_are_exact_and_visible_as_doubles():
     assert m.layer_total(0) == 9
 
 
-def test_load_add_keeps_counts_exact_up_to_2_to_62():
-    big = 2**62
-    m = op.LoadMatrix(np.array([[big, 1]]))
-    m.add(op.LoadMatrix(np.array([[big - 1, 2]])))
-    assert m.counts().tolist() == [[2**63 - 1, 3]]
+def test_load_add_keeps_counts_exact_up_to_the_layer_limit():
+    # C++ twin: LoadMatrixTest.AddKeepsCountsExactUpToTheLayerLimit (a layer's total is at most 2^53).
+    half = 2**52
+    m = op.LoadMatrix(np.array([[half, 1]]))
+    m.add(op.LoadMatrix(np.array([[half - 4, 2]])))
+    assert m.counts().tolist() == [[2**53 - 4, 3]]
     with pytest.raises(ValueError) as e:
-        m.add(op.LoadMatrix(np.array([[1, 0]])))
-    assert e.value.status_code == "OUT_OF_RANGE" and "overflow" in str(e.value)
+        m.add(op.LoadMatrix(np.array([[2, 0]])))
+    assert e.value.status_code == "OUT_OF_RANGE" and "kMaxLayerLoad" in str(e.value)
+    assert m.counts().tolist() == [[2**53 - 4, 3]]
+    with pytest.raises(ValueError):
+        op.LoadMatrix(np.array([[1.7e308, 1.7e308]]))
 
 
 def test_load_mixing_kinds_gives_weights_scale_and_slice():

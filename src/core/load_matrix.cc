@@ -19,6 +19,45 @@ Status check_matrix_shape(const char* what, int64_t rows, int64_t max_rows, int6
   return ok_status();
 }
 
+namespace {
+
+constexpr double kMaxLayerLoadDouble = static_cast<double>(kMaxLayerLoad);
+
+Status layer_total_error(size_t layer, double total, const char* what) {
+  return out_of_range_error(str_cat("load matrix: layer ", layer, ": ", what, " sum to ", total,
+                                    ", above the largest total load of one layer, kMaxLayerLoad = 2^53 = ",
+                                    kMaxLayerLoad, " (scale the loads down, e.g. to tokens per step)"));
+}
+
+// Every layer's int64 counts sum to at most kMaxLayerLoad (no overflow on the way).
+Status check_count_totals(std::span<const int64_t> counts, size_t num_experts, const char* what) {
+  for (size_t b = 0; b < counts.size(); b += num_experts) {
+    int64_t sum = 0;
+    for (size_t i = b; i < b + num_experts; ++i) {
+      if (counts[i] > kMaxLayerLoad - sum) {
+        // The exact sum may not fit int64: report it as a double.
+        double total = 0;
+        for (size_t k = b; k < b + num_experts; ++k) total += static_cast<double>(counts[k]);
+        return layer_total_error(b / num_experts, total, what);
+      }
+      sum += counts[i];
+    }
+  }
+  return ok_status();
+}
+
+// Every layer's weights sum to at most kMaxLayerLoad (finite).
+Status check_weight_totals(std::span<const double> values, size_t num_experts, const char* what) {
+  for (size_t b = 0; b < values.size(); b += num_experts) {
+    double sum = 0;
+    for (size_t i = b; i < b + num_experts; ++i) sum += values[i];
+    if (!(sum <= kMaxLayerLoadDouble)) return layer_total_error(b / num_experts, sum, what);
+  }
+  return ok_status();
+}
+
+}  // namespace
+
 StatusOr<LoadMatrix> LoadMatrix::zeros(int32_t num_layers, int32_t num_experts, Kind kind) {
   OMNI_RETURN_IF_ERROR(check_matrix_shape("load matrix", num_layers, kMaxLayers, num_experts, kMaxExperts));
   LoadMatrix m;
@@ -45,6 +84,7 @@ StatusOr<LoadMatrix> LoadMatrix::from_counts(int32_t num_layers, int32_t num_exp
                                             i % static_cast<size_t>(num_experts)));
     }
   }
+  OMNI_RETURN_IF_ERROR(check_count_totals(counts, static_cast<size_t>(num_experts), "the counts"));
   LoadMatrix m;
   m.num_layers_ = num_layers;
   m.num_experts_ = num_experts;
@@ -69,6 +109,7 @@ StatusOr<LoadMatrix> LoadMatrix::from_weights(int32_t num_layers, int32_t num_ex
                                             i % static_cast<size_t>(num_experts)));
     }
   }
+  OMNI_RETURN_IF_ERROR(check_weight_totals(values, static_cast<size_t>(num_experts), "the weights"));
   LoadMatrix m;
   m.num_layers_ = num_layers;
   m.num_experts_ = num_experts;
@@ -111,8 +152,25 @@ Status LoadMatrix::set_count(LayerId l, ExpertId e, int64_t count) {
     return invalid_argument_error(str_cat("load matrix: negative count ", count, " at layer ", l, ", expert ", e));
   }
   const size_t i = static_cast<size_t>(l) * static_cast<size_t>(num_experts_) + static_cast<size_t>(e);
+  const size_t b = static_cast<size_t>(l) * static_cast<size_t>(num_experts_);
+  if (kind_ == Kind::kCounts) {
+    const int64_t old = counts_[i];
+    counts_[i] = count;
+    Status s = check_count_totals(std::span<const int64_t>(counts_).subspan(b, static_cast<size_t>(num_experts_)),
+                                  static_cast<size_t>(num_experts_), "the counts");
+    if (!s.ok()) {
+      counts_[i] = old;
+      return out_of_range_error(str_cat(s.message(), "; set_count(layer ", l, ", expert ", e, ") refused"));
+    }
+  } else {
+    const double old = values_[i];
+    values_[i] = static_cast<double>(count);
+    Status s = check_weight_totals(std::span<const double>(values_).subspan(b, static_cast<size_t>(num_experts_)),
+                                   static_cast<size_t>(num_experts_), "the weights");
+    values_[i] = old;
+    if (!s.ok()) return out_of_range_error(str_cat(s.message(), "; set_count(layer ", l, ", expert ", e, ") refused"));
+  }
   values_[i] = static_cast<double>(count);
-  if (kind_ == Kind::kCounts) counts_[i] = count;
   return ok_status();
 }
 
@@ -125,9 +183,18 @@ Status LoadMatrix::set_weight(LayerId l, ExpertId e, double value) {
     return invalid_argument_error(str_cat("load matrix: load must be finite and >= 0, got ", value, " at layer ", l,
                                           ", expert ", e));
   }
+  const size_t b = static_cast<size_t>(l) * static_cast<size_t>(num_experts_);
+  const size_t i = b + static_cast<size_t>(e);
+  const double old = values_[i];
+  values_[i] = value;
+  Status s = check_weight_totals(std::span<const double>(values_).subspan(b, static_cast<size_t>(num_experts_)),
+                                 static_cast<size_t>(num_experts_), "the weights");
+  if (!s.ok()) {
+    values_[i] = old;
+    return out_of_range_error(str_cat(s.message(), "; set_weight(layer ", l, ", expert ", e, ") refused"));
+  }
   kind_ = Kind::kWeights;
   counts_.clear();
-  values_[static_cast<size_t>(l) * static_cast<size_t>(num_experts_) + static_cast<size_t>(e)] = value;
   return ok_status();
 }
 
@@ -145,13 +212,17 @@ Status LoadMatrix::add(const LoadMatrix& other) {
                                           i % static_cast<size_t>(num_experts_)));
       }
     }
+    OMNI_RETURN_IF_ERROR(check_count_totals(sum, static_cast<size_t>(num_experts_), "the added counts"));
     counts_ = std::move(sum);
     for (size_t i = 0; i < counts_.size(); ++i) values_[i] = static_cast<double>(counts_[i]);
     return ok_status();
   }
+  std::vector<double> sum(values_.size());
+  for (size_t i = 0; i < values_.size(); ++i) sum[i] = values_[i] + other.values_[i];
+  OMNI_RETURN_IF_ERROR(check_weight_totals(sum, static_cast<size_t>(num_experts_), "the added loads"));
   kind_ = Kind::kWeights;
   counts_.clear();
-  for (size_t i = 0; i < values_.size(); ++i) values_[i] += other.values_[i];
+  values_ = std::move(sum);
   return ok_status();
 }
 
@@ -159,9 +230,12 @@ Status LoadMatrix::scale(double factor) {
   if (!(std::isfinite(factor) && factor >= 0)) {
     return invalid_argument_error(str_cat("load matrix: scale factor must be finite and >= 0, got ", factor));
   }
+  std::vector<double> scaled(values_.size());
+  for (size_t i = 0; i < values_.size(); ++i) scaled[i] = values_[i] * factor;
+  OMNI_RETURN_IF_ERROR(check_weight_totals(scaled, static_cast<size_t>(num_experts_), "the scaled loads"));
   kind_ = Kind::kWeights;
   counts_.clear();
-  for (double& v : values_) v *= factor;
+  values_ = std::move(scaled);
   return ok_status();
 }
 

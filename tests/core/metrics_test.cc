@@ -125,7 +125,7 @@ TEST(MetricsTest, RejectsMismatchedShapes) {
 }
 
 TEST(MetricsTest, HugeCountsDoNotOverflow) {
-  const int64_t big = int64_t{1} << 62;
+  const int64_t big = kMaxLayerLoad / 3;  // the largest counts a layer may hold
   auto load = LoadMatrix::from_counts(1, 3, {big, big, big});
   auto b = layer_balance(small(), *load, 0);
   ASSERT_TRUE(b.ok());

@@ -32,10 +32,10 @@ TEST(LoadFileTest, CsvAndNpyRoundTripCountsAndWeightsExactly) {
 }
 
 TEST(LoadFileTest, WholeNumberWeightsStayWeights) {
-  auto w = LoadMatrix::from_weights(1, 3, {0.0, 2.0, 1e20});
+  auto w = LoadMatrix::from_weights(1, 3, {0.0, 2.0, 1e15});
   ASSERT_TRUE(w.ok());
   const std::string text = encode_load_csv(*w);
-  EXPECT_NE(text.find("0.0,2.0,1e+20"), std::string::npos) << text;
+  EXPECT_NE(text.find("0.0,2.0,1e+15"), std::string::npos) << text;
   auto back = parse_load_csv(text);
   ASSERT_TRUE(back.ok());
   EXPECT_TRUE(*back == *w);

@@ -592,8 +592,8 @@ Status load_aggregation(Transport& t) {
   const LoadMatrix before = *odd;
   CONF_CODE(t, all_reduce_load(t, *odd, kLong), StatusCode::kInvalidArgument);
   CONF_EXPECT(t, *odd == before);
-  // Overflowing counts are reported, not wrapped.
-  StatusOr<LoadMatrix> huge = LoadMatrix::from_counts(1, 1, {std::numeric_limits<int64_t>::max() / 2 + 1});
+  // Counts whose sum over ranks exceeds a layer's limit (kMaxLayerLoad) are reported, not wrapped.
+  StatusOr<LoadMatrix> huge = LoadMatrix::from_counts(1, 1, {kMaxLayerLoad / 2 + 1});
   CONF_OK(t, huge.status());
   if (t.size() > 1) CONF_CODE(t, all_reduce_load(t, *huge, kLong), StatusCode::kOutOfRange);
   return ok_status();

@@ -8,6 +8,12 @@
 // Both kinds expose the values as doubles (row(l)), which is what planners and
 // metrics read; kCounts also exposes the exact integers (counts_row(l)).
 //
+// Every layer's total load is at most kMaxLayerLoad (2^53 tokens): constructors
+// and every operation that changes values refuse (OUT_OF_RANGE, the matrix left
+// unchanged) anything that would go above it, so that a layer's counts sum
+// exactly in int64 and in double, and no metric built from loads (sums over
+// layers, ranks, windows; products with bytes per token) overflows to inf/NaN.
+//
 //   auto m = omni::LoadMatrix::from_counts(2, 4, {5, 0, 3, 1,  2, 2, 2, 2});
 //   m->row(0)[2];        // 3.0
 //   m->counts_row(1)[0]; // 2
@@ -24,6 +30,9 @@
 
 namespace omni {
 
+// Largest total load of one layer, counts or weights: 2^53 = 9007199254740992.
+inline constexpr int64_t kMaxLayerLoad = int64_t{1} << 53;
+
 class LoadMatrix {
  public:
   enum class Kind { kCounts, kWeights };
@@ -32,9 +41,9 @@ class LoadMatrix {
 
   // All-zero matrix. Sizes: 0 < num_layers <= kMaxLayers, 0 < num_experts <= kMaxExperts.
   static StatusOr<LoadMatrix> zeros(int32_t num_layers, int32_t num_experts, Kind kind = Kind::kCounts);
-  // counts has num_layers * num_experts elements, each >= 0.
+  // counts has num_layers * num_experts elements, each >= 0, each layer's sum <= kMaxLayerLoad.
   static StatusOr<LoadMatrix> from_counts(int32_t num_layers, int32_t num_experts, std::vector<int64_t> counts);
-  // values has num_layers * num_experts elements, each finite and >= 0.
+  // values has num_layers * num_experts elements, each finite and >= 0, each layer's sum <= kMaxLayerLoad.
   static StatusOr<LoadMatrix> from_weights(int32_t num_layers, int32_t num_experts, std::vector<double> values);
 
   int32_t num_layers() const { return num_layers_; }
@@ -51,18 +60,20 @@ class LoadMatrix {
   std::span<const double> values() const { return values_; }
   std::span<const int64_t> counts() const { return counts_; }
 
-  // Sum of layer l's loads (as double; exact for counts below 2^53).
+  // Sum of layer l's loads (as double; exact for counts, which sum to at most 2^53).
   double layer_total(LayerId l) const;
 
-  // Setters; out-of-range indices and negative or non-finite values are errors.
+  // Setters; out-of-range indices and negative or non-finite values are errors,
+  // and so is a value that takes the layer's total above kMaxLayerLoad (O(num_experts)).
   // set_count on a kWeights matrix stores the value as a weight.
   Status set_count(LayerId l, ExpertId e, int64_t count);
   Status set_weight(LayerId l, ExpertId e, double value);  // turns a kCounts matrix into kWeights
-  // Element-wise sum. Same shape required. counts + counts stays exact (an
-  // int64 overflow is an OUT_OF_RANGE error and leaves *this unchanged);
-  // anything else gives kWeights.
+  // Element-wise sum. Same shape required. counts + counts stays exact;
+  // anything else gives kWeights. A layer total above kMaxLayerLoad is an
+  // OUT_OF_RANGE error and leaves *this unchanged.
   Status add(const LoadMatrix& other);
   // Multiplies every value by factor (finite, >= 0); the result is kWeights.
+  // A layer total above kMaxLayerLoad is an OUT_OF_RANGE error and leaves *this unchanged.
   Status scale(double factor);
   // Layers [first, first + count) as a new matrix.
   StatusOr<LoadMatrix> layers(LayerId first, int32_t count) const;
