@@ -1,6 +1,5 @@
 // omniplace convert IN OUT: between placement containers, or between load sources.
-#include <nlohmann/json.hpp>
-
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/inputs.h"
 #include "omniplace/json_out.h"
@@ -102,7 +101,7 @@ omni::cli::RunFn setup_convert(CLI::App& app) {
   sub->add_option("--npy-dtype", args->npy_dtype, "Element type of a .npy pattern")
       ->check(CLI::IsMember({"int32", "int64"}));
   sub->add_option("--ranks-per-host", args->ranks_per_host, "Add a uniform topology (JSON output)")
-      ->check(CLI::PositiveNumber);
+      ->check(omni::cli::int_range(1, omni::kMaxRanks));
   sub->add_flag("--json", args->json, "Print one JSON object (input, output, kind and what was written)");
   sub->footer(
       "Exit codes: 0 ok, 1 invalid input, 2 usage.\n"

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "demo/demo.h"
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/install_paths.h"
 #include "omniplacement/core/str_cat.h"
@@ -50,7 +51,42 @@ struct DemoArgs {
   int64_t heartbeat_ms = 10;
   int64_t heartbeat_timeout_ms = 200;  // 50 ms gives false failures on a loaded 2-core machine
   std::string backup = "host";
+  bool strict = false;
 };
+
+// Most ranks the demo runs (each rank of the local transport is a few threads).
+constexpr int32_t kMaxDemoRanks = 1024;
+
+// Checks between options that ranges alone cannot express; a usage error names the option.
+std::string check_demo_args(const DemoArgs& a) {
+  using omni::str_cat;
+  if (a.transport == "local") {
+    if (a.ranks_per_host > 0 && a.ranks % a.ranks_per_host != 0) {
+      return str_cat("--ranks-per-host ", a.ranks_per_host, " must divide --ranks ", a.ranks);
+    }
+    for (int32_t r : a.fail_ranks) {
+      if (r < 0 || r >= a.ranks) return str_cat("--fail-rank ", r, ": ranks are 0..", a.ranks - 1);
+    }
+  }
+  if (a.fail_at_step >= a.steps) {
+    return str_cat("--fail-at-step ", a.fail_at_step, " must be below --steps ", a.steps);
+  }
+  if (a.heartbeat_timeout_ms <= a.heartbeat_ms) {
+    return str_cat("--heartbeat-timeout-ms ", a.heartbeat_timeout_ms, " must exceed --heartbeat-ms ", a.heartbeat_ms);
+  }
+  return {};
+}
+
+// Why the survivors of the failure cannot restore every lost expert, or "".
+std::string capacity_warning(int32_t ranks, int32_t failed, int32_t slots_per_rank, int32_t experts) {
+  const int64_t survivors = ranks - failed;
+  const int64_t slots = survivors * slots_per_rank;
+  if (failed == 0 || slots >= experts) return {};
+  return omni::str_cat("capacity cannot restore: ", survivors, " surviving ranks x ", slots_per_rank, " slots = ",
+                       slots, " slots per layer for ", experts, " experts; at least ", experts - slots,
+                       " experts per layer stay lost (their tokens are reported, not served); give more "
+                       "--slots-per-rank or fail fewer ranks");
+}
 
 nlohmann::json failure_json(const omni::DemoFailure& f) {
   return {{"failed_ranks", f.failed},
@@ -108,7 +144,7 @@ std::string human_bytes(double b) {
   return os.str();
 }
 
-nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a) {
+nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a, const std::string& warning) {
   nlohmann::json phases = nlohmann::json::array();
   for (const auto& p : r.phases)
     phases.push_back({{"phase", p.name}, {"windows", p.num_windows}, {"dynamic_max_over_mean", p.dynamic},
@@ -148,10 +184,11 @@ nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a) {
           {"staging_copy_us_mean", m.batches_committed ? m.staging_copy_seconds * 1e6 / m.batches_committed : 0.0},
           {"planning_seconds", m.planning_seconds},
           {"wall_seconds", r.wall_seconds},
-          {"failure", r.failure.injected ? failure_json(r.failure) : nlohmann::json(nullptr)}};
+          {"failure", r.failure.injected ? failure_json(r.failure) : nlohmann::json(nullptr)},
+          {"capacity_warning", warning.empty() ? nlohmann::json(nullptr) : nlohmann::json(warning)}};
 }
 
-void print_table(const omni::DemoReport& r, const DemoArgs& a) {
+void print_table(const omni::DemoReport& r, const DemoArgs& a, const std::string& warning) {
   const auto& m = r.manager;
   std::cout << std::fixed;
   std::cout << "\n  steps                    " << r.steps << "\n"
@@ -170,6 +207,7 @@ void print_table(const omni::DemoReport& r, const DemoArgs& a) {
             << (m.batches_committed ? m.staging_copy_seconds * 1e6 / m.batches_committed : 0.0) << " us per epoch\n"
             << "  wall time                " << r.wall_seconds << " s\n";
   if (r.failure.injected) print_failure(r.failure);
+  if (!warning.empty()) std::cout << "  WARNING                  " << warning << "\n";
   std::cout << "\n";
   std::cout << "  max/mean rank load (each window's " << a.steps_per_window
             << " steps summed; mean over windows and layers)\n";
@@ -189,34 +227,42 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   auto args = std::make_shared<DemoArgs>();
   auto* sub = app.add_subcommand("demo",
                                  "Serve a toy MoE model on N ranks while placement changes; check every output");
-  sub->add_option("--ranks", args->ranks, "ranks (threads with --transport local)")->capture_default_str();
+  sub->add_option("--ranks", args->ranks, "ranks (threads with --transport local)")
+      ->check(omni::cli::int_range(1, kMaxDemoRanks))->capture_default_str();
   sub->add_option("--ranks-per-host", args->ranks_per_host, "ranks per host (0: 4 when it divides the ranks, else one host)")
-      ->capture_default_str();
+      ->check(omni::cli::int_range(0, kMaxDemoRanks))->capture_default_str();
   sub->add_option("--slots-per-rank", args->slots_per_rank,
                   "expert slots per rank and layer (0: ceil(72 / ranks), i.e. 12 redundant slots for 60 experts)")
-      ->capture_default_str();
-  sub->add_option("--steps", args->steps, "forward passes")->capture_default_str();
-  sub->add_option("--steps-per-window", args->steps_per_window, "steps per trace window")->capture_default_str();
-  sub->add_option("--interval", args->interval, "re-plan every this many steps")->capture_default_str();
-  sub->add_option("--cadence", args->cadence, "agreement collective every this many steps")->capture_default_str();
-  sub->add_option("--layers-per-commit", args->layers_per_commit, "layers per commit (0: all)")->capture_default_str();
-  sub->add_option("--tokens", args->tokens, "tokens per rank, step and layer")->capture_default_str();
+      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerRank))->capture_default_str();
+  sub->add_option("--steps", args->steps, "forward passes")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))->capture_default_str();
+  sub->add_option("--steps-per-window", args->steps_per_window, "steps per trace window")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))->capture_default_str();
+  sub->add_option("--interval", args->interval, "re-plan every this many steps")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))->capture_default_str();
+  sub->add_option("--cadence", args->cadence, "agreement collective every this many steps")
+      ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
+  sub->add_option("--layers-per-commit", args->layers_per_commit, "layers per commit (0: all)")
+      ->check(omni::cli::int_range(0, omni::kMaxLayers))->capture_default_str();
+  sub->add_option("--tokens", args->tokens, "tokens per rank, step and layer")
+      ->check(omni::cli::int_range(1, 1 << 16))->capture_default_str();
   sub->add_option("--planner", args->planner, "planner spec, e.g. omni, eplb")->capture_default_str();
   sub->add_option("--max-moves-per-rank", args->max_moves_per_rank, "move budget per re-plan (0: planner default)")
-      ->capture_default_str();
-  sub->add_option("--min-gain", args->min_gain, "skip re-plans improving max/mean by less")->capture_default_str();
+      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerRank))->capture_default_str();
+  sub->add_option("--min-gain", args->min_gain, "skip re-plans improving max/mean by less")
+      ->check(omni::cli::number_range(0, 1e6))->capture_default_str();
   sub->add_option("--stage-wait-ms", args->stage_wait_ms,
                   "engine waits up to this long for its staged batch before voting (0: never; >0: commit steps "
                   "independent of machine load)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{60000}));
   sub->add_option("--decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
-      ->capture_default_str();
+      ->check(omni::cli::number_range(0, 1, /*hi_open=*/true))->capture_default_str();
   sub->add_option("--plan-samples", args->plan_samples,
                   "the planner also gets the last N aggregated windows one by one (for omni(per_batch=true))")
-      ->capture_default_str();
+      ->check(omni::cli::int_range(1, 1 << 10))->capture_default_str();
   sub->add_option("--volatility", args->volatility, "plan on load + this x |load - previous window|")
-      ->capture_default_str();
+      ->check(omni::cli::number_range(0, 1e6))->capture_default_str();
   sub->add_option("--dispatch", args->dispatch, "per-batch or shares")
       ->check(CLI::IsMember({"per-batch", "shares"}))
       ->capture_default_str();
@@ -228,17 +274,23 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--datasets", args->datasets, "datasets of the trace, in order")->delimiter(',');
   sub->add_option("--seed", args->seed, "seed of the token draws and weights")->capture_default_str();
   sub->add_flag("--static", args->static_only, "dynamic placement off (baseline run)");
-  sub->add_option("--fail-rank", args->fail_ranks, "crash this rank (repeatable; local transport)");
-  sub->add_option("--fail-host", args->fail_host, "crash every rank of this host (local transport)");
-  sub->add_option("--fail-at-step", args->fail_at_step, "step before which the ranks crash (default: steps / 2)");
-  sub->add_option("--heartbeat-ms", args->heartbeat_ms, "failure detector heartbeat period")->capture_default_str();
+  sub->add_option("--fail-rank", args->fail_ranks, "crash this rank (repeatable; local transport)")
+      ->check(omni::cli::int_range(0, kMaxDemoRanks - 1));
+  sub->add_option("--fail-host", args->fail_host, "crash every rank of this host (local transport)")
+      ->check(omni::cli::int_range(0, kMaxDemoRanks - 1));
+  sub->add_option("--fail-at-step", args->fail_at_step, "step before which the ranks crash (default: steps / 2)")
+      ->check(omni::cli::int_range(0, omni::cli::kMaxCliSteps));
+  sub->add_option("--heartbeat-ms", args->heartbeat_ms, "failure detector heartbeat period")
+      ->check(omni::cli::int_range(1, 60000))->capture_default_str();
   sub->add_option("--heartbeat-timeout-ms", args->heartbeat_timeout_ms,
                   "silence after which a rank is declared failed")
-      ->capture_default_str();
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliMs))->capture_default_str();
   sub->add_option("--backup", args->backup, "where lost experts are restored from")
       ->check(CLI::IsMember({"host", "safetensors", "none"}))
       ->capture_default_str();
   sub->add_flag("--json", args->json, "print the result as one JSON object");
+  sub->add_flag("--strict", args->strict,
+                "exit 1 when the survivors of --fail-rank/--fail-host lack the slots to restore every expert");
   sub->footer(
       "Example:\n  omniplace demo                      # 12 ranks x 6 slots, Qwen1.5-MoE series, 600 steps\n"
       "  omniplace demo --ranks 8 --steps 200 --planner eplb --json\n"
@@ -246,6 +298,10 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       "  mpirun -np 4 omniplace demo --transport mpi --ranks 4 --slots-per-rank 16");
   return [args] {
     const DemoArgs& a = *args;
+    if (const std::string bad = check_demo_args(a); !bad.empty()) {
+      std::cerr << "omniplace demo: " << bad << "\nRun with --help for more information.\n";
+      return omni::cli::kExitUsage;
+    }
     std::string trace_path = a.trace;
     if (trace_path.empty()) {
       auto data = omni::cli::data_dir();
@@ -298,6 +354,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       return a.slots_per_rank > 0 ? a.slots_per_rank : (a.total_slots + ranks - 1) / ranks;
     };
     omni::DemoReport report;
+    std::string warning;  // capacity that cannot restore after the injected failure
     omni::RankId reporter = 0;  // the lowest rank that does not crash
     if (a.transport == "mpi" && (!a.fail_ranks.empty() || a.fail_host >= 0))
       return omni::cli::fail("demo", omni::invalid_argument_error(
@@ -328,6 +385,11 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
         for (int32_t r = a.fail_host * c.ranks_per_host; r < (a.fail_host + 1) * c.ranks_per_host; ++r)
           if (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), r) == c.fail_ranks.end()) c.fail_ranks.push_back(r);
       }
+      if (static_cast<int32_t>(c.fail_ranks.size()) >= a.ranks) {
+        std::cerr << "omniplace demo: --fail-rank/--fail-host would crash all " << a.ranks
+                  << " ranks; leave at least one survivor\n";
+        return omni::cli::kExitUsage;
+      }
       if (!c.fail_ranks.empty()) {
         c.fail_at_step = a.fail_at_step >= 0 ? a.fail_at_step : a.steps / 2;
         c.heartbeat_period = std::chrono::milliseconds(a.heartbeat_ms);
@@ -335,6 +397,9 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
         c.backup = a.backup;
         while (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), reporter) != c.fail_ranks.end()) ++reporter;
       }
+      warning = capacity_warning(a.ranks, static_cast<int32_t>(c.fail_ranks.size()), c.slots_per_rank,
+                                 workload->routing.num_experts());
+      if (!warning.empty()) std::cerr << "omniplace demo: WARNING: " << warning << "\n";
       header(a.ranks);
       auto reports = omni::run_local_demo(a.ranks, c, *workload);
       if (!reports.ok()) return omni::cli::fail("demo", reports.status());
@@ -342,11 +407,16 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     }
     if (!a.json && tty) std::fprintf(stderr, "\n");
     if (a.json) {
-      std::cout << to_json(report, a).dump(2) << "\n";
+      std::cout << to_json(report, a, warning).dump(2) << "\n";
     } else {
-      print_table(report, a);
+      print_table(report, a, warning);
     }
-    return report.wrong_outputs == 0 ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
+    if (report.wrong_outputs != 0) return omni::cli::kExitInvalidInput;
+    if (a.strict && !warning.empty()) {
+      std::cerr << "omniplace demo: --strict: " << warning << "\n";
+      return omni::cli::kExitInvalidInput;
+    }
+    return omni::cli::kExitOk;
   };
 }
 

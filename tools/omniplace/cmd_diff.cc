@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/inputs.h"
 #include "omniplacement/core/topology.h"
@@ -175,10 +176,10 @@ omni::cli::RunFn setup_diff(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, omni::kMaxExpertBytes));
   sub->add_option("--max-per-round", args->max_per_round,
                   "Most experts one rank sends, and receives, in one round (default 8; 0 = no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerLayer));
   sub->add_option("--ranks-per-host", args->ranks_per_host,
                   "Ranks per host (default: the topology in P1's or P0's file, else one host)")
-      ->check(CLI::PositiveNumber);
+      ->check(omni::cli::int_range(1, omni::kMaxRanks));
   sub->add_flag("--json", args->json, "Print one JSON object");
   sub->add_flag("--brief", args->brief, "Totals and one line per round, without the transfers");
   sub->footer(

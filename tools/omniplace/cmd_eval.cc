@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/coverage_json.h"
 #include "omniplace/inputs.h"
@@ -153,7 +154,7 @@ omni::cli::RunFn setup_eval(CLI::App& app) {
   sub->add_option("--select", args->select, "Trace window, e.g. dataset=bookcorpus,iteration=0");
   sub->add_option("--ranks-per-host", args->ranks_per_host,
                   "Ranks per host for the cross-host share (default: the placement file's topology, else one host)")
-      ->check(CLI::PositiveNumber);
+      ->check(omni::cli::int_range(1, omni::kMaxRanks));
   sub->add_flag("--json", args->json, "Print one JSON object instead of the table");
   sub->footer(
       "Columns: max_load / mean_load are tokens on the busiest / an average rank; max/mean (1.0 is perfect);\n"

@@ -1,7 +1,6 @@
 // omniplace gen-trace: write a seeded synthetic workload as a directory of
 // per-window load files (docs/simulator.md, "Synthetic workloads").
-#include <nlohmann/json.hpp>
-
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/json_out.h"
 #include "omniplace/sim_cli_options.h"
@@ -52,9 +51,13 @@ omni::cli::RunFn setup_gen_trace(CLI::App& app) {
       "Example:\n"
       "  omniplace gen-trace --out trace_dir --windows 100 --window-steps 100 --drift 0.0002 --phase-period 2500");
   sub->add_option("--out", opts->out, "Output directory (created; must hold no window files)")->required();
-  sub->add_option("--windows", opts->windows, "Number of windows")->capture_default_str();
-  sub->add_option("--window-steps", opts->window_steps, "Steps summed into each window")->capture_default_str();
-  sub->add_option("--format", opts->format, "npy or csv")->capture_default_str();
+  sub->add_option("--windows", opts->windows, "Number of windows")
+      ->check(omni::cli::int_range(1, 1'000'000))
+      ->capture_default_str();
+  sub->add_option("--window-steps", opts->window_steps, "Steps summed into each window")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))
+      ->capture_default_str();
+  sub->add_option("--format", opts->format, "npy or csv")->check(CLI::IsMember({"npy", "csv"}))->capture_default_str();
   sub->add_flag("--json", opts->json, "Print one JSON object (sizes, seed, the files written, the replay command)");
   opts->workload.add_to(sub, "Synthetic workload");
   return [opts] { return run_gen_trace(*opts); };

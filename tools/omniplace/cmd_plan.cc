@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/coverage_json.h"
 #include "omniplace/inputs.h"
@@ -343,14 +344,14 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
       ->check(CLI::Range(1, omni::kMaxRanks));
   auto* replicas = sub->add_option("--num-replicas", args->num_replicas,
                                    "Slots per layer over all ranks (a multiple of --num-ranks), as EPLB's num_replicas")
-                       ->check(CLI::PositiveNumber);
+                       ->check(omni::cli::int_range(1, omni::kMaxSlotsPerLayer));
   auto* per_rank = sub->add_option("--redundant-per-rank", args->redundant_per_rank,
                                    "Redundant slots per rank in every layer, on top of ceil(experts / ranks)")
-                       ->check(CLI::NonNegativeNumber);
+                       ->check(omni::cli::int_range(0, omni::kMaxSlotsPerRank));
   auto* budget = sub->add_option("--redundant-budget", args->redundant_budget,
                                  "Redundant slots per rank summed over all layers, spread layer-wise unevenly "
                                  "(redundancy_budget.h)")
-                     ->check(CLI::NonNegativeNumber);
+                     ->check(omni::cli::int_range(0, int64_t{omni::kMaxSlotsPerRank} * omni::kMaxLayers));
   replicas->excludes(per_rank)->excludes(budget);
   per_rank->excludes(budget);
   sub->add_option("--budget-rule", args->budget_rule,
@@ -370,12 +371,12 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
       ->check(CLI::Range(-1, omni::kMaxSlotsPerRank));
   sub->add_option("--min-gain", args->min_gain,
                   "With --current: keep the current placement unless max/mean improves by this (adds min_gain)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(omni::cli::number_range(0, 1e6));
   sub->add_option("--output", args->output,
                   "Output: .json (placement JSON with log2phy/logcnt) or an omni-infer pattern .npy/.txt/.bin")
       ->required();
   sub->add_option("--show-moves", args->show_moves, "With --current: moves listed in the text output (default 20)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(omni::cli::int_range(0, std::numeric_limits<int>::max()));
   sub->add_flag("--json", args->json, "Print one JSON object instead of the summary");
   sub->footer(
       "Slots: --num-replicas, --redundant-per-rank or --redundant-budget (at most one); with none, every rank\n"

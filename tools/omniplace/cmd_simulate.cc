@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/install_paths.h"
 #include "omniplace/sim_cli_options.h"
@@ -265,63 +266,76 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->add_option("--datasets", opts->datasets, "Per-iteration trace CSVs: datasets to replay, in order (default: all)")
       ->group("Trace");
   sub->add_option("--window-steps", opts->window_steps, "Steps each window of --trace holds (replayed as that many steps)")
-      ->group("Trace")->capture_default_str();
+      ->group("Trace")->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))->capture_default_str();
   sub->add_option("--placement", opts->placement, "Placement in force when the --trace activation dumps were taken")
       ->group("Trace");
   sub->add_option("--steps", opts->steps, "Steps to simulate (with --trace: at most this many)")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))
       ->each([opts](const std::string&) { opts->steps_given = true; })->capture_default_str();
-  sub->add_option("--ranks", opts->ranks, "Ranks (devices) of the EP group")->group("Deployment")->capture_default_str();
-  sub->add_option("--ranks-per-host", opts->ranks_per_host, "Ranks per host")->group("Deployment")->capture_default_str();
+  sub->add_option("--ranks", opts->ranks, "Ranks (devices) of the EP group")->group("Deployment")
+      ->check(omni::cli::int_range(1, omni::kMaxRanks))->capture_default_str();
+  sub->add_option("--ranks-per-host", opts->ranks_per_host, "Ranks per host")->group("Deployment")
+      ->check(omni::cli::int_range(1, omni::kMaxRanks))->capture_default_str();
   sub->add_option("--slots-per-rank", opts->slots_per_rank, "Slots per rank (0: ceil(experts/ranks) + 1)")
-      ->group("Deployment")->capture_default_str();
+      ->group("Deployment")->check(omni::cli::int_range(0, omni::kMaxSlotsPerRank))->capture_default_str();
   sub->add_option("--policies", opts->policies, "Comma-separated policies")->capture_default_str();
-  sub->add_option("--interval", opts->interval, "Re-planning interval and window, steps")->capture_default_str();
+  sub->add_option("--interval", opts->interval, "Re-planning interval and window, steps")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))->capture_default_str();
   sub->add_option("--migration", opts->migration,
                   "stall: charge weight moves as a stall; background: move them while serving, switch when done")
+      ->check(CLI::IsMember({"stall", "background"}))
       ->capture_default_str();
   sub->add_option("--migration-per-round", opts->migration_per_round,
                   "Experts a rank sends (and receives) per migration round, the staging memory (0: no limit)")
-      ->capture_default_str();
-  sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")->capture_default_str();
+      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerLayer))->capture_default_str();
+  sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")
+      ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
   sub->add_option("--samples", opts->samples,
                   "Dynamic policies also get the last N intervals one by one (omni(per_batch=true) scores placements "
                   "on each)")
-      ->capture_default_str();
+      ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
   sub->add_option("--shift-check", opts->shift_check,
                   "Dynamic policies: every N steps, re-plan at once when the load of those steps is off the plan "
                   "(0: off)")
-      ->capture_default_str();
+      ->check(omni::cli::int_range(0, omni::cli::kMaxCliSteps))->capture_default_str();
   sub->add_option("--shift-threshold", opts->shift_threshold,
                   "Shift detection: re-plan when max/mean exceeds what the plan gave on its own load by this")
-      ->capture_default_str();
+      ->check(omni::cli::number_range(0, 1e6))->capture_default_str();
   const std::string pl = "Planners";
   sub->add_option("--groups", opts->groups, "Expert groups for EPLB's hierarchical policy (0: 8 if experts % 8 == 0, else 1)")
-      ->group(pl)->capture_default_str();
+      ->group(pl)->check(omni::cli::int_range(0, omni::kMaxExperts))->capture_default_str();
   sub->add_option("--eplb-spec", opts->eplb_spec, "Planner of static-eplb and dynamic-eplb")->group(pl)->capture_default_str();
   sub->add_option("--omni-spec", opts->omni_spec, "Planner of static-omni")->group(pl)->capture_default_str();
   sub->add_option("--dynamic-omni-spec", opts->dynamic_omni_spec, "Planner of dynamic-omni (given the placement in force)")
       ->group(pl)->capture_default_str();
   sub->add_option("--oracle-spec", opts->oracle_spec, "Planner of the oracle")->group(pl)->capture_default_str();
   const std::string c = "Cost model";
-  sub->add_option("--expert-mb", opts->expert_mb, "Bytes of one expert's weights, MB")->group(c)->capture_default_str();
-  sub->add_option("--dispatch-bytes", opts->dispatch_bytes, "Dispatch bytes per token-expert pair")->group(c)->capture_default_str();
-  sub->add_option("--combine-bytes", opts->combine_bytes, "Combine bytes per token-expert pair")->group(c)->capture_default_str();
+  sub->add_option("--expert-mb", opts->expert_mb, "Bytes of one expert's weights, MB")->group(c)
+      ->check(omni::cli::number_range(1e-6, 1e9))->capture_default_str();
+  sub->add_option("--dispatch-bytes", opts->dispatch_bytes, "Dispatch bytes per token-expert pair")->group(c)
+      ->check(omni::cli::number_range(0, 1e12))->capture_default_str();
+  sub->add_option("--combine-bytes", opts->combine_bytes, "Combine bytes per token-expert pair")->group(c)
+      ->check(omni::cli::number_range(0, 1e12))->capture_default_str();
   sub->add_option("--compute-us-per-token", opts->compute_us_per_token, "Expert compute per token-expert pair, us")
-      ->group(c)->capture_default_str();
+      ->group(c)->check(omni::cli::number_range(0, 1e9))->capture_default_str();
   sub->add_option("--compute-us-per-replica", opts->compute_us_per_replica, "Fixed compute per loaded slot, us")
-      ->group(c)->capture_default_str();
-  sub->add_option("--layer-overhead-us", opts->layer_overhead_us, "Non-MoE time per layer, us")->group(c)->capture_default_str();
-  sub->add_option("--same-host-gbps", opts->same_host_gbps, "Same-host bandwidth per device, GB/s")->group(c)->capture_default_str();
-  sub->add_option("--cross-host-gbps", opts->cross_host_gbps, "Cross-host bandwidth per device, GB/s")->group(c)->capture_default_str();
+      ->group(c)->check(omni::cli::number_range(0, 1e9))->capture_default_str();
+  sub->add_option("--layer-overhead-us", opts->layer_overhead_us, "Non-MoE time per layer, us")->group(c)
+      ->check(omni::cli::number_range(0, 1e9))->capture_default_str();
+  sub->add_option("--same-host-gbps", opts->same_host_gbps, "Same-host bandwidth per device, GB/s")->group(c)
+      ->check(omni::cli::number_range(1e-9, 1e9))->capture_default_str();
+  sub->add_option("--cross-host-gbps", opts->cross_host_gbps, "Cross-host bandwidth per device, GB/s")->group(c)
+      ->check(omni::cli::number_range(1e-9, 1e9))->capture_default_str();
   sub->add_option("--latency-us", opts->latency_us, "Latency of one all-to-all phase or migration, us")
-      ->group(c)->capture_default_str();
+      ->group(c)->check(omni::cli::number_range(0, 1e9))->capture_default_str();
   sub->add_option("--dispatch", opts->dispatch,
                   "Replica split of each expert's tokens: shares (the plan's shares) or per-batch (the runtime's "
                   "split on each step's own loads, as DispatchMode::kPerBatch), for every policy")
+      ->check(CLI::IsMember({"shares", "per-batch"}))
       ->group(c)->capture_default_str();
   sub->add_option("--allgather-us", opts->allgather_us,
                   "Per-batch dispatch: all-gather of the per-rank counts, us per layer")
-      ->group(c)->capture_default_str();
+      ->group(c)->check(omni::cli::number_range(0, 1e9))->capture_default_str();
   sub->add_option("--csv", opts->csv, "Write the per-step CSV here")->group("Output");
   sub->add_option("--plot", opts->plot,
                   "Write PREFIX_imbalance.png and PREFIX_step_time.png (and PREFIX_steps.csv without --csv)")

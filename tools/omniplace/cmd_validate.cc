@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "omniplace/arg_checks.h"
 #include "omniplace/command.h"
 #include "omniplace/inputs.h"
 #include "omniplace/json_out.h"
@@ -83,6 +84,19 @@ void print_load(const std::string& what, const omni::LoadMatrix& m) {
 int run_validate(const ValidateArgs& a) {
   auto kind = omni::detect_file_kind(a.file, !a.placement.empty());
   if (!kind.ok()) return omni::cli::fail("validate", kind.status());
+  // Options that do not apply to this kind of file are refused, not ignored.
+  if (!a.select.empty() && *kind != omni::FileKind::kTrace) {
+    std::cerr << "omniplace validate: --select picks one window of a trace CSV (data/traces); " << a.file << " is a "
+              << omni::file_kind_name(*kind)
+              << (*kind == omni::FileKind::kLoad ? " file, which has a single window" : " file")
+              << ": drop --select\n";
+    return omni::cli::kExitUsage;
+  }
+  if (!a.placement.empty() && *kind != omni::FileKind::kDump) {
+    std::cerr << "omniplace validate: --placement gives the placement in force for an activation dump (.txt); "
+              << a.file << " is a " << omni::file_kind_name(*kind) << " file: drop --placement\n";
+    return omni::cli::kExitUsage;
+  }
   nlohmann::json j{{"file", a.file}};
   switch (*kind) {
     case omni::FileKind::kPlacement: return validate_placement(a);
@@ -182,7 +196,7 @@ omni::cli::RunFn setup_validate(CLI::App& app) {
   sub->add_option("--select", args->select, "Trace window to check, e.g. dataset=wikitext,iteration=3");
   sub->add_flag("--strict", args->strict, "Also refuse two replicas of one expert on one rank");
   sub->add_option("--max-replicas", args->max_replicas, "Refuse experts with more replicas than this (0: no cap)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerLayer));
   sub->add_flag("--json", args->json,
                 "Print one JSON object (file, kind, what was read, violations, valid) instead of the text");
   sub->footer(
