@@ -176,6 +176,12 @@ std::string quote_token(std::string_view token) {
   return out;
 }
 
+std::string printable(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = (c >= 32 && c < 127) ? c : '?';
+  return out;
+}
+
 }  // namespace omni::io_internal
 
 namespace omni::io_internal {
@@ -272,27 +278,26 @@ bool LoadCells::add(std::string_view token) {
 void LoadCells::to_doubles() {
   if (!all_integers_) return;
   all_integers_ = false;
-  values_.reserve(ints_.size() + 1);
-  for (int64_t v : ints_) values_.push_back(static_cast<double>(v));
-  std::vector<int64_t>().swap(ints_);
+  for (size_t i = 0; i < ints_.size(); ++i) values_.push_back(static_cast<double>(ints_[i]));
+  ints_.clear();
 }
 
-void LoadCells::append_from(const LoadCells& other, size_t first, size_t n) {
-  if (!other.all_integers_) to_doubles();
+StatusOr<LoadMatrix> LoadCells::build(int32_t num_layers, int32_t num_experts,
+                                     const std::vector<size_t>* row_order) && {
+  const size_t E = static_cast<size_t>(std::max(num_experts, 0));
+  // Cell i of the matrix: cell source(i) of this collection.
+  auto source = [&](size_t i) { return row_order ? (*row_order)[i / E] * E + i % E : i; };
+  const size_t n = row_order ? row_order->size() * E : size();
   if (all_integers_) {
-    ints_.insert(ints_.end(), other.ints_.begin() + static_cast<std::ptrdiff_t>(first),
-                 other.ints_.begin() + static_cast<std::ptrdiff_t>(first + n));
-  } else if (other.all_integers_) {
-    for (size_t i = first; i < first + n; ++i) values_.push_back(static_cast<double>(other.ints_[i]));
-  } else {
-    values_.insert(values_.end(), other.values_.begin() + static_cast<std::ptrdiff_t>(first),
-                   other.values_.begin() + static_cast<std::ptrdiff_t>(first + n));
+    std::vector<int64_t> counts(n);
+    for (size_t i = 0; i < n; ++i) counts[i] = ints_[source(i)];
+    ints_.clear();
+    return LoadMatrix::from_counts(num_layers, num_experts, std::move(counts));
   }
-}
-
-StatusOr<LoadMatrix> LoadCells::build(int32_t num_layers, int32_t num_experts) && {
-  if (all_integers_) return LoadMatrix::from_counts(num_layers, num_experts, std::move(ints_));
-  return LoadMatrix::from_weights(num_layers, num_experts, std::move(values_));
+  std::vector<double> weights(n);
+  for (size_t i = 0; i < n; ++i) weights[i] = values_[source(i)];
+  values_.clear();
+  return LoadMatrix::from_weights(num_layers, num_experts, std::move(weights));
 }
 
 }  // namespace omni::io_internal

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "block_vector.h"
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/status.h"
 
@@ -66,6 +67,9 @@ bool parse_double(std::string_view token, double* out);
 std::string format_double(double v);
 // Token shortened to at most 40 characters, for error messages.
 std::string quote_token(std::string_view token);
+// `text` with every byte outside printable ASCII replaced by '?', for messages
+// that quote a parser's view of the input.
+std::string printable(std::string_view text);
 
 }  // namespace omni::io_internal
 
@@ -114,25 +118,26 @@ std::vector<std::string_view> split_csv(std::string_view line);
 std::string_view trim(std::string_view s);
 
 // Collects numbers that are all integers (counts) or not (weights), then
-// builds the LoadMatrix of the right kind. Each cell is stored once, 8 bytes:
-// as int64 while every cell is an integer, as double from the first one that
-// is not (the integers so far are converted then).
+// builds the LoadMatrix of the right kind. Each cell is stored once, 8 bytes,
+// in blocks that never move: as int64 while every cell is an integer, as
+// double from the first one that is not (the integers so far are converted).
 class LoadCells {
  public:
   // Parses one cell; false when it is not a finite number.
   bool add(std::string_view token);
   size_t size() const { return all_integers_ ? ints_.size() : values_.size(); }
   bool all_integers() const { return all_integers_; }
-  // Appends the cells [first, first + n) of `other`.
-  void append_from(const LoadCells& other, size_t first, size_t n);
-  // The matrix; the cells are moved into it (this collection is left empty).
-  StatusOr<LoadMatrix> build(int32_t num_layers, int32_t num_experts) &&;
+  // The matrix; the cells are copied into it and freed (this collection is
+  // left empty). With `row_order`, row i of the matrix is row row_order[i] of
+  // the cells (rows of num_experts cells, in the order they were added).
+  StatusOr<LoadMatrix> build(int32_t num_layers, int32_t num_experts,
+                             const std::vector<size_t>* row_order = nullptr) &&;
 
  private:
   void to_doubles();
   bool all_integers_ = true;
-  std::vector<int64_t> ints_;    // while all_integers_
-  std::vector<double> values_;   // once a cell is not an integer
+  BlockVector<int64_t> ints_;   // while all_integers_
+  BlockVector<double> values_;  // once a cell is not an integer
 };
 
 }  // namespace omni::io_internal

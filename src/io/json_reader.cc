@@ -116,6 +116,7 @@ class JsonFieldReader {
   bool binary(nlohmann::json::binary_t&) { return fail(str_cat(path(), ": binary values are not JSON")); }
 
   bool start_object(size_t) {
+    if (!root_is(JsonField::Want::kObject)) return wrong_root("object");
     if (!enter()) return false;
     if (!frames_.empty() && frames_.back().kind == Frame::kNumbers) return wrong_in_numbers("an object");
     JsonField* f = target();
@@ -140,6 +141,7 @@ class JsonFieldReader {
   bool end_object() { return leave(); }
 
   bool start_array(size_t) {
+    if (!root_is(JsonField::Want::kNumbers)) return wrong_root("array");
     if (!enter()) return false;
     if (!frames_.empty() && frames_.back().kind == Frame::kNumbers) {
       Frame& top = frames_.back();
@@ -162,7 +164,7 @@ class JsonFieldReader {
   bool end_array() { return leave(); }
 
   bool parse_error(size_t position, const std::string&, const nlohmann::json::exception& e) {
-    error_ = invalid_argument_error(str_cat(name_, ": not valid JSON (byte ", position, "): ", e.what()));
+    error_ = invalid_argument_error(str_cat(name_, ": not valid JSON (byte ", position, "): ", printable(e.what())));
     return false;
   }
 
@@ -189,6 +191,7 @@ class JsonFieldReader {
         p += str_cat(p.empty() ? "" : ".", f.key);
       }
     }
+    if (p.size() > 120) p = str_cat(p.substr(0, 100), "...(", frames_.size(), " levels)");
     return p.empty() ? "<top level>" : p;
   }
 
@@ -196,6 +199,16 @@ class JsonFieldReader {
     error_ = invalid_argument_error(str_cat(name_, ": ", what));
     return false;
   }
+
+  // A top-level value of the wrong type ends the reading at once.
+  bool wrong_root(const char* type) {
+    const char* want = root_->want_ == JsonField::Want::kObject    ? "a JSON object"
+                       : root_->want_ == JsonField::Want::kNumbers ? "a JSON array"
+                       : root_->want_ == JsonField::Want::kString  ? "a JSON string"
+                                                                   : "a JSON number";
+    return fail(str_cat("the top level must be ", want, ", got ", type));
+  }
+  bool root_is(JsonField::Want want) const { return !frames_.empty() || root_->want_ == want; }
 
   // The field the next value fills (nullptr: skipped).
   JsonField* target() {
@@ -235,6 +248,9 @@ class JsonFieldReader {
   }
 
   bool scalar(const char* type) {
+    if (frames_.empty() && (root_->want_ == JsonField::Want::kObject || root_->want_ == JsonField::Want::kNumbers)) {
+      return wrong_root(type);
+    }
     if (!frames_.empty() && frames_.back().kind == Frame::kNumbers) {
       return wrong_in_numbers(std::string_view(type) == "null" ? "null" : "a boolean");
     }
@@ -255,6 +271,9 @@ class JsonFieldReader {
   }
 
   bool number(JsonNumber n) {
+    if (frames_.empty() && (root_->want_ == JsonField::Want::kObject || root_->want_ == JsonField::Want::kNumbers)) {
+      return wrong_root("number");
+    }
     if (!frames_.empty() && frames_.back().kind == Frame::kNumbers) {
       Frame& top = frames_.back();
       if (top.level + 1 != top.field->depth_) return wrong_in_numbers("a number");

@@ -130,7 +130,8 @@ class HeaderReader {
     return true;
   }
   bool parse_error(size_t position, const std::string&, const nlohmann::json::exception& e) {
-    error_ = data_loss_error(str_cat(where_, ": the header is not valid JSON (byte ", position, "): ", e.what()));
+    error_ = data_loss_error(
+        str_cat(where_, ": the header is not valid JSON (byte ", position, "): ", io_internal::printable(e.what())));
     return false;
   }
 

@@ -1,6 +1,7 @@
 #include "omniplacement/io/trace.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -157,8 +158,9 @@ StatusOr<Trace> TraceParser::parse(io_internal::LineReader& lines, std::string_v
                                             io_internal::quote_token(header[keys + e]), ", expected '", e, "'"));
     }
   }
-  std::vector<PendingWindow> pending;
-  std::map<std::tuple<std::string, std::string, int32_t>, size_t> index;
+  // A deque: windows never move, so the index can key on views of their names.
+  std::deque<PendingWindow> pending;
+  std::map<std::tuple<std::string_view, std::string_view, int32_t>, size_t> index;
   int64_t num_layers = 0;
   while (lines.next(&line)) {
     if (io_internal::trim(line.text).empty()) continue;
@@ -167,7 +169,7 @@ StatusOr<Trace> TraceParser::parse(io_internal::LineReader& lines, std::string_v
       return invalid_argument_error(str_cat(name, ":", line.number, ": ", f.size(), " fields, the header has ",
                                             num_fields, " (", keys, " keys and ", num_experts, " experts)"));
     }
-    std::string model, group;
+    std::string_view model, group;
     int64_t iteration = -1, layer = -1;
     auto int_field = [&](size_t k, int64_t* out, const char* what) -> Status {
       if (!io_internal::parse_int64(f[k], out) || *out < 0) {
@@ -199,19 +201,20 @@ StatusOr<Trace> TraceParser::parse(io_internal::LineReader& lines, std::string_v
     if (layer >= kMaxLayers) {
       return invalid_argument_error(str_cat(name, ":", line.number, ": layer ", layer, " exceeds ", kMaxLayers - 1));
     }
-    auto key = std::make_tuple(std::move(model), std::move(group), static_cast<int32_t>(iteration));
-    auto found = index.find(key);
+    auto found = index.find(std::make_tuple(model, group, static_cast<int32_t>(iteration)));
     if (found == index.end()) {
       if (pending.size() >= static_cast<size_t>(kMaxTraceWindows)) {
         return invalid_argument_error(str_cat(name, ":", line.number, ": more than ", kMaxTraceWindows,
                                               " windows (distinct model/domain or dataset/iteration keys)"));
       }
-      PendingWindow p;
-      p.window.model = std::get<0>(key);
-      p.window.group = std::get<1>(key);
+      PendingWindow& p = pending.emplace_back();
+      p.window.model = model;
+      p.window.group = group;
       p.window.iteration = static_cast<int32_t>(iteration);
-      found = index.emplace(std::move(key), pending.size()).first;
-      pending.push_back(std::move(p));
+      found = index.emplace(std::make_tuple(std::string_view(p.window.model), std::string_view(p.window.group),
+                                            p.window.iteration),
+                            pending.size() - 1)
+                  .first;
     }
     PendingWindow& p = pending[found->second];
     if (p.rows.size() >= static_cast<size_t>(kMaxLayers)) {
@@ -235,7 +238,9 @@ StatusOr<Trace> TraceParser::parse(io_internal::LineReader& lines, std::string_v
   trace.num_layers_ = static_cast<int32_t>(num_layers);
   trace.num_experts_ = static_cast<int32_t>(num_experts);
   trace.windows_.reserve(pending.size());
-  for (PendingWindow& p : pending) {
+  index.clear();  // it points into the windows' names, which move out below
+  for (; !pending.empty(); pending.pop_front()) {
+    PendingWindow& p = pending.front();
     // Rows in layer order; every layer exactly once.
     std::vector<size_t> order(p.rows.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -254,11 +259,8 @@ StatusOr<Trace> TraceParser::parse(io_internal::LineReader& lines, std::string_v
                                               " (the trace has ", num_layers, " layers: 0..", num_layers - 1, ")"));
       }
     }
-    LoadCells all;
-    for (size_t i : order) all.append_from(p.cells, i * num_experts, num_experts);
-    p.cells = LoadCells();
     p.rows = {};
-    auto m = std::move(all).build(trace.num_layers_, trace.num_experts_);
+    auto m = std::move(p.cells).build(trace.num_layers_, trace.num_experts_, &order);
     if (!m.ok()) return m.status().with_context(str_cat(name, ": window ", p.window.label()));
     p.window.load = std::move(m).value();
     trace.windows_.push_back(std::move(p.window));

@@ -20,10 +20,12 @@ struct CliResult {
   std::string err;  // stderr (run_omniplace_split only)
 };
 
-// `args` is appended to the binary's path and run through the shell.
-inline CliResult run_omniplace(const std::string& args) {
+// `args` is appended to the binary's path and run through the shell; with
+// timeout_s > 0 the run is killed after that long (exit code 124).
+inline CliResult run_omniplace(const std::string& args, int timeout_s = 0) {
   CliResult r;
-  const std::string cmd = std::string(OMNIPLACE_PATH) + " " + args + " 2>&1";
+  const std::string prefix = timeout_s > 0 ? "timeout " + std::to_string(timeout_s) + " " : std::string();
+  const std::string cmd = prefix + std::string(OMNIPLACE_PATH) + " " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return r;
   std::array<char, 4096> buf;
