@@ -97,11 +97,15 @@ class JsonFieldReader {
 
   bool null() { return scalar("null"); }
   bool boolean(bool) { return scalar("boolean"); }
-  bool number_integer(int64_t v) { return number_int(static_cast<double>(v), std::to_string(v)); }
-  bool number_unsigned(uint64_t v) { return number_int(static_cast<double>(v), std::to_string(v)); }
+  bool number_integer(int64_t v) {
+    return number_int(v < -kMaxJsonInteger || v > kMaxJsonInteger, static_cast<double>(v), std::to_string(v));
+  }
+  bool number_unsigned(uint64_t v) {
+    return number_int(v > static_cast<uint64_t>(kMaxJsonInteger), static_cast<double>(v), std::to_string(v));
+  }
   bool number_float(double v, const std::string& literal) {
     // nlohmann reads an integer literal beyond 64 bits as a double.
-    if (literal.find_first_of(".eE") == std::string::npos) return number_int(v, literal);
+    if (literal.find_first_of(".eE") == std::string::npos) return number_int(true, v, literal);
     if (!std::isfinite(v) && kept()) {
       return fail(str_cat(path(), " = ", quote_token(literal), " is beyond the range of a double"));
     }
@@ -262,8 +266,9 @@ class JsonFieldReader {
   // Whether the value now arriving is kept (in an array of numbers or a known field).
   bool kept() { return (!frames_.empty() && frames_.back().kind == Frame::kNumbers) || target() != nullptr; }
 
-  bool number_int(double v, const std::string& literal) {
-    if (!(std::fabs(v) <= static_cast<double>(kMaxJsonInteger)) && kept()) {
+  // An integer literal; too_large: beyond 2^53 in magnitude (decided before any rounding to double).
+  bool number_int(bool too_large, double v, const std::string& literal) {
+    if (too_large && kept()) {
       return fail(str_cat(path(), " = ", quote_token(literal), " is too large: no integer of this format exceeds 2^53 = ",
                           kMaxJsonInteger, " in magnitude"));
     }
