@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "omniplacement/core/metrics.h"
+#include "omniplacement/core/placement_ops.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {
@@ -38,48 +39,6 @@ int64_t ns_of(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-// Whether any slot of a failed rank holds an expert.
-bool holds_on(const Placement& p, std::span<const RankId> failed) {
-  for (LayerId l = 0; l < p.num_layers(); ++l)
-    for (RankId r : failed)
-      for (SlotId s = 0; s < p.slots_per_rank(l); ++s)
-        if (p.expert_at(l, r, s) >= 0) return true;
-  return false;
-}
-
-int64_t count_lost(const Placement& p) {
-  int64_t n = 0;
-  for (LayerId l = 0; l < p.num_layers(); ++l)
-    for (ExpertId e = 0; e < p.num_experts(); ++e) n += p.replica_count(l, e) == 0 ? 1 : 0;
-  return n;
-}
-
-// Shares of each expert's replicas in one layer renormalised to sum to 1 (an
-// even split where they sum to 0).
-void renormalise_shares(std::span<const ExpertId> row, std::vector<double>& sh, int32_t num_experts) {
-  std::vector<double> sum(static_cast<size_t>(num_experts), 0.0);
-  std::vector<int32_t> count(static_cast<size_t>(num_experts), 0);
-  for (size_t g = 0; g < row.size(); ++g) {
-    if (row[g] < 0) continue;
-    sum[static_cast<size_t>(row[g])] += sh[g];
-    ++count[static_cast<size_t>(row[g])];
-  }
-  for (size_t g = 0; g < row.size(); ++g) {
-    if (row[g] < 0) {
-      sh[g] = 0.0;
-      continue;
-    }
-    const auto e = static_cast<size_t>(row[g]);
-    sh[g] = sum[e] > 0 ? sh[g] / sum[e] : 1.0 / count[e];
-  }
-}
-
-ValidationRules lost_allowed() {
-  ValidationRules rules;
-  rules.require_every_expert = false;
-  return rules;
-}
-
 // Header of every weight message: identifies the transfer so that a message
 // left over from an aborted round (same peer and tag) is recognised and dropped.
 struct WeightHeader {
@@ -106,33 +65,6 @@ std::string spec_with_moves(const std::string& spec, int32_t max_moves) {
   return spec.substr(0, close) + (empty_args ? "" : ",") + param + ")";
 }
 
-// base with the layers in `layers` taken from next (shares kept explicit when
-// either placement has them).
-StatusOr<Placement> compose(const Placement& base, const Placement& next, std::span<const LayerId> layers) {
-  PlacementLayout layout = base.layout();
-  const bool shares = base.has_shares() || next.has_shares();
-  if (shares && layout.shares.empty()) {
-    layout.shares.resize(static_cast<size_t>(base.num_layers()));
-    for (LayerId l = 0; l < base.num_layers(); ++l) {
-      auto& row = layout.shares[static_cast<size_t>(l)];
-      row.resize(static_cast<size_t>(base.num_slots(l)));
-      for (GlobalSlot g = 0; g < base.num_slots(l); ++g) row[static_cast<size_t>(g)] = base.share_of(l, g);
-    }
-  }
-  for (LayerId l : layers) {
-    layout.slots_per_rank[static_cast<size_t>(l)] = next.slots_per_rank(l);
-    const auto p = next.phy2log(l);
-    layout.phy2log[static_cast<size_t>(l)].assign(p.begin(), p.end());
-    if (shares) {
-      auto& row = layout.shares[static_cast<size_t>(l)];
-      row.resize(static_cast<size_t>(next.num_slots(l)));
-      for (GlobalSlot g = 0; g < next.num_slots(l); ++g) row[static_cast<size_t>(g)] = next.share_of(l, g);
-    }
-  }
-  // Layers of base not in `layers` may still miss experts lost to a failure.
-  return Placement::create(std::move(layout), lost_allowed());
-}
-
 // What a dump of window w says about itself; rank -1 for aggregated windows.
 DumpMetadata window_meta(const CaptureWindow& w, RankId rank, const RoutingSnapshot& in_force) {
   DumpMetadata m;
@@ -144,15 +76,6 @@ DumpMetadata window_meta(const CaptureWindow& w, RankId rank, const RoutingSnaps
   m.rank = rank;
   m.num_invalid = w.num_invalid;
   return m;
-}
-
-bool layer_equal(const Placement& a, const Placement& b, LayerId l) {
-  if (a.slots_per_rank(l) != b.slots_per_rank(l)) return false;
-  const auto pa = a.phy2log(l), pb = b.phy2log(l);
-  if (!std::equal(pa.begin(), pa.end(), pb.begin(), pb.end())) return false;
-  for (GlobalSlot g = 0; g < a.num_slots(l); ++g)
-    if (a.share_of(l, g) != b.share_of(l, g)) return false;
-  return true;
 }
 
 }  // namespace
@@ -312,7 +235,7 @@ Status PlacementManager::fail_ranks(std::span<const RankId> failed) {
   for (RankId r : fresh) OMNI_RETURN_IF_ERROR(transport_->mark_failed(r));
   const auto cur = cell_.load();
   OMNI_ASSIGN_OR_RETURN(Placement dropped, drop_ranks(cur->placement(), fresh));
-  const int64_t lost = count_lost(dropped);
+  const int64_t lost = count_lost_experts(dropped);
   OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::without_ranks(*cur, std::make_shared<const Placement>(std::move(dropped)),
                                                                   fresh, topology_, rank_, cur->epoch() + fresh.size()));
   cell_.store(std::move(snap));
@@ -352,13 +275,7 @@ std::vector<RankId> PlacementManager::failed_ranks() const {
 }
 
 std::vector<LostExpert> PlacementManager::lost_experts() const {
-  const auto snap = cell_.load();
-  const Placement& p = snap->placement();
-  std::vector<LostExpert> out;
-  for (LayerId l = 0; l < p.num_layers(); ++l)
-    for (ExpertId e = 0; e < p.num_experts(); ++e)
-      if (p.replica_count(l, e) == 0) out.push_back({l, e});
-  return out;
+  return experts_without_replica(cell_.load()->placement());
 }
 
 PlacementManagerStats PlacementManager::stats() const {
@@ -518,13 +435,13 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
       refresh_hot();  // a failover may have been published by another thread
       std::shared_ptr<const RoutingSnapshot> snap = prep->snapshot;
       const uint64_t epoch = hot_->epoch() + 1;
-      if (holds_on(snap->placement(), failed_) || snap->epoch() != epoch) {
+      if (holds_on_ranks(snap->placement(), failed_) || snap->epoch() != epoch) {
         // A failure reached this rank after the batch was planned (the commit
         // was decided with the failed rank's vote, so every survivor commits
         // it): publish it without the failed ranks, numbered after the failover.
         auto placement = snap->placement_ptr();
         StatusOr<std::shared_ptr<const RoutingSnapshot>> rebuilt = snap;
-        if (holds_on(*placement, failed_)) {
+        if (holds_on_ranks(*placement, failed_)) {
           auto dropped = drop_ranks(*placement, failed_);
           OMNI_CHECK_MSG(dropped.ok(), dropped.status().to_string());  // failed_ holds valid ranks
           rebuilt = RoutingSnapshot::build(std::make_shared<const Placement>(*std::move(dropped)), topology_, rank_, epoch);
@@ -554,7 +471,7 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
         if (rebuild_pending_ && stats_.restored_ns == 0) {
           // A restore round, or a batch planned before the failure that moved
           // the lost experts' weights elsewhere before the rank died.
-          if (count_lost(hot_->placement()) == 0) stats_.restored_ns = ns_of(Clock::now());
+          if (count_lost_experts(hot_->placement()) == 0) stats_.restored_ns = ns_of(Clock::now());
         } else if (!prep->restore && d.last_batch && rebuild_pending_) {
           rebuild_pending_ = false;
           stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
@@ -708,7 +625,7 @@ Status PlacementManager::run_round(const Job& job) {
   std::vector<LayerId> changed;
   Placement next;
   int64_t plan_sum = 0;
-  const bool restore = count_lost(current) > 0;
+  const bool restore = count_lost_experts(current) > 0;
   if (restore) {
     // 2'. Experts lost to a failure: reload them from the backup into empty or
     //     redundant slots of the survivors before anything else is re-planned
@@ -752,7 +669,7 @@ Status PlacementManager::run_round(const Job& job) {
     }
     plan_sum = vote_checksum(next.checksum());
     for (LayerId l = 0; l < L; ++l)
-      if (!layer_equal(current, next, l)) changed.push_back(l);
+      if (!layers_equal(current, next, l)) changed.push_back(l);
     if (changed.empty() || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
       set_vote(round, 0, StagePhase::kNoChange, 1, plan_sum);
       wait_verdict(round, 0);
@@ -800,7 +717,7 @@ Status PlacementManager::run_round(const Job& job) {
   // 5. Stage and hand over one batch at a time.
   std::shared_ptr<const RoutingSnapshot> prev = job.base;
   for (size_t b = 0; b < batches.size(); ++b) {
-    OMNI_ASSIGN_OR_RETURN(Placement composite, compose(prev->placement(), next, batches[b]));
+    OMNI_ASSIGN_OR_RETURN(Placement composite, compose_layers(prev->placement(), next, batches[b]));
     OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::rebuild(*prev, std::make_shared<const Placement>(std::move(composite)),
                                                               batches[b], topology_, rank_,
                                                               job.base->epoch() + b + 1));
@@ -905,7 +822,7 @@ StatusOr<bool> PlacementManager::plan_restore(const Placement& current, std::spa
     if (changed && !layout.shares.empty()) renormalise_shares(row, layout.shares[static_cast<size_t>(l)], E);
   }
   if (transfers.empty()) return false;
-  OMNI_ASSIGN_OR_RETURN(next, Placement::create(std::move(layout), lost_allowed()));
+  OMNI_ASSIGN_OR_RETURN(next, Placement::create(std::move(layout), lost_experts_allowed()));
   return true;
 }
 
@@ -946,7 +863,7 @@ StatusOr<PlanResult> PlacementManager::plan_on_survivors(const LoadMatrix& load,
                    full.shares[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at + S));
     }
   }
-  OMNI_ASSIGN_OR_RETURN(Placement small_current, Placement::create(std::move(small), lost_allowed()));
+  OMNI_ASSIGN_OR_RETURN(Placement small_current, Placement::create(std::move(small), lost_experts_allowed()));
   OMNI_ASSIGN_OR_RETURN(Topology small_topo, Topology::from_host_map(std::move(hosts)));
   PlanInput in;
   in.load = &load;
