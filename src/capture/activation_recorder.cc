@@ -195,7 +195,9 @@ StatusOr<std::unique_ptr<ActivationRecorder>> ActivationRecorder::create(Recorde
         static_cast<size_t>(CoactivationCounts::pair_count(c.num_ids) * c.num_layers));
     r->sampled_tokens_ = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(c.num_layers));
   }
-  r->ema_.assign(static_cast<size_t>(c.num_layers) * static_cast<size_t>(c.num_ids), 0.0);
+  WindowHistoryOptions ho;
+  ho.ema_decay = c.ema_decay;
+  OMNI_ASSIGN_OR_RETURN(r->ema_, WindowHistory::create(ho));
   r->ring_.reserve(static_cast<size_t>(std::min(c.history, 1024)));
   return r;
 }
@@ -457,12 +459,10 @@ CaptureWindow ActivationRecorder::take_window() {
     w.gate_weights = std::move(gw).value();
   }
 
-  // EMA, one in-place pass; the first window initialises it (no bias towards
-  // zero at start-up).
-  const std::span<const int64_t> fresh = w.load.counts();
-  const double keep = has_ema_ ? config_.ema_decay : 0.0;
-  for (size_t i = 0; i < ema_.size(); ++i) ema_[i] = keep * ema_[i] + (1.0 - keep) * static_cast<double>(fresh[i]);
-  has_ema_ = true;
+  // The EMA (window_history.h); the first window initialises it (no bias
+  // towards zero at start-up). Same shape every time: cannot fail.
+  const Status folded = ema_.add(w.load);
+  OMNI_CHECK_MSG(folded.ok(), folded.to_string());
 
   if (std::ssize(ring_) < config_.history) {
     ring_.push_back(w);
@@ -496,8 +496,12 @@ LoadMatrix ActivationRecorder::ema() const {
   std::vector<double> values;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    values = ema_;
+    if (!ema_.empty()) {
+      const auto v = ema_.ema().values();
+      values.assign(v.begin(), v.end());
+    }
   }
+  if (values.empty()) values.assign(static_cast<size_t>(config_.num_layers) * static_cast<size_t>(config_.num_ids), 0.0);
   // Finite and >= 0: convex combinations of counts.
   auto m = LoadMatrix::from_weights(config_.num_layers, config_.num_ids, std::move(values));
   OMNI_CHECK_MSG(m.ok(), m.status().to_string());

@@ -106,6 +106,9 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
         "), 0 <= window_decay < 1 (", options.window_decay, ")"));
   if (options.plan_samples < 1)
     return invalid_argument_error(str_cat("PlacementManager: plan_samples ", options.plan_samples, " must be >= 1"));
+  if (!(options.volatility_weight >= 0) || !std::isfinite(options.volatility_weight))
+    return invalid_argument_error(
+        str_cat("PlacementManager: volatility_weight ", options.volatility_weight, " must be finite and >= 0"));
   if (options.enable_dump && (options.dump_dir.empty() || options.dump_queue_capacity < 1))
     return invalid_argument_error(str_cat("PlacementManager: enable_dump needs a dump_dir (given '", options.dump_dir,
                                           "') and dump_queue_capacity >= 1 (", options.dump_queue_capacity, ")"));
@@ -118,8 +121,12 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   RecorderConfig rc;
   rc.num_layers = initial.num_layers();
   rc.num_ids = initial.num_experts();
-  rc.history = 1;
+  rc.history = 1;  // the manager keeps the aggregated windows (history_), not this rank's
   OMNI_ASSIGN_OR_RETURN(pm->recorder_, ActivationRecorder::create(rc));
+  WindowHistoryOptions ho;
+  ho.max_windows = std::max(options.plan_samples, options.volatility_weight > 0 ? 2 : 1);
+  ho.ema_decay = options.window_decay;
+  OMNI_ASSIGN_OR_RETURN(pm->history_, WindowHistory::create(ho));
   OMNI_ASSIGN_OR_RETURN(pm->planner_transport_, transport.duplicate(options.collective_timeout));
   OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::build(std::make_shared<const Placement>(initial), topology,
                                                           pm->rank_, 0));
@@ -594,32 +601,11 @@ Status PlacementManager::run_round(const Job& job) {
   counts.pop_back();
   OMNI_ASSIGN_OR_RETURN(LoadMatrix load, LoadMatrix::from_counts(L, E, std::move(counts)));
   submit_dump(load, meta);  // queued only (rank 0 with enable_dump); the writer thread does the I/O
-  // Hedge for volatility: an expert whose load moved between the last two
-  // windows is planned with that movement added, so it tends to get replicas
-  // the per-batch split can shift load between.
-  LoadMatrix raw = load;
-  recent_windows_.push_back(raw);
-  while (recent_windows_.size() > static_cast<size_t>(options_.plan_samples))
-    recent_windows_.erase(recent_windows_.begin());
-  if (options_.volatility_weight > 0 && prev_window_.num_layers() == L && prev_window_.num_experts() == E) {
-    std::vector<double> hedged(static_cast<size_t>(L) * static_cast<size_t>(E));
-    for (size_t i = 0; i < hedged.size(); ++i)
-      hedged[i] = load.values()[i] + options_.volatility_weight * std::abs(load.values()[i] - prev_window_.values()[i]);
-    prev_window_ = raw;
-    OMNI_ASSIGN_OR_RETURN(load, LoadMatrix::from_weights(L, E, std::move(hedged)));
-  } else {
-    prev_window_ = raw;
-  }
-  if (options_.window_decay > 0) {
-    if (ema_.num_layers() == L && ema_.num_experts() == E) {
-      OMNI_RETURN_IF_ERROR(ema_.scale(options_.window_decay));
-      OMNI_RETURN_IF_ERROR(load.scale(1 - options_.window_decay));
-      OMNI_RETURN_IF_ERROR(ema_.add(load));
-    } else {
-      ema_ = load;
-    }
-    load = ema_;
-  }
+  // The planner sees the history's EMA (the window itself unless ema_decay >
+  // 0), hedged for volatility when asked, and the last plan_samples windows.
+  OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", round)));
+  OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
+  const std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
   if (failure_gen_.load() != job.failure_gen) return aborted_error(str_cat("round ", round, ": a rank failed"));
   std::vector<std::vector<Transfer>> by_layer(static_cast<size_t>(L));
   std::vector<LayerId> changed;
@@ -653,7 +639,7 @@ Status PlacementManager::run_round(const Job& job) {
       for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
       in.topology = &topology_;
       in.current = &current;
-      in.samples = &recent_windows_;
+      in.samples = &samples;
       OMNI_ASSIGN_OR_RETURN(plan, planner_->plan(in));
     } else {
       OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(load, current, job.failed));

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "omniplacement/capture/coactivation.h"
+#include "omniplacement/capture/window_history.h"
 #include "omniplacement/core/ids.h"
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/status.h"
@@ -176,8 +177,7 @@ class ActivationRecorder {
   int64_t last_step_ = 0;
   std::vector<CaptureWindow> ring_;  // circular, ring_head_ is the oldest when full
   size_t ring_head_ = 0;
-  std::vector<double> ema_;  // [num_layers, num_ids]
-  bool has_ema_ = false;
+  WindowHistory ema_;  // the EMA of the windows taken (its own ring holds only the newest)
 };
 
 }  // namespace omni

@@ -102,6 +102,7 @@
 #include <vector>
 
 #include "omniplacement/capture/activation_recorder.h"
+#include "omniplacement/capture/window_history.h"
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
@@ -361,9 +362,7 @@ class PlacementManager {
   bool stop_ = false;
   PlacementManagerStats stats_;
   std::string planner_error_;  // why this rank's planner failed the round in progress
-  LoadMatrix ema_;          // planner thread only
-  LoadMatrix prev_window_;  // planner thread only: the last aggregated window
-  std::vector<LoadMatrix> recent_windows_;  // planner thread only: the last plan_samples windows, oldest first
+  WindowHistory history_;  // planner thread only: the aggregated windows and their EMA
   std::unique_ptr<DumpWriter> dump_writer_;  // null unless enable_dump; outlives the planner thread
   std::thread planner_thread_;
 };
