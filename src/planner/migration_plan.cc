@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <tuple>
 
+#include "omniplacement/core/placement_ops.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {
@@ -70,8 +71,14 @@ class Scheduler {
       : topo_(topology),
         num_ranks_(current.num_ranks()),
         num_experts_(current.num_experts()),
-        limit_(options.max_per_round) {
+        limit_(options.max_per_round),
+        byte_limit_(options.staging_bytes_per_rank),
+        layer_limit_(options.layers_per_commit) {
     const int32_t num_layers = current.num_layers();
+    for (LayerId l = 0; l < num_layers; ++l)
+      bytes_.push_back(options.layer_expert_bytes.empty() ? options.expert_bytes
+                                                          : options.layer_expert_bytes[static_cast<size_t>(l)]);
+    in_round_of_layer_.assign(static_cast<size_t>(num_layers), 0);
     grids_.reserve(static_cast<size_t>(num_layers));
     for (LayerId l = 0; l < num_layers; ++l) grids_.push_back(make_grid(current, next, l));
     const size_t keys = static_cast<size_t>(num_layers) * static_cast<size_t>(num_experts_);
@@ -101,6 +108,7 @@ class Scheduler {
     for (size_t l = 0; l < grids_.size(); ++l) overwritten_[l].assign(grids_[l].before.size(), 0);
     sends_.assign(static_cast<size_t>(num_ranks_), 0);
     receives_.assign(static_cast<size_t>(num_ranks_), 0);
+    receive_bytes_.assign(static_cast<size_t>(num_ranks_), 0);
     total_sends_.assign(static_cast<size_t>(num_ranks_), 0);
   }
 
@@ -117,19 +125,26 @@ class Scheduler {
       round_.clear();
       saturated_ = 0;
       round_limit_ = limit_;
+      round_byte_limit_ = byte_limit_;
       ++pass_;
       fill_round(open);
       if (round_.empty()) {
         // Every open transfer is blocked by the budget: the first one belongs to
-        // a cycle that cannot be split, so it goes whole, beyond the budget. The
-        // round's staging need is then set by that cycle, so other transfers may
-        // fill it up to the same per-rank count (fewer over-limit rounds).
+        // a cycle that cannot be split (or needs more bytes than the budget on
+        // its own), so it goes whole, beyond the budget. The round's staging
+        // need is then set by that cycle, so other transfers may fill it up to
+        // the same per-rank count and bytes (fewer over-limit rounds).
         const bool added = schedule(open.front(), /*use_cap=*/false);
         OMNI_CHECK_MSG(added, "an uncapped chain must always be schedulable");
-        round_limit_ = std::max(limit_, std::max(*std::max_element(sends_.begin(), sends_.end()),
-                                                 *std::max_element(receives_.begin(), receives_.end())));
-        saturated_ = static_cast<int32_t>(
-            std::count_if(receives_.begin(), receives_.end(), [&](int32_t n) { return n >= round_limit_; }));
+        if (limit_ > 0) {
+          round_limit_ = std::max(limit_, std::max(*std::max_element(sends_.begin(), sends_.end()),
+                                                   *std::max_element(receives_.begin(), receives_.end())));
+          saturated_ = static_cast<int32_t>(
+              std::count_if(receives_.begin(), receives_.end(), [&](int32_t n) { return n >= round_limit_; }));
+        }
+        if (byte_limit_ > 0)
+          round_byte_limit_ =
+              std::max(byte_limit_, *std::max_element(receive_bytes_.begin(), receive_bytes_.end()));
         ++pass_;
         fill_round(open);
       }
@@ -144,7 +159,7 @@ class Scheduler {
   const Pending& pending(int32_t p) const { return pending_[static_cast<size_t>(p)]; }
 
  private:
-  bool capped() const { return limit_ > 0; }
+  bool capped() const { return limit_ > 0 || byte_limit_ > 0 || layer_limit_ > 0; }
   RankId rank_of(LayerId l, int32_t index) const { return index / grids_[static_cast<size_t>(l)].width; }
   int32_t survivors(LayerId l, ExpertId e) const {
     const size_t k = key(l, e, num_experts_);
@@ -157,12 +172,22 @@ class Scheduler {
 
   void fill_round(const std::vector<int32_t>& open) {
     for (int32_t p : open) {
-      if (capped() && saturated_ == num_ranks_) break;
+      if (limit_ > 0 && saturated_ == num_ranks_) break;
       const Pending& t = pending_[static_cast<size_t>(p)];
       if (t.in_round || failed_[static_cast<size_t>(p)] == pass_) continue;
-      if (capped() && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= round_limit_) continue;
+      if (capped() && !receive_fits(t)) continue;
       schedule(p, capped());
     }
+  }
+
+  // Whether the destination rank and the round can take t (count, bytes, layers).
+  bool receive_fits(const Pending& t) const {
+    const auto d = static_cast<size_t>(rank_of(t.layer, t.dst));
+    if (limit_ > 0 && receives_[d] >= round_limit_) return false;
+    if (byte_limit_ > 0 && receive_bytes_[d] + bytes_[static_cast<size_t>(t.layer)] > round_byte_limit_) return false;
+    if (layer_limit_ > 0 && in_round_of_layer_[static_cast<size_t>(t.layer)] == 0 && layers_in_round_ >= layer_limit_)
+      return false;
+    return true;
   }
 
   // The nearest in-place source of pending transfer p (see "Source choice"), or -1.
@@ -177,7 +202,7 @@ class Scheduler {
       const RankId r = rank_of(t.layer, c);
       if (static_cast<int>(topo_.link(r, d)) != best_class) continue;
       const int32_t busy = sends_[static_cast<size_t>(r)];
-      if (use_cap && busy >= round_limit_) continue;
+      if (use_cap && limit_ > 0 && busy >= round_limit_) continue;
       // Candidates come in ascending grid index, so the first of equal keys is the lowest (rank, slot).
       const std::tuple<int32_t, int64_t, int32_t> k{busy, total_sends_[static_cast<size_t>(r)], c};
       if (best < 0 || k < best_key) {
@@ -189,7 +214,7 @@ class Scheduler {
   }
 
   bool feasible(const Pending& t, bool use_cap) const {
-    if (use_cap && receives_[static_cast<size_t>(rank_of(t.layer, t.dst))] >= round_limit_) return false;
+    if (use_cap && !receive_fits(t)) return false;
     return pick_source(t, use_cap) >= 0;
   }
 
@@ -200,6 +225,8 @@ class Scheduler {
     ++sends_[static_cast<size_t>(rank_of(t.layer, src))];
     int32_t& recv = receives_[static_cast<size_t>(rank_of(t.layer, t.dst))];
     if (++recv == round_limit_) ++saturated_;
+    receive_bytes_[static_cast<size_t>(rank_of(t.layer, t.dst))] += bytes_[static_cast<size_t>(t.layer)];
+    if (in_round_of_layer_[static_cast<size_t>(t.layer)]++ == 0) ++layers_in_round_;
     ++delta_[key(t.layer, t.expert, num_experts_)];
     if (t.replaced != kEmptySlot) --delta_[key(t.layer, t.replaced, num_experts_)];
     overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 1;
@@ -214,6 +241,8 @@ class Scheduler {
     --sends_[static_cast<size_t>(rank_of(t.layer, t.src))];
     int32_t& recv = receives_[static_cast<size_t>(rank_of(t.layer, t.dst))];
     if (recv-- == round_limit_) --saturated_;
+    receive_bytes_[static_cast<size_t>(rank_of(t.layer, t.dst))] -= bytes_[static_cast<size_t>(t.layer)];
+    if (--in_round_of_layer_[static_cast<size_t>(t.layer)] == 0) --layers_in_round_;
     --delta_[key(t.layer, t.expert, num_experts_)];
     if (t.replaced != kEmptySlot) ++delta_[key(t.layer, t.replaced, num_experts_)];
     overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 0;
@@ -313,18 +342,25 @@ class Scheduler {
       delta_[key(t.layer, t.expert, num_experts_)] = 0;
       ++total_sends_[static_cast<size_t>(rank_of(t.layer, t.src))];
       overwritten_[static_cast<size_t>(t.layer)][static_cast<size_t>(t.dst)] = 0;
+      in_round_of_layer_[static_cast<size_t>(t.layer)] = 0;
       t.in_round = false;
       t.done = true;
     }
+    layers_in_round_ = 0;
     std::fill(sends_.begin(), sends_.end(), 0);
     std::fill(receives_.begin(), receives_.end(), 0);
+    std::fill(receive_bytes_.begin(), receive_bytes_.end(), 0);
   }
 
   const Topology& topo_;
   int32_t num_ranks_;
   int32_t num_experts_;
-  int32_t limit_;
+  int32_t limit_;                // max_per_round
+  int64_t byte_limit_;           // staging_bytes_per_rank
+  int32_t layer_limit_;          // layers_per_commit
   int32_t round_limit_ = 0;      // limit_, or more in a round forced over it
+  int64_t round_byte_limit_ = 0; // byte_limit_, or more in a round forced over it
+  std::vector<int64_t> bytes_;   // [layer]: bytes of one expert
   int32_t pass_ = 0;             // stamp of the current fill pass
   std::vector<int32_t> failed_;  // [pending]: pass in which its chain last failed
   std::vector<LayerGrid> grids_;
@@ -335,6 +371,9 @@ class Scheduler {
   std::vector<int32_t> delta_;                   // [layer, expert]: copies gained minus lost in this round
   std::vector<std::vector<char>> overwritten_;   // [layer][grid index]: a destination in this round
   std::vector<int32_t> sends_, receives_;        // [rank], this round
+  std::vector<int64_t> receive_bytes_;           // [rank], this round
+  std::vector<int32_t> in_round_of_layer_;       // [layer]: transfers of the layer in this round
+  int32_t layers_in_round_ = 0;                  // layers with a transfer in this round
   std::vector<int64_t> total_sends_;             // [rank], whole plan so far
   std::vector<int32_t> round_;
   int32_t saturated_ = 0;  // ranks whose receives reached the budget
@@ -360,6 +399,14 @@ Status check_options(const MigrationOptions& o, int32_t num_layers) {
   if (o.max_per_round < 0) {
     return invalid_argument_error(str_cat("diff: max_per_round must be >= 0 (0 = no limit), got ", o.max_per_round));
   }
+  if (o.staging_bytes_per_rank < 0) {
+    return invalid_argument_error(
+        str_cat("diff: staging_bytes_per_rank must be >= 0 (0 = no limit), got ", o.staging_bytes_per_rank));
+  }
+  if (o.layers_per_commit < 0) {
+    return invalid_argument_error(
+        str_cat("diff: layers_per_commit must be >= 0 (0 = no limit), got ", o.layers_per_commit));
+  }
   return ok_status();
 }
 
@@ -380,8 +427,12 @@ std::string MigrationPlan::summary() const {
               " same-rank, ", transfers_by_link[1], " same-host, ", transfers_by_link[2], " cross-host) in ",
               rounds.size(), rounds.size() == 1 ? " round" : " rounds", ", est. ", secs, "; ", num_unchanged_slots,
               " slots unchanged, ", releases.size(), " released");
-  if (const int32_t over = num_over_limit_rounds(); over > 0)
-    s += str_cat("; ", over, over == 1 ? " round" : " rounds", " over the limit of ", max_per_round, " per rank");
+  if (const int32_t over = num_over_limit_rounds(); over > 0) {
+    s += str_cat("; ", over, over == 1 ? " round" : " rounds", " over the limit of ");
+    if (max_per_round > 0) s += str_cat(max_per_round, " per rank");
+    if (max_per_round > 0 && staging_bytes_per_rank > 0) s += " or ";
+    if (staging_bytes_per_rank > 0) s += str_cat(staging_bytes_per_rank, " staging bytes per rank");
+  }
   return s;
 }
 
@@ -407,6 +458,8 @@ StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, co
   Scheduler sched(current, next, topology, options);
   MigrationPlan plan;
   plan.max_per_round = options.max_per_round;
+  plan.staging_bytes_per_rank = options.staging_bytes_per_rank;
+  plan.layers_per_commit = options.layers_per_commit;
   auto bytes_of = [&](LayerId l) {
     return options.layer_expert_bytes.empty() ? options.expert_bytes
                                               : options.layer_expert_bytes[static_cast<size_t>(l)];
@@ -415,6 +468,7 @@ StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, co
   std::vector<double> recv_s(send_s.size(), 0.0);
   std::vector<int32_t> send_n(send_s.size(), 0);
   std::vector<int32_t> recv_n(send_s.size(), 0);
+  std::vector<int64_t> recv_b(send_s.size(), 0);
 
   sched.run([&](const std::vector<int32_t>& members) {
     MigrationRound round;
@@ -443,6 +497,7 @@ StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, co
       recv_s[static_cast<size_t>(x.dst_rank)] += s;
       ++send_n[static_cast<size_t>(x.src_rank)];
       ++recv_n[static_cast<size_t>(x.dst_rank)];
+      recv_b[static_cast<size_t>(x.dst_rank)] += x.bytes;
       round.bytes += x.bytes;
       plan.transfers_by_link[static_cast<size_t>(x.link)] += 1;
       plan.bytes_by_link[static_cast<size_t>(x.link)] += x.bytes;
@@ -454,6 +509,7 @@ StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, co
         round.seconds = std::max(round.seconds, std::max(send_s[i], recv_s[i]));
         round.max_sends = std::max(round.max_sends, send_n[i]);
         round.max_receives = std::max(round.max_receives, recv_n[i]);
+        round.max_receive_bytes = std::max(round.max_receive_bytes, recv_b[i]);
       }
     }
     for (const Transfer& x : round.transfers) {
@@ -461,10 +517,12 @@ StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, co
         const auto i = static_cast<size_t>(r);
         send_s[i] = recv_s[i] = 0;
         send_n[i] = recv_n[i] = 0;
+        recv_b[i] = 0;
       }
     }
     round.over_limit =
-        options.max_per_round > 0 && std::max(round.max_sends, round.max_receives) > options.max_per_round;
+        (options.max_per_round > 0 && std::max(round.max_sends, round.max_receives) > options.max_per_round) ||
+        (options.staging_bytes_per_rank > 0 && round.max_receive_bytes > options.staging_bytes_per_rank);
     plan.num_transfers += static_cast<int64_t>(round.transfers.size());
     plan.total_bytes += round.bytes;
     plan.total_seconds += round.seconds;
@@ -511,6 +569,8 @@ Status verify_migration(const Placement& current, const MigrationPlan& plan, con
     written[static_cast<size_t>(l)].assign(grids[static_cast<size_t>(l)].before.size(), 0);
   std::vector<int32_t> sends(static_cast<size_t>(num_ranks), 0);
   std::vector<int32_t> receives(static_cast<size_t>(num_ranks), 0);
+  std::vector<int64_t> receive_bytes(static_cast<size_t>(num_ranks), 0);
+  std::vector<char> layer_in_round(static_cast<size_t>(num_layers), 0);
   int64_t num_transfers = 0;
   int64_t total_bytes = 0;
 
@@ -518,6 +578,9 @@ Status verify_migration(const Placement& current, const MigrationPlan& plan, con
     const MigrationRound& round = plan.rounds[k];
     std::fill(sends.begin(), sends.end(), 0);
     std::fill(receives.begin(), receives.end(), 0);
+    std::fill(receive_bytes.begin(), receive_bytes.end(), 0);
+    std::fill(layer_in_round.begin(), layer_in_round.end(), 0);
+    int32_t layers = 0;
     int64_t round_bytes = 0;
     // Reads: every check sees the state at the start of the round.
     for (size_t i = 0; i < round.transfers.size(); ++i) {
@@ -566,7 +629,16 @@ Status verify_migration(const Placement& current, const MigrationPlan& plan, con
       w = static_cast<int32_t>(k) + 1;
       ++sends[static_cast<size_t>(t.src_rank)];
       ++receives[static_cast<size_t>(t.dst_rank)];
+      receive_bytes[static_cast<size_t>(t.dst_rank)] += t.bytes;
+      if (!layer_in_round[static_cast<size_t>(t.layer)]) {
+        layer_in_round[static_cast<size_t>(t.layer)] = 1;
+        ++layers;
+      }
       round_bytes += t.bytes;
+    }
+    if (plan.layers_per_commit > 0 && layers > plan.layers_per_commit) {
+      return invalid_argument_error(str_cat("verify_migration: round ", k, " touches ", layers,
+                                            " layers (layers_per_commit ", plan.layers_per_commit, ")"));
     }
     // Writes, at the end of the round.
     for (const Transfer& t : round.transfers) {
@@ -597,6 +669,17 @@ Status verify_migration(const Placement& current, const MigrationPlan& plan, con
                                             max_sends >= max_receives ? "sends " : "receives ",
                                             std::max(max_sends, max_receives), " experts (max_per_round ",
                                             plan.max_per_round, ")"));
+    }
+    const auto busiest_bytes = std::max_element(receive_bytes.begin(), receive_bytes.end());
+    if (plan.staging_bytes_per_rank > 0 && !round.over_limit && *busiest_bytes > plan.staging_bytes_per_rank) {
+      return invalid_argument_error(str_cat("verify_migration: round ", k, " is not marked over_limit but rank ",
+                                            busiest_bytes - receive_bytes.begin(), " receives ", *busiest_bytes,
+                                            " bytes (staging_bytes_per_rank ", plan.staging_bytes_per_rank, ")"));
+    }
+    if (*busiest_bytes != round.max_receive_bytes) {
+      return invalid_argument_error(str_cat("verify_migration: round ", k, " says max_receive_bytes ",
+                                            round.max_receive_bytes, " but rank ", busiest_bytes - receive_bytes.begin(),
+                                            " receives ", *busiest_bytes, " bytes"));
     }
     if (round_bytes != round.bytes) {
       return invalid_argument_error(str_cat("verify_migration: round ", k, " says ", round.bytes,
@@ -672,6 +755,56 @@ StatusOr<Placement> placement_after_round(const Placement& current, const Migrat
   ValidationRules rules;
   rules.require_every_expert = false;
   return Placement::create(std::move(layout), rules);
+}
+
+}  // namespace omni
+
+namespace omni {
+
+StatusOr<Placement> routing_after_round(const Placement& current, const MigrationPlan& plan, const Placement& next,
+                                        int32_t rounds_applied) {
+  OMNI_ASSIGN_OR_RETURN(Placement slots, placement_after_round(current, plan, next, rounds_applied));
+  const int32_t num_layers = current.num_layers();
+  // Rounds holding each layer's first and last transfer (-1: none).
+  std::vector<int32_t> first(static_cast<size_t>(num_layers), -1), last(static_cast<size_t>(num_layers), -1);
+  for (int32_t k = 0; k < plan.num_rounds(); ++k)
+    for (const Transfer& t : plan.rounds[static_cast<size_t>(k)].transfers) {
+      auto& f = first[static_cast<size_t>(t.layer)];
+      if (f < 0) f = k;
+      last[static_cast<size_t>(t.layer)] = k;
+    }
+  std::vector<LayerId> complete, partial;
+  for (LayerId l = 0; l < num_layers; ++l) {
+    const int32_t f = first[static_cast<size_t>(l)], z = last[static_cast<size_t>(l)];
+    if (z < 0 ? rounds_applied >= 1 : z < rounds_applied) complete.push_back(l);
+    else if (f >= 0 && f < rounds_applied) partial.push_back(l);
+  }
+  OMNI_ASSIGN_OR_RETURN(Placement out, compose_layers(current, next, complete));
+  if (partial.empty()) return out;
+  PlacementLayout layout = out.layout();
+  for (LayerId l : partial) {
+    const auto row = slots.phy2log(l);
+    const int32_t width = slots.slots_per_rank(l);
+    layout.slots_per_rank[static_cast<size_t>(l)] = width;
+    layout.phy2log[static_cast<size_t>(l)].assign(row.begin(), row.end());
+    if (layout.shares.empty()) continue;
+    // Each slot keeps its share in the placement whose expert it holds (a
+    // written slot holds next's expert, an untouched one current's).
+    std::vector<double> sh(row.size(), 0.0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (row[i] == kEmptySlot) continue;
+      const RankId r = static_cast<RankId>(i) / width;
+      const SlotId s = static_cast<SlotId>(i) % width;
+      if (s < next.slots_per_rank(l) && next.expert_at(l, r, s) == row[i]) {
+        sh[i] = next.share_of(l, next.global_slot(l, r, s));
+      } else if (s < current.slots_per_rank(l) && current.expert_at(l, r, s) == row[i]) {
+        sh[i] = current.share_of(l, current.global_slot(l, r, s));
+      }
+    }
+    renormalise_shares(row, sh, current.num_experts());
+    layout.shares[static_cast<size_t>(l)] = std::move(sh);
+  }
+  return Placement::create(std::move(layout), lost_experts_allowed());
 }
 
 }  // namespace omni

@@ -8,6 +8,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/placement_ops.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/runtime/migration_steps.h"
 
 namespace omni {
 
@@ -607,15 +608,21 @@ Status PlacementManager::run_round(const Job& job) {
   OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
   const std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
   if (failure_gen_.load() != job.failure_gen) return aborted_error(str_cat("round ", round, ": a rank failed"));
-  std::vector<std::vector<Transfer>> by_layer(static_cast<size_t>(L));
-  std::vector<LayerId> changed;
-  Placement next;
+  // The round's budget: what diff() schedules is what this manager commits.
+  MigrationOptions budget;
+  for (LayerId l = 0; l < L; ++l) budget.layer_expert_bytes.push_back(store_->slot_bytes(l));
+  budget.expert_bytes = budget.layer_expert_bytes.front();
+  budget.staging_bytes_per_rank = options_.staging_limit_bytes;
+  budget.layers_per_commit = options_.layers_per_commit;
+  budget.max_per_round = 0;
+  std::vector<MigrationStep> steps;
   int64_t plan_sum = 0;
   const bool restore = count_lost_experts(current) > 0;
   if (restore) {
     // 2'. Experts lost to a failure: reload them from the backup into empty or
     //     redundant slots of the survivors before anything else is re-planned
     //     (no plan can place them otherwise: the migration has no source).
+    Placement next;
     std::vector<Transfer> transfers;
     OMNI_ASSIGN_OR_RETURN(bool any, plan_restore(current, job.failed, next, transfers));
     if (!any) {
@@ -624,9 +631,7 @@ Status PlacementManager::run_round(const Job& job) {
       return ok_status();
     }
     plan_sum = vote_checksum(next.checksum());
-    for (const Transfer& t : transfers) by_layer[static_cast<size_t>(t.layer)].push_back(t);
-    for (LayerId l = 0; l < L; ++l)
-      if (!by_layer[static_cast<size_t>(l)].empty()) changed.push_back(l);
+    OMNI_ASSIGN_OR_RETURN(steps, restore_steps(current, next, transfers, budget));
   } else {
     // 2. Plan (every rank the same; the vote compares checksums), on the live
     //    ranks only once some have failed.
@@ -644,7 +649,7 @@ Status PlacementManager::run_round(const Job& job) {
     } else {
       OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(load, current, job.failed));
     }
-    next = std::move(plan.placement);
+    const Placement& next = plan.placement;
     OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
     OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
     {
@@ -654,69 +659,30 @@ Status PlacementManager::run_round(const Job& job) {
       stats_.last_predicted_after = after.mean_max_over_mean;
     }
     plan_sum = vote_checksum(next.checksum());
-    for (LayerId l = 0; l < L; ++l)
-      if (!layers_equal(current, next, l)) changed.push_back(l);
-    if (changed.empty() || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
+    bool changed = false;
+    for (LayerId l = 0; l < L && !changed; ++l) changed = !layers_equal(current, next, l);
+    if (!changed || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
       set_vote(round, 0, StagePhase::kNoChange, 1, plan_sum);
       wait_verdict(round, 0);
       return ok_status();
     }
-    // 3. Migration plan, every source read from the placement in force.
-    MigrationOptions mo;
-    mo.max_per_round = 0;
-    for (LayerId l = 0; l < L; ++l) mo.layer_expert_bytes.push_back(store_->slot_bytes(l));
-    mo.expert_bytes = mo.layer_expert_bytes.front();
-    OMNI_ASSIGN_OR_RETURN(MigrationPlan mp, diff(current, next, topology_, mo));
-    for (const auto& r : mp.rounds) {
-      for (const Transfer& t : r.transfers) {
-        if (current.expert_at(t.layer, current.global_slot(t.layer, t.src_rank, t.src_slot)) != t.expert)
-          return internal_error(str_cat("round ", round, ": migration transfer of expert ", t.expert, " in layer ",
-                                        t.layer, " reads rank ", t.src_rank, " slot ", t.src_slot,
-                                        ", which does not hold it in the placement in force"));
-        by_layer[static_cast<size_t>(t.layer)].push_back(t);
-      }
-    }
+    // 3. The migration plan's rounds, one commit each (every rank derives the
+    //    same steps from the same placements).
+    OMNI_ASSIGN_OR_RETURN(steps, migration_steps(current, next, topology_, budget));
   }
-  // 4. Batches of changed layers within the staging limit (the largest need of
-  //    any rank, the same computation on every rank).
-  std::vector<std::vector<LayerId>> batches;
-  int64_t batch_need = 0;
-  for (LayerId l : changed) {
-    std::vector<int64_t> per_rank(static_cast<size_t>(R), 0);
-    for (const Transfer& t : by_layer[static_cast<size_t>(l)]) per_rank[static_cast<size_t>(t.dst_rank)] += t.bytes;
-    const int64_t need = *std::max_element(per_rank.begin(), per_rank.end());
-    if (need > options_.staging_limit_bytes)
-      return resource_exhausted_error(str_cat("round ", round, ": layer ", l, " needs ", need,
-                                              " bytes of staging on one rank, over the limit of ",
-                                              options_.staging_limit_bytes));
-    const bool full = !batches.empty() &&
-                      ((options_.layers_per_commit > 0 &&
-                        static_cast<int32_t>(batches.back().size()) >= options_.layers_per_commit) ||
-                       batch_need + need > options_.staging_limit_bytes);
-    if (batches.empty() || full) {
-      batches.emplace_back();
-      batch_need = 0;
-    }
-    batches.back().push_back(l);
-    batch_need += need;
-  }
-  // 5. Stage and hand over one batch at a time.
+  // 4. Stage and hand over one step at a time.
   std::shared_ptr<const RoutingSnapshot> prev = job.base;
-  for (size_t b = 0; b < batches.size(); ++b) {
-    OMNI_ASSIGN_OR_RETURN(Placement composite, compose_layers(prev->placement(), next, batches[b]));
-    OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::rebuild(*prev, std::make_shared<const Placement>(std::move(composite)),
-                                                              batches[b], topology_, rank_,
+  for (size_t b = 0; b < steps.size(); ++b) {
+    const MigrationStep& step = steps[b];
+    OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::rebuild(*prev, step.routing, step.changed, topology_, rank_,
                                                               job.base->epoch() + b + 1));
-    std::vector<Transfer> transfers;
-    for (LayerId l : batches[b])
-      transfers.insert(transfers.end(), by_layer[static_cast<size_t>(l)].begin(), by_layer[static_cast<size_t>(l)].end());
     auto prep = std::make_unique<Prepared>();
     prep->round = round;
     prep->batch = static_cast<int64_t>(b);
     prep->snapshot = snap;
     prep->restore = restore;
     const auto tt = Clock::now();
-    Status s = stage_batch(round, static_cast<int64_t>(b), job.failure_gen, transfers, prep->staging);
+    Status s = stage_batch(round, static_cast<int64_t>(b), job.failure_gen, step.transfers, prep->staging);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.transfer_seconds += seconds_since(tt);
@@ -726,7 +692,7 @@ Status PlacementManager::run_round(const Job& job) {
       for (StagingId id : prep->staging) store_->release_staging(id);
       return s;
     }
-    for (const Transfer& t : transfers) {
+    for (const Transfer& t : step.transfers) {
       ++prep->experts_moved;
       prep->bytes_moved += t.bytes;
       if (t.dst_rank == rank_) prep->bytes_received += t.bytes;
@@ -737,7 +703,7 @@ Status PlacementManager::run_round(const Job& job) {
       vote_.round = round;
       vote_.batch = static_cast<int64_t>(b);
       vote_.phase = StagePhase::kReady;
-      vote_.last_batch = b + 1 == batches.size() ? 1 : 0;
+      vote_.last_batch = b + 1 == steps.size() ? 1 : 0;
       vote_.plan_checksum = plan_sum;
     }
     cv_.notify_all();

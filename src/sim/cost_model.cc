@@ -356,17 +356,34 @@ StatusOr<StepBound> step_lower_bound(const LoadMatrix& load, int32_t num_ranks,
 
 namespace omni::sim {
 
-StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& to, const Topology& topology,
-                                       const CostParams& params, int32_t max_per_round) {
+StatusOr<MigrationPlan> priced_migration(const Placement& from, const Placement& to, const Topology& topology,
+                                         const CostParams& params, int64_t staging_bytes_per_rank,
+                                         int32_t layers_per_commit) {
   OMNI_RETURN_IF_ERROR(params.validate());
   if (params.expert_bytes < 1 || params.expert_bytes > static_cast<double>(kMaxExpertBytes)) {
     return invalid_argument_error(str_cat("sim migration: expert_bytes ", params.expert_bytes, " must be in [1, ",
                                           kMaxExpertBytes, "]"));
   }
+  if (staging_bytes_per_rank < 0 || layers_per_commit < 0) {
+    return invalid_argument_error(str_cat("sim migration: staging_bytes_per_rank (", staging_bytes_per_rank,
+                                          ") and layers_per_commit (", layers_per_commit,
+                                          ") must be >= 0 (0 = no limit)"));
+  }
+  // The PlacementManager's budget (runtime/placement_manager.h): no count
+  // limit, only staging bytes and layers per commit.
   MigrationOptions options;
   options.expert_bytes = static_cast<int64_t>(std::llround(params.expert_bytes));
-  options.max_per_round = max_per_round;
-  OMNI_ASSIGN_OR_RETURN(MigrationPlan plan, diff(from, to, topology, options));
+  options.staging_bytes_per_rank = staging_bytes_per_rank;
+  options.layers_per_commit = layers_per_commit;
+  options.max_per_round = 0;
+  return diff(from, to, topology, options);
+}
+
+StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& to, const Topology& topology,
+                                       const CostParams& params, int64_t staging_bytes_per_rank,
+                                       int32_t layers_per_commit) {
+  OMNI_ASSIGN_OR_RETURN(MigrationPlan plan,
+                        priced_migration(from, to, topology, params, staging_bytes_per_rank, layers_per_commit));
   MigrationCost out;
   out.transfers = plan.num_transfers;
   out.rounds = plan.num_rounds();

@@ -146,7 +146,8 @@ Status replan(PolicyState& st, const LoadMatrix& window, const std::vector<LoadM
     st.staged.reset();
     st.staged_model.reset();
   }
-  OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost, options.migration_max_per_round));
+  OMNI_ASSIGN_OR_RETURN(MigrationCost mig, migration_cost(st.placement, *next, topo, cost, options.staging_bytes_per_rank,
+                                                          options.layers_per_commit));
   if (st.spec->charge_migration && options.migration_mode == MigrationMode::kBackground && mig.transfers > 0) {
     st.staged = std::move(next).value();
     st.staged_model = std::move(model);
@@ -199,6 +200,11 @@ StatusOr<SimResult> simulate(TraceSource& trace, const Topology& topology, const
     return invalid_argument_error(str_cat("simulate: sample_intervals ", options.sample_intervals, " must be >= 1"));
   }
   if (options.max_steps < 0) return invalid_argument_error("simulate: max_steps must be >= 0");
+  if (options.staging_bytes_per_rank < 0 || options.layers_per_commit < 0) {
+    return invalid_argument_error(str_cat("simulate: staging_bytes_per_rank (", options.staging_bytes_per_rank,
+                                          ") and layers_per_commit (", options.layers_per_commit,
+                                          ") must be >= 0 (0 = no limit)"));
+  }
   if (options.shift_check_steps < 0 || !(options.shift_threshold >= 0) || !std::isfinite(options.shift_threshold)) {
     return invalid_argument_error(str_cat("simulate: shift_check_steps (", options.shift_check_steps,
                                           ") and shift_threshold (", options.shift_threshold,

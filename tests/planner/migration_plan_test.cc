@@ -34,9 +34,19 @@ Placement make(int32_t num_ranks, int32_t num_experts, const std::vector<Row>& r
 
 Topology hosts(int32_t num_ranks, int32_t ranks_per_host) { return *Topology::uniform(num_ranks, ranks_per_host); }
 
+// A count budget only (no byte budget): k experts sent and received per rank and round.
 MigrationOptions limit(int32_t k) {
   MigrationOptions o;
   o.max_per_round = k;
+  o.staging_bytes_per_rank = 0;
+  return o;
+}
+
+// A staging budget only: `experts` experts' bytes received per rank and round, and `layers` layers.
+MigrationOptions staging(int64_t experts, int32_t layers = 0) {
+  MigrationOptions o;
+  o.staging_bytes_per_rank = experts * o.expert_bytes;
+  o.layers_per_commit = layers;
   return o;
 }
 
@@ -275,6 +285,105 @@ TEST(MigrationPlanTest, PlacementAfterRoundIsTheRoutableStateOnTheMigrationGrid)
   EXPECT_EQ(placement_after_round(c.a, broken, c.b, 0).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(MigrationPlanTest, StagingBudgetSplitsALayerAcrossRounds) {
+  // One host. Rank 1 fills three empty slots with replicas of 0, 1, 2 (all on rank 0): with staging for two
+  // experts per rank, two go in the first round and the third in the second.
+  const Placement a = make(2, 3, {{3, {0, 1, 2, -1, -1, -1}}});
+  const Placement b = make(2, 3, {{3, {0, 1, 2, 0, 1, 2}}});
+  auto plan = diff_verified(a, b, hosts(2, 2), staging(2));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->num_rounds(), 2);
+  EXPECT_EQ(plan->staging_bytes_per_rank, 2 * kDeepSeekV3ExpertBytes);
+  EXPECT_EQ(plan->rounds[0].transfers, (std::vector<Transfer>{tr(0, 0, 0, 0, 1, 0, -1, LinkClass::kSameHost),
+                                                              tr(0, 1, 0, 1, 1, 1, -1, LinkClass::kSameHost)}));
+  EXPECT_EQ(plan->rounds[1].transfers, (std::vector<Transfer>{tr(0, 2, 0, 2, 1, 2, -1, LinkClass::kSameHost)}));
+  EXPECT_EQ(plan->rounds[0].max_receive_bytes, 2 * kDeepSeekV3ExpertBytes);
+  EXPECT_EQ(plan->num_over_limit_rounds(), 0);
+  // The runtime routes by the first two new replicas after the first commit, by next after the second.
+  auto mid = routing_after_round(a, *plan, b, 1);
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  EXPECT_EQ(std::vector<ExpertId>(mid->phy2log(0).begin(), mid->phy2log(0).end()),
+            (std::vector<ExpertId>{0, 1, 2, 0, 1, -1}));
+  auto end = routing_after_round(a, *plan, b, 2);
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_EQ(*end, b);
+}
+
+TEST(MigrationPlanTest, LayersPerCommitBoundsTheLayersOfARound) {
+  // Three layers, each swapping rank 0's and rank 1's expert: one layer per round with layers_per_commit 1,
+  // in layer order; two then one with 2; all in one round without the limit.
+  const Row swap{1, {1, 0}};
+  const Placement a = make(2, 2, {{1, {0, 1}}, {1, {0, 1}}, {1, {0, 1}}});
+  const Placement b = make(2, 2, {swap, swap, swap});
+  for (const auto& [layers, want] : std::vector<std::pair<int32_t, std::vector<int32_t>>>{
+           {1, {1, 1, 1}}, {2, {2, 1}}, {0, {3}}}) {
+    auto plan = diff_verified(a, b, hosts(2, 1), staging(0, layers));
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    std::vector<int32_t> per_round;
+    LayerId next_layer = 0;
+    for (const MigrationRound& r : plan->rounds) {
+      std::vector<LayerId> ls;
+      for (const Transfer& t : r.transfers)
+        if (ls.empty() || ls.back() != t.layer) ls.push_back(t.layer);
+      for (LayerId l : ls) EXPECT_EQ(l, next_layer++) << "layers_per_commit " << layers;  // early layers first
+      per_round.push_back(static_cast<int32_t>(ls.size()));
+    }
+    EXPECT_EQ(per_round, want) << "layers_per_commit " << layers;
+  }
+}
+
+TEST(MigrationPlanTest, ExpertLargerThanTheStagingGoesAloneOverTheLimit) {
+  // Staging of one byte cannot hold any expert: every round is forced over the limit and then takes
+  // at most one transfer per receiving rank (the per-rank bytes the forced transfer set).
+  const Placement a = make(2, 3, {{3, {0, 1, 2, -1, -1, -1}}});
+  const Placement b = make(2, 3, {{3, {0, 1, 2, 0, 1, 2}}});
+  MigrationOptions o;
+  o.staging_bytes_per_rank = 1;
+  auto plan = diff_verified(a, b, hosts(2, 2), o);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->num_rounds(), 3);
+  EXPECT_EQ(plan->num_over_limit_rounds(), 3);
+  for (const MigrationRound& r : plan->rounds) EXPECT_EQ(r.max_receive_bytes, kDeepSeekV3ExpertBytes);
+  EXPECT_NE(plan->summary().find("3 rounds over the limit of 1 staging bytes per rank"), std::string::npos)
+      << plan->summary();
+}
+
+TEST(MigrationPlanTest, RoutingOfAPartiallyMigratedLayerKeepsSharesPerSlot) {
+  // Layer 0: rank 1's two empty slots get replicas of 0 and 1 under a one-expert staging budget (two
+  // rounds); next splits 0's load 0.25/0.75 and 1's 0.5/0.5. Layer 1 changes shares only.
+  PlacementLayout la;
+  la.num_ranks = 2;
+  la.num_experts = 2;
+  la.slots_per_rank = {2, 2};
+  la.phy2log = {{0, 1, -1, -1}, {0, 1, 0, 1}};
+  PlacementLayout lb = la;
+  lb.phy2log[0] = {0, 1, 0, 1};
+  lb.shares = {{0.25, 0.5, 0.75, 0.5}, {0.9, 0.5, 0.1, 0.5}};
+  const Placement a = *Placement::create(la);
+  const Placement b = *Placement::create(lb);
+  auto plan = diff_verified(a, b, hosts(2, 2), staging(1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->num_rounds(), 2);
+  auto mid = routing_after_round(a, *plan, b, 1);
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  // Layer 0 after one round: slot 2 holds 0 (next's share 0.75, with slot 0's 0.25: already 1); slot 3 empty,
+  // so expert 1's slot 1 (next's share 0.5) is renormalised to 1.
+  EXPECT_EQ(std::vector<ExpertId>(mid->phy2log(0).begin(), mid->phy2log(0).end()),
+            (std::vector<ExpertId>{0, 1, 0, -1}));
+  EXPECT_DOUBLE_EQ(mid->share_of(0, 0), 0.25);
+  EXPECT_DOUBLE_EQ(mid->share_of(0, 1), 1.0);
+  EXPECT_DOUBLE_EQ(mid->share_of(0, 2), 0.75);
+  // Layer 1 has no transfer: it takes next's shares with the first commit.
+  EXPECT_DOUBLE_EQ(mid->share_of(1, 0), 0.9);
+  auto before = routing_after_round(a, *plan, b, 0);
+  ASSERT_TRUE(before.ok());
+  EXPECT_DOUBLE_EQ(before->share_of(1, 0), 0.5);
+  auto end = routing_after_round(a, *plan, b, 2);
+  ASSERT_TRUE(end.ok());
+  EXPECT_EQ(*end, b);
+  EXPECT_EQ(routing_after_round(a, *plan, b, 3).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(MigrationPlanTest, PerLayerExpertBytes) {
   const Placement a = make(2, 2, {{1, {0, 1}}, {1, {0, 1}}});
   const Placement b = make(2, 2, {{1, {1, 0}}, {1, {1, 0}}});
@@ -339,6 +448,17 @@ TEST(MigrationPlanTest, RejectsMismatchedInputsAndBadOptions) {
   o = {};
   o.max_per_round = -1;
   EXPECT_EQ(diff(a, a, hosts(2, 1), o).status().code(), StatusCode::kInvalidArgument);
+  o = {};
+  o.staging_bytes_per_rank = -1;
+  auto bytes = diff(a, a, hosts(2, 1), o);
+  EXPECT_NE(bytes.status().message().find("staging_bytes_per_rank must be >= 0 (0 = no limit), got -1"),
+            std::string::npos)
+      << bytes.status();
+  o = {};
+  o.layers_per_commit = -1;
+  auto layers = diff(a, a, hosts(2, 1), o);
+  EXPECT_NE(layers.status().message().find("layers_per_commit must be >= 0 (0 = no limit), got -1"), std::string::npos)
+      << layers.status();
   EXPECT_EQ(verify_migration(a, MigrationPlan{}, three_experts).code(), StatusCode::kInvalidArgument);
 }
 
@@ -410,6 +530,10 @@ INSTANTIATE_TEST_SUITE_P(
                    "layer 0, rank 1 slot 1 holds expert -1 but the next placement has 0"},
         BrokenCase{"UnflaggedRoundOverTheLimit", [](MigrationPlan& p) { p.max_per_round = 1; },
                    "round 0 is not marked over_limit but rank 0 sends 3 experts (max_per_round 1)"},
+        BrokenCase{"UnflaggedRoundOverTheStaging", [](MigrationPlan& p) { p.staging_bytes_per_rank = 1; },
+                   "round 0 is not marked over_limit but rank 0 receives 88080384 bytes (staging_bytes_per_rank 1)"},
+        BrokenCase{"WrongMaxReceiveBytes", [](MigrationPlan& p) { p.rounds[0].max_receive_bytes += 1; },
+                   "round 0 says max_receive_bytes 88080385 but rank 0 receives 88080384 bytes"},
         BrokenCase{"WrongRoundBytes", [](MigrationPlan& p) { p.rounds[0].bytes += 1; },
                    "round 0 says 132120577 bytes but its transfers sum to 132120576"},
         BrokenCase{"LayerOutOfRange", [](MigrationPlan& p) { p.rounds[0].transfers[1].layer = 5; },
@@ -481,16 +605,17 @@ Placement rotated(const Placement& p) {
   return *Placement::create(layout);
 }
 
-void check_pair(const Placement& a, const Placement& b, const Topology& topo, int32_t k, const std::string& what) {
+void check_pair(const Placement& a, const Placement& b, const Topology& topo, const MigrationOptions& o,
+                const std::string& what) {
   SCOPED_TRACE(what);
-  MigrationOptions o;
-  o.max_per_round = k;
+  const int32_t k = o.max_per_round;
   auto plan = diff(a, b, topo, o);
   ASSERT_TRUE(plan.ok()) << plan.status();
   const Status s = verify_migration(a, *plan, b);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(plan->num_transfers, changed_slots(a, b));
-  if (k == 0) {
+  const bool unlimited = k == 0 && o.staging_bytes_per_rank == 0 && o.layers_per_commit == 0;
+  if (unlimited) {
     EXPECT_LE(plan->num_rounds(), 1);
   }
   for (const MigrationRound& r : plan->rounds) {
@@ -498,6 +623,15 @@ void check_pair(const Placement& a, const Placement& b, const Topology& topo, in
     if (!r.over_limit && k > 0) {
       EXPECT_LE(r.max_sends, k);
       EXPECT_LE(r.max_receives, k);
+    }
+    if (!r.over_limit && o.staging_bytes_per_rank > 0) {
+      EXPECT_LE(r.max_receive_bytes, o.staging_bytes_per_rank);
+    }
+    std::vector<LayerId> layers;
+    for (const Transfer& t : r.transfers) layers.push_back(t.layer);
+    layers.erase(std::unique(layers.begin(), layers.end()), layers.end());  // transfers are sorted by layer
+    if (o.layers_per_commit > 0) {
+      EXPECT_LE(static_cast<int32_t>(layers.size()), o.layers_per_commit);
     }
   }
   expect_nearest_sources(a, b, topo, *plan);
@@ -510,6 +644,21 @@ void check_pair(const Placement& a, const Placement& b, const Topology& topo, in
       for (ExpertId e = 0; e < a.num_experts(); ++e)
         if (a.replica_count(l, e) > 0 && b.replica_count(l, e) > 0) {
           ASSERT_GT(mid->replica_count(l, e), 0) << "after round " << r << ", layer " << l << ", expert " << e;
+        }
+    // What a runtime routes by after committing r rounds: current at 0, next at the end,
+    // every expert of both served in between, layers untouched or complete equal to one side.
+    auto routed = routing_after_round(a, *plan, b, r);
+    ASSERT_TRUE(routed.ok()) << routed.status();
+    if (r == 0) {
+      EXPECT_EQ(*routed, a);
+    }
+    if (r == plan->num_rounds() && r > 0) {
+      EXPECT_EQ(*routed, b);
+    }
+    for (LayerId l = 0; l < a.num_layers(); ++l)
+      for (ExpertId e = 0; e < a.num_experts(); ++e)
+        if (a.replica_count(l, e) > 0 && b.replica_count(l, e) > 0) {
+          ASSERT_GT(routed->replica_count(l, e), 0) << "routing after round " << r << ", layer " << l;
         }
     if (r == plan->num_rounds()) {
       for (LayerId l = 0; l < a.num_layers(); ++l)
@@ -543,10 +692,21 @@ TEST(MigrationPlanPropertyTest, EveryPlanOnRandomPairsVerifies) {
         *Placement::create(testing::random_layout(rng, num_layers, num_ranks, num_experts, 0, 3, !dups, 0.3));
     for (int32_t k : {0, 1, 2, 5}) {
       const std::string what = "seed " + std::to_string(seed) + ", max_per_round " + std::to_string(k);
-      check_pair(a, b, topo, k, what + ", independent pair");
-      check_pair(a, permuted(rng, a), topo, k, what + ", permuted");
-      check_pair(a, rotated(a), topo, k, what + ", rotated");
+      check_pair(a, b, topo, limit(k), what + ", independent pair");
+      check_pair(a, permuted(rng, a), topo, limit(k), what + ", permuted");
+      check_pair(a, rotated(a), topo, limit(k), what + ", rotated");
       auto plan = diff(a, b, topo, limit(k));
+      rounds += plan->num_rounds();
+      over_limit_rounds += plan->num_over_limit_rounds();
+    }
+    // The runtime's budget: staging bytes (k experts' worth) and layers per commit.
+    for (const auto& [k, layers] : std::vector<std::pair<int32_t, int32_t>>{{0, 1}, {1, 0}, {2, 1}, {3, 2}}) {
+      const std::string what = "seed " + std::to_string(seed) + ", staging for " + std::to_string(k) +
+                               " experts, layers_per_commit " + std::to_string(layers);
+      check_pair(a, b, topo, staging(k, layers), what + ", independent pair");
+      check_pair(a, permuted(rng, a), topo, staging(k, layers), what + ", permuted");
+      check_pair(a, rotated(a), topo, staging(k, layers), what + ", rotated");
+      auto plan = diff(a, b, topo, staging(k, layers));
       rounds += plan->num_rounds();
       over_limit_rounds += plan->num_over_limit_rounds();
     }
@@ -561,7 +721,8 @@ TEST(MigrationPlanPropertyTest, LargerPairsVerify) {
     std::mt19937_64 rng(1000 + seed);
     const Placement a = *Placement::create(testing::random_layout(rng, 4, 16, 64, 0, 2, true, 0.1));
     const Placement b = *Placement::create(testing::random_layout(rng, 4, 16, 64, 0, 2, true, 0.1));
-    for (int32_t k : {1, 4}) check_pair(a, b, hosts(16, 8), k, "seed " + std::to_string(seed));
+    for (int32_t k : {1, 4}) check_pair(a, b, hosts(16, 8), limit(k), "seed " + std::to_string(seed));
+    check_pair(a, b, hosts(16, 8), staging(3, 2), "seed " + std::to_string(seed) + ", staging");
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -48,7 +49,11 @@ struct SimulateOptions {
   double shift_threshold = sim::SimOptions{}.shift_threshold;
   int64_t interval = 100;
   std::string migration = "stall";
-  int32_t migration_per_round = 8;
+  // The runtime's migration budget (PlacementManagerOptions of the same names).
+  int64_t staging_bytes_per_rank = omni::kDefaultStagingBytesPerRank;
+  int32_t layers_per_commit = 0;
+  // Replaced by --staging-bytes-per-rank: N experts of --expert-mb each (-1: not given).
+  int32_t migration_per_round = -1;
   // Cost model, in the units users think in.
   double expert_mb = sim::CostParams{}.expert_bytes / 1e6;
   double dispatch_bytes = sim::CostParams{}.dispatch_bytes_per_token;
@@ -78,7 +83,8 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   j["ranks_per_host"] = o.ranks_per_host;
   j["interval_steps"] = o.interval;
   j["migration"] = o.migration;
-  j["migration_per_round"] = o.migration_per_round;
+  j["staging_bytes_per_rank"] = o.staging_bytes_per_rank;
+  j["layers_per_commit"] = o.layers_per_commit;
   j["shift_check_steps"] = o.shift_check;
   j["shift_threshold"] = o.shift_threshold;
   j["wall_s"] = r.wall_s;
@@ -141,8 +147,11 @@ omni::Status plot_steps(const std::string& csv, const std::string& prefix, int64
   return omni::ok_status();
 }
 
-int run_simulate(const SimulateOptions& o) {
+int run_simulate(const SimulateOptions& given) {
   const std::string cmd = "simulate";
+  SimulateOptions o = given;
+  if (o.migration_per_round >= 0)  // the old flag: N experts' worth of staging
+    o.staging_bytes_per_rank = o.migration_per_round * std::llround(o.expert_mb * 1e6);
   auto params = o.workload.resolve();
   if (!params.ok()) return omni::cli::fail(cmd, params.status());
   sim::CostParams cost;
@@ -207,7 +216,8 @@ int run_simulate(const SimulateOptions& o) {
   auto mode = sim::parse_migration_mode(o.migration);
   if (!mode.ok()) return omni::cli::fail(cmd, mode.status());
   opts.migration_mode = *mode;
-  opts.migration_max_per_round = o.migration_per_round;
+  opts.staging_bytes_per_rank = o.staging_bytes_per_rank;
+  opts.layers_per_commit = o.layers_per_commit;
   opts.history_intervals = o.history;
   opts.sample_intervals = o.samples;
   opts.shift_check_steps = o.shift_check;
@@ -285,9 +295,20 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
                   "stall: charge weight moves as a stall; background: move them while serving, switch when done")
       ->check(CLI::IsMember({"stall", "background"}))
       ->capture_default_str();
+  auto* staging = sub->add_option("--staging-bytes-per-rank", opts->staging_bytes_per_rank,
+                                  "Migration rounds as the runtime commits them: bytes of expert weights one rank "
+                                  "receives per round, its staging memory (0: no limit)")
+                      ->check(omni::cli::int_range(0, std::numeric_limits<int64_t>::max()))
+                      ->capture_default_str();
+  sub->add_option("--layers-per-commit", opts->layers_per_commit,
+                  "Migration rounds as the runtime commits them: layers per round (0: no limit)")
+      ->check(omni::cli::int_range(0, std::numeric_limits<int32_t>::max()))
+      ->capture_default_str();
   sub->add_option("--migration-per-round", opts->migration_per_round,
-                  "Experts a rank sends (and receives) per migration round, the staging memory (0: no limit)")
-      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerLayer))->capture_default_str();
+                  "Replaced by --staging-bytes-per-rank: staging for N experts of --expert-mb per rank and round "
+                  "(0: no limit)")
+      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerLayer))
+      ->excludes(staging);
   sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")
       ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
   sub->add_option("--samples", opts->samples,

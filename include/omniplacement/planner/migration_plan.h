@@ -1,14 +1,20 @@
 // Migration plans: the ordered expert-weight transfers that turn the current
 // placement into the next one, and the safety check that proves a plan correct.
 //
-//   omni::MigrationOptions opt;                  // 44 MB per expert (DeepSeek-V3 FP8), 8 per round
-//   opt.max_per_round = 4;
+//   omni::MigrationOptions opt;                  // 44 MB per expert (DeepSeek-V3 FP8), 1 GiB of staging per rank
+//   opt.layers_per_commit = 4;                   // what a PlacementManager with these options commits at once
 //   omni::StatusOr<omni::MigrationPlan> plan = omni::diff(current, next, topology, opt);
 //   if (!plan.ok()) return plan.status();
 //   for (const omni::MigrationRound& round : plan->rounds)
 //     for (const omni::Transfer& t : round.transfers)
 //       copy(t.layer, t.src_rank, t.src_slot, t.dst_rank, t.dst_slot);   // t.bytes bytes
 //   omni::Status safe = omni::verify_migration(current, *plan, next);    // OK for every plan diff() makes
+//
+// One model for the runtime and the simulator: a round is what a
+// PlacementManager stages and then commits at one step (one epoch), and
+// routing_after_round() is the placement it serves by after that commit. The
+// simulator prices the same rounds (sim/cost_model.h, migration_cost), built
+// with the same budget (staging_bytes_per_rank, layers_per_commit).
 //
 // ## Slots
 // A slot is named by (layer, rank, slot within the rank), never by global slot,
@@ -55,19 +61,27 @@
 // the round), that transfer joins the same round if the budget allows.
 //
 // ## Rounds
-// In a round no rank sends more than max_per_round experts and none receives
-// more than max_per_round (a local copy counts as one send and one receive of its
-// rank, since it also occupies a staging buffer). Transfers are taken in order
-// of (layer, destination rank, destination slot), so early rounds carry early
-// layers, matching a runtime that commits layer by layer. Rounds mix layers.
+// A round's budget, per rank (MigrationOptions; 0 switches a limit off):
+//   staging_bytes_per_rank  bytes one rank receives in the round (its staging
+//                           memory: every received transfer, local copies
+//                           included, occupies a staging buffer until the commit);
+//   layers_per_commit       distinct layers the round touches (layer by layer updates);
+//   max_per_round           experts one rank sends, and experts one rank receives
+//                           (a local copy counts as one send and one receive of its rank).
+// Transfers are taken in order of (layer, destination rank, destination slot),
+// so early rounds carry early layers, matching a runtime that commits layer by
+// layer; a layer may span rounds when the budget runs out inside it. Rounds mix
+// layers up to layers_per_commit.
 // The only exception to the budget: a cycle of slots whose experts have no other
-// in-place copy must move in one round; when such a cycle needs more than
-// max_per_round transfers on one rank and no other transfer can go, the round
-// takes it whole and is marked over_limit; it then takes other transfers up to
-// the per-rank count that cycle forced, no further. This happens when slots are
+// in-place copy must move in one round; when such a cycle needs more than the
+// per-rank budget on one rank and no other transfer can go, the round takes it
+// whole and is marked over_limit; it then takes other transfers up to the
+// per-rank counts and bytes that cycle forced, no further (layers_per_commit
+// is never exceeded: a cycle lies in one layer). This happens when slots are
 // full of sole copies (no redundant or empty slot to break the cycle), e.g.
 // between two placements without redundancy: staging cannot help there, since
 // writing any slot of the cycle first would leave its expert with no replica.
+// A runtime whose staging memory is exactly the budget cannot run such a round.
 //
 // ## Time model
 // Within a round all transfers run in parallel. A rank sends its transfers one
@@ -101,16 +115,27 @@ namespace omni {
 inline constexpr int64_t kDeepSeekV3ExpertBytes = int64_t{3} * 7168 * 2048;
 // Largest accepted expert size (16 GiB), so that plan totals never overflow int64.
 inline constexpr int64_t kMaxExpertBytes = int64_t{1} << 34;
+// Staging memory per rank per round (one commit) unless told otherwise: the
+// default of MigrationOptions, PlacementManagerOptions, the YAML key
+// staging_bytes_per_rank and the CLI's --staging-bytes-per-rank.
+inline constexpr int64_t kDefaultStagingBytesPerRank = int64_t{1} << 30;
 
+// The budget of one round (see "Rounds" above) and the sizes it is counted in.
+// The defaults are the PlacementManager's: what the runtime runs.
 struct MigrationOptions {
   // Bytes of one expert's weights, used for every layer unless layer_expert_bytes is set.
   // Must be in [1, kMaxExpertBytes].
   int64_t expert_bytes = kDeepSeekV3ExpertBytes;
   // Optional per-layer sizes: empty, or num_layers elements in [1, kMaxExpertBytes].
   std::vector<int64_t> layer_expert_bytes;
-  // At most this many experts sent, and this many received, by one rank in one round
-  // (staging memory per rank is max_per_round x expert bytes). 0 = no limit (one round).
-  int32_t max_per_round = 8;
+  // At most this many bytes received by one rank in one round (its staging
+  // memory). 0 = no limit. >= 0.
+  int64_t staging_bytes_per_rank = kDefaultStagingBytesPerRank;
+  // At most this many distinct layers in one round. 0 = no limit. >= 0.
+  int32_t layers_per_commit = 0;
+  // At most this many experts sent, and this many received, by one rank in one
+  // round. 0 = no limit (the runtime has none). >= 0.
+  int32_t max_per_round = 0;
 };
 
 // One expert-weight copy. src and dst may be the same rank (a local copy between slots).
@@ -135,7 +160,10 @@ struct MigrationRound {
   double seconds = 0;        // estimated time (time model in the file comment)
   int32_t max_sends = 0;     // most transfers sent by one rank in this round
   int32_t max_receives = 0;  // most transfers received by one rank in this round
-  bool over_limit = false;   // max_sends or max_receives exceeds the plan's max_per_round
+  int64_t max_receive_bytes = 0;  // most bytes received by one rank in this round (its staging need)
+  // max_sends or max_receives exceeds the plan's max_per_round, or
+  // max_receive_bytes its staging_bytes_per_rank (see "Rounds").
+  bool over_limit = false;
 
   friend bool operator==(const MigrationRound&, const MigrationRound&) = default;
 };
@@ -154,7 +182,10 @@ struct SlotRelease {
 struct MigrationPlan {
   std::vector<MigrationRound> rounds;
   std::vector<SlotRelease> releases;  // sorted by (layer, rank, slot)
-  int32_t max_per_round = 0;          // the budget the plan was made with (0 = none)
+  // The budget the plan was made with (0 = none), from MigrationOptions.
+  int32_t max_per_round = 0;
+  int64_t staging_bytes_per_rank = 0;
+  int32_t layers_per_commit = 0;
   int64_t num_transfers = 0;
   int64_t total_bytes = 0;
   double total_seconds = 0;         // sum of the rounds' seconds
@@ -187,7 +218,9 @@ StatusOr<MigrationPlan> diff(const Placement& current, const Placement& next, co
 // every transfer is in range and reads a slot that holds its expert at the start
 // of its round; its `replaced` field is what the destination held; no destination
 // is written twice in a round; rounds not marked over_limit respect
-// plan.max_per_round; after every round every expert with a replica in both
+// plan.max_per_round and plan.staging_bytes_per_rank, every round respects
+// plan.layers_per_commit, and each round's bytes and max_receive_bytes are
+// what its transfers add up to; after every round every expert with a replica in both
 // placements has an in-place copy; the releases name slots that hold their
 // expert and that `next` leaves empty; and the final state equals `next`
 // exactly (every slot of max(slots_per_rank) of both, per layer).
@@ -205,5 +238,21 @@ Status verify_migration(const Placement& current, const MigrationPlan& plan, con
 // INVALID_ARGUMENT when rounds_applied is out of range.
 StatusOr<Placement> placement_after_round(const Placement& current, const MigrationPlan& plan, const Placement& next,
                                           int32_t rounds_applied);
+
+// The placement a runtime routes by after committing the first
+// `rounds_applied` rounds of `plan` (0 <= rounds_applied <= plan.num_rounds()):
+//   - a layer none of whose transfers is in those rounds is current's layer;
+//   - a layer whose transfers are all in them is next's layer exactly (its
+//     releases applied, next's shares), as is a layer that has no transfer at
+//     all but differs (shares, releases) once rounds_applied >= 1;
+//   - a layer in between (its transfers span the boundary) holds the slot
+//     contents of placement_after_round(), and when either placement has
+//     explicit shares, each slot keeps the share it has in the placement whose
+//     expert it holds, renormalised per expert (renormalise_shares).
+// So rounds_applied = 0 gives current and rounds_applied = num_rounds() >= 1
+// gives next. Every expert served has a slot whose weights are in place (the
+// safety invariant). Errors as placement_after_round().
+StatusOr<Placement> routing_after_round(const Placement& current, const MigrationPlan& plan, const Placement& next,
+                                        int32_t rounds_applied);
 
 }  // namespace omni

@@ -47,6 +47,7 @@
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/planner/migration_plan.h"
 
 namespace omni::sim {
 
@@ -171,10 +172,14 @@ class CostModel {
 
 // Weight migration from one placement to the next (same shape), priced by
 // the migration module's diff() (include/omniplacement/planner/migration_plan.h):
-// the slot-by-slot transfers from the nearest holder, in rounds of at most
-// max_per_round experts sent and received per rank (0: one round), each round
-// as long as its busiest rank, rounds one after another. expert_bytes is
-// rounded to whole bytes. The simulator charges time_s per its MigrationMode.
+// the slot-by-slot transfers from the nearest holder, in the rounds a
+// PlacementManager with the same staging_bytes_per_rank and layers_per_commit
+// stages and commits one by one (at most staging_bytes_per_rank received per
+// rank and layers_per_commit layers per round; 0: no limit), each round as
+// long as its busiest rank, rounds one after another. Every expert weighs
+// expert_bytes (rounded to whole bytes). The simulator charges time_s per its
+// MigrationMode. INVALID_ARGUMENT for negative budgets, an expert_bytes out of
+// [1, kMaxExpertBytes] or placements of different shapes.
 struct MigrationCost {
   int64_t transfers = 0;         // expert copies (local copies between slots included)
   int32_t rounds = 0;
@@ -183,7 +188,15 @@ struct MigrationCost {
   double time_s = 0;
 };
 StatusOr<MigrationCost> migration_cost(const Placement& from, const Placement& to, const Topology& topology,
-                                       const CostParams& params, int32_t max_per_round = 8);
+                                       const CostParams& params,
+                                       int64_t staging_bytes_per_rank = kDefaultStagingBytesPerRank,
+                                       int32_t layers_per_commit = 0);
+// The migration plan migration_cost() prices (same arguments): its rounds are
+// the schedule, transfer by transfer.
+StatusOr<MigrationPlan> priced_migration(const Placement& from, const Placement& to, const Topology& topology,
+                                         const CostParams& params,
+                                         int64_t staging_bytes_per_rank = kDefaultStagingBytesPerRank,
+                                         int32_t layers_per_commit = 0);
 
 // The compute lower bound of a step: time_s is the sum over layers of
 // lower_bound(load row, num_ranks, num_slots) * compute_s_per_token +

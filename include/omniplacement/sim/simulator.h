@@ -89,9 +89,11 @@ struct SimOptions {
   int32_t sample_intervals = 1;
   CostParams cost;
   MigrationMode migration_mode = MigrationMode::kStall;
-  // Experts one rank sends (and receives) per migration round (diff()'s
-  // max_per_round: staging memory per rank); 0: no limit.
-  int32_t migration_max_per_round = 8;
+  // The migration's round budget, as the PlacementManager's options of the
+  // same names (migration_cost): staging bytes one rank receives per round
+  // and layers per round (one round = one commit); 0: no limit, >= 0.
+  int64_t staging_bytes_per_rank = kDefaultStagingBytesPerRank;
+  int32_t layers_per_commit = 0;
   // Shift detection for dynamic policies (0: off): every shift_check_steps
   // steps within an interval, the load of those steps (summed) is priced
   // under the placement in force; when its mean over layers of max/mean
