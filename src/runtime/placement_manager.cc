@@ -40,22 +40,9 @@ int64_t ns_of(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-// Header of every weight message: identifies the transfer so that a message
-// left over from an aborted round (same peer and tag) is recognised and dropped.
-struct WeightHeader {
-  int64_t round;
-  int64_t layer;
-  int64_t expert;
-  int64_t dst_rank;
-  int64_t dst_slot;
-};
-
 // Rounds start at multiples of the interval (not interval steps after the
 // previous one ended), so that re-plans stay aligned with the step count.
 int64_t next_multiple(int64_t step, int64_t interval) { return (step / interval + 1) * interval; }
-
-// A wait for a peer is cut into slices so that an abort is noticed quickly.
-constexpr std::chrono::milliseconds kWaitSlice{5};
 
 std::string spec_with_moves(const std::string& spec, int32_t max_moves) {
   if (max_moves <= 0) return spec;
@@ -129,6 +116,12 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   ho.ema_decay = options.window_decay;
   OMNI_ASSIGN_OR_RETURN(pm->history_, WindowHistory::create(ho));
   OMNI_ASSIGN_OR_RETURN(pm->planner_transport_, transport.duplicate(options.collective_timeout));
+  MigrationExecutorOptions eo;
+  eo.transfer_timeout = options.transfer_timeout;
+  eo.before_transfer = options.before_transfer;
+  eo.before_send = options.before_send;
+  eo.backup = options.backup;
+  pm->executor_ = std::make_unique<MigrationExecutor>(*pm->planner_transport_, store, std::move(eo));
   OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::build(std::make_shared<const Placement>(initial), topology,
                                                           pm->rank_, 0));
   pm->hot_ = snap.get();
@@ -682,10 +675,19 @@ Status PlacementManager::run_round(const Job& job) {
     prep->snapshot = snap;
     prep->restore = restore;
     const auto tt = Clock::now();
-    Status s = stage_batch(round, static_cast<int64_t>(b), job.failure_gen, step.transfers, prep->staging);
+    // A failover, shutdown or a verdict against this round stops the transfers.
+    auto aborted = [&] {
+      if (failure_gen_.load() != job.failure_gen) return true;
+      std::lock_guard<std::mutex> lock(mu_);
+      return stop_ || (verdict_round_ == round && !verdict_commit_) || verdict_round_ > round;
+    };
+    StageStats staged;
+    Status s = executor_->stage(round, static_cast<int64_t>(b), step.transfers, aborted, prep->staging, &staged);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.transfer_seconds += seconds_since(tt);
+      stats_.restore_load_seconds += staged.restore_load_seconds;
+      stats_.experts_loaded += staged.experts_loaded;
     }
     if (s.ok() && failure_gen_.load() != job.failure_gen) s = aborted_error(str_cat("round ", round, ": a rank failed"));
     if (!s.ok()) {
@@ -854,121 +856,6 @@ StatusOr<PlanResult> PlacementManager::plan_on_survivors(const LoadMatrix& load,
   }
   OMNI_ASSIGN_OR_RETURN(plan->placement, Placement::create(std::move(out)));
   return plan;
-}
-
-Status PlacementManager::stage_batch(int64_t round, int64_t batch, uint64_t failure_gen,
-                                     std::span<const Transfer> transfers, std::vector<StagingId>& ids) {
-  auto aborted = [&] {
-    if (failure_gen_.load() != failure_gen) return true;  // a rank failed: the round aborts
-    std::lock_guard<std::mutex> lock(mu_);
-    return stop_ || (verdict_round_ == round && !verdict_commit_) || verdict_round_ > round;
-  };
-  auto tag_of = [](size_t i) { return static_cast<int32_t>(1 + i % static_cast<size_t>(kMaxTag)); };
-  const auto deadline_of = [&] { return Clock::now() + options_.transfer_timeout; };
-  // Sends run on their own thread, receives on this one, both in the global
-  // transfer order: whatever the transport's send semantics, the earliest
-  // pending transfer always has both ends working on it, so nothing deadlocks.
-  Status send_status;
-  std::thread sender([&] {
-    std::vector<std::byte> buf;
-    for (size_t i = 0; i < transfers.size() && send_status.ok(); ++i) {
-      const Transfer& t = transfers[i];
-      if (t.src_rank != rank_ || t.dst_rank == rank_) continue;
-      if (options_.before_send) {
-        send_status = options_.before_send(TransferEvent{round, batch, t});
-        if (!send_status.ok()) break;
-      }
-      const WeightHeader h{round, t.layer, t.expert, t.dst_rank, t.dst_slot};
-      buf.resize(sizeof(h) + static_cast<size_t>(t.bytes));
-      std::memcpy(buf.data(), &h, sizeof(h));
-      send_status = store_->read_slot(t.layer, t.src_slot, 0, std::span(buf).subspan(sizeof(h)));
-      if (!send_status.ok()) break;
-      const auto deadline = deadline_of();
-      for (;;) {
-        send_status = planner_transport_->send(t.dst_rank, tag_of(i), buf, kWaitSlice);
-        if (send_status.code() != StatusCode::kDeadlineExceeded) break;
-        if (aborted()) {
-          send_status = aborted_error(str_cat("round ", round, " aborted"));
-          break;
-        }
-        if (Clock::now() > deadline) break;
-      }
-      if (!send_status.ok())
-        send_status = send_status.with_context(str_cat("round ", round, ", batch ", batch, ": sending layer ", t.layer,
-                                                       " expert ", t.expert, " to rank ", t.dst_rank));
-    }
-  });
-  Status recv_status;
-  std::vector<std::byte> backup_buf;
-  for (size_t i = 0; i < transfers.size() && recv_status.ok(); ++i) {
-    const Transfer& t = transfers[i];
-    if (t.dst_rank != rank_) continue;
-    if (options_.before_transfer) {
-      recv_status = options_.before_transfer(TransferEvent{round, batch, t});
-      if (!recv_status.ok()) break;
-    }
-    auto id = store_->acquire_staging(t.layer, t.dst_slot);
-    if (!id.ok()) {
-      recv_status = id.status();
-      break;
-    }
-    ids.push_back(*id);
-    if (t.src_rank == kFromBackup) {
-      const auto tb = Clock::now();
-      if (options_.backup == nullptr) {
-        recv_status = failed_precondition_error("no backup source");
-        break;
-      }
-      backup_buf.resize(static_cast<size_t>(store_->slot_bytes(t.layer)));
-      recv_status = options_.backup->read_expert(t.layer, t.expert, backup_buf);
-      if (recv_status.ok()) recv_status = store_->write_staging(*id, 0, backup_buf);
-      std::lock_guard<std::mutex> lock(mu_);
-      stats_.restore_load_seconds += seconds_since(tb);
-      ++stats_.experts_loaded;
-      continue;
-    }
-    if (t.src_rank == rank_) {
-      recv_status = store_->stage_from_slot(*id, t.src_slot);
-      continue;
-    }
-    const auto deadline = deadline_of();
-    for (;;) {
-      auto msg = planner_transport_->recv_message(t.src_rank, tag_of(i), kWaitSlice);
-      if (msg.status().code() == StatusCode::kDeadlineExceeded) {
-        if (aborted()) {
-          recv_status = aborted_error(str_cat("round ", round, " aborted"));
-          break;
-        }
-        if (Clock::now() > deadline) {
-          recv_status = msg.status();
-          break;
-        }
-        continue;
-      }
-      if (!msg.ok()) {
-        recv_status = msg.status();
-        break;
-      }
-      WeightHeader h{};
-      if (msg->size() >= sizeof(h)) std::memcpy(&h, msg->data(), sizeof(h));
-      if (msg->size() >= sizeof(h) && h.round < round) continue;  // left over from an aborted round
-      if (msg->size() != sizeof(h) + static_cast<size_t>(t.bytes) || h.round != round || h.layer != t.layer ||
-          h.expert != t.expert || h.dst_rank != t.dst_rank || h.dst_slot != t.dst_slot) {
-        recv_status = data_loss_error(str_cat("unexpected weight message (", msg->size(), " bytes, round ", h.round,
-                                              ", layer ", h.layer, ", expert ", h.expert, ")"));
-        break;
-      }
-      recv_status = store_->write_staging(*id, 0, std::span(*msg).subspan(sizeof(h)));
-      break;
-    }
-    if (!recv_status.ok())
-      recv_status = recv_status.with_context(str_cat("round ", round, ", batch ", batch, ": receiving layer ",
-                                                     t.layer, " expert ", t.expert, " from rank ", t.src_rank,
-                                                     " into slot ", t.dst_slot));
-  }
-  sender.join();
-  OMNI_RETURN_IF_ERROR(recv_status.with_context(str_cat("rank ", rank_)));
-  return send_status.with_context(str_cat("rank ", rank_));
 }
 
 }  // namespace omni

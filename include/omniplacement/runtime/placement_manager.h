@@ -115,22 +115,13 @@
 #include "omniplacement/core/coverage.h"
 #include "omniplacement/runtime/backup_source.h"
 #include "omniplacement/runtime/commit_protocol.h"
+#include "omniplacement/runtime/migration_executor.h"
 #include "omniplacement/runtime/routing_snapshot.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/failure_detector.h"
 #include "omniplacement/transport/transport.h"
 
 namespace omni {
-
-// Transfer::src_rank of a restore: the weights come from the BackupSource.
-inline constexpr RankId kFromBackup = -1;
-
-// Describes one weight transfer to the optional test hooks.
-struct TransferEvent {
-  int64_t round = 0;
-  int64_t batch = 0;
-  Transfer transfer;
-};
 
 struct PlacementManagerOptions {
   // Dynamic placement on/off (omni-infer's enable_dynamic). Off: record and
@@ -299,8 +290,6 @@ class PlacementManager {
   PlacementManager() = default;
   void planner_main();
   Status run_round(const Job& job);
-  Status stage_batch(int64_t round, int64_t batch, uint64_t failure_gen, std::span<const Transfer> transfers,
-                     std::vector<StagingId>& ids);
   void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum);
   // Planner waits for the engine's verdict on (round, batch): true = committed.
   bool wait_verdict(int64_t round, int64_t batch);
@@ -323,6 +312,7 @@ class PlacementManager {
 
   Transport* transport_ = nullptr;
   std::unique_ptr<Transport> planner_transport_;
+  std::unique_ptr<MigrationExecutor> executor_;  // stages on the planner thread over planner_transport_
   Topology topology_;
   WeightStore* store_ = nullptr;
   PlacementManagerOptions options_;
