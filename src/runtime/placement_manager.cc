@@ -8,6 +8,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/placement_ops.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/runtime/failover.h"
 #include "omniplacement/runtime/migration_steps.h"
 
 namespace omni {
@@ -218,18 +219,11 @@ Status PlacementManager::dispatch(LayerId l, std::span<const ExpertId> topk_ids,
 
 Status PlacementManager::fail_ranks(std::span<const RankId> failed) {
   const auto t0 = Clock::now();
-  const int32_t R = topology_.num_ranks();
-  for (RankId r : failed)
-    if (r < 0 || r >= R || r == rank_)
-      return invalid_argument_error(str_cat("fail_ranks: rank ", rank_, ": cannot fail rank ", r, " (valid: 0..",
-                                            R - 1, " other than this rank)"));
   std::lock_guard<std::mutex> pub(publish_mu_);
-  std::vector<RankId> fresh;
-  for (RankId r : failed)
-    if (!std::binary_search(failed_.begin(), failed_.end(), r) && std::find(fresh.begin(), fresh.end(), r) == fresh.end())
-      fresh.push_back(r);
+  auto news = newly_failed(failed, failed_, rank_, topology_.num_ranks());
+  if (!news.ok()) return news.status().with_context("fail_ranks");
+  const std::vector<RankId> fresh = *std::move(news);
   if (fresh.empty()) return ok_status();
-  std::sort(fresh.begin(), fresh.end());
   // The planner's transport first: a collective that succeeds on the engine's
   // transport (with the new failed set) then implies the planner's agrees too.
   for (RankId r : fresh) OMNI_RETURN_IF_ERROR(planner_transport_->mark_failed(r));
@@ -615,16 +609,17 @@ Status PlacementManager::run_round(const Job& job) {
     // 2'. Experts lost to a failure: reload them from the backup into empty or
     //     redundant slots of the survivors before anything else is re-planned
     //     (no plan can place them otherwise: the migration has no source).
-    Placement next;
-    std::vector<Transfer> transfers;
-    OMNI_ASSIGN_OR_RETURN(bool any, plan_restore(current, job.failed, next, transfers));
-    if (!any) {
+    std::optional<RestorePlan> restored;
+    if (options_.backup != nullptr) {
+      OMNI_ASSIGN_OR_RETURN(restored, plan_restore(current, job.failed, budget.layer_expert_bytes));
+    }
+    if (!restored) {  // no backup, or no room: the experts stay lost
       set_vote(round, 0, StagePhase::kNoChange, 1, vote_checksum(current.checksum()));
       wait_verdict(round, 0);
       return ok_status();
     }
-    plan_sum = vote_checksum(next.checksum());
-    OMNI_ASSIGN_OR_RETURN(steps, restore_steps(current, next, transfers, budget));
+    plan_sum = vote_checksum(restored->next.checksum());
+    OMNI_ASSIGN_OR_RETURN(steps, restore_steps(current, restored->next, restored->transfers, budget));
   } else {
     // 2. Plan (every rank the same; the vote compares checksums), on the live
     //    ranks only once some have failed.
@@ -640,7 +635,7 @@ Status PlacementManager::run_round(const Job& job) {
       in.samples = &samples;
       OMNI_ASSIGN_OR_RETURN(plan, planner_->plan(in));
     } else {
-      OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(load, current, job.failed));
+      OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(*planner_, load, current, topology_, job.failed));
     }
     const Placement& next = plan.placement;
     OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
@@ -721,141 +716,6 @@ Status PlacementManager::run_round(const Job& job) {
     prev = snap;  // the engine has already set the vote to working on batch b + 1
   }
   return ok_status();
-}
-
-StatusOr<bool> PlacementManager::plan_restore(const Placement& current, std::span<const RankId> failed, Placement& next,
-                                              std::vector<Transfer>& transfers) const {
-  if (options_.backup == nullptr) return false;
-  const int32_t R = current.num_ranks();
-  const int32_t E = current.num_experts();
-  std::vector<char> is_failed(static_cast<size_t>(R), 0);
-  for (RankId r : failed) is_failed[static_cast<size_t>(r)] = 1;
-  PlacementLayout layout = current.layout();
-  for (LayerId l = 0; l < current.num_layers(); ++l) {
-    auto& row = layout.phy2log[static_cast<size_t>(l)];
-    const int32_t S = current.slots_per_rank(l);
-    std::vector<int32_t> count(static_cast<size_t>(E), 0);
-    for (ExpertId x : row)
-      if (x >= 0) ++count[static_cast<size_t>(x)];
-    std::vector<int32_t> restored_on(static_cast<size_t>(R), 0);
-    bool changed = false;
-    for (ExpertId e = 0; e < E; ++e) {
-      if (count[static_cast<size_t>(e)] > 0) continue;
-      // An empty live slot first, else a replica of the expert with the most
-      // replicas; spread over ranks; ties to the lowest slot. Every rank
-      // computes the same choice.
-      GlobalSlot best = -1;
-      std::array<int64_t, 4> best_key{};
-      for (GlobalSlot g = 0; g < static_cast<GlobalSlot>(row.size()); ++g) {
-        const RankId r = g / S;
-        const ExpertId x = row[static_cast<size_t>(g)];
-        if (is_failed[static_cast<size_t>(r)] || (x >= 0 && count[static_cast<size_t>(x)] < 2)) continue;
-        const std::array<int64_t, 4> key{x < 0 ? 0 : 1, x < 0 ? 0 : -count[static_cast<size_t>(x)],
-                                         restored_on[static_cast<size_t>(r)], g};
-        if (best < 0 || key < best_key) best = g, best_key = key;
-      }
-      if (best < 0) continue;  // no room: the expert stays lost
-      const ExpertId x = row[static_cast<size_t>(best)];
-      if (x >= 0) --count[static_cast<size_t>(x)];
-      row[static_cast<size_t>(best)] = e;
-      count[static_cast<size_t>(e)] = 1;
-      ++restored_on[static_cast<size_t>(best / S)];
-      if (!layout.shares.empty()) layout.shares[static_cast<size_t>(l)][static_cast<size_t>(best)] = 1.0;
-      Transfer t;
-      t.layer = l;
-      t.expert = e;
-      t.src_rank = kFromBackup;
-      t.src_slot = -1;
-      t.dst_rank = best / S;
-      t.dst_slot = best % S;
-      t.replaced = x;
-      t.bytes = store_->slot_bytes(l);
-      transfers.push_back(t);
-      changed = true;
-    }
-    if (changed && !layout.shares.empty()) renormalise_shares(row, layout.shares[static_cast<size_t>(l)], E);
-  }
-  if (transfers.empty()) return false;
-  OMNI_ASSIGN_OR_RETURN(next, Placement::create(std::move(layout), lost_experts_allowed()));
-  return true;
-}
-
-StatusOr<PlanResult> PlacementManager::plan_on_survivors(const LoadMatrix& load, const Placement& current,
-                                                         std::span<const RankId> failed) {
-  const int32_t R = current.num_ranks();
-  std::vector<char> is_failed(static_cast<size_t>(R), 0);
-  for (RankId r : failed) is_failed[static_cast<size_t>(r)] = 1;
-  std::vector<RankId> live;
-  for (RankId r = 0; r < R; ++r)
-    if (!is_failed[static_cast<size_t>(r)]) live.push_back(r);
-  const auto n = static_cast<int32_t>(live.size());
-  // The live ranks as a group of their own: rows of the placement in force,
-  // hosts renumbered densely.
-  PlacementLayout small;
-  small.num_ranks = n;
-  small.num_experts = current.num_experts();
-  const PlacementLayout& full = current.layout();
-  small.slots_per_rank = full.slots_per_rank;
-  std::vector<HostId> hosts;
-  std::vector<HostId> renumber(static_cast<size_t>(topology_.num_hosts()), -1);
-  HostId next_host = 0;
-  for (RankId r : live) {
-    HostId& h = renumber[static_cast<size_t>(topology_.host_of(r))];
-    if (h < 0) h = next_host++;
-    hosts.push_back(h);
-  }
-  for (LayerId l = 0; l < current.num_layers(); ++l) {
-    const auto S = static_cast<size_t>(current.slots_per_rank(l));
-    auto& row = small.phy2log.emplace_back();
-    std::vector<double>* sh = full.shares.empty() ? nullptr : &small.shares.emplace_back();
-    for (RankId r : live) {
-      const auto at = static_cast<size_t>(r) * S;
-      row.insert(row.end(), full.phy2log[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at),
-                 full.phy2log[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at + S));
-      if (sh)
-        sh->insert(sh->end(), full.shares[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at),
-                   full.shares[static_cast<size_t>(l)].begin() + static_cast<std::ptrdiff_t>(at + S));
-    }
-  }
-  OMNI_ASSIGN_OR_RETURN(Placement small_current, Placement::create(std::move(small), lost_experts_allowed()));
-  OMNI_ASSIGN_OR_RETURN(Topology small_topo, Topology::from_host_map(std::move(hosts)));
-  PlanInput in;
-  in.load = &load;
-  in.num_ranks = n;
-  for (LayerId l = 0; l < current.num_layers(); ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
-  in.topology = &small_topo;
-  in.current = &small_current;
-  auto plan = planner_->plan(in);
-  if (!plan.ok()) {
-    // Hosts are now uneven; a hierarchical planner may refuse them: plan as one host.
-    in.topology = nullptr;
-    in.num_nodes = 1;
-    plan = planner_->plan(in);
-  }
-  OMNI_RETURN_IF_ERROR(plan.status().with_context(str_cat("planning on the ", n, " live ranks")));
-  // Back to the full group: the failed ranks' slots stay empty.
-  const Placement& p = plan->placement;
-  PlacementLayout out = full;
-  for (LayerId l = 0; l < current.num_layers(); ++l) {
-    const auto S = static_cast<size_t>(current.slots_per_rank(l));
-    auto& row = out.phy2log[static_cast<size_t>(l)];
-    std::fill(row.begin(), row.end(), kEmptySlot);
-    const auto prow = p.phy2log(l);
-    for (size_t i = 0; i < live.size(); ++i)
-      std::copy(prow.begin() + static_cast<std::ptrdiff_t>(i * S), prow.begin() + static_cast<std::ptrdiff_t>((i + 1) * S),
-                row.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(live[i]) * S));
-  }
-  out.shares.clear();
-  if (p.has_shares()) {
-    for (LayerId l = 0; l < current.num_layers(); ++l) {
-      const auto S = static_cast<size_t>(current.slots_per_rank(l));
-      auto& sh = out.shares.emplace_back(out.phy2log[static_cast<size_t>(l)].size(), 0.0);
-      for (size_t i = 0; i < live.size(); ++i)
-        for (size_t k = 0; k < S; ++k) sh[static_cast<size_t>(live[i]) * S + k] = p.share_of(l, static_cast<GlobalSlot>(i * S + k));
-    }
-  }
-  OMNI_ASSIGN_OR_RETURN(plan->placement, Placement::create(std::move(out)));
-  return plan;
 }
 
 }  // namespace omni

@@ -302,13 +302,6 @@ class PlacementManager {
     hot_owner_ = cell_.load();
     hot_ = hot_owner_.get();
   }
-  // The restore placement and its transfers (from the backup) for the lost
-  // experts of `current`; false when nothing can be restored.
-  StatusOr<bool> plan_restore(const Placement& current, std::span<const RankId> failed, Placement& next,
-                              std::vector<Transfer>& transfers) const;
-  // The planner's plan on the live ranks only, expanded back (failed ranks' slots empty).
-  StatusOr<PlanResult> plan_on_survivors(const LoadMatrix& load, const Placement& current,
-                                         std::span<const RankId> failed);
 
   Transport* transport_ = nullptr;
   std::unique_ptr<Transport> planner_transport_;
