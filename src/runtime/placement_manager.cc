@@ -10,6 +10,7 @@
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/runtime/failover.h"
 #include "omniplacement/runtime/migration_steps.h"
+#include "omniplacement/runtime/plan_broadcast.h"
 
 namespace omni {
 
@@ -39,6 +40,13 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 int64_t ns_of(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// The rank that plans a round: the lowest rank not in `failed` (ascending).
+RankId leader_of(std::span<const RankId> failed, int32_t num_ranks) {
+  RankId r = 0;
+  while (r < num_ranks && std::binary_search(failed.begin(), failed.end(), r)) ++r;
+  return r;
 }
 
 // Rounds start at multiples of the interval (not interval steps after the
@@ -621,28 +629,37 @@ Status PlacementManager::run_round(const Job& job) {
     plan_sum = vote_checksum(restored->next.checksum());
     OMNI_ASSIGN_OR_RETURN(steps, restore_steps(current, restored->next, restored->transfers, budget));
   } else {
-    // 2. Plan (every rank the same; the vote compares checksums), on the live
-    //    ranks only once some have failed.
-    const auto tp = Clock::now();
-    PlanResult plan;
-    if (job.failed.empty()) {
-      PlanInput in;
-      in.load = &load;
-      in.num_ranks = R;
-      for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
-      in.topology = &topology_;
-      in.current = &current;
-      in.samples = &samples;
-      OMNI_ASSIGN_OR_RETURN(plan, planner_->plan(in));
-    } else {
-      OMNI_ASSIGN_OR_RETURN(plan, plan_on_survivors(*planner_, load, current, topology_, job.failed));
+    // 2. The leader (the lowest live rank) plans, on the live ranks only once
+    //    some have failed; every rank gets its plan, checksum-verified.
+    const RankId leader = leader_of(job.failed, R);
+    StatusOr<Placement> mine = internal_error("not the leader");
+    if (rank_ == leader) {
+      const auto tp = Clock::now();
+      StatusOr<PlanResult> plan = internal_error("no plan");
+      if (job.failed.empty()) {
+        PlanInput in;
+        in.load = &load;
+        in.num_ranks = R;
+        for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
+        in.topology = &topology_;
+        in.current = &current;
+        in.samples = &samples;
+        plan = planner_->plan(in);
+      } else {
+        plan = plan_on_survivors(*planner_, load, current, topology_, job.failed);
+      }
+      mine = plan.ok() ? StatusOr<Placement>(std::move(plan->placement)) : StatusOr<Placement>(plan.status());
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.planning_seconds += seconds_since(tp);
+      ++stats_.plans_made;
     }
-    const Placement& next = plan.placement;
+    auto shared = share_plan(*planner_transport_, leader, rank_ == leader ? &mine : nullptr, options_.collective_timeout);
+    if (!shared.ok()) return shared.status().with_context(str_cat("round ", round, ": the plan"));
+    const Placement next = *std::move(shared);
     OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
     OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stats_.planning_seconds += seconds_since(tp);
       stats_.last_predicted_before = before.mean_max_over_mean;
       stats_.last_predicted_after = after.mean_max_over_mean;
     }

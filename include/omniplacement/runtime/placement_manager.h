@@ -205,8 +205,10 @@ struct PlacementManagerStats {
   double agreement_seconds = 0;
   double commit_seconds = 0;
   double staging_copy_seconds = 0;
-  // Planner thread: total time planning (all rounds), and in transfers.
+  // Planner thread: total time in the planner (only the round's leader, the
+  // lowest live rank, plans: 0 on the other ranks), and in transfers.
   double planning_seconds = 0;
+  int64_t plans_made = 0;            // rounds in which this rank ran the planner (as the leader)
   double transfer_seconds = 0;
   // Predicted mean max/mean of the last planned round: before and after.
   double last_predicted_before = 0;
