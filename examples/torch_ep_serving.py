@@ -161,7 +161,7 @@ def serve(rank, args, result):
     weights = [(w1[l], b1[l], w2[l], b2[l]) for l in range(L)]
     options = Options(planner_spec=args.planner, plan_on=args.plan_on, replan_interval_steps=args.interval,
                       commit_cadence_steps=args.cadence, layers_per_commit=args.layers_per_commit,
-                      staging_limit_bytes=args.staging_limit_bytes, stage_wait_ms=args.stage_wait_ms,
+                      staging_bytes_per_rank=args.staging_bytes_per_rank, stage_wait_ms=args.stage_wait_ms,
                       transfer_timeout_ms=args.transfer_timeout_ms, collective_timeout_ms=args.collective_timeout_ms,
                       before_send=make_hooks(rank, args, result))
     outputs = torch.zeros(args.steps, L, T, H, dtype=torch.float64)

@@ -204,7 +204,7 @@ StatusOr<DemoReport> run_demo_rank(Transport& t, const DemoConfig& c, const Demo
   const int32_t L = w.routing.num_layers();
   OMNI_ASSIGN_OR_RETURN(auto store, HostWeightStore::create(std::vector<int64_t>(static_cast<size_t>(L), setup->model.expert_bytes()),
                                                             std::vector<int32_t>(static_cast<size_t>(L), c.slots_per_rank),
-                                                            c.manager.staging_limit_bytes));
+                                                            c.manager.staging_bytes_per_rank));
   OMNI_RETURN_IF_ERROR(load_initial_weights(setup->model, setup->initial, t.rank(), *store));
   OMNI_ASSIGN_OR_RETURN(auto pm, PlacementManager::create(t, setup->topology, setup->initial, *store, c.manager));
   return run_rank(DemoRank{&t, pm.get(), store.get()}, nullptr, c, w, *setup, nullptr, t_start);

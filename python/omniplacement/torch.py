@@ -30,7 +30,7 @@ and the vote compares checksums, or group rank 0 plans and broadcasts), keeps th
 placement when the predicted gain is below min_gain, derives the migration plan with
 omniplacement.diff (only changed slots move, each from the nearest replica: the same
 rank, then the same host), and stages one batch of layers at a time (bounded by
-staging_limit_bytes and layers_per_commit) into staging tensors with batched
+staging_bytes_per_rank and layers_per_commit) into staging tensors with batched
 point-to-point sends and receives, while the engine keeps serving the old placement. At
 every commit_cadence_steps-th step while a round is due or running, step_boundary() makes
 the vote: a 12-word all-reduce (omniplacement.encode_vote / decide_votes, the C++ commit
@@ -115,7 +115,7 @@ class Options:
     commit_timeout_steps: int = 2000      # a batch not staged everywhere after this many steps is aborted
     min_gain: float = 0.0                 # keep the placement unless the mean max/mean load drops by this much
     layers_per_commit: int = 0            # at most this many layers per commit (0: as staging allows)
-    staging_limit_bytes: int = 1 << 30    # staging one batch may use on any rank
+    staging_bytes_per_rank: int = 1 << 30    # staging one batch may use on any rank
     stage_wait_ms: int = 0                # engine waits up to this for its own staging before voting (0: never)
     collective_timeout_ms: int = 30000    # bounds each vote (and the groups' creation)
     transfer_timeout_ms: int = 30000      # bounds each transfer, the window all-reduce and the plan broadcast
@@ -133,7 +133,7 @@ class Options:
                  ("commit_timeout_steps", self.commit_timeout_steps >= 1, ">= 1"),
                  ("min_gain", self.min_gain >= 0, ">= 0"),
                  ("layers_per_commit", self.layers_per_commit >= 0, ">= 0"),
-                 ("staging_limit_bytes", self.staging_limit_bytes >= 1, ">= 1"),
+                 ("staging_bytes_per_rank", self.staging_bytes_per_rank >= 1, ">= 1"),
                  ("stage_wait_ms", self.stage_wait_ms >= 0, ">= 0"),
                  ("collective_timeout_ms", self.collective_timeout_ms >= 1, ">= 1"),
                  ("transfer_timeout_ms", self.transfer_timeout_ms >= 1, ">= 1"),
@@ -151,12 +151,12 @@ class Options:
                      if f.name not in ("before_send", "before_transfer", "stage_wait_ms")])
 
 
-def layer_batches(changed_layers, transfers, num_ranks, staging_limit_bytes, layers_per_commit=0):
+def layer_batches(changed_layers, transfers, num_ranks, staging_bytes_per_rank, layers_per_commit=0):
     """Groups the changed layers (ascending) into commit batches, as the C++ runtime does.
 
     transfers: MigrationPlan.transfers rows. A layer needs, on rank r, the bytes of the
     transfers it receives (local copies included); a batch takes layers in order while the
-    sum of their needs (each the largest over the ranks) stays within staging_limit_bytes
+    sum of their needs (each the largest over the ranks) stays within staging_bytes_per_rank
     and, when layers_per_commit > 0, its layer count within that. Returns a list of lists
     of layers. RuntimeError naming the layer, rank and bytes when one layer alone needs more
     than the limit. Pure; any thread."""
@@ -166,14 +166,14 @@ def layer_batches(changed_layers, transfers, num_ranks, staging_limit_bytes, lay
         per_rank = np.bincount(rows[:, _DST_RANK], weights=rows[:, _BYTES], minlength=num_ranks)
         r = int(per_rank.argmax())
         need = int(per_rank[r])
-        if need > staging_limit_bytes:
+        if need > staging_bytes_per_rank:
             raise RuntimeError(f"RESOURCE_EXHAUSTED: layer {l} needs {need} bytes of staging on rank {r}, over the "
-                               f"staging limit of {staging_limit_bytes} bytes")
+                               f"staging limit of {staging_bytes_per_rank} bytes")
         need_of[l] = need
     batches, used = [], 0
     for l in changed_layers:
         full = batches and ((layers_per_commit > 0 and len(batches[-1]) >= layers_per_commit) or
-                            used + need_of[l] > staging_limit_bytes)
+                            used + need_of[l] > staging_bytes_per_rank)
         if not batches or full:
             batches.append([])
             used = 0
@@ -688,7 +688,7 @@ class PlacementManager:
         # 3. The transfers: one migration round, every source read from the placement in force.
         migration = _omni.diff(current, nxt, self._topology, expert_bytes=self._slot_bytes, max_per_round=0)
         transfers = migration.transfers
-        batches = layer_batches(changed, transfers, self.num_ranks, self._opts.staging_limit_bytes,
+        batches = layer_batches(changed, transfers, self.num_ranks, self._opts.staging_bytes_per_rank,
                                 self._opts.layers_per_commit)
         # 4. Stage and hand over one batch at a time.
         rows_now = [np.asarray(current.phy2log(l)) for l in range(self.num_layers)]

@@ -81,7 +81,7 @@ void bind_capture(py::module_& m) {
            }),
            py::arg("num_layers"), py::arg("num_ids"), py::kw_only(), py::arg("id_space") = "expert",
            py::arg("ids_per_layer") = py::none(), py::arg("num_shards") = 0, py::arg("track_gate_weights") = false,
-           py::arg("history") = 16, py::arg("ema_decay") = 0.9, py::arg("coactivation_every") = 0,
+           py::arg("history") = 16, py::arg("ema_decay") = 0.0, py::arg("coactivation_every") = 0,
            py::arg("top_k") = 0,
            "num_ids: experts (id_space='expert') or the largest number of global slots of a layer "
            "(id_space='slot', vLLM's physical expert ids). See RecorderConfig in "

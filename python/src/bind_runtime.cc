@@ -300,9 +300,9 @@ void bind_runtime(py::module_& m) {
                      "A batch not staged everywhere after this many steps is aborted.")
       .def_readwrite("planner_spec", &O::planner_spec, "Planner spec string, e.g. 'omni', 'eplb'.")
       .def_readwrite("max_moves_per_rank", &O::max_moves_per_rank,
-                     "When > 0, appended to the planner spec (omni: incremental re-plans).")
+                     "At most this many slots per rank and layer change per re-plan (-1: no limit; needs omni).")
       .def_readwrite("min_gain", &O::min_gain, "Keep the placement when the predicted max/mean gain is below this.")
-      .def_readwrite("window_decay", &O::window_decay, "Plan on an EMA of the windows with this decay (0: last).")
+      .def_readwrite("ema_decay", &O::ema_decay, "Plan on an EMA of the windows with this decay (0: last).")
       .def_readwrite("volatility_weight", &O::volatility_weight, "Plan on load + this x |load - previous window|.")
       .def_readwrite("plan_samples", &O::plan_samples,
                      "The planner also gets the last N aggregated windows one by one (omni(per_batch=true)).")
@@ -311,7 +311,8 @@ void bind_runtime(py::module_& m) {
           "stage_wait_ms", [](const O& o) { return static_cast<int64_t>(o.stage_wait.count()); },
           [](O& o, int64_t ms) { o.stage_wait = to_ms(ms, "stage_wait_ms"); },
           "Engine waits up to this long for its staged batch before voting (0: never; > 0: reproducible commits).")
-      .def_readwrite("staging_limit_bytes", &O::staging_limit_bytes, "Staging memory a batch may use per rank.")
+      .def_readwrite("staging_bytes_per_rank", &O::staging_bytes_per_rank,
+                     "Bytes of weights one rank receives per commit, its staging memory (0: no limit).")
       .def_property(
           "dispatch_mode", [](const O& o) { return mode_name(o.dispatch_mode); },
           [](O& o, const std::string& s) { o.dispatch_mode = parse_mode(s); },

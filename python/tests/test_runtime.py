@@ -134,7 +134,7 @@ def test_options_from_config_and_errors():
     cfg = oio.parse_config("enable_dynamic: true\nplanner: \"omni\"\nreplan_interval_steps: 50\n"
                            "window_steps: 50\nmax_moves_per_rank: 2\nstaging_bytes_per_rank: 4096\n")
     o = op.ManagerOptions.from_config(cfg)
-    assert (o.dynamic, o.planner_spec, o.replan_interval_steps, o.max_moves_per_rank, o.staging_limit_bytes) == (
+    assert (o.dynamic, o.planner_spec, o.replan_interval_steps, o.max_moves_per_rank, o.staging_bytes_per_rank) == (
         True, "omni", 50, 2, 4096)
     assert "planner_spec='omni'" in repr(o)
     with pytest.raises(ValueError, match="'window_steps'"):

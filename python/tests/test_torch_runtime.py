@@ -197,7 +197,7 @@ def test_commits_write_in_place_within_the_staging_limit(one_rank):
     ptrs = [t.data_ptr() for ws in w for t in ws]
     limit = S * SLOT_BYTES  # one layer at a time at most
     opts = Options(planner_spec="eplb", replan_interval_steps=4, commit_cadence_steps=1, stage_wait_ms=10000,
-                   staging_limit_bytes=limit)
+                   staging_bytes_per_rank=limit)
     with PlacementManager(p, w, options=opts) as pm:
         table_ptrs = [getattr(pm.tables, n).data_ptr() for n in ("phy2log", "log2phy", "logcnt", "local_phy2log")]
         decisions = serve(pm, 24)
@@ -221,7 +221,7 @@ def test_a_layer_over_the_staging_limit_aborts_and_keeps_the_placement(one_rank)
     p = op.Placement.contiguous(L, 1, E, S)
     w = slot_weights(p)
     opts = Options(planner_spec="eplb", replan_interval_steps=4, commit_cadence_steps=1, stage_wait_ms=10000,
-                   staging_limit_bytes=SLOT_BYTES)
+                   staging_bytes_per_rank=SLOT_BYTES)
     with PlacementManager(p, w, options=opts) as pm:
         before = pm.tables.phy2log.clone()
         decisions = serve(pm, 10)

@@ -206,8 +206,8 @@ const std::vector<KeySpec>& key_specs() {
       double_key("ema_decay", &Config::ema_decay, 0.0, 1.0),
       int_key("ranks_per_host", &Config::ranks_per_host, 0, kMaxRanks),
       double_key("min_gain", &Config::min_gain, 0.0, 1.0),
-      int_key("max_moves_per_rank", &Config::max_moves_per_rank, 0, kMaxSlotsPerRank * int64_t{kMaxLayers}),
-      int_key("layers_per_commit", &Config::layers_per_commit, 1, kMaxLayers),
+      int_key("max_moves_per_rank", &Config::max_moves_per_rank, -1, kMaxSlotsPerRank),
+      int_key("layers_per_commit", &Config::layers_per_commit, 0, kMaxLayers),
       int_key("staging_bytes_per_rank", &Config::staging_bytes_per_rank, 0, int64_t{1} << 50),
       int_key("heartbeat_timeout_ms", &Config::heartbeat_timeout_ms, 1, int64_t{1} << 40),
   };

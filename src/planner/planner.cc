@@ -102,12 +102,22 @@ StatusOr<int32_t> PlanInput::resolve_num_nodes() const {
 
 namespace {
 
+// Planners that plan from scratch cannot honour PlanInput's incremental limits.
+Status refuse_incremental_limits(const PlanInput& in, const char* name) {
+  if (in.max_moves_per_rank >= 0 || in.min_gain >= 0)
+    return invalid_argument_error(str_cat(name, " plans from scratch: it cannot honour max_moves_per_rank (",
+                                          in.max_moves_per_rank, ") or min_gain (", in.min_gain,
+                                          "); leave them unset (-1) or use an incremental planner such as omni"));
+  return ok_status();
+}
+
 // ---- contiguous ----------------------------------------------------------------
 class ContiguousPlanner final : public Planner {
  public:
   std::string name() const override { return "contiguous"; }
   std::string spec() const override { return "contiguous"; }
   StatusOr<PlanResult> plan(const PlanInput& in) const override {
+    OMNI_RETURN_IF_ERROR(refuse_incremental_limits(in, "contiguous"));
     const auto start = std::chrono::steady_clock::now();
     OMNI_ASSIGN_OR_RETURN(std::vector<int32_t> spr, in.resolve_slots_per_rank());
     const int32_t L = in.load->num_layers(), E = in.load->num_experts(), R = in.num_ranks;
@@ -147,6 +157,7 @@ class EplbPlanner final : public Planner {
     return "eplb";
   }
   StatusOr<PlanResult> plan(const PlanInput& in) const override {
+    OMNI_RETURN_IF_ERROR(refuse_incremental_limits(in, "eplb"));
     const auto start = std::chrono::steady_clock::now();
     OMNI_ASSIGN_OR_RETURN(std::vector<int32_t> spr, in.resolve_slots_per_rank());
     OMNI_ASSIGN_OR_RETURN(int32_t nodes, in.resolve_num_nodes());
@@ -217,7 +228,17 @@ class OmniPlanner final : public Planner {
     if (opt_.per_batch_evals != d.per_batch_evals) add("per_batch_evals", std::to_string(opt_.per_batch_evals));
     return s.to_string();
   }
-  StatusOr<PlanResult> plan(const PlanInput& in) const override { return omni_plan(in, opt_); }
+  StatusOr<PlanResult> plan(const PlanInput& in) const override {
+    if (in.max_moves_per_rank < -1)
+      return invalid_argument_error(
+          str_cat("omni: PlanInput::max_moves_per_rank ", in.max_moves_per_rank, " (valid: -1 or >= 0)"));
+    if (in.max_moves_per_rank < 0 && !(in.min_gain >= 0)) return omni_plan(in, opt_);
+    OmniOptions o = opt_;  // the typed limits of this call override the spec's
+    if (in.max_moves_per_rank >= 0) o.max_moves_per_rank = in.max_moves_per_rank;
+    if (in.min_gain >= 0) o.min_gain = in.min_gain;
+    return omni_plan(in, o);
+  }
+  bool takes_incremental_limits() const override { return true; }
 
  private:
   OmniOptions opt_;

@@ -87,7 +87,8 @@ StatusOr<std::optional<RestorePlan>> plan_restore(const Placement& current, std:
 }
 
 StatusOr<PlanResult> plan_on_survivors(const Planner& planner, const LoadMatrix& load, const Placement& current,
-                                       const Topology& topology, std::span<const RankId> failed) {
+                                       const Topology& topology, std::span<const RankId> failed,
+                                       int32_t max_moves_per_rank) {
   const int32_t R = current.num_ranks();
   std::vector<char> is_failed(static_cast<size_t>(R), 0);
   for (RankId r : failed) {
@@ -139,6 +140,7 @@ StatusOr<PlanResult> plan_on_survivors(const Planner& planner, const LoadMatrix&
   for (LayerId l = 0; l < current.num_layers(); ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
   in.topology = &small_topo;
   in.current = &small_current;
+  in.max_moves_per_rank = max_moves_per_rank;
   auto plan = planner.plan(in);
   if (!plan.ok()) {
     // Hosts are now uneven; a hierarchical planner may refuse them: plan as one host.

@@ -65,7 +65,7 @@ Status LocalCluster::start(LocalGroup group) {
   std::vector<int32_t> slots;
   for (LayerId l = 0; l < initial_.num_layers(); ++l) slots.push_back(initial_.slots_per_rank(l));
   for (RankId r = 0; r < R; ++r) {
-    OMNI_ASSIGN_OR_RETURN(auto store, HostWeightStore::create(slot_bytes_, slots, options_.manager.staging_limit_bytes));
+    OMNI_ASSIGN_OR_RETURN(auto store, HostWeightStore::create(slot_bytes_, slots, options_.manager.staging_bytes_per_rank));
     stores_.push_back(std::move(store));
   }
   managers_.resize(n);

@@ -29,23 +29,25 @@ StatusOr<PlacementManagerOptions> manager_options_from_config(const Config& conf
                                        "equal and weight older windows with ema_decay"));
   if (!(config.ema_decay >= 0 && config.ema_decay < 1))
     return bad("ema_decay", str_cat(config.ema_decay, " is not in [0, 1)"));
-  o.window_decay = config.ema_decay;
+  o.ema_decay = config.ema_decay;
   if (!(config.min_gain >= 0)) return bad("min_gain", str_cat(config.min_gain, " is not >= 0"));
   o.min_gain = config.min_gain;
-  if (config.max_moves_per_rank < 0)
-    return bad("max_moves_per_rank", str_cat(config.max_moves_per_rank, " is not >= 0"));
+  if (config.max_moves_per_rank < -1)
+    return bad("max_moves_per_rank", str_cat(config.max_moves_per_rank, " is not -1 (no limit) or >= 0"));
   o.max_moves_per_rank = config.max_moves_per_rank;
   if (config.layers_per_commit < 0)
     return bad("layers_per_commit", str_cat(config.layers_per_commit, " is not >= 0"));
   o.layers_per_commit = config.layers_per_commit;
   if (config.staging_bytes_per_rank < 0)
     return bad("staging_bytes_per_rank", str_cat(config.staging_bytes_per_rank, " is not >= 0"));
-  o.staging_limit_bytes =
-      config.staging_bytes_per_rank == 0 ? std::numeric_limits<int64_t>::max() : config.staging_bytes_per_rank;
+  o.staging_bytes_per_rank = config.staging_bytes_per_rank;
   o.planner_spec = config.planner;
   // The manager would fail at create(); naming the key here is clearer.
   auto planner = make_planner(o.planner_spec);
   if (!planner.ok()) return bad("planner", planner.status().to_string());
+  if (o.max_moves_per_rank >= 0 && !(*planner)->takes_incremental_limits())
+    return bad("max_moves_per_rank", str_cat(o.max_moves_per_rank, " needs an incremental planner such as omni; '",
+                                             o.planner_spec, "' plans from scratch"));
   return o;
 }
 

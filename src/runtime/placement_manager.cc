@@ -8,6 +8,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/placement_ops.h"
 #include "omniplacement/core/str_cat.h"
+#include "omniplacement/planner/planner_spec.h"
 #include "omniplacement/runtime/failover.h"
 #include "omniplacement/runtime/migration_steps.h"
 #include "omniplacement/runtime/plan_broadcast.h"
@@ -53,15 +54,6 @@ RankId leader_of(std::span<const RankId> failed, int32_t num_ranks) {
 // previous one ended), so that re-plans stay aligned with the step count.
 int64_t next_multiple(int64_t step, int64_t interval) { return (step / interval + 1) * interval; }
 
-std::string spec_with_moves(const std::string& spec, int32_t max_moves) {
-  if (max_moves <= 0) return spec;
-  const std::string param = str_cat("max_moves_per_rank=", max_moves);
-  const auto close = spec.rfind(')');
-  if (close == std::string::npos) return spec + "(" + param + ")";
-  const bool empty_args = close > 0 && spec[close - 1] == '(';
-  return spec.substr(0, close) + (empty_args ? "" : ",") + param + ")";
-}
-
 // What a dump of window w says about itself; rank -1 for aggregated windows.
 DumpMetadata window_meta(const CaptureWindow& w, RankId rank, const RoutingSnapshot& in_force) {
   DumpMetadata m;
@@ -93,14 +85,17 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
                                             store.slots_per_rank(l), " slots per rank, placement ",
                                             initial.slots_per_rank(l)));
   if (options.replan_interval_steps < 1 || options.commit_cadence_steps < 1 || options.commit_timeout_steps < 1 ||
-      options.layers_per_commit < 0 || options.staging_limit_bytes < 0 || !(options.min_gain >= 0) ||
-      !(options.window_decay >= 0 && options.window_decay < 1))
+      options.layers_per_commit < 0 || options.staging_bytes_per_rank < 0 || !(options.min_gain >= 0) ||
+      !(options.ema_decay >= 0 && options.ema_decay < 1))
     return invalid_argument_error(str_cat(
         "PlacementManager: need replan_interval_steps >= 1 (", options.replan_interval_steps,
         "), commit_cadence_steps >= 1 (", options.commit_cadence_steps, "), commit_timeout_steps >= 1 (",
         options.commit_timeout_steps, "), layers_per_commit >= 0 (", options.layers_per_commit,
-        "), staging_limit_bytes >= 0 (", options.staging_limit_bytes, "), min_gain >= 0 (", options.min_gain,
-        "), 0 <= window_decay < 1 (", options.window_decay, ")"));
+        "), staging_bytes_per_rank >= 0 (", options.staging_bytes_per_rank, "), min_gain >= 0 (", options.min_gain,
+        "), 0 <= ema_decay < 1 (", options.ema_decay, ")"));
+  if (options.max_moves_per_rank < -1)
+    return invalid_argument_error(str_cat("PlacementManager: max_moves_per_rank ", options.max_moves_per_rank,
+                                          " must be -1 (no limit) or >= 0"));
   if (options.plan_samples < 1)
     return invalid_argument_error(str_cat("PlacementManager: plan_samples ", options.plan_samples, " must be >= 1"));
   if (!(options.volatility_weight >= 0) || !std::isfinite(options.volatility_weight))
@@ -114,7 +109,21 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   pm->topology_ = topology;
   pm->store_ = &store;
   pm->rank_ = transport.rank();
-  OMNI_ASSIGN_OR_RETURN(pm->planner_, make_planner(spec_with_moves(options.planner_spec, options.max_moves_per_rank)));
+  OMNI_ASSIGN_OR_RETURN(pm->planner_, make_planner(options.planner_spec));
+  if (options.max_moves_per_rank >= 0) {
+    // A typed limit (PlanInput::max_moves_per_rank), not a spec parameter: the
+    // planner must take it, and the spec must not set it too.
+    if (!pm->planner_->takes_incremental_limits())
+      return invalid_argument_error(str_cat("PlacementManager: max_moves_per_rank ", options.max_moves_per_rank,
+                                            " needs an incremental planner such as omni; '", options.planner_spec,
+                                            "' plans from scratch"));
+    OMNI_ASSIGN_OR_RETURN(PlannerSpec spec, PlannerSpec::parse(options.planner_spec));
+    for (const SpecParam& p : spec.params)
+      if (p.key == "max_moves_per_rank")
+        return invalid_argument_error(str_cat("PlacementManager: max_moves_per_rank ", options.max_moves_per_rank,
+                                              " and the planner spec '", options.planner_spec,
+                                              "' both set it; set one"));
+  }
   RecorderConfig rc;
   rc.num_layers = initial.num_layers();
   rc.num_ids = initial.num_experts();
@@ -122,7 +131,7 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   OMNI_ASSIGN_OR_RETURN(pm->recorder_, ActivationRecorder::create(rc));
   WindowHistoryOptions ho;
   ho.max_windows = std::max(options.plan_samples, options.volatility_weight > 0 ? 2 : 1);
-  ho.ema_decay = options.window_decay;
+  ho.ema_decay = options.ema_decay;
   OMNI_ASSIGN_OR_RETURN(pm->history_, WindowHistory::create(ho));
   OMNI_ASSIGN_OR_RETURN(pm->planner_transport_, transport.duplicate(options.collective_timeout));
   MigrationExecutorOptions eo;
@@ -607,7 +616,7 @@ Status PlacementManager::run_round(const Job& job) {
   MigrationOptions budget;
   for (LayerId l = 0; l < L; ++l) budget.layer_expert_bytes.push_back(store_->slot_bytes(l));
   budget.expert_bytes = budget.layer_expert_bytes.front();
-  budget.staging_bytes_per_rank = options_.staging_limit_bytes;
+  budget.staging_bytes_per_rank = options_.staging_bytes_per_rank;
   budget.layers_per_commit = options_.layers_per_commit;
   budget.max_per_round = 0;
   std::vector<MigrationStep> steps;
@@ -644,9 +653,10 @@ Status PlacementManager::run_round(const Job& job) {
         in.topology = &topology_;
         in.current = &current;
         in.samples = &samples;
+        in.max_moves_per_rank = options_.max_moves_per_rank;
         plan = planner_->plan(in);
       } else {
-        plan = plan_on_survivors(*planner_, load, current, topology_, job.failed);
+        plan = plan_on_survivors(*planner_, load, current, topology_, job.failed, options_.max_moves_per_rank);
       }
       mine = plan.ok() ? StatusOr<Placement>(std::move(plan->placement)) : StatusOr<Placement>(plan.status());
       std::lock_guard<std::mutex> lock(mu_);

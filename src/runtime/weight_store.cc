@@ -42,7 +42,7 @@ StatusOr<std::unique_ptr<HostWeightStore>> HostWeightStore::create(std::vector<i
   }
   store->slot_bytes_ = std::move(slot_bytes);
   store->slots_per_rank_ = std::move(slots_per_rank);
-  store->staging_limit_ = staging_limit_bytes;
+  store->staging_limit_ = staging_limit_bytes == 0 ? std::numeric_limits<int64_t>::max() : staging_limit_bytes;
   return store;
 }
 

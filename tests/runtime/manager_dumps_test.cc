@@ -218,20 +218,37 @@ TEST(ManagerConfig, EveryManagerKeyFillsItsOption) {
   EXPECT_EQ(o->dump_dir, "/tmp/d");
   EXPECT_EQ(o->planner_spec, "omni");
   EXPECT_EQ(o->replan_interval_steps, 300);
-  EXPECT_EQ(o->window_decay, 0.5);
+  EXPECT_EQ(o->ema_decay, 0.5);
   EXPECT_EQ(o->min_gain, 0.01);
   EXPECT_EQ(o->max_moves_per_rank, 2);
   EXPECT_EQ(o->layers_per_commit, 4);
-  EXPECT_EQ(o->staging_limit_bytes, 4096);
+  EXPECT_EQ(o->staging_bytes_per_rank, 4096);
 }
 
-TEST(ManagerConfig, DefaultsGiveStaticPlacementWithoutStagingLimit) {
+TEST(ManagerConfig, DefaultsAreTheOptionsDefaultsButStatic) {
+  // One default per knob: the YAML keys' defaults are PlacementManagerOptions' (dynamic placement
+  // stays off by default, as omni-infer's enable_dynamic).
   auto o = manager_options_from_config(Config{});
   ASSERT_TRUE(o.ok()) << o.status();
+  const PlacementManagerOptions d;
   EXPECT_FALSE(o->dynamic);
   EXPECT_FALSE(o->enable_dump);
-  EXPECT_EQ(o->planner_spec, "eplb");
-  EXPECT_EQ(o->staging_limit_bytes, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(o->planner_spec, d.planner_spec);
+  EXPECT_EQ(o->replan_interval_steps, d.replan_interval_steps);
+  EXPECT_EQ(o->ema_decay, d.ema_decay);
+  EXPECT_EQ(o->min_gain, d.min_gain);
+  EXPECT_EQ(o->max_moves_per_rank, d.max_moves_per_rank);
+  EXPECT_EQ(o->layers_per_commit, d.layers_per_commit);
+  EXPECT_EQ(o->staging_bytes_per_rank, d.staging_bytes_per_rank);
+  EXPECT_EQ(RecorderConfig{}.ema_decay, d.ema_decay);
+  EXPECT_EQ(MigrationOptions{}.staging_bytes_per_rank, d.staging_bytes_per_rank);
+  EXPECT_EQ(MigrationOptions{}.layers_per_commit, d.layers_per_commit);
+  // 0 is no limit, for the manager as for the YAML key.
+  auto c = parse_config("staging_bytes_per_rank: 0\n");
+  ASSERT_TRUE(c.ok());
+  auto unlimited = manager_options_from_config(*c);
+  ASSERT_TRUE(unlimited.ok());
+  EXPECT_EQ(unlimited->staging_bytes_per_rank, 0);
 }
 
 struct BadConfigCase {

@@ -58,7 +58,7 @@ std::vector<Outcome> run(const Scenario& sc) {
   opt.commit_cadence_steps = std::uniform_int_distribution<int32_t>(1, 3)(rng);
   opt.layers_per_commit = std::uniform_int_distribution<int32_t>(0, 2)(rng);
   // Sometimes too small for two layers' moves: forces one layer per batch.
-  opt.staging_limit_bytes = model.expert_bytes() * std::uniform_int_distribution<int64_t>(S, 4 * S)(rng);
+  opt.staging_bytes_per_rank = model.expert_bytes() * std::uniform_int_distribution<int64_t>(S, 4 * S)(rng);
   opt.commit_timeout_steps = 300;
   opt.transfer_timeout = std::chrono::milliseconds(2000);
   opt.collective_timeout = std::chrono::milliseconds(20000);
@@ -81,7 +81,7 @@ std::vector<Outcome> run(const Scenario& sc) {
   for (RankId q = 0; q < R; ++q) {
     stores[static_cast<size_t>(q)] = *HostWeightStore::create(std::vector<int64_t>(static_cast<size_t>(L), model.expert_bytes()),
                                                               std::vector<int32_t>(static_cast<size_t>(L), S),
-                                                              opt.staging_limit_bytes);
+                                                              opt.staging_bytes_per_rank);
     std::vector<std::byte> buf(static_cast<size_t>(model.expert_bytes()));
     for (LayerId l = 0; l < L; ++l)
       for (SlotId s = 0; s < S; ++s)

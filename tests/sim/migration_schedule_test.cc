@@ -87,7 +87,7 @@ TEST(MigrationSchedule, SimulatorPricesTheRoundsTheRuntimeCommits) {
   opt.replan_interval_steps = 6;
   opt.commit_cadence_steps = 1;  // every epoch is seen: at most one commit per step
   opt.stage_wait = std::chrono::seconds(20);
-  opt.staging_limit_bytes = 2 * kExpertBytes;  // two experts per rank per commit
+  opt.staging_bytes_per_rank = 2 * kExpertBytes;  // two experts per rank per commit
   opt.layers_per_commit = 2;
   Recorded rec;
   run_managers(opt, rec, 96);
@@ -117,10 +117,10 @@ TEST(MigrationSchedule, SimulatorPricesTheRoundsTheRuntimeCommits) {
         << "round " << round << ": epoch " << epoch + batches << " not seen";
     const Placement& before = rec.by_epoch.at(epoch);
     const Placement& after = rec.by_epoch.at(epoch + batches);
-    auto plan = sim::priced_migration(before, after, topo, cost, opt.staging_limit_bytes, opt.layers_per_commit);
+    auto plan = sim::priced_migration(before, after, topo, cost, opt.staging_bytes_per_rank, opt.layers_per_commit);
     ASSERT_TRUE(plan.ok()) << plan.status();
     ASSERT_EQ(plan->num_rounds(), batches) << "round " << round;
-    auto priced = sim::migration_cost(before, after, topo, cost, opt.staging_limit_bytes, opt.layers_per_commit);
+    auto priced = sim::migration_cost(before, after, topo, cost, opt.staging_bytes_per_rank, opt.layers_per_commit);
     ASSERT_TRUE(priced.ok());
     EXPECT_EQ(priced->rounds, batches);
     for (int64_t b = 0; b < batches; ++b, ++it) {

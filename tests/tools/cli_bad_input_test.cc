@@ -59,7 +59,7 @@ const std::vector<BadFlag>& bad_flags() {
         {"demo", "--max-moves-per-rank", "-1"},
         {"demo", "--min-gain", "nan"},
         {"demo", "--stage-wait-ms", "-1"},
-        {"demo", "--decay", "1"},
+        {"demo", "--ema-decay", "1"},
         {"demo", "--plan-samples", "0"},
         {"demo", "--volatility", "-0.5"},
         {"demo", "--seed", "abc"},  // any uint64 is a seed

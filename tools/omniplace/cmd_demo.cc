@@ -31,7 +31,7 @@ struct DemoArgs {
   int32_t cadence = 1;
   int32_t layers_per_commit = 0;
   int32_t tokens = 64;
-  int32_t max_moves_per_rank = 0;
+  int32_t max_moves_per_rank = -1;
   double min_gain = 0.0;
   int64_t stage_wait_ms = 0;
   double decay = 0.0;
@@ -247,8 +247,9 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--tokens", args->tokens, "tokens per rank, step and layer")
       ->check(omni::cli::int_range(1, 1 << 16))->capture_default_str();
   sub->add_option("--planner", args->planner, "planner spec, e.g. omni, eplb")->capture_default_str();
-  sub->add_option("--max-moves-per-rank", args->max_moves_per_rank, "move budget per re-plan (0: planner default)")
-      ->check(omni::cli::int_range(0, omni::kMaxSlotsPerRank))->capture_default_str();
+  sub->add_option("--max-moves-per-rank", args->max_moves_per_rank,
+                  "slots per rank and layer that may change per re-plan (-1: no limit; needs omni)")
+      ->check(omni::cli::int_range(-1, omni::kMaxSlotsPerRank))->capture_default_str();
   sub->add_option("--min-gain", args->min_gain, "skip re-plans improving max/mean by less")
       ->check(omni::cli::number_range(0, 1e6))->capture_default_str();
   sub->add_option("--stage-wait-ms", args->stage_wait_ms,
@@ -256,7 +257,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
                   "independent of machine load)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{60000}));
-  sub->add_option("--decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
+  sub->add_option("--ema-decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
       ->check(omni::cli::number_range(0, 1, /*hi_open=*/true))->capture_default_str();
   sub->add_option("--plan-samples", args->plan_samples,
                   "the planner also gets the last N aggregated windows one by one (for omni(per_batch=true))")
@@ -321,7 +322,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     c.manager.max_moves_per_rank = a.max_moves_per_rank;
     c.manager.min_gain = a.min_gain;
     c.manager.stage_wait = std::chrono::milliseconds(a.stage_wait_ms);
-    c.manager.window_decay = a.decay;
+    c.manager.ema_decay = a.decay;
     c.manager.volatility_weight = a.volatility;
     c.manager.plan_samples = a.plan_samples;
     c.manager.dispatch_mode = a.dispatch == "shares" ? omni::DispatchMode::kShares : omni::DispatchMode::kPerBatch;

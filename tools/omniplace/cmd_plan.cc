@@ -32,7 +32,7 @@ struct PlanArgs {
   int num_groups = 1;
   std::string current;
   std::string coactivation;
-  int max_moves_per_rank = -2;  // -2: not given (the spec string decides)
+  int max_moves_per_rank = -1;  // -1: not given (the spec decides)
   double min_gain = -1;         // < 0: not given
   std::string output;
   int show_moves = 20;
@@ -63,20 +63,18 @@ omni::StatusOr<Figures> figures_of(const omni::Placement& p, const omni::LoadMat
   return f;
 }
 
-// The spec with --max-moves-per-rank / --min-gain added (refused when the spec sets them too).
-omni::StatusOr<std::string> effective_spec(const PlanArgs& a) {
+// --max-moves-per-rank / --min-gain go to the planner as typed values
+// (PlanInput); refused when the spec sets the same parameter too.
+omni::Status check_limits(const PlanArgs& a) {
   OMNI_ASSIGN_OR_RETURN(omni::PlannerSpec spec, omni::PlannerSpec::parse(a.planner));
-  auto add = [&](const std::string& key, const std::string& value) -> omni::Status {
-    for (const auto& p : spec.params)
-      if (p.key == key)
-        return omni::invalid_argument_error(omni::str_cat("--", key == "min_gain" ? "min-gain" : "max-moves-per-rank",
-                                                          " and the planner spec '", a.planner, "' both set ", key));
-    spec.params.push_back({key, value});
-    return omni::ok_status();
-  };
-  if (a.max_moves_per_rank != -2) OMNI_RETURN_IF_ERROR(add("max_moves_per_rank", std::to_string(a.max_moves_per_rank)));
-  if (a.min_gain >= 0) OMNI_RETURN_IF_ERROR(add("min_gain", omni::str_cat(a.min_gain)));
-  return spec.to_string();
+  for (const auto& p : spec.params) {
+    const bool moves = p.key == "max_moves_per_rank" && a.max_moves_per_rank >= 0;
+    const bool gain = p.key == "min_gain" && a.min_gain >= 0;
+    if (moves || gain)
+      return omni::invalid_argument_error(omni::str_cat("--", moves ? "max-moves-per-rank" : "min-gain",
+                                                        " and the planner spec '", a.planner, "' both set ", p.key));
+  }
+  return omni::ok_status();
 }
 
 // A dense co-activation .npy [num_layers, num_experts, num_experts] (any numeric dtype).
@@ -138,9 +136,8 @@ nlohmann::json figures_json(const Figures& f) {
 
 int run_plan(const PlanArgs& a) {
   const char* cmd = "plan";
-  auto spec = effective_spec(a);
-  if (!spec.ok()) return omni::cli::fail(cmd, spec.status());
-  auto planner = omni::make_planner(*spec);
+  if (const omni::Status s = check_limits(a); !s.ok()) return omni::cli::fail(cmd, s);
+  auto planner = omni::make_planner(a.planner);
   if (!planner.ok()) return omni::cli::fail(cmd, planner.status());
 
   std::optional<omni::PlacementFile> current;
@@ -200,6 +197,8 @@ int run_plan(const PlanArgs& a) {
   in.topology = &*topo;
   if (!coact.empty()) in.coactivation = &coact;
   if (current) in.current = &current->placement;
+  in.max_moves_per_rank = a.max_moves_per_rank;
+  in.min_gain = a.min_gain;
   const int32_t base = (E + R - 1) / R;  // slots per rank that hold every expert once
   std::optional<omni::BudgetAllocation> budget;
   if (a.num_replicas > 0) {
@@ -253,6 +252,8 @@ int run_plan(const PlanArgs& a) {
   if (a.json) {
     nlohmann::json j;
     j["planner"] = canonical;
+    if (a.max_moves_per_rank >= 0) j["max_moves_per_rank"] = a.max_moves_per_rank;
+    if (a.min_gain >= 0) j["min_gain"] = a.min_gain;
     j["load"] = {{"path", a.load}, {"select", a.select}, {"num_layers", L}, {"num_experts", E}};
     j["num_ranks"] = R;
     j["num_nodes"] = H;
@@ -280,7 +281,10 @@ int run_plan(const PlanArgs& a) {
     std::cout << j.dump(2) << "\n";
     return omni::cli::kExitOk;
   }
-  std::printf("planner:  %s (%.1f ms)\n", canonical.c_str(), result->stats.seconds * 1e3);
+  std::string limits;
+  if (a.max_moves_per_rank >= 0) limits += omni::str_cat(", max_moves_per_rank ", a.max_moves_per_rank);
+  if (a.min_gain >= 0) limits += omni::str_cat(", min_gain ", a.min_gain);
+  std::printf("planner:  %s%s (%.1f ms)\n", canonical.c_str(), limits.c_str(), result->stats.seconds * 1e3);
   std::cout
             << "load:     " << a.load << (a.select.empty() ? "" : " [" + a.select + "]") << " (" << L << " layers x "
             << E << " experts)\n"
@@ -367,10 +371,10 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
                   ".npy [layers, experts, experts]: tokens routed to both experts (for omni(locality=coactivation))")
       ->check(CLI::ExistingFile);
   sub->add_option("--max-moves-per-rank", args->max_moves_per_rank,
-                  "With --current: most slots per rank per layer that may change (adds max_moves_per_rank to the spec)")
+                  "With --current: most slots per rank per layer that may change (-1: the planner's own setting)")
       ->check(CLI::Range(-1, omni::kMaxSlotsPerRank));
   sub->add_option("--min-gain", args->min_gain,
-                  "With --current: keep the current placement unless max/mean improves by this (adds min_gain)")
+                  "With --current: keep the current placement unless max/mean improves by this")
       ->check(omni::cli::number_range(0, 1e6));
   sub->add_option("--output", args->output,
                   "Output: .json (placement JSON with log2phy/logcnt) or an omni-infer pattern .npy/.txt/.bin")

@@ -76,8 +76,9 @@ struct RecorderConfig {
   // Windows kept by recent_windows() (the ring), >= 1.
   int32_t history = 16;
   // ema = decay * ema + (1 - decay) * window for each window after the first
-  // (the first window initialises it). 0 <= decay < 1; 0 keeps the last window only.
-  double ema_decay = 0.9;
+  // (the first window initialises it). 0 <= decay < 1; 0 keeps the last window
+  // only. The default is the PlacementManager's and the YAML key's (0).
+  double ema_decay = 0.0;
   // Co-activation sampling, off when 0: every coactivation_every-th token (per
   // shard) has each pair of distinct valid experts it chose counted. Needs
   // top_k > 0 (ids per token) and num_ids * (num_ids - 1) / 2 * num_layers <= 2^26.

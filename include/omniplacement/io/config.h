@@ -52,24 +52,29 @@ struct Config {
   std::string dump_dir;  // resolved like pattern_path
 
   // --- OmniPlacement's keys ---
-  // Planner spec string (planner registry), e.g. "eplb", "omni(max_moves_per_rank=4)".
-  std::string planner = "eplb";
+  // Planner spec string (planner registry), e.g. "eplb", "omni(escalate_gain=0.3)".
+  // The default is PlacementManagerOptions::planner_spec's.
+  std::string planner = "omni";
   // Steps (forward passes) between two re-plans; >= 1.
   int64_t replan_interval_steps = 1000;
   // Steps of activation counts a plan is computed from; >= 1.
   int64_t window_steps = 1000;
-  // Exponential decay applied to older windows, in [0, 1); 0 = plain window.
+  // Plan on an EMA of the windows: ema = ema_decay * ema + (1 - ema_decay) *
+  // window. In [0, 1); 0 = the last window.
   double ema_decay = 0.0;
   // Ranks per host (hosts are r / ranks_per_host); 0 = all ranks on one host.
   int32_t ranks_per_host = 0;
-  // Skip a plan whose predicted max-rank-load improvement is below this fraction, in [0, 1).
-  double min_gain = 0.02;
-  // Cap on expert weights moved to one rank per re-plan; 0 = no cap.
-  int32_t max_moves_per_rank = 0;
-  // Layers switched to a new placement per commit (layer-by-layer updates); >= 1.
-  int32_t layers_per_commit = 1;
-  // Staging memory per rank for incoming weights, bytes; 0 = no limit.
-  int64_t staging_bytes_per_rank = 0;
+  // Keep the placement when the plan lowers the predicted mean max/mean rank
+  // load by less than this (absolute), in [0, 1).
+  double min_gain = 0.0;
+  // At most this many slots per rank and layer change in one re-plan (expert
+  // weights each rank receives per layer); -1 = no limit. Needs an incremental
+  // planner (omni).
+  int32_t max_moves_per_rank = -1;
+  // At most this many layers switched per commit (layer-by-layer updates); 0 = no limit.
+  int32_t layers_per_commit = 0;
+  // Bytes of expert weights one rank receives per commit (its staging memory); 0 = no limit.
+  int64_t staging_bytes_per_rank = int64_t{1} << 30;
   // A rank silent for this long is declared failed, milliseconds; >= 1.
   int64_t heartbeat_timeout_ms = 10000;
 

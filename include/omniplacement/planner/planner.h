@@ -68,6 +68,19 @@ struct PlanInput {
   // from). Planners that plan for per-batch dispatch (omni(per_batch=true))
   // score placements on each of them; others ignore them. Not owned.
   const std::vector<LoadMatrix>* samples = nullptr;
+  // Optional limits of an incremental re-plan (with `current`), typed values
+  // that override the planner's own setting of the same name (its spec, e.g.
+  // omni(max_moves_per_rank=4)) for this call:
+  //   max_moves_per_rank  at most this many slots per rank and layer change
+  //                       (each is one expert's weights to receive); -1: the
+  //                       planner's own setting;
+  //   min_gain            keep `current` unless the mean over layers of
+  //                       max/mean rank load improves by at least this; < 0:
+  //                       the planner's own setting.
+  // Read by the planners make_planner() builds; one that plans from scratch
+  // (takes_incremental_limits() false) returns INVALID_ARGUMENT when either is set.
+  int32_t max_moves_per_rank = -1;
+  double min_gain = -1;
 
   // slots_per_rank resolved for every layer: [num_layers], or an error naming
   // what is inconsistent (missing load, non-multiple num_replicas, too few slots).
@@ -108,6 +121,8 @@ class Planner {
   // their default values are omitted.
   virtual std::string spec() const = 0;
   virtual StatusOr<PlanResult> plan(const PlanInput& input) const = 0;
+  // Whether plan() honours PlanInput::max_moves_per_rank and min_gain (omni).
+  virtual bool takes_incremental_limits() const { return false; }
 };
 
 // Builds a planner from a spec string. Unknown names are NOT_FOUND listing the

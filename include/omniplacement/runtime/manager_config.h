@@ -15,12 +15,12 @@
 //   window_steps           -> must equal replan_interval_steps: the manager plans on
 //                             everything recorded since the previous round (weight
 //                             history with ema_decay instead)
-//   ema_decay              -> window_decay
+//   ema_decay              -> ema_decay
 //   min_gain               -> min_gain (the plan must lower the predicted mean
 //                             max/mean rank load by at least this, absolute)
 //   max_moves_per_rank     -> max_moves_per_rank
 //   layers_per_commit      -> layers_per_commit
-//   staging_bytes_per_rank -> staging_limit_bytes (0, no limit, becomes INT64_MAX)
+//   staging_bytes_per_rank -> staging_bytes_per_rank (0: no limit)
 // Keys about the placement or the machine, not the manager's options, are left
 // to the caller: pattern_path (the initial placement), max_moe_layer_num
 // (checked against the placement by check_config_against_placement),

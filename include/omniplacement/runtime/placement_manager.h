@@ -25,18 +25,22 @@
 // Protocol (docs/DESIGN.md, "The runtime protocol"; commit_protocol.h):
 // every replan_interval_steps the ranks agree (a tiny collective) to start a
 // round: each takes its recorder's window and hands it to its planner thread,
-// which all-reduces the window over its own duplicate of the transport, plans
-// with planner_spec (every rank plans the same; checksums are compared), keeps
-// the old placement when the predicted gain is below min_gain, derives the
-// migration plan (planner/migration_plan.h, all sources read from the
-// placement in force), and stages one batch of layers at a time into the
-// WeightStore's staging buffers (bounded by staging_limit_bytes and
-// layers_per_commit) while the engine keeps serving the old epoch. At every
-// commit_cadence_steps-th step step_boundary() runs the agreement collective;
-// when every rank has its batch staged, every rank copies staging into its
-// slots and publishes the new snapshot (epoch + 1) at that same step. A failed
-// or timed-out transfer, or a disagreement, aborts the round: staging is
-// dropped and the old epoch stays.
+// which all-reduces the window over its own duplicate of the transport and
+// appends it to its WindowHistory (capture/window_history.h: the last
+// plan_samples windows and their EMA). The round's leader (the lowest live
+// rank) plans with planner_spec and broadcasts the plan with its checksum
+// (plan_broadcast.h); every rank verifies the checksum, keeps the old
+// placement when the predicted gain is below min_gain, and derives the same
+// migration steps: the rounds of the planner's migration plan under
+// staging_bytes_per_rank and layers_per_commit (migration_steps.h; the
+// simulator prices the same rounds). The MigrationExecutor stages one step at
+// a time into the WeightStore's staging buffers while the engine keeps
+// serving the old epoch. At every commit_cadence_steps-th step
+// step_boundary() runs the agreement collective; when every rank has the step
+// staged, every rank copies staging into its slots and publishes the new
+// snapshot (epoch + 1, routing_after_round() of the plan) at that same step. A
+// failed or timed-out transfer, a planning error, a checksum mismatch or a
+// disagreement aborts the round: staging is dropped and the old epoch stays.
 //
 // Failures (docs/DESIGN.md, step 6). fail_ranks(failed) — wired to a
 // FailureDetector's on_change (on_membership()) or called by an engine that
@@ -134,16 +138,20 @@ struct PlacementManagerOptions {
   int32_t commit_cadence_steps = 4;
   // A batch not staged on every rank this many steps after it began is aborted.
   int64_t commit_timeout_steps = 2000;
-  // Planner spec string (planner.h); `max_moves_per_rank`, when > 0, is
-  // appended as a parameter for planners that take it (omni).
+  // Planner spec string (planner.h), run by the round's leader.
   std::string planner_spec = "omni";
-  int32_t max_moves_per_rank = 0;
+  // At most this many slots per rank and layer change in one re-plan
+  // (PlanInput::max_moves_per_rank, a typed value; needs a planner that takes
+  // it, such as omni, and a spec that does not set it too). -1: no limit
+  // beyond the planner's own setting.
+  int32_t max_moves_per_rank = -1;
   // Keep the old placement when the plan improves the window's mean max/mean
-  // rank load by less than this (absolute, e.g. 0.02).
+  // rank load by less than this (absolute, e.g. 0.02). >= 0.
   double min_gain = 0.0;
-  // Plan on an exponential moving average of the aggregated windows:
-  // load = decay * previous + (1 - decay) * window. 0 plans on the last window.
-  double window_decay = 0.0;
+  // Plan on an exponential moving average of the aggregated windows
+  // (capture/window_history.h): ema = ema_decay * ema + (1 - ema_decay) *
+  // window. In [0, 1); 0 plans on the last window.
+  double ema_decay = 0.0;
   // Plan on load + volatility_weight * |load - previous window's load| per
   // expert (0: off): hedges volatile experts with replicas.
   double volatility_weight = 0.0;
@@ -151,7 +159,8 @@ struct PlacementManagerOptions {
   // rounds one by one, oldest first (PlanInput::samples), e.g. for
   // omni(per_batch=true) with DispatchMode::kPerBatch. >= 1.
   int32_t plan_samples = 1;
-  // At most this many layers per commit (0: as many as staging allows).
+  // At most this many layers per commit, i.e. per round of the migration plan
+  // (MigrationOptions::layers_per_commit). 0: as many as staging allows.
   int32_t layers_per_commit = 0;
   // While a round runs, step_boundary waits up to this long for this rank's
   // planner thread to finish the current batch (staged, no change, or failed)
@@ -160,8 +169,10 @@ struct PlacementManagerOptions {
   // trades a bounded engine-thread stall for a commit schedule that does not
   // depend on machine load: reproducible tests, benchmarks and replays.
   std::chrono::milliseconds stage_wait{0};
-  // Staging a batch may use on any rank (also checked by the WeightStore).
-  int64_t staging_limit_bytes = int64_t{1} << 30;
+  // Bytes of expert weights one rank receives in one commit, its staging
+  // memory (MigrationOptions::staging_bytes_per_rank; the WeightStore checks
+  // its own limit too). 0: no limit. >= 0.
+  int64_t staging_bytes_per_rank = kDefaultStagingBytesPerRank;
   DispatchMode dispatch_mode = DispatchMode::kShares;
   // Activation dumps (the YAML keys enable_dump and dump_dir; see the overview
   // above for who writes what). dump_dir is created if missing; it must be set

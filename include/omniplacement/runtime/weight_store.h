@@ -98,7 +98,8 @@ class WeightStore {
 class HostWeightStore final : public WeightStore {
  public:
   // slot_bytes[l] > 0 and slots_per_rank[l] >= 1 per layer (same length, >= 1
-  // layer); staging_limit_bytes >= 0. Slots start zero-filled.
+  // layer); staging_limit_bytes >= 0, 0 for no limit (as the manager's
+  // staging_bytes_per_rank). Slots start zero-filled.
   static StatusOr<std::unique_ptr<HostWeightStore>> create(std::vector<int64_t> slot_bytes,
                                                            std::vector<int32_t> slots_per_rank,
                                                            int64_t staging_limit_bytes);
