@@ -3,6 +3,10 @@
 # Warnings and sanitizers for one of our own targets.
 function(omni_target_options target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  # clang checks the locking that core/thread_annotations.h declares (GUARDED_BY & co.).
+  if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    target_compile_options(${target} PRIVATE -Wthread-safety)
+  endif()
   if(OMNI_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -197,8 +197,12 @@ StatusOr<std::unique_ptr<ActivationRecorder>> ActivationRecorder::create(Recorde
   }
   WindowHistoryOptions ho;
   ho.ema_decay = c.ema_decay;
-  OMNI_ASSIGN_OR_RETURN(r->ema_, WindowHistory::create(ho));
-  r->ring_.reserve(static_cast<size_t>(std::min(c.history, 1024)));
+  OMNI_ASSIGN_OR_RETURN(WindowHistory ema, WindowHistory::create(ho));
+  {
+    MutexLock lock(r->mu_);  // nobody else sees r yet; the lock only satisfies the annotations
+    r->ema_ = std::move(ema);
+    r->ring_.reserve(static_cast<size_t>(std::min(c.history, 1024)));
+  }
   return r;
 }
 
@@ -378,7 +382,7 @@ void ActivationRecorder::sample_pairs(LayerId layer, std::span<const int32_t> id
 }
 
 CaptureWindow ActivationRecorder::take_window() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const uint32_t old = active_.load(std::memory_order_relaxed);  // only this function (under mu_) stores it
   active_.store(1 - old, std::memory_order_seq_cst);
 
@@ -474,7 +478,7 @@ CaptureWindow ActivationRecorder::take_window() {
 }
 
 std::vector<CaptureWindow> ActivationRecorder::recent_windows() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<CaptureWindow> out;
   out.reserve(ring_.size());
   for (size_t i = 0; i < ring_.size(); ++i) out.push_back(ring_[(ring_head_ + i) % ring_.size()]);
@@ -482,7 +486,7 @@ std::vector<CaptureWindow> ActivationRecorder::recent_windows() const {
 }
 
 LoadMatrix ActivationRecorder::recent_sum() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto sum = LoadMatrix::zeros(config_.num_layers, config_.num_ids);
   OMNI_CHECK_MSG(sum.ok(), sum.status().to_string());
   for (const CaptureWindow& w : ring_) {
@@ -495,7 +499,7 @@ LoadMatrix ActivationRecorder::recent_sum() const {
 LoadMatrix ActivationRecorder::ema() const {
   std::vector<double> values;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!ema_.empty()) {
       const auto v = ema_.ema().values();
       values.assign(v.begin(), v.end());
@@ -511,7 +515,7 @@ LoadMatrix ActivationRecorder::ema() const {
 CoactivationCounts ActivationRecorder::take_coactivation() {
   CoactivationCounts c;
   if (!pairs_) return c;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   c.num_layers = config_.num_layers;
   c.num_ids = config_.num_ids;
   c.pairs.resize(static_cast<size_t>(c.pairs_per_layer() * c.num_layers));

@@ -1,6 +1,8 @@
 // Spec strings: parsing, canonical round trip and error messages.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/planner/planner_spec.h"
 
@@ -151,6 +153,57 @@ TEST(PlanInput, MissingLoad) {
   auto r = (*p)->plan(in);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("load is required"), std::string::npos);
+}
+
+// PlanInput's typed limits: the same plan as the spec parameter, no string splicing.
+TEST(TypedLimits, OverrideTheSpecAndAreRefusedByScratchPlanners) {
+  std::mt19937_64 rng(3);
+  std::vector<int64_t> counts(2 * 24);
+  for (auto& c : counts) c = std::uniform_int_distribution<int64_t>(1, 400)(rng);
+  const LoadMatrix load = *LoadMatrix::from_counts(2, 24, counts);
+  const Placement current = *Placement::contiguous(2, 6, 24, 5);
+  PlanInput in;
+  in.load = &load;
+  in.num_ranks = 6;
+  in.slots_per_rank = {5};
+  in.current = &current;
+  auto omni = make_planner("omni");
+  ASSERT_TRUE(omni.ok());
+  EXPECT_TRUE((*omni)->takes_incremental_limits());
+  for (const int32_t moves : {0, 1, 3}) {
+    auto spliced = make_planner("omni(max_moves_per_rank=" + std::to_string(moves) + ",min_gain=0.01)");
+    ASSERT_TRUE(spliced.ok());
+    auto want = (*spliced)->plan(in);
+    PlanInput typed = in;
+    typed.max_moves_per_rank = moves;
+    typed.min_gain = 0.01;
+    auto got = (*omni)->plan(typed);
+    ASSERT_TRUE(want.ok() && got.ok()) << want.status() << got.status();
+    EXPECT_EQ(got->placement, want->placement) << "max_moves_per_rank " << moves;
+  }
+  // The typed value wins over the spec's for this call.
+  auto spec_two = make_planner("omni(max_moves_per_rank=2)");
+  PlanInput one = in;
+  one.max_moves_per_rank = 1;
+  auto a = (*spec_two)->plan(one);
+  auto b = (*make_planner("omni(max_moves_per_rank=1)"))->plan(in);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->placement, b->placement);
+  PlanInput bad = in;
+  bad.max_moves_per_rank = -2;
+  EXPECT_EQ((*omni)->plan(bad).status().code(), StatusCode::kInvalidArgument);
+  for (const char* scratch : {"eplb", "contiguous"}) {
+    auto p = make_planner(scratch);
+    ASSERT_TRUE(p.ok());
+    EXPECT_FALSE((*p)->takes_incremental_limits());
+    PlanInput limited = in;
+    limited.max_moves_per_rank = 1;
+    auto r = (*p)->plan(limited);
+    ASSERT_FALSE(r.ok()) << scratch;
+    EXPECT_NE(r.status().message().find(std::string(scratch) + " plans from scratch"), std::string::npos)
+        << r.status();
+    EXPECT_TRUE((*p)->plan(in).ok()) << scratch;  // unset limits: as before
+  }
 }
 
 }  // namespace

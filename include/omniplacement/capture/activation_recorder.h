@@ -50,6 +50,7 @@
 #include "omniplacement/core/ids.h"
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/status.h"
+#include "omniplacement/core/thread_annotations.h"
 
 namespace omni {
 
@@ -173,12 +174,12 @@ class ActivationRecorder {
   std::atomic<uint32_t> active_{0};  // buffer (0 or 1) that record() writes
   std::atomic<int64_t> step_{0};
 
-  mutable std::mutex mu_;  // take_window & friends; never taken by record()
-  uint64_t next_window_ = 0;
-  int64_t last_step_ = 0;
-  std::vector<CaptureWindow> ring_;  // circular, ring_head_ is the oldest when full
-  size_t ring_head_ = 0;
-  WindowHistory ema_;  // the EMA of the windows taken (its own ring holds only the newest)
+  mutable Mutex mu_;  // take_window & friends; never taken by record()
+  uint64_t next_window_ OMNI_GUARDED_BY(mu_) = 0;
+  int64_t last_step_ OMNI_GUARDED_BY(mu_) = 0;
+  std::vector<CaptureWindow> ring_ OMNI_GUARDED_BY(mu_);  // circular, ring_head_ is the oldest when full
+  size_t ring_head_ OMNI_GUARDED_BY(mu_) = 0;
+  WindowHistory ema_ OMNI_GUARDED_BY(mu_);  // the EMA of the windows taken (its own ring holds only the newest)
 };
 
 }  // namespace omni

@@ -110,6 +110,7 @@
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
+#include "omniplacement/core/thread_annotations.h"
 #include "omniplacement/core/topology.h"
 #include "omniplacement/dispatch/batch_split.h"
 #include "omniplacement/dispatch/dispatch_mode.h"
@@ -273,11 +274,11 @@ class PlacementManager {
   // An error means the agreement collective failed: the placement in force
   // stays, and dynamic placement is switched off on this rank (its peers see
   // the same failure or a timeout).
-  Status step_boundary(int64_t step);
+  Status step_boundary(int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   // In per-batch mode: the [num_ranks, num_experts] counts gathered by the last
   // dispatch() of layer l (empty before). Engine thread.
   std::span<const int64_t> last_batch_counts(LayerId l) const;
-  PlacementManagerStats stats() const;
+  PlacementManagerStats stats() const OMNI_EXCLUDES(mu_);
   RankId rank() const { return rank_; }
   // Waits until every dump queued so far is written (OK when dumps are off);
   // returns the first write error since the previous call. Any thread.
@@ -288,12 +289,12 @@ class PlacementManager {
   // Ranks already failed are ignored; this rank itself or a rank out of
   // [0, num_ranks) is INVALID_ARGUMENT (nothing changes). Any thread; every
   // survivor must be told the same ranks (a FailureDetector does that).
-  Status fail_ranks(std::span<const RankId> failed);
+  Status fail_ranks(std::span<const RankId> failed) OMNI_EXCLUDES(mu_, publish_mu_);
   // fail_ranks(m.failed), for FailureDetectorOptions::on_change. An error
   // (a bad rank from the detector) is kept in stats().last_abort. Any thread.
   void on_membership(const Membership& m);
   // Ranks this manager has failed, ascending. Any thread.
-  std::vector<RankId> failed_ranks() const;
+  std::vector<RankId> failed_ranks() const OMNI_EXCLUDES(publish_mu_);
   // (layer, expert) pairs with no replica in the map in force. Any thread.
   std::vector<LostExpert> lost_experts() const;
 
@@ -301,14 +302,15 @@ class PlacementManager {
   struct Job;
   struct Prepared;
   PlacementManager() = default;
-  void planner_main();
-  Status run_round(const Job& job);
-  void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum);
+  void planner_main() OMNI_EXCLUDES(mu_, publish_mu_);
+  Status run_round(const Job& job) OMNI_EXCLUDES(mu_, publish_mu_);
+  void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum)
+      OMNI_EXCLUDES(mu_);
   // Planner waits for the engine's verdict on (round, batch): true = committed.
-  bool wait_verdict(int64_t round, int64_t batch);
-  void apply_decision(const DecisionResult& d, int64_t step);
+  bool wait_verdict(int64_t round, int64_t batch) OMNI_EXCLUDES(mu_);
+  void apply_decision(const DecisionResult& d, int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   // Queues a window to the dump writer (never blocks); counts drops.
-  void submit_dump(LoadMatrix load, const DumpMetadata& meta);
+  void submit_dump(LoadMatrix load, const DumpMetadata& meta) OMNI_EXCLUDES(mu_);
   // Engine thread: takes the snapshot published by another thread (failover).
   void refresh_hot() {
     hot_gen_ = published_gen_.load(std::memory_order_acquire);
@@ -332,10 +334,9 @@ class PlacementManager {
   // Publication: the engine commits and fail_ranks() publish under publish_mu_
   // and bump published_gen_; the engine's dispatch compares it with hot_gen_.
   std::atomic<uint64_t> published_gen_{0};
-  mutable std::mutex publish_mu_;
-  std::vector<RankId> failed_;              // guarded by publish_mu_, ascending
+  mutable Mutex publish_mu_;
+  std::vector<RankId> failed_ OMNI_GUARDED_BY(publish_mu_);  // ascending
   std::atomic<uint64_t> failure_gen_{0};    // bumps on every failover (the planner aborts)
-  bool rebuild_pending_ = false;            // guarded by mu_: a failure awaits its rebuild round
   std::vector<std::vector<uint32_t>> counters_;   // [layer][expert] dispatch positions
   std::vector<std::vector<int64_t>> batch_counts_;  // per-batch mode: last gathered counts per layer
   std::vector<BatchSplit> batch_splits_;
@@ -347,17 +348,19 @@ class PlacementManager {
   bool broken_ = false;
   std::atomic<int64_t> steps_{0};  // step_boundary calls (written by the engine thread only)
 
-  // Shared between the engine and planner threads.
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  Vote vote_;
-  std::unique_ptr<Job> job_;
-  std::unique_ptr<Prepared> prepared_;
-  int64_t verdict_round_ = -1, verdict_batch_ = -1;
-  bool verdict_commit_ = false;
-  bool stop_ = false;
-  PlacementManagerStats stats_;
-  std::string planner_error_;  // why this rank's planner failed the round in progress
+  // Shared between the engine and planner threads (and fail_ranks' caller).
+  mutable Mutex mu_;
+  std::condition_variable cv_;  // waits on mu_
+  Vote vote_ OMNI_GUARDED_BY(mu_);
+  std::unique_ptr<Job> job_ OMNI_GUARDED_BY(mu_);
+  std::unique_ptr<Prepared> prepared_ OMNI_GUARDED_BY(mu_);
+  int64_t verdict_round_ OMNI_GUARDED_BY(mu_) = -1;
+  int64_t verdict_batch_ OMNI_GUARDED_BY(mu_) = -1;
+  bool verdict_commit_ OMNI_GUARDED_BY(mu_) = false;
+  bool stop_ OMNI_GUARDED_BY(mu_) = false;
+  PlacementManagerStats stats_ OMNI_GUARDED_BY(mu_);
+  std::string planner_error_ OMNI_GUARDED_BY(mu_);  // why this rank's planner failed the round in progress
+  bool rebuild_pending_ OMNI_GUARDED_BY(mu_) = false;  // a failure awaits its rebuild round
   WindowHistory history_;  // planner thread only: the aggregated windows and their EMA
   std::unique_ptr<DumpWriter> dump_writer_;  // null unless enable_dump; outlives the planner thread
   std::thread planner_thread_;
