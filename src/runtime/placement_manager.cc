@@ -35,6 +35,14 @@ struct PlacementManager::Prepared {
   bool restore = false;  // a restore round's batch (weights from the backup)
 };
 
+// What a round stages: the migration steps (or the restore's) and the plan's
+// checksum every rank votes with.
+struct PlacementManager::RoundPlan {
+  std::vector<MigrationStep> steps;
+  int64_t plan_checksum = 0;
+  bool restore = false;  // a restore round (weights from the backup)
+};
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -407,147 +415,153 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
     case Decision::kWait:
       if (round_.active) round_.waited_steps += options_.commit_cadence_steps;
       return;
-    case Decision::kStartRound: {
-      auto job = std::make_unique<Job>();
-      job->round = next_round_id_++;
-      {
-        MutexLock pub(publish_mu_);
-        job->base = cell_.load();
-        job->failed = failed_;
-        job->failure_gen = failure_gen_.load();
-      }
-      CaptureWindow w = recorder_->take_window();
-      job->window = std::move(w.load);
-      job->window_meta = window_meta(w, -1, *job->base);
-      round_.active = true;
-      round_.round = job->round;
-      round_.batch = 0;
-      round_.waited_steps = 0;
-      {
-        MutexLock lock(mu_);
-        vote_ = Vote{};
-        vote_.round = job->round;
-        vote_.phase = StagePhase::kWorking;
-        job_ = std::move(job);
-        planner_error_.clear();
-        ++stats_.rounds_started;
-      }
-      cv_.notify_all();
-      return;
-    }
-    case Decision::kCommit: {
-      const auto t0 = Clock::now();
-      std::unique_ptr<Prepared> prep;
-      {
-        MutexLock lock(mu_);
-        prep = std::move(prepared_);
-      }
-      // Every rank voted ready for this round and batch, this one included, so
-      // its planner has handed over the batch.
-      OMNI_CHECK_MSG(prep && prep->round == round_.round && prep->batch == round_.batch,
-                     str_cat("commit of round ", round_.round, " batch ", round_.batch, " without staged batch"));
-      MutexLock pub(publish_mu_);
-      refresh_hot();  // a failover may have been published by another thread
-      std::shared_ptr<const RoutingSnapshot> snap = prep->snapshot;
-      const uint64_t epoch = hot_->epoch() + 1;
-      if (holds_on_ranks(snap->placement(), failed_) || snap->epoch() != epoch) {
-        // A failure reached this rank after the batch was planned (the commit
-        // was decided with the failed rank's vote, so every survivor commits
-        // it): publish it without the failed ranks, numbered after the failover.
-        auto placement = snap->placement_ptr();
-        StatusOr<std::shared_ptr<const RoutingSnapshot>> rebuilt = snap;
-        if (holds_on_ranks(*placement, failed_)) {
-          auto dropped = drop_ranks(*placement, failed_);
-          OMNI_CHECK_MSG(dropped.ok(), dropped.status().to_string());  // failed_ holds valid ranks
-          rebuilt = RoutingSnapshot::build(std::make_shared<const Placement>(*std::move(dropped)), topology_, rank_, epoch);
-        } else {
-          rebuilt = RoutingSnapshot::rebuild(*snap, placement, {}, topology_, rank_, epoch);
-        }
-        OMNI_CHECK_MSG(rebuilt.ok(), rebuilt.status().to_string());  // built from a valid placement before
-        snap = *std::move(rebuilt);
-      }
-      const auto tc = Clock::now();
-      for (StagingId id : prep->staging) {
-        const Status s = store_->commit_staging(id);
-        OMNI_CHECK_MSG(s.ok(), s.to_string());  // the id was acquired by this manager and not released
-        store_->release_staging(id);
-      }
-      const double copy = seconds_since(tc);
-      cell_.store(snap);
-      published_gen_.fetch_add(1, std::memory_order_release);
-      refresh_hot();
-      pub.unlock();
-      {
-        MutexLock lock(mu_);
-        if (prep->restore) {
-          stats_.experts_restored += prep->experts_moved;
-          if (d.last_batch) ++stats_.restore_rounds;
-        }
-        if (rebuild_pending_ && stats_.restored_ns == 0) {
-          // A restore round, or a batch planned before the failure that moved
-          // the lost experts' weights elsewhere before the rank died.
-          if (count_lost_experts(hot_->placement()) == 0) stats_.restored_ns = ns_of(Clock::now());
-        } else if (!prep->restore && d.last_batch && rebuild_pending_) {
-          rebuild_pending_ = false;
-          stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
-        }
-        verdict_round_ = round_.round;
-        verdict_batch_ = round_.batch;
-        verdict_commit_ = true;
-        ++stats_.batches_committed;
-        stats_.epoch = hot_->epoch();
-        stats_.placement_checksum = hot_->checksum();
-        stats_.experts_moved += prep->experts_moved;
-        stats_.bytes_moved += prep->bytes_moved;
-        stats_.bytes_received += prep->bytes_received;
-        stats_.staging_copy_seconds += copy;
-        stats_.commit_seconds += seconds_since(t0) - copy;
-        if (d.last_batch) ++stats_.rounds_completed;
-        // The planner may not have seen the verdict by the next agreement:
-        // its vote moves on now, so that a stale "ready" never counts twice.
-        if (!d.last_batch) {
-          vote_.batch = round_.batch + 1;
-          vote_.phase = StagePhase::kWorking;
-          vote_.last_batch = 0;
-        }
-      }
-      cv_.notify_all();
-      ++round_.batch;
-      round_.waited_steps = 0;
-      if (d.last_batch) {
-        round_.active = false;
-        next_round_step_ = next_multiple(step, options_.replan_interval_steps);
-      }
-      return;
-    }
+    case Decision::kStartRound:
+      return start_round();
+    case Decision::kCommit:
+      return commit_step(d, step);
     case Decision::kFinish:
-    case Decision::kAbort: {
-      {
-        MutexLock lock(mu_);
-        verdict_round_ = round_.round;
-        verdict_batch_ = round_.batch;
-        verdict_commit_ = false;
-        if (d.decision == Decision::kFinish) {
-          ++stats_.rounds_no_change;
-          // A re-plan on the survivors that found nothing worth moving also
-          // ends the rebuild (a restore round never finishes unchanged).
-          if (rebuild_pending_ && stats_.restored_ns != 0) {
-            rebuild_pending_ = false;
-            stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
-          }
-        } else {
-          ++stats_.rounds_aborted;
-          stats_.last_abort = str_cat("round ", round_.round, " batch ", round_.batch, " aborted at step ", step,
-                                      ": ", abort_reason_name(d.reason),
-                                      planner_error_.empty() ? "" : " (" + planner_error_ + ")");
-        }
-      }
-      cv_.notify_all();
-      round_.active = false;
-      next_round_step_ = next_multiple(step, options_.replan_interval_steps);
-      return;
+    case Decision::kAbort:
+      return end_round(d, step);
+  }
+}
+
+void PlacementManager::start_round() {
+  auto job = std::make_unique<Job>();
+  job->round = next_round_id_++;
+  {
+    MutexLock pub(publish_mu_);
+    job->base = cell_.load();
+    job->failed = failed_;
+    job->failure_gen = failure_gen_.load();
+  }
+  CaptureWindow w = recorder_->take_window();
+  job->window = std::move(w.load);
+  job->window_meta = window_meta(w, -1, *job->base);
+  round_.active = true;
+  round_.round = job->round;
+  round_.batch = 0;
+  round_.waited_steps = 0;
+  {
+    MutexLock lock(mu_);
+    vote_ = Vote{};
+    vote_.round = job->round;
+    vote_.phase = StagePhase::kWorking;
+    job_ = std::move(job);
+    planner_error_.clear();
+    ++stats_.rounds_started;
+  }
+  cv_.notify_all();
+}
+
+void PlacementManager::commit_step(const DecisionResult& d, int64_t step) {
+  const auto t0 = Clock::now();
+  std::unique_ptr<Prepared> prep;
+  {
+    MutexLock lock(mu_);
+    prep = std::move(prepared_);
+  }
+  // Every rank voted ready for this round and batch, this one included, so
+  // its planner has handed over the batch.
+  OMNI_CHECK_MSG(prep && prep->round == round_.round && prep->batch == round_.batch,
+                 str_cat("commit of round ", round_.round, " batch ", round_.batch, " without staged batch"));
+  MutexLock pub(publish_mu_);
+  refresh_hot();  // a failover may have been published by another thread
+  std::shared_ptr<const RoutingSnapshot> snap = prep->snapshot;
+  const uint64_t epoch = hot_->epoch() + 1;
+  if (holds_on_ranks(snap->placement(), failed_) || snap->epoch() != epoch) {
+    // A failure reached this rank after the batch was planned (the commit
+    // was decided with the failed rank's vote, so every survivor commits
+    // it): publish it without the failed ranks, numbered after the failover.
+    auto placement = snap->placement_ptr();
+    StatusOr<std::shared_ptr<const RoutingSnapshot>> rebuilt = snap;
+    if (holds_on_ranks(*placement, failed_)) {
+      auto dropped = drop_ranks(*placement, failed_);
+      OMNI_CHECK_MSG(dropped.ok(), dropped.status().to_string());  // failed_ holds valid ranks
+      rebuilt = RoutingSnapshot::build(std::make_shared<const Placement>(*std::move(dropped)), topology_, rank_, epoch);
+    } else {
+      rebuilt = RoutingSnapshot::rebuild(*snap, placement, {}, topology_, rank_, epoch);
+    }
+    OMNI_CHECK_MSG(rebuilt.ok(), rebuilt.status().to_string());  // built from a valid placement before
+    snap = *std::move(rebuilt);
+  }
+  const auto tc = Clock::now();
+  for (StagingId id : prep->staging) {
+    const Status s = store_->commit_staging(id);
+    OMNI_CHECK_MSG(s.ok(), s.to_string());  // the id was acquired by this manager and not released
+    store_->release_staging(id);
+  }
+  const double copy = seconds_since(tc);
+  cell_.store(snap);
+  published_gen_.fetch_add(1, std::memory_order_release);
+  refresh_hot();
+  pub.unlock();
+  {
+    MutexLock lock(mu_);
+    if (prep->restore) {
+      stats_.experts_restored += prep->experts_moved;
+      if (d.last_batch) ++stats_.restore_rounds;
+    }
+    if (rebuild_pending_ && stats_.restored_ns == 0) {
+      // A restore round, or a batch planned before the failure that moved
+      // the lost experts' weights elsewhere before the rank died.
+      if (count_lost_experts(hot_->placement()) == 0) stats_.restored_ns = ns_of(Clock::now());
+    } else if (!prep->restore && d.last_batch && rebuild_pending_) {
+      rebuild_pending_ = false;
+      stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
+    }
+    verdict_round_ = round_.round;
+    verdict_batch_ = round_.batch;
+    verdict_commit_ = true;
+    ++stats_.batches_committed;
+    stats_.epoch = hot_->epoch();
+    stats_.placement_checksum = hot_->checksum();
+    stats_.experts_moved += prep->experts_moved;
+    stats_.bytes_moved += prep->bytes_moved;
+    stats_.bytes_received += prep->bytes_received;
+    stats_.staging_copy_seconds += copy;
+    stats_.commit_seconds += seconds_since(t0) - copy;
+    if (d.last_batch) ++stats_.rounds_completed;
+    // The planner may not have seen the verdict by the next agreement:
+    // its vote moves on now, so that a stale "ready" never counts twice.
+    if (!d.last_batch) {
+      vote_.batch = round_.batch + 1;
+      vote_.phase = StagePhase::kWorking;
+      vote_.last_batch = 0;
     }
   }
+  cv_.notify_all();
+  ++round_.batch;
+  round_.waited_steps = 0;
+  if (d.last_batch) {
+    round_.active = false;
+    next_round_step_ = next_multiple(step, options_.replan_interval_steps);
+  }
+}
+
+void PlacementManager::end_round(const DecisionResult& d, int64_t step) {
+  {
+    MutexLock lock(mu_);
+    verdict_round_ = round_.round;
+    verdict_batch_ = round_.batch;
+    verdict_commit_ = false;
+    if (d.decision == Decision::kFinish) {
+      ++stats_.rounds_no_change;
+      // A re-plan on the survivors that found nothing worth moving also
+      // ends the rebuild (a restore round never finishes unchanged).
+      if (rebuild_pending_ && stats_.restored_ns != 0) {
+        rebuild_pending_ = false;
+        stats_.redundancy_rebuilt_ns = ns_of(Clock::now());
+      }
+    } else {
+      ++stats_.rounds_aborted;
+      stats_.last_abort = str_cat("round ", round_.round, " batch ", round_.batch, " aborted at step ", step,
+                                  ": ", abort_reason_name(d.reason),
+                                  planner_error_.empty() ? "" : " (" + planner_error_ + ")");
+    }
+  }
+  cv_.notify_all();
+  round_.active = false;
+  next_round_step_ = next_multiple(step, options_.replan_interval_steps);
 }
 
 bool PlacementManager::wait_verdict(int64_t round, int64_t batch) {
@@ -589,46 +603,88 @@ void PlacementManager::planner_main() {
 }
 
 Status PlacementManager::run_round(const Job& job) {
-  const int64_t round = job.round;
+  OMNI_ASSIGN_OR_RETURN(LoadMatrix load, aggregate_window(job));
+  // The planner sees the history's EMA (the window itself unless ema_decay >
+  // 0), hedged for volatility when asked, and the last plan_samples windows.
+  OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", job.round)));
+  OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
+  const std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
+  if (failure_gen_.load() != job.failure_gen) return aborted_error(str_cat("round ", job.round, ": a rank failed"));
+  OMNI_ASSIGN_OR_RETURN(std::optional<RoundPlan> plan, plan_round(job, load, samples));
+  if (!plan) return ok_status();  // nothing to move: the round has finished unchanged
+  return stage_steps(job, *plan);
+}
+
+StatusOr<LoadMatrix> PlacementManager::aggregate_window(const Job& job) {
   const Placement& current = job.base->placement();
   const int32_t L = current.num_layers();
   const int32_t E = current.num_experts();
-  const int32_t R = current.num_ranks();
-  // 1. Aggregate the window over all ranks (the invalid-id count rides along
-  //    in a last element, for the dump).
+  // The invalid-id count rides along in a last element, for the dump.
   std::vector<int64_t> counts(job.window.counts().begin(), job.window.counts().end());
   if (counts.size() != static_cast<size_t>(L) * static_cast<size_t>(E))
-    return internal_error(str_cat("round ", round, ": recorder window has ", counts.size(), " counts, expected ",
+    return internal_error(str_cat("round ", job.round, ": recorder window has ", counts.size(), " counts, expected ",
                                   int64_t{L} * E));
   counts.push_back(job.window_meta.num_invalid);
   OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(counts), ReduceOp::kSum,
                                                       options_.collective_timeout)
-                           .with_context(str_cat("round ", round, ": aggregating the window")));
+                           .with_context(str_cat("round ", job.round, ": aggregating the window")));
   DumpMetadata meta = job.window_meta;
   meta.num_invalid = counts.back();
   counts.pop_back();
   OMNI_ASSIGN_OR_RETURN(LoadMatrix load, LoadMatrix::from_counts(L, E, std::move(counts)));
   submit_dump(load, meta);  // queued only (rank 0 with enable_dump); the writer thread does the I/O
-  // The planner sees the history's EMA (the window itself unless ema_decay >
-  // 0), hedged for volatility when asked, and the last plan_samples windows.
-  OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", round)));
-  OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
-  const std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
-  if (failure_gen_.load() != job.failure_gen) return aborted_error(str_cat("round ", round, ": a rank failed"));
+  return load;
+}
+
+StatusOr<Placement> PlacementManager::leader_plan(const Job& job, const LoadMatrix& load,
+                                                  const std::vector<LoadMatrix>& samples) {
+  const Placement& current = job.base->placement();
+  const RankId leader = leader_of(job.failed, current.num_ranks());
+  StatusOr<Placement> mine = internal_error("not the leader");
+  if (rank_ == leader) {
+    const auto tp = Clock::now();
+    StatusOr<PlanResult> plan = internal_error("no plan");
+    if (job.failed.empty()) {
+      PlanInput in;
+      in.load = &load;
+      in.num_ranks = current.num_ranks();
+      for (LayerId l = 0; l < current.num_layers(); ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
+      in.topology = &topology_;
+      in.current = &current;
+      in.samples = &samples;
+      in.max_moves_per_rank = options_.max_moves_per_rank;
+      plan = planner_->plan(in);
+    } else {
+      plan = plan_on_survivors(*planner_, load, current, topology_, job.failed, options_.max_moves_per_rank);
+    }
+    mine = plan.ok() ? StatusOr<Placement>(std::move(plan->placement)) : StatusOr<Placement>(plan.status());
+    MutexLock lock(mu_);
+    stats_.planning_seconds += seconds_since(tp);
+    ++stats_.plans_made;
+  }
+  auto shared = share_plan(*planner_transport_, leader, rank_ == leader ? &mine : nullptr, options_.collective_timeout);
+  if (!shared.ok()) return shared.status().with_context(str_cat("round ", job.round, ": the plan"));
+  return shared;
+}
+
+StatusOr<std::optional<PlacementManager::RoundPlan>> PlacementManager::plan_round(
+    const Job& job, const LoadMatrix& load, const std::vector<LoadMatrix>& samples) {
+  const int64_t round = job.round;
+  const Placement& current = job.base->placement();
   // The round's budget: what diff() schedules is what this manager commits.
   MigrationOptions budget;
-  for (LayerId l = 0; l < L; ++l) budget.layer_expert_bytes.push_back(store_->slot_bytes(l));
+  for (LayerId l = 0; l < current.num_layers(); ++l) budget.layer_expert_bytes.push_back(store_->slot_bytes(l));
   budget.expert_bytes = budget.layer_expert_bytes.front();
   budget.staging_bytes_per_rank = options_.staging_bytes_per_rank;
   budget.layers_per_commit = options_.layers_per_commit;
   budget.max_per_round = 0;
-  std::vector<MigrationStep> steps;
-  int64_t plan_sum = 0;
-  const bool restore = count_lost_experts(current) > 0;
-  if (restore) {
-    // 2'. Experts lost to a failure: reload them from the backup into empty or
-    //     redundant slots of the survivors before anything else is re-planned
-    //     (no plan can place them otherwise: the migration has no source).
+  RoundPlan out;
+  out.restore = count_lost_experts(current) > 0;
+  if (out.restore) {
+    // Experts lost to a failure: reload them from the backup into empty or
+    // redundant slots of the survivors before anything else is re-planned (no
+    // plan can place them otherwise: the migration has no source). Every rank
+    // computes the same restore (deterministic and cheap: no leader).
     std::optional<RestorePlan> restored;
     if (options_.backup != nullptr) {
       OMNI_ASSIGN_OR_RETURN(restored, plan_restore(current, job.failed, budget.layer_expert_bytes));
@@ -636,69 +692,48 @@ Status PlacementManager::run_round(const Job& job) {
     if (!restored) {  // no backup, or no room: the experts stay lost
       set_vote(round, 0, StagePhase::kNoChange, 1, vote_checksum(current.checksum()));
       wait_verdict(round, 0);
-      return ok_status();
+      return std::nullopt;
     }
-    plan_sum = vote_checksum(restored->next.checksum());
-    OMNI_ASSIGN_OR_RETURN(steps, restore_steps(current, restored->next, restored->transfers, budget));
-  } else {
-    // 2. The leader (the lowest live rank) plans, on the live ranks only once
-    //    some have failed; every rank gets its plan, checksum-verified.
-    const RankId leader = leader_of(job.failed, R);
-    StatusOr<Placement> mine = internal_error("not the leader");
-    if (rank_ == leader) {
-      const auto tp = Clock::now();
-      StatusOr<PlanResult> plan = internal_error("no plan");
-      if (job.failed.empty()) {
-        PlanInput in;
-        in.load = &load;
-        in.num_ranks = R;
-        for (LayerId l = 0; l < L; ++l) in.slots_per_rank.push_back(current.slots_per_rank(l));
-        in.topology = &topology_;
-        in.current = &current;
-        in.samples = &samples;
-        in.max_moves_per_rank = options_.max_moves_per_rank;
-        plan = planner_->plan(in);
-      } else {
-        plan = plan_on_survivors(*planner_, load, current, topology_, job.failed, options_.max_moves_per_rank);
-      }
-      mine = plan.ok() ? StatusOr<Placement>(std::move(plan->placement)) : StatusOr<Placement>(plan.status());
-      MutexLock lock(mu_);
-      stats_.planning_seconds += seconds_since(tp);
-      ++stats_.plans_made;
-    }
-    auto shared = share_plan(*planner_transport_, leader, rank_ == leader ? &mine : nullptr, options_.collective_timeout);
-    if (!shared.ok()) return shared.status().with_context(str_cat("round ", round, ": the plan"));
-    const Placement next = *std::move(shared);
-    OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
-    OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
-    {
-      MutexLock lock(mu_);
-      stats_.last_predicted_before = before.mean_max_over_mean;
-      stats_.last_predicted_after = after.mean_max_over_mean;
-    }
-    plan_sum = vote_checksum(next.checksum());
-    bool changed = false;
-    for (LayerId l = 0; l < L && !changed; ++l) changed = !layers_equal(current, next, l);
-    if (!changed || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
-      set_vote(round, 0, StagePhase::kNoChange, 1, plan_sum);
-      wait_verdict(round, 0);
-      return ok_status();
-    }
-    // 3. The migration plan's rounds, one commit each (every rank derives the
-    //    same steps from the same placements).
-    OMNI_ASSIGN_OR_RETURN(steps, migration_steps(current, next, topology_, budget));
+    out.plan_checksum = vote_checksum(restored->next.checksum());
+    OMNI_ASSIGN_OR_RETURN(out.steps, restore_steps(current, restored->next, restored->transfers, budget));
+    return out;
   }
-  // 4. Stage and hand over one step at a time.
+  // The leader (the lowest live rank) plans, on the live ranks only once some
+  // have failed; every rank gets its plan, checksum-verified.
+  OMNI_ASSIGN_OR_RETURN(const Placement next, leader_plan(job, load, samples));
+  OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
+  OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
+  {
+    MutexLock lock(mu_);
+    stats_.last_predicted_before = before.mean_max_over_mean;
+    stats_.last_predicted_after = after.mean_max_over_mean;
+  }
+  out.plan_checksum = vote_checksum(next.checksum());
+  bool changed = false;
+  for (LayerId l = 0; l < current.num_layers() && !changed; ++l) changed = !layers_equal(current, next, l);
+  if (!changed || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
+    set_vote(round, 0, StagePhase::kNoChange, 1, out.plan_checksum);
+    wait_verdict(round, 0);
+    return std::nullopt;
+  }
+  // The migration plan's rounds, one commit each (every rank derives the same
+  // steps from the same placements).
+  OMNI_ASSIGN_OR_RETURN(out.steps, migration_steps(current, next, topology_, budget));
+  return out;
+}
+
+Status PlacementManager::stage_steps(const Job& job, const RoundPlan& plan) {
+  const int64_t round = job.round;
   std::shared_ptr<const RoutingSnapshot> prev = job.base;
-  for (size_t b = 0; b < steps.size(); ++b) {
-    const MigrationStep& step = steps[b];
+  for (size_t b = 0; b < plan.steps.size(); ++b) {
+    const MigrationStep& step = plan.steps[b];
     OMNI_ASSIGN_OR_RETURN(auto snap, RoutingSnapshot::rebuild(*prev, step.routing, step.changed, topology_, rank_,
                                                               job.base->epoch() + b + 1));
     auto prep = std::make_unique<Prepared>();
     prep->round = round;
     prep->batch = static_cast<int64_t>(b);
     prep->snapshot = snap;
-    prep->restore = restore;
+    prep->restore = plan.restore;
     const auto tt = Clock::now();
     // A failover, shutdown or a verdict against this round stops the transfers.
     auto aborted = [&] {
@@ -730,8 +765,8 @@ Status PlacementManager::run_round(const Job& job) {
       vote_.round = round;
       vote_.batch = static_cast<int64_t>(b);
       vote_.phase = StagePhase::kReady;
-      vote_.last_batch = b + 1 == steps.size() ? 1 : 0;
-      vote_.plan_checksum = plan_sum;
+      vote_.last_batch = b + 1 == plan.steps.size() ? 1 : 0;
+      vote_.plan_checksum = plan.plan_checksum;
     }
     cv_.notify_all();
     if (!wait_verdict(round, static_cast<int64_t>(b))) {

@@ -100,6 +100,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -303,12 +304,28 @@ class PlacementManager {
   struct Prepared;
   PlacementManager() = default;
   void planner_main() OMNI_EXCLUDES(mu_, publish_mu_);
+  struct RoundPlan;
+  // Planner thread, one round: aggregate the window, plan (plan_round: the
+  // leader's plan or a restore, and the migration steps; nullopt when nothing
+  // moves), stage the steps one at a time and hand each to the engine.
   Status run_round(const Job& job) OMNI_EXCLUDES(mu_, publish_mu_);
+  StatusOr<LoadMatrix> aggregate_window(const Job& job) OMNI_EXCLUDES(mu_);
+  StatusOr<Placement> leader_plan(const Job& job, const LoadMatrix& load, const std::vector<LoadMatrix>& samples)
+      OMNI_EXCLUDES(mu_);
+  StatusOr<std::optional<RoundPlan>> plan_round(const Job& job, const LoadMatrix& load,
+                                                const std::vector<LoadMatrix>& samples) OMNI_EXCLUDES(mu_);
+  Status stage_steps(const Job& job, const RoundPlan& plan) OMNI_EXCLUDES(mu_);
   void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum)
       OMNI_EXCLUDES(mu_);
   // Planner waits for the engine's verdict on (round, batch): true = committed.
   bool wait_verdict(int64_t round, int64_t batch) OMNI_EXCLUDES(mu_);
   void apply_decision(const DecisionResult& d, int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
+  // Engine thread, the decisions of apply_decision(): hand the window to the
+  // planner; publish the staged step (epoch + 1); end the round (finished
+  // unchanged, or aborted).
+  void start_round() OMNI_EXCLUDES(mu_, publish_mu_);
+  void commit_step(const DecisionResult& d, int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
+  void end_round(const DecisionResult& d, int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   // Queues a window to the dump writer (never blocks); counts drops.
   void submit_dump(LoadMatrix load, const DumpMetadata& meta) OMNI_EXCLUDES(mu_);
   // Engine thread: takes the snapshot published by another thread (failover).
