@@ -157,7 +157,7 @@ TEST(CliJson, ValidateLoadTraceDumpAndConfig) {
   ASSERT_EQ(conf.code, 0) << conf.err;
   j = parse_object(conf);
   EXPECT_EQ(j["kind"], "config");
-  EXPECT_EQ(j["config"]["planner"], "eplb");
+  EXPECT_EQ(j["config"]["planner"], "omni");  // the YAML default is the PlacementManager's
   EXPECT_EQ(j["pattern"]["num_layers"], 12);
   EXPECT_EQ(j["valid"], true);
   // The pattern has 12 layers, the config says 58: the facts are printed, the error goes to stderr.

@@ -150,6 +150,7 @@ int run_diff(const DiffArgs& a) {
   omni::MigrationOptions options;
   options.expert_bytes = a.expert_bytes;
   options.max_per_round = a.max_per_round;
+  options.staging_bytes_per_rank = 0;  // --max-per-round alone bounds the rounds, as before
   auto plan = omni::diff(current->placement, next->placement, *topo, options);
   if (!plan.ok()) return omni::cli::fail("diff", plan.status());
   // Cheap next to planning (milliseconds at DeepSeek-V3 scale): never print an unchecked plan.
