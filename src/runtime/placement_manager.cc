@@ -35,6 +35,13 @@ struct PlacementManager::Prepared {
   bool restore = false;  // a restore round's batch (weights from the backup)
 };
 
+// What every rank must agree on before a round's later collectives: who
+// plans, and whether it is a restore (no plan to broadcast).
+struct PlacementManager::RoundKind {
+  RankId leader = 0;  // the lowest live rank when the round started
+  bool restore = false;
+};
+
 // What a round stages: the migration steps (or the restore's) and the plan's
 // checksum every rank votes with.
 struct PlacementManager::RoundPlan {
@@ -603,14 +610,21 @@ void PlacementManager::planner_main() {
 }
 
 Status PlacementManager::run_round(const Job& job) {
+  // The round's collectives on the planner transport (aggregation, agreement,
+  // then the plan's broadcast unless it is a restore) run on every rank in
+  // the same order: a rank that left the sequence early would pair its next
+  // collective with another's. So no rank returns between them on its own;
+  // the agreement decides for all.
   OMNI_ASSIGN_OR_RETURN(LoadMatrix load, aggregate_window(job));
+  const RoundKind kind{leader_of(job.failed, job.base->placement().num_ranks()),
+                       count_lost_experts(job.base->placement()) > 0};
+  OMNI_RETURN_IF_ERROR(agree_on_round(job, kind));
   // The planner sees the history's EMA (the window itself unless ema_decay >
   // 0), hedged for volatility when asked, and the last plan_samples windows.
   OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", job.round)));
   OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
   const std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
-  if (failure_gen_.load() != job.failure_gen) return aborted_error(str_cat("round ", job.round, ": a rank failed"));
-  OMNI_ASSIGN_OR_RETURN(std::optional<RoundPlan> plan, plan_round(job, load, samples));
+  OMNI_ASSIGN_OR_RETURN(std::optional<RoundPlan> plan, plan_round(job, kind, load, samples));
   if (!plan) return ok_status();  // nothing to move: the round has finished unchanged
   return stage_steps(job, *plan);
 }
@@ -636,10 +650,26 @@ StatusOr<LoadMatrix> PlacementManager::aggregate_window(const Job& job) {
   return load;
 }
 
-StatusOr<Placement> PlacementManager::leader_plan(const Job& job, const LoadMatrix& load,
+Status PlacementManager::agree_on_round(const Job& job, const RoundKind& kind) {
+  // Each value v rides as (v, -v) in one max all-reduce: every rank sees the
+  // same maximum and minimum, hence the same verdict.
+  const int64_t failed = failure_gen_.load() != job.failure_gen ? 1 : 0;
+  const int64_t base = vote_checksum(job.base->checksum());
+  std::array<int64_t, 7> v = {failed, kind.leader, -int64_t{kind.leader}, kind.restore, -int64_t{kind.restore}, base,
+                              -base};
+  OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(v), ReduceOp::kMax, options_.collective_timeout)
+                           .with_context(str_cat("round ", job.round, ": agreeing on the round")));
+  if (v[0] != 0) return aborted_error(str_cat("round ", job.round, ": a rank failed"));
+  if (v[1] != -v[2] || v[3] != -v[4] || v[5] != -v[6])
+    return failed_precondition_error(str_cat("round ", job.round, ": the ranks started it from different states (leader ",
+                                             -v[2], "..", v[1], ", restore ", -v[4], "..", v[3],
+                                             ", or the placement in force): a failure was being reported"));
+  return ok_status();
+}
+
+StatusOr<Placement> PlacementManager::leader_plan(const Job& job, RankId leader, const LoadMatrix& load,
                                                   const std::vector<LoadMatrix>& samples) {
   const Placement& current = job.base->placement();
-  const RankId leader = leader_of(job.failed, current.num_ranks());
   StatusOr<Placement> mine = internal_error("not the leader");
   if (rank_ == leader) {
     const auto tp = Clock::now();
@@ -668,7 +698,7 @@ StatusOr<Placement> PlacementManager::leader_plan(const Job& job, const LoadMatr
 }
 
 StatusOr<std::optional<PlacementManager::RoundPlan>> PlacementManager::plan_round(
-    const Job& job, const LoadMatrix& load, const std::vector<LoadMatrix>& samples) {
+    const Job& job, const RoundKind& kind, const LoadMatrix& load, const std::vector<LoadMatrix>& samples) {
   const int64_t round = job.round;
   const Placement& current = job.base->placement();
   // The round's budget: what diff() schedules is what this manager commits.
@@ -679,7 +709,7 @@ StatusOr<std::optional<PlacementManager::RoundPlan>> PlacementManager::plan_roun
   budget.layers_per_commit = options_.layers_per_commit;
   budget.max_per_round = 0;
   RoundPlan out;
-  out.restore = count_lost_experts(current) > 0;
+  out.restore = kind.restore;
   if (out.restore) {
     // Experts lost to a failure: reload them from the backup into empty or
     // redundant slots of the survivors before anything else is re-planned (no
@@ -700,7 +730,7 @@ StatusOr<std::optional<PlacementManager::RoundPlan>> PlacementManager::plan_roun
   }
   // The leader (the lowest live rank) plans, on the live ranks only once some
   // have failed; every rank gets its plan, checksum-verified.
-  OMNI_ASSIGN_OR_RETURN(const Placement next, leader_plan(job, load, samples));
+  OMNI_ASSIGN_OR_RETURN(const Placement next, leader_plan(job, kind.leader, load, samples));
   OMNI_ASSIGN_OR_RETURN(auto before, placement_balance(current, load));
   OMNI_ASSIGN_OR_RETURN(auto after, placement_balance(next, load));
   {

@@ -304,15 +304,19 @@ class PlacementManager {
   struct Prepared;
   PlacementManager() = default;
   void planner_main() OMNI_EXCLUDES(mu_, publish_mu_);
+  struct RoundKind;
   struct RoundPlan;
   // Planner thread, one round: aggregate the window, plan (plan_round: the
   // leader's plan or a restore, and the migration steps; nullopt when nothing
   // moves), stage the steps one at a time and hand each to the engine.
   Status run_round(const Job& job) OMNI_EXCLUDES(mu_, publish_mu_);
   StatusOr<LoadMatrix> aggregate_window(const Job& job) OMNI_EXCLUDES(mu_);
-  StatusOr<Placement> leader_plan(const Job& job, const LoadMatrix& load, const std::vector<LoadMatrix>& samples)
-      OMNI_EXCLUDES(mu_);
-  StatusOr<std::optional<RoundPlan>> plan_round(const Job& job, const LoadMatrix& load,
+  // Collective: every rank's (leader, restore, placement in force, failure
+  // seen) compared; a difference fails the round on every rank alike.
+  Status agree_on_round(const Job& job, const RoundKind& kind);
+  StatusOr<Placement> leader_plan(const Job& job, RankId leader, const LoadMatrix& load,
+                                  const std::vector<LoadMatrix>& samples) OMNI_EXCLUDES(mu_);
+  StatusOr<std::optional<RoundPlan>> plan_round(const Job& job, const RoundKind& kind, const LoadMatrix& load,
                                                 const std::vector<LoadMatrix>& samples) OMNI_EXCLUDES(mu_);
   Status stage_steps(const Job& job, const RoundPlan& plan) OMNI_EXCLUDES(mu_);
   void set_vote(int64_t round, int64_t batch, StagePhase phase, int64_t last, int64_t plan_checksum)
