@@ -432,7 +432,7 @@ def parse_args(argv):
                     help="max/mean rank load is taken over blocks of this many steps summed")
     ap.add_argument("--cadence", type=int, default=2, help="vote every this many steps during a round")
     ap.add_argument("--layers-per-commit", type=int, default=4, help="layers per commit (0: as staging allows)")
-    ap.add_argument("--staging-limit-bytes", type=int, default=1 << 30, help="staging per rank and batch")
+    ap.add_argument("--staging-bytes-per-rank", type=int, default=1 << 30, help="staging per rank and batch")
     ap.add_argument("--stage-wait-ms", type=int, default=10000,
                     help="each engine waits up to this for its staging before voting (reproducible commits; 0: never)")
     ap.add_argument("--planner", default="omni", help="planner spec string")

@@ -12,7 +12,7 @@ Status create_with(const PlacementManagerOptions& opt) {
   const Placement initial = *Placement::contiguous(1, 1, 4, 5);
   const Topology topo = *Topology::uniform(1, 1);
   auto store = *HostWeightStore::create({16}, {5}, 0);
-  auto statuses = LocalCluster::run(1, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(1, [&](Transport& t) -> Status {
     return PlacementManager::create(t, topo, initial, *store, opt).status();
   });
   return statuses[0];

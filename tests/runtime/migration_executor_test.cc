@@ -53,7 +53,7 @@ TEST(MigrationExecutorTest, StagesFromPeersLocalSlotsAndTheBackup) {
   const std::vector<Transfer> ts = {transfer(1, 0, 0, 1, 1), transfer(2, 2, 0, 2, 1), transfer(5, kFromBackup, -1, 0, 1),
                                     transfer(3, 1, 0, 2, 0)};
   std::vector<StageStats> stats(3);
-  auto statuses = LocalCluster::run(3, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(3, [&](Transport& t) -> Status {
     MigrationExecutorOptions o;
     o.backup = backup.get();
     MigrationExecutor exec(t, *stores[static_cast<size_t>(t.rank())], o);
@@ -81,7 +81,7 @@ TEST(MigrationExecutorTest, StagesFromPeersLocalSlotsAndTheBackup) {
 Status wait_for_silent_peer(const MigrationExecutorOptions& o, const std::function<bool()>& aborted,
                             std::chrono::steady_clock::duration* waited) {
   Status result;
-  auto statuses = LocalCluster::run(2, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(2, [&](Transport& t) -> Status {
     if (t.rank() == 0) return ok_status();
     auto store = store_of(1);
     MigrationExecutor exec(t, *store, o);
@@ -140,7 +140,7 @@ TEST(MigrationExecutorTest, DropsMessagesLeftOverFromAnAbortedRoundAndRefusesStr
     std::vector<std::unique_ptr<HostWeightStore>> stores;
     for (RankId r = 0; r < 2; ++r) stores.push_back(store_of(r));
     Status received;
-    auto statuses = LocalCluster::run(2, [&](Transport& tr) -> Status {
+    auto statuses = LocalGroup::run(2, [&](Transport& tr) -> Status {
       MigrationExecutor exec(tr, *stores[static_cast<size_t>(tr.rank())], {});
       std::vector<StagingId> staged;
       if (tr.rank() == 0) {
@@ -188,7 +188,7 @@ TEST(MigrationExecutorTest, HookStoreAndBackupErrorsFailTheStep) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    auto statuses = LocalCluster::run(1, [&](Transport& t) -> Status {
+    auto statuses = LocalGroup::run(1, [&](Transport& t) -> Status {
       auto store = store_of(0, c.staging_limit);
       MigrationExecutor exec(t, *store, c.options);
       std::vector<StagingId> staged;

@@ -125,7 +125,7 @@ TEST(PlanBroadcastTest, EveryRankGetsTheLeadersPlanOrItsError) {
   const Placement plan = with_shares(rng);
   for (const RankId leader : {0, 2}) {
     std::vector<StatusOr<Placement>> got(4, internal_error("not run"));
-    auto statuses = LocalCluster::run(4, [&](Transport& t) -> Status {
+    auto statuses = LocalGroup::run(4, [&](Transport& t) -> Status {
       const StatusOr<Placement> mine = plan;
       got[static_cast<size_t>(t.rank())] = share_plan(t, leader, t.rank() == leader ? &mine : nullptr, 5s);
       return ok_status();
@@ -138,7 +138,7 @@ TEST(PlanBroadcastTest, EveryRankGetsTheLeadersPlanOrItsError) {
   }
   // The leader's planning error, on every rank.
   std::vector<Status> errors(3);
-  auto statuses = LocalCluster::run(3, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(3, [&](Transport& t) -> Status {
     const StatusOr<Placement> mine = invalid_argument_error("layer 4: no room");
     errors[static_cast<size_t>(t.rank())] = share_plan(t, 1, t.rank() == 1 ? &mine : nullptr, 5s).status();
     return ok_status();
@@ -151,7 +151,7 @@ TEST(PlanBroadcastTest, EveryRankGetsTheLeadersPlanOrItsError) {
   }
   // A link that corrupts the plan on rank 2: that rank refuses it, the others take it.
   std::vector<Status> verdicts(3);
-  statuses = LocalCluster::run(3, [&](Transport& t) -> Status {
+  statuses = LocalGroup::run(3, [&](Transport& t) -> Status {
     CorruptingTransport bad(t);
     Transport& use = t.rank() == 2 ? static_cast<Transport&>(bad) : t;
     const StatusOr<Placement> mine = plan;
@@ -182,7 +182,7 @@ std::vector<PlacementManagerStats> run_managers(RankId corrupt, RankId fail, int
   std::vector<PlacementManagerStats> stats(R);
   std::barrier sync(R);
   std::latch survivors_done(fail >= 0 ? R - 1 : R);
-  auto statuses = LocalCluster::run(R, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(R, [&](Transport& t) -> Status {
     CorruptingTransport bad(t);
     Transport& use = t.rank() == corrupt ? static_cast<Transport&>(bad) : t;
     auto pm = PlacementManager::create(use, topo, initial, *stores[static_cast<size_t>(t.rank())], opt);

@@ -51,7 +51,7 @@ void run_managers(const PlacementManagerOptions& base, Recorded& rec, int64_t st
     stores.push_back(*HostWeightStore::create(std::vector<int64_t>(kLayers, kExpertBytes),
                                               std::vector<int32_t>(kLayers, kSlots), int64_t{1} << 20));
   std::barrier sync(kRanks);
-  auto statuses = LocalCluster::run(kRanks, [&](Transport& t) -> Status {
+  auto statuses = LocalGroup::run(kRanks, [&](Transport& t) -> Status {
     auto pm = PlacementManager::create(t, topo, initial, *stores[static_cast<size_t>(t.rank())], opt);
     if (!pm.ok()) return pm.status();
     std::vector<ExpertId> ids(48);

@@ -56,7 +56,7 @@ const std::vector<BadFlag>& bad_flags() {
         {"demo", "--cadence", "0"},
         {"demo", "--layers-per-commit", "-1"},
         {"demo", "--tokens", "0"},
-        {"demo", "--max-moves-per-rank", "-1"},
+        {"demo", "--max-moves-per-rank", "-2"},
         {"demo", "--min-gain", "nan"},
         {"demo", "--stage-wait-ms", "-1"},
         {"demo", "--ema-decay", "1"},
@@ -71,6 +71,8 @@ const std::vector<BadFlag>& bad_flags() {
         {"simulate", "--steps", "0"},
         {"simulate", "--interval", "0"},
         {"simulate", "--migration-per-round", "-1"},  // was accepted
+        {"simulate", "--staging-bytes-per-rank", "-1"},
+        {"simulate", "--layers-per-commit", "-1"},
         {"simulate", "--history", "0"},
         {"simulate", "--samples", "0"},
         {"simulate", "--shift-check", "-1"},
