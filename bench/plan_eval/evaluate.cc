@@ -1,0 +1,222 @@
+#include "plan_eval/evaluate.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "omniplacement/core/metrics.h"
+#include "omniplacement/core/str_cat.h"
+#include "omniplacement/core/topology.h"
+#include "omniplacement/planner/planner.h"
+#include "omniplacement/runtime/batch_split.h"
+
+namespace omni::plan_eval {
+
+const char* dispatch_name(Dispatch d) { return d == Dispatch::kShares ? "shares" : "per-batch"; }
+
+namespace {
+
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
+
+struct Served {
+  double mean_max_over_mean = 0;  // mean over layers
+  double sum_max = 0;
+  double sum_mean = 0;
+};
+
+// Window t of w served by placement p under dispatch d.
+StatusOr<Served> serve(const Placement& p, const EvalWorkload& w, size_t t, Dispatch d) {
+  const LoadMatrix& window = w.windows[t];
+  const int32_t L = window.num_layers(), E = window.num_experts(), R = p.num_ranks();
+  Served out;
+  int32_t layers = 0;
+  std::vector<int64_t> totals(static_cast<size_t>(E));
+  std::vector<double> rank(static_cast<size_t>(R));
+  for (LayerId l = 0; l < L; ++l) {
+    const double total = window.layer_total(l);
+    if (total <= 0) continue;
+    if (d == Dispatch::kShares) {
+      OMNI_ASSIGN_OR_RETURN(rank, rank_loads(p, window, l));
+    } else {
+      std::fill(rank.begin(), rank.end(), 0.0);
+      const auto ranks_of = layer_replica_ranks(p, l);
+      auto add_step = [&](auto&& count_of) -> Status {
+        for (ExpertId e = 0; e < E; ++e) totals[static_cast<size_t>(e)] = count_of(e);
+        OMNI_ASSIGN_OR_RETURN(std::vector<int64_t> loads, balance_batch_loads(R, ranks_of, totals));
+        for (RankId r = 0; r < R; ++r) rank[static_cast<size_t>(r)] += static_cast<double>(loads[static_cast<size_t>(r)]);
+        return ok_status();
+      };
+      if (w.steps.empty()) {
+        const auto row = window.row(l);
+        OMNI_RETURN_IF_ERROR(add_step([&](ExpertId e) { return static_cast<int64_t>(row[static_cast<size_t>(e)]); }));
+      } else {
+        for (const StepCounts& s : w.steps[t]) {
+          const int32_t* row = s.data() + static_cast<size_t>(l) * static_cast<size_t>(E);
+          OMNI_RETURN_IF_ERROR(add_step([&](ExpertId e) { return static_cast<int64_t>(row[e]); }));
+        }
+      }
+    }
+    const double mean = total / R;
+    const double mx = *std::max_element(rank.begin(), rank.end());
+    out.mean_max_over_mean += mx / mean;
+    out.sum_max += mx;
+    out.sum_mean += mean;
+    ++layers;
+  }
+  if (layers > 0) out.mean_max_over_mean /= layers;
+  return out;
+}
+
+// Slots of `next` holding an expert that `cur` does not hold there (weights to move).
+int64_t slots_changed(const Placement& cur, const Placement& next) {
+  int64_t n = 0;
+  for (LayerId l = 0; l < next.num_layers(); ++l) {
+    const auto a = cur.phy2log(l), b = next.phy2log(l);
+    for (size_t g = 0; g < b.size(); ++g) n += b[g] != kEmptySlot && (g >= a.size() || a[g] != b[g]);
+  }
+  return n;
+}
+
+struct Policy {
+  std::string mode;  // scratch, inc, oracle
+  std::string spec;
+};
+
+StatusOr<Policy> parse_policy(const std::string& s) {
+  const size_t colon = s.find(':');
+  if (colon == std::string::npos) return invalid_argument_error(str_cat("plan_eval: policy '", s, "' is not <mode>:<spec>"));
+  Policy p{s.substr(0, colon), s.substr(colon + 1)};
+  if (p.mode != "scratch" && p.mode != "inc" && p.mode != "oracle")
+    return invalid_argument_error(str_cat("plan_eval: policy '", s, "': mode must be scratch, inc or oracle"));
+  return p;
+}
+
+}  // namespace
+
+StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalOptions& options) {
+  const size_t T = w.windows.size();
+  if (T < 3) return invalid_argument_error(str_cat("plan_eval: workload ", w.name, " has ", T, " windows, need 3"));
+  OMNI_ASSIGN_OR_RETURN(Topology topo, Topology::uniform(w.num_ranks, w.ranks_per_host));
+  PlanInput base;
+  base.num_ranks = w.num_ranks;
+  base.slots_per_rank = {w.slots_per_rank};
+  base.topology = &topo;
+  base.num_groups = w.num_groups;
+  // The common start: eplb on window 0.
+  OMNI_ASSIGN_OR_RETURN(auto eplb, make_planner("eplb"));
+  PlanInput first = base;
+  first.load = &w.windows[0];
+  OMNI_ASSIGN_OR_RETURN(PlanResult start, eplb->plan(first));
+
+  std::vector<PolicyFigures> out;
+  for (Dispatch d : options.dispatch) {
+    for (const std::string& name : options.policies) {
+      PolicyFigures f;
+      f.policy = name;
+      f.dispatch = d;
+      auto run = [&]() -> Status {
+        OMNI_ASSIGN_OR_RETURN(Policy pol, parse_policy(name));
+        OMNI_ASSIGN_OR_RETURN(auto planner, make_planner(pol.spec));
+        Placement current = start.placement;
+        double sum_max = 0, sum_mean = 0, fitted = 0, cpu = 0;
+        for (size_t t = 0; t + 1 < T; ++t) {
+          PlanInput in = base;
+          std::vector<LoadMatrix> samples;
+          const size_t plan_on = pol.mode == "oracle" ? t + 1 : t;
+          in.load = &w.windows[plan_on];
+          if (pol.mode == "inc") {
+            const size_t from = t + 1 >= static_cast<size_t>(options.history) ? t + 1 - static_cast<size_t>(options.history) : 0;
+            samples.assign(w.windows.begin() + static_cast<std::ptrdiff_t>(from),
+                           w.windows.begin() + static_cast<std::ptrdiff_t>(t + 1));
+            in.samples = &samples;
+            in.current = &current;
+          }
+          const double c0 = thread_cpu_ms();
+          StatusOr<PlanResult> r = planner->plan(in);
+          const double c1 = thread_cpu_ms();
+          if (!r.ok()) return r.status().with_context(str_cat("re-plan after window ", t));
+          cpu += c1 - c0;
+          f.cpu_ms_max = std::max(f.cpu_ms_max, c1 - c0);
+          if (pol.mode != "oracle") f.moves += slots_changed(current, r->placement);
+          current = std::move(r->placement);
+          OMNI_ASSIGN_OR_RETURN(Served fit, serve(current, w, plan_on, Dispatch::kShares));
+          OMNI_ASSIGN_OR_RETURN(Served next, serve(current, w, t + 1, d));
+          fitted += fit.mean_max_over_mean;
+          f.realised += next.mean_max_over_mean;
+          sum_max += next.sum_max;
+          sum_mean += next.sum_mean;
+          ++f.replans;
+        }
+        f.realised /= f.replans;
+        f.fitted = fitted / f.replans;
+        f.realised_sum = sum_mean > 0 ? sum_max / sum_mean : 1.0;
+        f.cpu_ms_mean = cpu / f.replans;
+        return ok_status();
+      };
+      if (Status s = run(); !s.ok()) f.error = s.to_string();
+      out.push_back(std::move(f));
+    }
+  }
+  return out;
+}
+
+std::string figures_table(const EvalWorkload& w, const std::vector<PolicyFigures>& figures) {
+  std::ostringstream os;
+  os << "== " << w.name << ": " << w.description << "\n";
+  std::map<int, const PolicyFigures*> eplb;  // per dispatch
+  for (const PolicyFigures& f : figures)
+    if (f.policy == "scratch:eplb" && f.error.empty()) eplb[static_cast<int>(f.dispatch)] = &f;
+  Dispatch last = figures.empty() ? Dispatch::kShares : figures.front().dispatch;
+  bool header = true;
+  for (const PolicyFigures& f : figures) {
+    if (header || f.dispatch != last) {
+      char line[256];
+      std::snprintf(line, sizeof line, "  dispatch %-9s %-58s %9s %9s %8s %9s %7s %9s %9s\n", dispatch_name(f.dispatch),
+                    "policy", "realised", "vs eplb", "fitted", "moves", "of eplb", "cpu ms", "cpu max");
+      os << line;
+      header = false;
+      last = f.dispatch;
+    }
+    char line[512];
+    if (!f.error.empty()) {
+      std::snprintf(line, sizeof line, "  %-18s %-58s error: %s\n", "", f.policy.c_str(), f.error.c_str());
+      os << line;
+      continue;
+    }
+    const auto it = eplb.find(static_cast<int>(f.dispatch));
+    const PolicyFigures* e = it == eplb.end() ? nullptr : it->second;
+    const bool oracle = f.policy.rfind("oracle:", 0) == 0;
+    std::snprintf(line, sizeof line, "  %-18s %-58s %9.4f %+9.4f %8.4f %9lld %6.1f%% %9.2f %9.2f\n", "", f.policy.c_str(),
+                  f.realised, e ? f.realised - e->realised : 0.0, f.fitted, static_cast<long long>(oracle ? 0 : f.moves),
+                  e && e->moves > 0 && !oracle ? 100.0 * static_cast<double>(f.moves) / static_cast<double>(e->moves) : 0.0,
+                  f.cpu_ms_mean, f.cpu_ms_max);
+    os << line;
+  }
+  return os.str();
+}
+
+std::string figures_json(const EvalWorkload& w, const std::vector<PolicyFigures>& figures) {
+  std::ostringstream os;
+  for (const PolicyFigures& f : figures) {
+    char line[1024];
+    std::snprintf(line, sizeof line,
+                  "{\"workload\": \"%s\", \"held_out\": %s, \"dispatch\": \"%s\", \"policy\": \"%s\", \"realised\": %.6f, "
+                  "\"realised_sum\": %.6f, \"fitted\": %.6f, \"moves\": %lld, \"replans\": %d, \"cpu_ms_mean\": %.4f, "
+                  "\"cpu_ms_max\": %.4f, \"error\": \"%s\"}\n",
+                  w.name.c_str(), w.held_out ? "true" : "false", dispatch_name(f.dispatch), f.policy.c_str(), f.realised,
+                  f.realised_sum, f.fitted, static_cast<long long>(f.moves), f.replans, f.cpu_ms_mean, f.cpu_ms_max,
+                  f.error.c_str());
+    os << line;
+  }
+  return os.str();
+}
+
+}  // namespace omni::plan_eval
