@@ -114,18 +114,17 @@ int run_checksums() {
       "omni(spread_hosts=true,protect=0.5)",
       "omni(max_replicas_per_expert=2)",
       "omni(reallocate=false)",
+      "omni(forecast=false)",
       "eplb",
   };
   const std::vector<std::string> incremental_specs = {
       "omni",
       "omni(max_moves_per_rank=1)",
-      "omni(max_moves_per_rank=0,escalate_gain=0.3)",
-      "omni(max_moves_per_rank=2,escalate_gain=0.05)",
-      "omni(min_gain=0.02)",
+      "omni(forecast=false)",
+      "omni(forecast=false,max_moves_per_rank=1)",
+      "omni(forecast=false,max_moves_per_rank=2)",
       "omni(locality=spread,max_moves_per_rank=2)",
       "omni(spread_hosts=true,protect=0.3,max_moves_per_rank=2)",
-      "omni(per_batch=true,per_batch_evals=400)",
-      "omni(per_batch=true,per_batch_evals=400,max_moves_per_rank=1)",
   };
   for (const Case& c : cases()) {
     const LoadMatrix& load = c.windows.back();

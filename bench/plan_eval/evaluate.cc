@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -94,8 +95,8 @@ StatusOr<Policy> parse_policy(const std::string& s) {
   const size_t colon = s.find(':');
   if (colon == std::string::npos) return invalid_argument_error(str_cat("plan_eval: policy '", s, "' is not <mode>:<spec>"));
   Policy p{s.substr(0, colon), s.substr(colon + 1)};
-  if (p.mode != "scratch" && p.mode != "inc" && p.mode != "oracle")
-    return invalid_argument_error(str_cat("plan_eval: policy '", s, "': mode must be scratch, inc or oracle"));
+  if (p.mode != "scratch" && p.mode != "inc" && p.mode != "oracle" && p.mode.rfind("mean", 0) != 0)
+    return invalid_argument_error(str_cat("plan_eval: policy '", s, "': mode must be scratch, inc, meanK or oracle"));
   return p;
 }
 
@@ -129,6 +130,13 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
         double sum_max = 0, sum_mean = 0, fitted = 0, cpu = 0;
         for (size_t t = 0; t + 1 < T; ++t) {
           PlanInput in = base;
+          in.serving = w.serving;
+          in.serving.dispatch = d == Dispatch::kShares ? DispatchMode::kShares : DispatchMode::kPerBatch;
+          if (options.expert_bytes >= 0) in.serving.expert_bytes = options.expert_bytes;
+          if (options.seconds_per_token > 0) in.serving.seconds_per_token = options.seconds_per_token;
+          if (options.interval_windows > 0)
+            in.serving.interval_steps =
+                static_cast<int64_t>(options.interval_windows * static_cast<double>(in.serving.window_steps));
           std::vector<LoadMatrix> samples;
           const size_t plan_on = pol.mode == "oracle" ? t + 1 : t;
           in.load = &w.windows[plan_on];
@@ -138,6 +146,14 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
                            w.windows.begin() + static_cast<std::ptrdiff_t>(t + 1));
             in.samples = &samples;
             in.current = &current;
+          }
+          LoadMatrix mean;
+          if (pol.mode.rfind("mean", 0) == 0) {
+            // meanK: from scratch on the sum of the last K windows (a smoothed input).
+            const size_t k = static_cast<size_t>(std::stoi(pol.mode.substr(4)));
+            mean = w.windows[t];
+            for (size_t j = 1; j < k && j <= t; ++j) OMNI_RETURN_IF_ERROR(mean.add(w.windows[t - j]));
+            in.load = &mean;
           }
           const double c0 = thread_cpu_ms();
           StatusOr<PlanResult> r = planner->plan(in);
@@ -150,6 +166,9 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
           OMNI_ASSIGN_OR_RETURN(Served fit, serve(current, w, plan_on, Dispatch::kShares));
           OMNI_ASSIGN_OR_RETURN(Served next, serve(current, w, t + 1, d));
           fitted += fit.mean_max_over_mean;
+          if (getenv("PLAN_EVAL_TRACE") != nullptr)
+            std::fprintf(stderr, "%s %s t=%zu next=%.4f moves=%lld\n", name.c_str(), dispatch_name(d), t,
+                         next.mean_max_over_mean, static_cast<long long>(f.moves));
           f.realised += next.mean_max_over_mean;
           sum_max += next.sum_max;
           sum_mean += next.sum_mean;

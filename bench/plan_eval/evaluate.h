@@ -28,6 +28,10 @@ struct EvalOptions {
   std::vector<std::string> policies;
   std::vector<Dispatch> dispatch = {Dispatch::kShares, Dispatch::kPerBatch};
   int32_t history = 6;  // windows handed to the planner as samples (the last one included)
+  // Overrides of the workloads' serving figures (< 0: the workload's).
+  double expert_bytes = -1;
+  double seconds_per_token = -1;
+  double interval_windows = -1;  // interval_steps = this x window_steps
 };
 
 struct PolicyFigures {

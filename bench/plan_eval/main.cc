@@ -32,6 +32,7 @@ int usage() {
                "usage: omniplace_plan_eval checksums\n"
                "       omniplace_plan_eval eval --workloads W[,W...] --policies 'MODE:SPEC[;MODE:SPEC...]'\n"
                "                               [--dispatch shares,per-batch] [--history N] [--json FILE]\n"
+               "                               [--expert-bytes B] [--seconds-per-token S] [--interval-windows N]\n"
                "workloads: demo qwen dsv3 held-out (or one held-out workload's name); modes: scratch inc oracle\n");
   return 2;
 }
@@ -57,6 +58,12 @@ int run_eval(int argc, char** argv) {
       }
     } else if (a == "--history") {
       opt.history = std::stoi(v);
+    } else if (a == "--expert-bytes") {
+      opt.expert_bytes = std::stod(v);
+    } else if (a == "--seconds-per-token") {
+      opt.seconds_per_token = std::stod(v);
+    } else if (a == "--interval-windows") {
+      opt.interval_windows = std::stod(v);
     } else if (a == "--json") {
       json = v;
     } else {

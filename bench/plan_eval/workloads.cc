@@ -38,6 +38,8 @@ StatusOr<EvalWorkload> synthetic(std::string name, std::string description, cons
   w.slots_per_rank = S;
   w.ranks_per_host = rph;
   w.num_groups = groups;
+  w.serving.window_steps = steps_per_window;
+  w.serving.interval_steps = steps_per_window;
   LoadMatrix step;
   for (int32_t t = 0; t < windows; ++t) {
     std::vector<StepCounts> steps;
@@ -76,6 +78,8 @@ StatusOr<EvalWorkload> demo_workload() {
   w.num_ranks = kRanks;
   w.slots_per_rank = 6;
   w.ranks_per_host = 4;
+  w.serving.window_steps = kSteps;
+  w.serving.interval_steps = kSteps;
   std::vector<ExpertId> ids(static_cast<size_t>(routing.ids_per_step()));
   for (int32_t t = 0; t < T; ++t) {
     std::vector<StepCounts> steps;

@@ -15,6 +15,7 @@
 
 #include "omniplacement/core/load_matrix.h"
 #include "omniplacement/core/status.h"
+#include "omniplacement/planner/planner.h"
 
 namespace omni::plan_eval {
 
@@ -31,6 +32,9 @@ struct EvalWorkload {
   int32_t num_groups = 1;
   std::vector<LoadMatrix> windows;            // [T], each [num_layers, num_experts]
   std::vector<std::vector<StepCounts>> steps;  // [T][steps of the window]; empty: each window is one step
+  // What the planner is told about serving (the dispatch is set per run):
+  // the steps of a window and of the interval, and the cost figures.
+  ServingModel serving;
 };
 
 // The shipped Qwen1.5-MoE series as it is replayed everywhere in the project:

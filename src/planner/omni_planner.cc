@@ -11,9 +11,9 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/planner/rank_matching.h"
-#include "batch_refine.h"
 #include "block_solver.h"
 #include "host_sets.h"
+#include "interval_planner.h"
 #include "planner_common.h"
 
 namespace omni {
@@ -92,8 +92,9 @@ LayerOut plan_by_host(std::span<const double> w, int32_t S, int32_t cap, const T
   return out;
 }
 
-// budget; with no budget, a from-scratch plan relabelled onto the current ranks
-// (maximum overlap) is taken instead when it is better by more than min_gain.
+// Incremental (forecast=false): local search from the layer's current slots
+// under the move budget; with no budget, a from-scratch plan relabelled onto
+// the current ranks (maximum overlap) is taken instead when it is better.
 LayerOut plan_incremental(std::span<const double> w, const Placement& cur, LayerId l, int32_t S, int32_t cap,
                           const std::vector<int32_t>& host, const OmniOptions& opt, const Clock::time_point* deadline) {
   const int32_t R = cur.num_ranks();
@@ -107,39 +108,16 @@ LayerOut plan_incremental(std::span<const double> w, const Placement& cur, Layer
   BlockSolver solver(std::vector<double>(w.begin(), w.end()), R, S, cap, host, opt, deadline);
   solver.solve_from(start, opt.max_moves_per_rank);
   LayerOut out{solver.slots(), solver.moves(), solver.budget_hit()};
-  if (opt.max_moves_per_rank >= 0) {
-    if (opt.escalate_gain <= 0) return out;
-    // Escalation: the layer is planned again without the move budget, and that
-    // plan is taken when the budget leaves more than escalate_gain x mean rank
-    // load of max rank load on the table (a phase shift), so that a shift is
-    // followed at once instead of over many budgeted re-plans that chase noise.
-    OmniOptions free_opt = opt;
-    free_opt.max_moves_per_rank = -1;
-    free_opt.escalate_gain = 0;
-    LayerOut free = plan_incremental(w, cur, l, S, cap, host, free_opt, deadline);
-    double total = 0;
-    for (double v : w) total += v;
-    free.moves += out.moves;
-    free.budget_hit |= out.budget_hit;
-    if (max_rank_load(w, free.phy2log, R) < max_rank_load(w, out.phy2log, R) - opt.escalate_gain * total / R) {
-      return free;
-    }
-    out.moves = free.moves;
-    out.budget_hit = free.budget_hit;
-    return out;
-  }
+  if (opt.max_moves_per_rank >= 0) return out;
   LayerOut scratch = plan_flat(w, R, S, cap, host, opt, deadline);
   const std::vector<RankId> to = match_ranks(old_row, scratch.phy2log, R);
   scratch.phy2log = relabel_and_align(old_row, scratch.phy2log, R, to);
-  double total = 0;
-  for (double v : w) total += v;
-  const double margin = opt.min_gain * total / R;
   scratch.moves += out.moves;
   scratch.budget_hit |= out.budget_hit;
   // The relabelling ignores hosts: with spread_hosts a relabelled plan that
   // leaves a replicated expert on one host is not taken.
   const bool scratch_spread = !opt.spread_hosts || host.empty() || spread_over_hosts(scratch.phy2log, host, S);
-  if (scratch_spread && max_rank_load(w, scratch.phy2log, R) < max_rank_load(w, out.phy2log, R) - margin) return scratch;
+  if (scratch_spread && max_rank_load(w, scratch.phy2log, R) < max_rank_load(w, out.phy2log, R)) return scratch;
   out.moves = scratch.moves;
   out.budget_hit = scratch.budget_hit;
   return out;
@@ -153,87 +131,6 @@ std::vector<ExpertId> omni_plan_layer(std::span<const double> expert_loads, int3
   const int32_t cap = options.max_replicas_per_expert > 0 ? options.max_replicas_per_expert : num_ranks;
   return plan_flat(expert_loads, num_ranks, slots_per_rank, cap, {}, options, nullptr).phy2log;
 }
-
-namespace {
-
-// omni(per_batch=true): reshapes layer l's plan for the per-batch split
-// (batch_refine.h), on the samples (spread around their mean) or the load.
-// Mean over layers of the total variation distance between two loads'
-// per-layer shares of tokens (0: same mix, 1: disjoint experts).
-double load_distance(const LoadMatrix& a, const LoadMatrix& b) {
-  double sum = 0;
-  for (LayerId l = 0; l < a.num_layers(); ++l) {
-    const double ta = a.layer_total(l), tb = b.layer_total(l);
-    if (ta <= 0 || tb <= 0) continue;
-    const auto ra = a.row(l), rb = b.row(l);
-    double d = 0;
-    for (size_t e = 0; e < ra.size(); ++e) d += std::abs(ra[e] / ta - rb[e] / tb);
-    sum += 0.5 * d;
-  }
-  return a.num_layers() > 0 ? sum / a.num_layers() : 0.0;
-}
-
-// The samples omni(per_batch=true) scores on: those whose distance to the
-// newest is within per_batch_shift x the median distance between
-// consecutive samples (older ones describe a workload that has moved on).
-std::vector<const LoadMatrix*> current_samples(const std::vector<LoadMatrix>& samples, double shift) {
-  std::vector<const LoadMatrix*> out;
-  if (samples.empty()) return out;
-  const LoadMatrix& newest = samples.back();
-  if (shift <= 0 || samples.size() < 3) {
-    for (const LoadMatrix& m : samples) out.push_back(&m);
-    return out;
-  }
-  std::vector<double> steps;
-  for (size_t k = 1; k < samples.size(); ++k) steps.push_back(load_distance(samples[k - 1], samples[k]));
-  std::nth_element(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2), steps.end());
-  const double noise = steps[steps.size() / 2];
-  for (size_t k = 0; k + 1 < samples.size(); ++k)
-    if (load_distance(samples[k], newest) <= shift * noise) out.push_back(&samples[k]);
-  out.push_back(&newest);
-  return out;
-}
-
-void refine_layer_for_batch_split(const PlanInput& in, const std::vector<const LoadMatrix*>& kept, LayerId l,
-                                  int32_t S, int32_t cap, const OmniOptions& opt, const Clock::time_point* deadline,
-                                  LayerOut& lo) {
-  const LoadMatrix& load = *in.load;
-  const int32_t E = load.num_experts(), R = in.num_ranks;
-  std::vector<std::vector<double>> samples;
-  if (!kept.empty()) {
-    for (const LoadMatrix* m : kept) samples.emplace_back(m->row(l).begin(), m->row(l).end());
-    std::vector<double> mean(static_cast<size_t>(E), 0.0);
-    for (const auto& x : samples)
-      for (size_t e = 0; e < x.size(); ++e) mean[e] += x[e] / static_cast<double>(samples.size());
-    for (auto& x : samples)
-      for (size_t e = 0; e < x.size(); ++e) x[e] = std::max(0.0, mean[e] + opt.per_batch_spread * (x[e] - mean[e]));
-  } else {
-    samples.emplace_back(load.row(l).begin(), load.row(l).end());
-  }
-  std::span<const ExpertId> current;
-  if (in.current != nullptr && in.current->slots_per_rank(l) == S) {
-    current = in.current->phy2log(l);
-    // Only a placement holding every expert can be a starting point.
-    std::vector<char> held(static_cast<size_t>(E), 0);
-    for (ExpertId e : current)
-      if (e >= 0) held[static_cast<size_t>(e)] = 1;
-    if (std::find(held.begin(), held.end(), 0) != held.end()) current = {};
-  }
-  detail::BatchRefineOptions bo;
-  bo.num_ranks = R;
-  bo.slots_per_rank = S;
-  bo.max_replicas_per_expert = cap;
-  bo.move_cost = current.empty() ? 0.0 : opt.per_batch_move_cost;
-  bo.max_moves_per_rank = current.empty() ? -1 : opt.max_moves_per_rank;
-  bo.max_evals = opt.per_batch_evals > 0 ? opt.per_batch_evals : int64_t{400} * R * S;
-  bo.seed = 0x5EEDULL + static_cast<uint64_t>(l);
-  detail::BatchRefineResult r = detail::refine_for_batch_split(lo.phy2log, current, samples, bo, deadline);
-  lo.phy2log = std::move(r.phy2log);
-  lo.moves += r.moves;
-  lo.budget_hit |= r.budget_hit;
-}
-
-}  // namespace
 
 StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
   const auto start = Clock::now();
@@ -285,21 +182,42 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
                                             ") must be a multiple of the number of hosts (", H, ")"));
     }
   }
-  if (opt.per_batch && (opt.locality != Locality::kNone || opt.spread_hosts)) {
-    return invalid_argument_error(str_cat("omni(per_batch=true) reshapes layers for the per-batch split without host "
-                                          "constraints; it needs locality=none and spread_hosts=false (got locality=",
-                                          locality_name(opt.locality), ", spread_hosts=",
-                                          opt.spread_hosts ? "true" : "false", ")"));
-  }
+  // The windows: each like the load, finite, >= 0, and with tokens in every
+  // layer that the load has tokens in (an empty window says nothing of the
+  // next one and would read as a shift).
   if (in.samples != nullptr) {
-    for (size_t k = 0; k < in.samples->size(); ++k) {
+    const size_t n = in.samples->size();
+    for (size_t k = 0; k < n; ++k) {
       const LoadMatrix& m = (*in.samples)[k];
+      const std::string which = str_cat("omni: window ", k, " of ", n, " (PlanInput::samples, oldest first)");
       if (m.num_layers() != L || m.num_experts() != E) {
-        return invalid_argument_error(str_cat("omni: sample ", k, " has ", m.num_layers(), " layers x ",
-                                              m.num_experts(), " experts; the load has ", L, " x ", E));
+        return invalid_argument_error(str_cat(which, " has ", m.num_layers(), " layers x ", m.num_experts(),
+                                              " experts; the load has ", L, " x ", E));
+      }
+      for (LayerId l = 0; l < L; ++l) {
+        const auto row = m.row(l);
+        for (ExpertId e = 0; e < E; ++e) {
+          const double v = row[static_cast<size_t>(e)];
+          if (!std::isfinite(v) || v < 0) {
+            return invalid_argument_error(str_cat(which, ", layer ", l, ", expert ", e, ": load ", v,
+                                                  " (must be finite and >= 0)"));
+          }
+        }
+        if (m.layer_total(l) <= 0 && load.layer_total(l) > 0) {
+          return invalid_argument_error(str_cat(which, " is empty in layer ", l, " (no tokens) while the load has ",
+                                                load.layer_total(l), "; leave empty windows out"));
+        }
       }
     }
   }
+  for (LayerId l = 0; l < L; ++l)
+    for (ExpertId e = 0; e < E; ++e) {
+      const double v = load.row(l)[static_cast<size_t>(e)];
+      if (!std::isfinite(v) || v < 0) {
+        return invalid_argument_error(str_cat("omni: load, layer ", l, ", expert ", e, ": ", v,
+                                              " (must be finite and >= 0)"));
+      }
+    }
   std::vector<int32_t> host;
   if (opt.locality == Locality::kSpread || opt.spread_hosts) host = topo.host_of_rank();
   if (in.current != nullptr) {
@@ -322,9 +240,6 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
     deadline = &deadline_value;
   }
 
-  std::vector<const LoadMatrix*> kept_samples;
-  if (opt.per_batch && in.samples != nullptr) kept_samples = current_samples(*in.samples, opt.per_batch_shift);
-
   PlanResult result;
   PlacementLayout layout;
   layout.num_ranks = R;
@@ -332,7 +247,15 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
   layout.slots_per_rank = spr;
   layout.phy2log.resize(static_cast<size_t>(L));
   if (opt.shares) layout.shares.resize(static_cast<size_t>(L));
-  for (LayerId l = 0; l < L; ++l) {
+  const bool for_interval = opt.forecast && opt.locality == Locality::kNone && !opt.spread_hosts && opt.protect <= 0;
+  if (for_interval) {
+    OMNI_ASSIGN_OR_RETURN(detail::IntervalPlan ip, detail::plan_for_interval(in, opt, spr, cap, deadline));
+    layout.phy2log = std::move(ip.phy2log);
+    if (opt.shares) layout.shares = std::move(ip.shares);
+    result.stats.local_search_moves = ip.moves;
+    result.stats.time_budget_hit = ip.budget_hit;
+  }
+  for (LayerId l = 0; l < L && !for_interval; ++l) {
     const auto w = load.row(l);
     const int32_t S = spr[static_cast<size_t>(l)];
     LayerOut lo;
@@ -368,29 +291,13 @@ StatusOr<PlanResult> omni_plan(const PlanInput& in, const OmniOptions& opt) {
     } else {
       lo = plan_flat(w, R, S, cap, host, opt, deadline);
     }
-    if (opt.per_batch) refine_layer_for_batch_split(in, kept_samples, l, S, cap, opt, deadline, lo);
     result.stats.local_search_moves += lo.moves;
     result.stats.time_budget_hit |= lo.budget_hit;
     if (opt.shares) layout.shares[static_cast<size_t>(l)] = optimal_shares(w, lo.phy2log, R);
     layout.phy2log[static_cast<size_t>(l)] = std::move(lo.phy2log);
   }
   OMNI_ASSIGN_OR_RETURN(result.placement, Placement::create(std::move(layout)));
-  if (in.current != nullptr) {
-    // min_gain: keep the placement in force when the plan would not improve
-    // the mean over layers of max / mean rank load by at least that much.
-    const Placement& cur = *in.current;
-    bool same_shape = true;
-    for (LayerId l = 0; l < L; ++l) same_shape &= cur.slots_per_rank(l) == spr[static_cast<size_t>(l)];
-    if (same_shape && opt.min_gain > 0) {
-      OMNI_ASSIGN_OR_RETURN(PlacementBalance before, placement_balance(cur, load));
-      OMNI_ASSIGN_OR_RETURN(PlacementBalance after, placement_balance(result.placement, load));
-      if (before.mean_max_over_mean - after.mean_max_over_mean < opt.min_gain) {
-        result.placement = cur;
-        result.stats.skipped = true;
-      }
-    }
-    result.stats.slots_changed = slots_changed(cur, result.placement);
-  }
+  if (in.current != nullptr) result.stats.slots_changed = slots_changed(*in.current, result.placement);
   result.replica_rank = replica_rank_by_slot(result.placement.layout());
   result.stats.same_rank_duplicates = same_rank_duplicates(result.placement);
   result.stats.policy = locality_name(opt.locality);

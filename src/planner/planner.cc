@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <map>
 
@@ -82,6 +83,17 @@ StatusOr<std::vector<int32_t>> PlanInput::resolve_slots_per_rank() const {
     }
   }
   return spr;
+}
+
+Status ServingModel::validate() const {
+  if (window_steps < 1) return invalid_argument_error(str_cat("serving: window_steps must be >= 1, got ", window_steps));
+  if (interval_steps < 0)
+    return invalid_argument_error(str_cat("serving: interval_steps must be >= 0 (0: window_steps), got ", interval_steps));
+  if (!(seconds_per_token > 0) || !std::isfinite(seconds_per_token))
+    return invalid_argument_error(str_cat("serving: seconds_per_token must be finite and > 0, got ", seconds_per_token));
+  if (!(expert_bytes >= 0) || !std::isfinite(expert_bytes))
+    return invalid_argument_error(str_cat("serving: expert_bytes must be finite and >= 0, got ", expert_bytes));
+  return ok_status();
 }
 
 StatusOr<int32_t> PlanInput::resolve_num_nodes() const {
@@ -208,6 +220,7 @@ class OmniPlanner final : public Planner {
     const OmniOptions d;
     PlannerSpec s{"omni", {}};
     auto add = [&](const char* key, std::string value) { s.params.push_back({key, std::move(value)}); };
+    if (opt_.forecast != d.forecast) add("forecast", opt_.forecast ? "true" : "false");
     if (opt_.max_replicas_per_expert != d.max_replicas_per_expert)
       add("max_replicas_per_expert", std::to_string(opt_.max_replicas_per_expert));
     if (opt_.time_budget_ms != d.time_budget_ms) add("time_budget_ms", str_cat(opt_.time_budget_ms));
@@ -217,26 +230,37 @@ class OmniPlanner final : public Planner {
     if (opt_.locality_slack != d.locality_slack) add("locality_slack", str_cat(opt_.locality_slack));
     if (opt_.max_iterations != d.max_iterations) add("max_iterations", std::to_string(opt_.max_iterations));
     if (opt_.max_moves_per_rank != d.max_moves_per_rank) add("max_moves_per_rank", std::to_string(opt_.max_moves_per_rank));
-    if (opt_.min_gain != d.min_gain) add("min_gain", str_cat(opt_.min_gain));
-    if (opt_.escalate_gain != d.escalate_gain) add("escalate_gain", str_cat(opt_.escalate_gain));
     if (opt_.spread_hosts != d.spread_hosts) add("spread_hosts", opt_.spread_hosts ? "true" : "false");
     if (opt_.protect != d.protect) add("protect", str_cat(opt_.protect));
-    if (opt_.per_batch != d.per_batch) add("per_batch", opt_.per_batch ? "true" : "false");
-    if (opt_.per_batch_spread != d.per_batch_spread) add("per_batch_spread", str_cat(opt_.per_batch_spread));
-    if (opt_.per_batch_shift != d.per_batch_shift) add("per_batch_shift", str_cat(opt_.per_batch_shift));
-    if (opt_.per_batch_move_cost != d.per_batch_move_cost) add("per_batch_move_cost", str_cat(opt_.per_batch_move_cost));
-    if (opt_.per_batch_evals != d.per_batch_evals) add("per_batch_evals", std::to_string(opt_.per_batch_evals));
     return s.to_string();
   }
   StatusOr<PlanResult> plan(const PlanInput& in) const override {
     if (in.max_moves_per_rank < -1)
       return invalid_argument_error(
           str_cat("omni: PlanInput::max_moves_per_rank ", in.max_moves_per_rank, " (valid: -1 or >= 0)"));
-    if (in.max_moves_per_rank < 0 && !(in.min_gain >= 0)) return omni_plan(in, opt_);
-    OmniOptions o = opt_;  // the typed limits of this call override the spec's
+    OmniOptions o = opt_;  // the typed limit of this call overrides the spec's
     if (in.max_moves_per_rank >= 0) o.max_moves_per_rank = in.max_moves_per_rank;
-    if (in.min_gain >= 0) o.min_gain = in.min_gain;
-    return omni_plan(in, o);
+    OMNI_ASSIGN_OR_RETURN(PlanResult result, omni_plan(in, o));
+    // min_gain > 0: keep the placement in force when the plan does not improve
+    // `load`'s mean over layers of max / mean rank load by at least that much
+    // (a check on the window; omni's own plan is priced for the next interval).
+    if (in.min_gain > 0 && in.current != nullptr) {
+      const Placement& cur = *in.current;
+      bool same_shape = cur.num_layers() == result.placement.num_layers();
+      for (LayerId l = 0; same_shape && l < cur.num_layers(); ++l)
+        same_shape = cur.slots_per_rank(l) == result.placement.slots_per_rank(l);
+      if (same_shape) {
+        OMNI_ASSIGN_OR_RETURN(PlacementBalance before, placement_balance(cur, *in.load));
+        OMNI_ASSIGN_OR_RETURN(PlacementBalance after, placement_balance(result.placement, *in.load));
+        if (before.mean_max_over_mean - after.mean_max_over_mean < in.min_gain) {
+          result.placement = cur;
+          result.replica_rank = replica_rank_by_slot(cur.layout());
+          result.stats.slots_changed = 0;
+          result.stats.skipped = true;
+        }
+      }
+    }
+    return result;
   }
   bool takes_incremental_limits() const override { return true; }
 
@@ -246,12 +270,10 @@ class OmniPlanner final : public Planner {
 
 constexpr const char* kEplbParams = "one flag: hierarchical or global (default: hierarchical when num_groups % num_nodes == 0)";
 constexpr const char* kOmniParams =
-    "max_replicas_per_expert=<int >= 0, 0 = num_ranks>, time_budget_ms=<number >= 0, 0 = none>, "
+    "forecast=<true|false>, max_replicas_per_expert=<int >= 0, 0 = num_ranks>, time_budget_ms=<number >= 0, 0 = none>, "
     "shares=<true|false>, reallocate=<true|false>, locality=<none|groups|coactivation|spread>, "
     "locality_slack=<number in [0, 10]>, max_iterations=<int >= 0, 0 = automatic>, "
-    "max_moves_per_rank=<int >= -1, -1 = no limit>, min_gain=<number >= 0>, escalate_gain=<number >= 0, 0 = off>, "
-    "spread_hosts=<true|false>, protect=<number in [0, 1]>, per_batch=<true|false>, "
-    "per_batch_spread=<number in [0, 100]>, per_batch_shift=<number >= 0>, per_batch_move_cost=<number >= 0>, per_batch_evals=<int >= 0, 0 = automatic>";
+    "max_moves_per_rank=<int >= -1, -1 = no limit>, spread_hosts=<true|false>, protect=<number in [0, 1]>";
 
 using Factory = std::function<StatusOr<std::unique_ptr<Planner>>(const PlannerSpec&)>;
 
@@ -284,6 +306,7 @@ const std::map<std::string, Entry>& registry() {
        {[](const PlannerSpec& s) -> StatusOr<std::unique_ptr<Planner>> {
           SpecReader reader(s);
           OmniOptions o;
+          OMNI_ASSIGN_OR_RETURN(o.forecast, reader.get_bool("forecast", true));
           OMNI_ASSIGN_OR_RETURN(int64_t cap, reader.get_int("max_replicas_per_expert", 0, 0, kMaxRanks));
           OMNI_ASSIGN_OR_RETURN(o.time_budget_ms, reader.get_double("time_budget_ms", 0, 0, 1e9));
           OMNI_ASSIGN_OR_RETURN(o.shares, reader.get_bool("shares", false));
@@ -293,15 +316,8 @@ const std::map<std::string, Entry>& registry() {
           OMNI_ASSIGN_OR_RETURN(o.locality_slack, reader.get_double("locality_slack", 0.05, 0, 10));
           OMNI_ASSIGN_OR_RETURN(o.max_iterations, reader.get_int("max_iterations", 0, 0, int64_t{1} << 40));
           OMNI_ASSIGN_OR_RETURN(int64_t moves, reader.get_int("max_moves_per_rank", -1, -1, kMaxSlotsPerRank));
-          OMNI_ASSIGN_OR_RETURN(o.min_gain, reader.get_double("min_gain", 0, 0, 1e6));
-          OMNI_ASSIGN_OR_RETURN(o.escalate_gain, reader.get_double("escalate_gain", 0, 0, 1e6));
           OMNI_ASSIGN_OR_RETURN(o.spread_hosts, reader.get_bool("spread_hosts", false));
           OMNI_ASSIGN_OR_RETURN(o.protect, reader.get_double("protect", 0, 0, 1));
-          OMNI_ASSIGN_OR_RETURN(o.per_batch, reader.get_bool("per_batch", false));
-          OMNI_ASSIGN_OR_RETURN(o.per_batch_spread, reader.get_double("per_batch_spread", 2.0, 0, 100));
-          OMNI_ASSIGN_OR_RETURN(o.per_batch_shift, reader.get_double("per_batch_shift", 2.5, 0, 1e6));
-          OMNI_ASSIGN_OR_RETURN(o.per_batch_move_cost, reader.get_double("per_batch_move_cost", 0.003, 0, 1e6));
-          OMNI_ASSIGN_OR_RETURN(o.per_batch_evals, reader.get_int("per_batch_evals", 0, 0, int64_t{1} << 40));
           OMNI_RETURN_IF_ERROR(reader.finish(kOmniParams));
           o.max_moves_per_rank = static_cast<int32_t>(moves);
           o.max_replicas_per_expert = static_cast<int32_t>(cap);

@@ -35,8 +35,37 @@
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/dispatch/dispatch_mode.h"
 
 namespace omni {
+
+// How a plan will be served: the dispatch in force, and what a planner needs
+// to price a weight move in the unit of its gain (omni: a move is made only
+// when the step time it is expected to save before the next re-plan exceeds
+// the time its weights take over the link). Defaults: static shares, one
+// window per interval, DeepSeek-V3 FP8 figures (ANCHORS.md §5).
+struct ServingModel {
+  // How each expert's tokens are divided over its replicas (dispatch_mode.h):
+  // kShares, the plan's shares whatever the batch; kPerBatch, each batch split
+  // on its own counts.
+  DispatchMode dispatch = DispatchMode::kShares;
+  // Steps each window of PlanInput::load and ::samples was counted over (>= 1).
+  int64_t window_steps = 1;
+  // Steps the plan serves until the next re-plan: its gains are counted over
+  // interval_steps / window_steps windows. 0: window_steps (one window).
+  int64_t interval_steps = 0;
+  // Seconds of expert compute per token-expert assignment on the busiest rank
+  // (> 0): 2 x 3 x 7168 x 2048 FLOP at 400 TFLOP/s, 0.22 us.
+  double seconds_per_token = 2.0 * 3 * 7168 * 2048 / 400e12;
+  // Bytes of one expert's weights (>= 0; 0: moves are free): 3 x 7168 x 2048
+  // FP8 parameters, 44 MB. A move takes latency + expert_bytes / bandwidth
+  // from the nearest replica in the placement in force, over the link classes
+  // of PlanInput::topology (LinkBandwidths defaults without one).
+  double expert_bytes = 3.0 * 7168 * 2048;
+
+  // OK when every field is in range; the message names the field.
+  Status validate() const;
+};
 
 // What to plan. Pointers are borrowed: they must stay valid during plan().
 struct PlanInput {
@@ -65,8 +94,8 @@ struct PlanInput {
   const Placement* current = nullptr;
   // Optional: the windows `load` describes, oldest first, each [num_layers,
   // num_experts] like load (typically the recent windows load was summed
-  // from). Planners that plan for per-batch dispatch (omni(per_batch=true))
-  // score placements on each of them; others ignore them. Not owned.
+  // from). omni forecasts the next interval from them (load alone when
+  // absent); others ignore them. Each has load's shape. Not owned.
   const std::vector<LoadMatrix>* samples = nullptr;
   // Optional limits of an incremental re-plan (with `current`), typed values
   // that override the planner's own setting of the same name (its spec, e.g.
@@ -74,13 +103,17 @@ struct PlanInput {
   //   max_moves_per_rank  at most this many slots per rank and layer change
   //                       (each is one expert's weights to receive); -1: the
   //                       planner's own setting;
-  //   min_gain            keep `current` unless the mean over layers of
-  //                       max/mean rank load improves by at least this; < 0:
-  //                       the planner's own setting.
+  //   min_gain            > 0: keep `current` unless the mean over layers of
+  //                       `load`'s max/mean rank load improves by at least
+  //                       this (a check on the window, not on the next
+  //                       interval omni plans for); <= 0: no check.
   // Read by the planners make_planner() builds; one that plans from scratch
   // (takes_incremental_limits() false) returns INVALID_ARGUMENT when either is set.
   int32_t max_moves_per_rank = -1;
   double min_gain = -1;
+  // How the plan will be served (dispatch, interval, move pricing); omni uses
+  // it, the other planners ignore it.
+  ServingModel serving;
 
   // slots_per_rank resolved for every layer: [num_layers], or an error naming
   // what is inconsistent (missing load, non-multiple num_replicas, too few slots).

@@ -1,0 +1,196 @@
+// omni's plan for the next interval (see interval_planner.h).
+#include "interval_planner.h"
+
+#include <algorithm>
+
+#include "omniplacement/core/str_cat.h"
+#include "omniplacement/planner/rank_matching.h"
+#include "interval_search.h"
+#include "load_forecast.h"
+#include "move_prices.h"
+
+namespace omni::detail {
+
+namespace {
+
+// Host of every rank, for move prices: the topology's, else num_nodes equal
+// blocks of ranks, else one host.
+std::vector<int32_t> hosts_for_prices(const PlanInput& in, int32_t num_nodes) {
+  const int32_t R = in.num_ranks;
+  if (in.topology != nullptr) return in.topology->host_of_rank();
+  std::vector<int32_t> host(static_cast<size_t>(R), 0);
+  if (num_nodes > 1 && R % num_nodes == 0)
+    for (int32_t r = 0; r < R; ++r) host[static_cast<size_t>(r)] = r / (R / num_nodes);
+  return host;
+}
+
+// Ranks of a from-scratch plan relabelled onto the ranks in force: the
+// maximum-overlap assignment (rank_matching.h) up to kExactMatchRanks ranks,
+// above that greedily (pairs by descending overlap, ties to the lower ranks;
+// left-over ranks in ascending order, a rank onto itself where free), which
+// costs O(R^2 x S) instead of O(R^3).
+constexpr int32_t kExactMatchRanks = 32;
+// Layers of at most this many slots also get a priced search from the best
+// candidate (its steps scan every move off the busiest ranks).
+constexpr int64_t kPolishSlots = 128;
+
+std::vector<RankId> match_onto(std::span<const ExpertId> cur, const std::vector<ExpertId>& next, int32_t R,
+                               int32_t E) {
+  if (R <= kExactMatchRanks) return match_ranks(cur, next, R);
+  const size_t S = next.size() / static_cast<size_t>(R);
+  std::vector<char> held(static_cast<size_t>(R) * static_cast<size_t>(E), 0);
+  for (size_t g = 0; g < cur.size(); ++g)
+    if (cur[g] >= 0) held[(g / S) * static_cast<size_t>(E) + static_cast<size_t>(cur[g])] = 1;
+  struct Pair {
+    int32_t overlap, q, r;
+  };
+  std::vector<Pair> pairs;
+  for (int32_t q = 0; q < R; ++q)
+    for (int32_t r = 0; r < R; ++r) {
+      int32_t o = 0;
+      for (size_t s = 0; s < S; ++s) {
+        const ExpertId e = next[static_cast<size_t>(q) * S + s];
+        if (e >= 0) o += held[static_cast<size_t>(r) * static_cast<size_t>(E) + static_cast<size_t>(e)];
+      }
+      if (o > 0) pairs.push_back({o, q, r});
+    }
+  std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.overlap > b.overlap; });
+  std::vector<RankId> to(static_cast<size_t>(R), -1);
+  std::vector<char> taken(static_cast<size_t>(R), 0);
+  for (const Pair& p : pairs) {
+    if (to[static_cast<size_t>(p.q)] >= 0 || taken[static_cast<size_t>(p.r)]) continue;
+    to[static_cast<size_t>(p.q)] = p.r;
+    taken[static_cast<size_t>(p.r)] = 1;
+  }
+  for (int32_t q = 0; q < R; ++q)
+    if (to[static_cast<size_t>(q)] < 0 && !taken[static_cast<size_t>(q)]) {
+      to[static_cast<size_t>(q)] = q;
+      taken[static_cast<size_t>(q)] = 1;
+    }
+  int32_t r = 0;
+  for (int32_t q = 0; q < R; ++q) {
+    if (to[static_cast<size_t>(q)] >= 0) continue;
+    while (taken[static_cast<size_t>(r)]) ++r;
+    to[static_cast<size_t>(q)] = r;
+    taken[static_cast<size_t>(r)] = 1;
+  }
+  return to;
+}
+
+}  // namespace
+
+StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions& opt, const std::vector<int32_t>& spr,
+                                         int32_t cap, const Clock::time_point* deadline) {
+  const ServingModel& serving = in.serving;
+  OMNI_RETURN_IF_ERROR(serving.validate());
+  OMNI_ASSIGN_OR_RETURN(int32_t num_nodes, in.resolve_num_nodes());
+  const LoadMatrix& load = *in.load;
+  const int32_t L = load.num_layers(), E = load.num_experts(), R = in.num_ranks;
+
+  // The windows the forecast reads: the samples (oldest first), else the load.
+  std::vector<const LoadMatrix*> windows;
+  if (in.samples != nullptr)
+    for (const LoadMatrix& m : *in.samples) windows.push_back(&m);
+  if (windows.empty()) windows.push_back(&load);
+  const std::vector<size_t> kept = windows_since_shift(windows);
+
+  const std::vector<int32_t> host = hosts_for_prices(in, num_nodes);
+  const LinkBandwidths links = in.topology != nullptr ? in.topology->bandwidths() : LinkBandwidths{};
+  const double interval_windows =
+      static_cast<double>(serving.interval_steps > 0 ? serving.interval_steps : serving.window_steps) /
+      static_cast<double>(serving.window_steps);
+  const double token_seconds = serving.seconds_per_token * interval_windows;
+
+  IntervalPlan out;
+  out.phy2log.resize(static_cast<size_t>(L));
+  if (opt.shares) out.shares.resize(static_cast<size_t>(L));
+  for (LayerId l = 0; l < L; ++l) {
+    const int32_t S = spr[static_cast<size_t>(l)];
+    const LayerForecast f = forecast_layer(windows, kept, l);
+    IntervalProblem problem;
+    problem.num_ranks = R;
+    problem.slots_per_rank = S;
+    problem.num_experts = E;
+    problem.cap = cap;
+    problem.dispatch = serving.dispatch;
+    problem.scenarios = &f.scenarios;
+    problem.max_moves_per_rank = opt.max_moves_per_rank;
+    problem.deadline = deadline;
+
+    // A from-scratch fit of the forecast mean.
+    BlockSolver solver(f.mean, R, S, cap, {}, opt, deadline);
+    solver.solve();
+    std::vector<ExpertId> scratch = solver.slots();
+    out.moves += solver.moves();
+    out.budget_hit |= solver.budget_hit();
+
+    const bool has_current = in.current != nullptr && in.current->slots_per_rank(l) == S;
+    std::vector<ExpertId> plan;
+    if (has_current) {
+      const auto cur = in.current->phy2log(l);
+      const MovePrices prices(cur, R, S, E, host, links, serving.expert_bytes, token_seconds);
+      problem.prices = &prices;
+      problem.reference = cur;
+      // Candidates, scored by expected busiest rank over the scenarios under
+      // the dispatch in force plus the prices of their moves; the cheapest
+      // wins: the placement in force; the best prefix of an unpriced search
+      // from it; the from-scratch fit relabelled onto the ranks in force with
+      // every move that does not pay given back; on small layers, a priced
+      // search from the best of these.
+      IntervalSearch scorer(problem);
+      scorer.start_from(cur);
+      std::vector<ExpertId> best_row = scorer.aligned_slots(cur);
+      double best_value = scorer.value();
+      auto consider = [&](const std::vector<ExpertId>& row) {
+        scorer.start_from(row);
+        scorer.prune();
+        if (scorer.value() < best_value) {
+          best_value = scorer.value();
+          best_row = scorer.aligned_slots(cur);
+        }
+      };
+      IntervalSearch path(problem);
+      path.start_from(cur);
+      path.run_path();
+      if (path.value() < best_value) {
+        best_value = path.value();
+        best_row = path.aligned_slots(cur);
+      }
+      out.moves += path.moves();
+      out.budget_hit |= path.budget_hit();
+      // The fit from scratch moves most slots; under a hard cap on moves per
+      // rank it is a candidate only when it keeps to the cap.
+      const std::vector<ExpertId> relabelled = relabel_and_align(cur, scratch, R, match_onto(cur, scratch, R, E));
+      bool within_cap = opt.max_moves_per_rank < 0;
+      if (!within_cap) {
+        const std::vector<int32_t> changes = slot_changes_per_rank(cur, relabelled, R);
+        within_cap = *std::max_element(changes.begin(), changes.end()) <= opt.max_moves_per_rank;
+      }
+      if (within_cap) consider(relabelled);
+      if (static_cast<int64_t>(R) * S <= kPolishSlots) {
+        IntervalSearch search(problem);
+        search.start_from(best_row);
+        search.run(true);
+        if (search.value() < best_value) {
+          best_value = search.value();
+          best_row = search.aligned_slots(cur);
+        }
+        out.moves += search.moves();
+        out.budget_hit |= search.budget_hit();
+      }
+      plan = std::move(best_row);
+    } else {
+      IntervalSearch search(problem);
+      search.start_from(scratch);
+      search.run(false);
+      plan.assign(search.slots().begin(), search.slots().end());
+      out.moves += search.moves();
+      out.budget_hit |= search.budget_hit();
+    }
+    if (opt.shares) out.shares[static_cast<size_t>(l)] = optimal_shares(f.mean, plan, R);
+    out.phy2log[static_cast<size_t>(l)] = std::move(plan);
+  }
+  return out;
+}
+
+}  // namespace omni::detail

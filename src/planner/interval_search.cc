@@ -1,0 +1,713 @@
+// IntervalSearch: priced local search on the expected busiest rank of the
+// next interval (see interval_search.h).
+#include "interval_search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "omniplacement/core/status.h"
+
+namespace omni::detail {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+// Busiest ranks of a scenario's pool tried as move sources (per-batch).
+constexpr int32_t kPoolSources = 3;
+// Experts offered a spare replica of a busiest rank: the heaviest per replica.
+constexpr int32_t kReplicaTakers = 8;
+// Passes of prune() over the slots that received an expert.
+constexpr int32_t kPrunePasses = 3;
+// Ranks a busiest rank trades with: the least loaded ones.
+constexpr int32_t kPartners = 16;
+
+}  // namespace
+
+IntervalSearch::IntervalSearch(const IntervalProblem& problem)
+    : p_(problem),
+      R_(problem.num_ranks),
+      S_(problem.slots_per_rank),
+      E_(problem.num_experts),
+      K_(static_cast<int32_t>(problem.scenarios->size())) {
+  if (p_.max_steps <= 0) p_.max_steps = std::max<int64_t>(16, R_);
+  noise_gain_ = p_.prices != nullptr ? 0.5 * p_.prices->min_price() : 0.0;
+}
+
+double IntervalSearch::amount_on(ExpertId e, int32_t k, int32_t r) const {
+  const auto& rs = ranks_[static_cast<size_t>(e)];
+  for (size_t i = 0; i < rs.size(); ++i)
+    if (rs[i] == r) return amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * rs.size() + i];
+  return 0.0;
+}
+
+void IntervalSearch::put(int32_t g, ExpertId e) {
+  const int32_t r = g / S_;
+  slot_[static_cast<size_t>(g)] = e;
+  ++cnt_[static_cast<size_t>(e)];
+  has_[static_cast<size_t>(r) * static_cast<size_t>(E_) + static_cast<size_t>(e)] = 1;
+  ranks_[static_cast<size_t>(e)].push_back(r);
+  if (received(r, e)) ++received_[static_cast<size_t>(r)];
+  cost_ += price(r, e);
+}
+
+void IntervalSearch::take(int32_t g) {
+  const int32_t r = g / S_;
+  const ExpertId e = slot_[static_cast<size_t>(g)];
+  slot_[static_cast<size_t>(g)] = kEmptySlot;
+  --cnt_[static_cast<size_t>(e)];
+  has_[static_cast<size_t>(r) * static_cast<size_t>(E_) + static_cast<size_t>(e)] = 0;
+  auto& rs = ranks_[static_cast<size_t>(e)];
+  rs.erase(std::find(rs.begin(), rs.end(), r));
+  if (received(r, e)) --received_[static_cast<size_t>(r)];
+  cost_ -= price(r, e);
+}
+
+void IntervalSearch::even_amounts(ExpertId e) {
+  const auto& rs = ranks_[static_cast<size_t>(e)];
+  auto& a = amt_[static_cast<size_t>(e)];
+  a.assign(static_cast<size_t>(K_) * rs.size(), 0.0);
+  if (rs.empty()) return;
+  const double c = static_cast<double>(rs.size());
+  for (int32_t k = 0; k < K_; ++k)
+    for (size_t i = 0; i < rs.size(); ++i) a[static_cast<size_t>(k) * rs.size() + i] = x(k, e) / c;
+}
+
+// The runtime's per-batch split (dispatch_mode.h, kPerBatch) of every
+// scenario, in doubles: experts with one replica rank load it; the others,
+// by descending load (ties: lowest id), water-fill their ranks (least loaded
+// first, ties: lower rank), then are re-filled in the same order until a pass
+// changes nothing (at most 8 passes).
+void IntervalSearch::split() {
+  std::vector<ExpertId> flex;
+  for (ExpertId e = 0; e < E_; ++e) {
+    amt_[static_cast<size_t>(e)].assign(static_cast<size_t>(K_) * ranks_[static_cast<size_t>(e)].size(), 0.0);
+    if (ranks_[static_cast<size_t>(e)].size() > 1) flex.push_back(e);
+  }
+  std::vector<int32_t> order;
+  std::vector<double> old;
+  for (int32_t k = 0; k < K_; ++k) {
+    double* load = &load_[at(k, 0)];
+    std::fill(load, load + R_, 0.0);
+    for (ExpertId e = 0; e < E_; ++e) {
+      const auto& rs = ranks_[static_cast<size_t>(e)];
+      if (rs.size() == 1) {
+        amt_[static_cast<size_t>(e)][static_cast<size_t>(k)] = x(k, e);
+        load[rs[0]] += x(k, e);
+      }
+    }
+    std::stable_sort(flex.begin(), flex.end(), [&](ExpertId a, ExpertId b) { return x(k, a) > x(k, b); });
+    auto fill = [&](ExpertId e) {
+      const auto& rs = ranks_[static_cast<size_t>(e)];
+      const size_t n = rs.size();
+      double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * n];
+      order.resize(n);
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](int32_t p, int32_t q) {
+        const double lp = load[rs[static_cast<size_t>(p)]], lq = load[rs[static_cast<size_t>(q)]];
+        return lp != lq ? lp < lq : rs[static_cast<size_t>(p)] < rs[static_cast<size_t>(q)];
+      });
+      double acc = x(k, e), level = 0;
+      size_t used = 0;
+      for (size_t i = 0; i < n; ++i) {
+        acc += load[rs[static_cast<size_t>(order[i])]];
+        level = acc / static_cast<double>(i + 1);
+        used = i + 1;
+        if (i + 1 == n || level <= load[rs[static_cast<size_t>(order[i + 1])]]) break;
+      }
+      for (size_t i = 0; i < n; ++i) a[i] = 0;
+      for (size_t i = 0; i < used; ++i) {
+        const auto q = static_cast<size_t>(order[i]);
+        a[q] = std::max(0.0, level - load[rs[q]]);
+        load[rs[q]] += a[q];
+      }
+    };
+    for (ExpertId e : flex) fill(e);
+    for (int pass = 0; pass < 8; ++pass) {
+      bool changed = false;
+      for (ExpertId e : flex) {
+        const auto& rs = ranks_[static_cast<size_t>(e)];
+        const size_t n = rs.size();
+        double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * n];
+        old.assign(a, a + n);
+        for (size_t i = 0; i < n; ++i) load[rs[i]] -= a[i];
+        fill(e);
+        const double tol = 1e-9 * (1.0 + x(k, e));
+        for (size_t i = 0; i < n; ++i) changed |= std::abs(old[i] - a[i]) > tol;
+      }
+      if (!changed) break;
+    }
+    std::sort(flex.begin(), flex.end());
+  }
+}
+
+void IntervalSearch::evaluate() {
+  if (per_batch()) {
+    split();
+  } else {
+    std::fill(load_.begin(), load_.end(), 0.0);
+    for (ExpertId e = 0; e < E_; ++e) {
+      even_amounts(e);
+      const auto& rs = ranks_[static_cast<size_t>(e)];
+      const auto& a = amt_[static_cast<size_t>(e)];
+      for (int32_t k = 0; k < K_; ++k)
+        for (size_t i = 0; i < rs.size(); ++i) load_[at(k, rs[i])] += a[static_cast<size_t>(k) * rs.size() + i];
+    }
+  }
+  summarize();
+}
+
+namespace {
+
+// The three largest of l[0..n) not flagged in `skip` (may be null), as
+// indices (-1 where fewer), ties to the lower index.
+void top3(const double* l, int32_t n, const char* skip, int32_t* t) {
+  t[0] = t[1] = t[2] = -1;
+  for (int32_t r = 0; r < n; ++r) {
+    if (skip != nullptr && skip[r]) continue;
+    const double v = l[r];
+    if (t[0] < 0 || v > l[t[0]]) {
+      t[2] = t[1];
+      t[1] = t[0];
+      t[0] = r;
+    } else if (t[1] < 0 || v > l[t[1]]) {
+      t[2] = t[1];
+      t[1] = r;
+    } else if (t[2] < 0 || v > l[t[2]]) {
+      t[2] = r;
+    }
+  }
+}
+
+}  // namespace
+
+void IntervalSearch::summarize() {
+  f_ = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double* l = &load_[at(k, 0)];
+    top3(l, R_, nullptr, &top_[static_cast<size_t>(k) * 3]);
+    const double peak = l[top_[static_cast<size_t>(k) * 3]];
+    peak_[static_cast<size_t>(k)] = peak;
+    f_ += peak;
+    if (per_batch()) {
+      char* pool = &in_pool_[at(k, 0)];
+      int32_t n = 0;
+      for (int32_t r = 0; r < R_; ++r) {
+        pool[r] = l[r] >= peak - 1e-7 * (1.0 + peak) ? 1 : 0;
+        n += pool[r];
+      }
+      pool_size_[static_cast<size_t>(k)] = n;
+      top3(l, R_, pool, &out_top_[static_cast<size_t>(k) * 3]);
+    }
+  }
+  f_ /= K_;
+}
+
+double IntervalSearch::max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const {
+  auto excluded = [&](int32_t r) {
+    for (int32_t i = 0; i < n; ++i)
+      if (ranks[i] == r) return true;
+    return false;
+  };
+  const int32_t* t = &top[static_cast<size_t>(k) * 3];
+  for (int32_t i = 0; i < 3; ++i)
+    if (t[i] >= 0 && !excluded(t[i])) return load_[at(k, t[i])];
+  if (t[2] < 0) return 0.0;  // fewer than three candidates, all touched
+  const char* pool = per_batch() && &top == &out_top_ ? &in_pool_[at(k, 0)] : nullptr;
+  double m = 0;  // every one of the three busiest is touched: scan
+  for (int32_t r = 0; r < R_; ++r)
+    if (!excluded(r) && (pool == nullptr || !pool[r])) m = std::max(m, load_[at(k, r)]);
+  return m;
+}
+
+double IntervalSearch::f_after(int32_t bridge_expert, int32_t bridge_rank) const {
+  const auto T = static_cast<int32_t>(touched_.size());
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double* d = &delta_[static_cast<size_t>(k) * static_cast<size_t>(T)];
+    double m;
+    if (!per_batch()) {
+      m = max_excluding(k, touched_.data(), T, top_);
+      for (int32_t t = 0; t < T; ++t) m = std::max(m, load_[at(k, touched_[static_cast<size_t>(t)])] + d[t]);
+    } else {
+      // The pool stays level: load taken off (or put on) any of its ranks
+      // lowers (raises) the level by that load over the pool's size.
+      const char* pool = &in_pool_[at(k, 0)];
+      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+      double level = peak_[static_cast<size_t>(k)];
+      double outside = max_excluding(k, touched_.data(), T, out_top_);
+      double bridge_load = -1;
+      for (int32_t t = 0; t < T; ++t) {
+        const int32_t r = touched_[static_cast<size_t>(t)];
+        if (pool[r]) {
+          level += d[t] / n;
+        } else if (r == bridge_rank) {
+          bridge_load = load_[at(k, r)] + d[t];
+        } else {
+          outside = std::max(outside, load_[at(k, r)] + d[t]);
+        }
+      }
+      if (bridge_load >= 0) {
+        // A new replica of an expert with load in the pool links this rank to
+        // it: the pool spreads onto the rank as far as that expert's load allows.
+        double in_pool = 0;
+        const auto& rs = ranks_[static_cast<size_t>(bridge_expert)];
+        for (size_t i = 0; i < rs.size(); ++i)
+          if (pool[rs[i]]) in_pool += amt_[static_cast<size_t>(bridge_expert)][static_cast<size_t>(k) * rs.size() + i];
+        if (in_pool > 0 && bridge_load < level) {
+          const double merged = (n * level + bridge_load) / (n + 1);
+          level = std::max(merged, level - in_pool / n);
+        } else {
+          outside = std::max(outside, bridge_load);
+        }
+      }
+      m = std::max(level, outside);
+    }
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_;
+}
+
+void IntervalSearch::start_from(std::span<const ExpertId> slots) {
+  const size_t G = static_cast<size_t>(R_) * static_cast<size_t>(S_);
+  slot_.assign(G, kEmptySlot);
+  cnt_.assign(static_cast<size_t>(E_), 0);
+  has_.assign(static_cast<size_t>(R_) * static_cast<size_t>(E_), 0);
+  ranks_.assign(static_cast<size_t>(E_), {});
+  amt_.assign(static_cast<size_t>(E_), {});
+  received_.assign(static_cast<size_t>(R_), 0);
+  load_.assign(static_cast<size_t>(K_) * static_cast<size_t>(R_), 0.0);
+  peak_.assign(static_cast<size_t>(K_), 0.0);
+  top_.assign(static_cast<size_t>(K_) * 3, -1);
+  in_pool_.assign(static_cast<size_t>(K_) * static_cast<size_t>(R_), 0);
+  pool_size_.assign(static_cast<size_t>(K_), 0);
+  out_top_.assign(static_cast<size_t>(K_) * 3, -1);
+  cost_ = 0;
+  for (size_t g = 0; g < G && g < slots.size(); ++g) {
+    const ExpertId e = slots[g];
+    // A second replica of an expert on one rank serves nothing: its slot starts empty.
+    if (e >= 0 && e < E_ && !holds(static_cast<int32_t>(g) / S_, e)) put(static_cast<int32_t>(g), e);
+  }
+  add_missing();
+  evaluate();
+}
+
+void IntervalSearch::add_missing() {
+  std::vector<double> mean(static_cast<size_t>(E_), 0.0);
+  for (ExpertId e = 0; e < E_; ++e) {
+    for (int32_t k = 0; k < K_; ++k) mean[static_cast<size_t>(e)] += x(k, e);
+    mean[static_cast<size_t>(e)] /= K_;
+  }
+  std::vector<ExpertId> missing;
+  for (ExpertId e = 0; e < E_; ++e)
+    if (cnt_[static_cast<size_t>(e)] == 0) missing.push_back(e);
+  std::stable_sort(missing.begin(), missing.end(),
+                   [&](ExpertId a, ExpertId b) { return mean[static_cast<size_t>(a)] > mean[static_cast<size_t>(b)]; });
+  std::vector<double> rank(static_cast<size_t>(R_));
+  for (ExpertId e : missing) {
+    std::fill(rank.begin(), rank.end(), 0.0);
+    for (size_t g = 0; g < slot_.size(); ++g) {
+      const ExpertId y = slot_[g];
+      if (y >= 0) rank[g / static_cast<size_t>(S_)] += mean[static_cast<size_t>(y)] / cnt_[static_cast<size_t>(y)];
+    }
+    int32_t best = -1;
+    double best_key = kInf;
+    for (int32_t g = 0; g < static_cast<int32_t>(slot_.size()); ++g) {
+      const int32_t r = g / S_;
+      const ExpertId y = slot_[static_cast<size_t>(g)];
+      if (holds(r, e) || (y >= 0 && cnt_[static_cast<size_t>(y)] < 2)) continue;
+      const double key =
+          rank[static_cast<size_t>(r)] - (y >= 0 ? mean[static_cast<size_t>(y)] / cnt_[static_cast<size_t>(y)] : 0.0) +
+          mean[static_cast<size_t>(e)];
+      if (key < best_key) {
+        best_key = key;
+        best = g;
+      }
+    }
+    OMNI_CHECK_MSG(best >= 0, "omni: no slot for a missing expert (more experts than slots)");
+    if (slot_[static_cast<size_t>(best)] >= 0) take(best);
+    put(best, e);
+  }
+}
+
+double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
+  const int32_t ra = i / S_, rb = j / S_;
+  const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
+  if (p_.max_moves_per_rank >= 0) {
+    const int32_t na = received_[static_cast<size_t>(ra)] + (b >= 0 && received(ra, b)) - (a >= 0 && received(ra, a));
+    const int32_t nb = received_[static_cast<size_t>(rb)] + (a >= 0 && received(rb, a)) - (b >= 0 && received(rb, b));
+    if ((na > p_.max_moves_per_rank && na > received_[static_cast<size_t>(ra)]) ||
+        (nb > p_.max_moves_per_rank && nb > received_[static_cast<size_t>(rb)]))
+      return kInf;
+  }
+  double dcost = 0;
+  if (priced) {
+    if (a >= 0) dcost += price(rb, a) - price(ra, a);
+    if (b >= 0) dcost += price(ra, b) - price(rb, b);
+  }
+  touched_.assign({ra, rb});
+  delta_.resize(static_cast<size_t>(K_) * 2);
+  for (int32_t k = 0; k < K_; ++k) {
+    const double aa = a >= 0 ? amount_on(a, k, ra) : 0.0, bb = b >= 0 ? amount_on(b, k, rb) : 0.0;
+    delta_[static_cast<size_t>(k) * 2] = bb - aa;
+    delta_[static_cast<size_t>(k) * 2 + 1] = aa - bb;
+  }
+  return f_after(-1, -1) + dcost;
+}
+
+double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
+  const int32_t rj = j / S_;
+  const ExpertId y = slot_[static_cast<size_t>(j)];
+  if (p_.max_moves_per_rank >= 0 && xe >= 0) {
+    const int32_t n = received_[static_cast<size_t>(rj)] + received(rj, xe) - (y >= 0 && received(rj, y));
+    if (n > p_.max_moves_per_rank && n > received_[static_cast<size_t>(rj)]) return kInf;
+  }
+  const double dcost = priced ? (xe >= 0 ? price(rj, xe) : 0.0) - (y >= 0 ? price(rj, y) : 0.0) : 0.0;
+  static const std::vector<int32_t> kNone;
+  const auto& rx = xe >= 0 ? ranks_[static_cast<size_t>(xe)] : kNone;
+  const auto& ry = y >= 0 ? ranks_[static_cast<size_t>(y)] : kNone;
+  touched_.clear();
+  touched_.push_back(rj);
+  for (int32_t q : rx) touched_.push_back(q);
+  for (int32_t q : ry)
+    if (q != rj) touched_.push_back(q);
+  const auto T = static_cast<int32_t>(touched_.size());
+  delta_.assign(static_cast<size_t>(K_) * static_cast<size_t>(T), 0.0);
+  const double cx = static_cast<double>(rx.size()), cy = static_cast<double>(ry.size());
+  for (int32_t k = 0; k < K_; ++k) {
+    double* d = &delta_[static_cast<size_t>(k) * static_cast<size_t>(T)];
+    if (xe >= 0 && !per_batch()) {
+      // x's replicas each give up a part so that the new one gets x / (cx + 1).
+      const double xk = x(k, xe);
+      d[0] += xk / (cx + 1);
+      for (size_t i = 0; i < rx.size(); ++i) d[1 + i] -= xk / cx - xk / (cx + 1);
+    }
+    if (y >= 0) {
+      // y's amount on rj goes to its other replicas (evenly: exact for shares,
+      // a feasible split for the per-batch split).
+      const double on_rj = amount_on(y, k, rj);
+      d[0] -= on_rj;
+      int32_t t = 1 + static_cast<int32_t>(rx.size());
+      for (size_t i = 0; i < ry.size(); ++i)
+        if (ry[i] != rj) d[t++] += on_rj / (cy - 1);
+    }
+  }
+  return f_after(per_batch() && xe >= 0 ? xe : -1, per_batch() && xe >= 0 ? rj : -1) + dcost;
+}
+
+void IntervalSearch::consider(Move m, Move& best, bool priced) {
+  if (!tabu_.empty() && std::find(tabu_.begin(), tabu_.end(), m) != tabu_.end()) return;
+  const double d = m.kind == 0 ? eval_swap(m.i, m.j, priced) : eval_replace(m.j, m.x, priced);
+  if (d < best.delta) {
+    m.delta = d;
+    best = m;
+  }
+}
+
+void IntervalSearch::scan_hot(Move& best, bool priced) {
+  // Sources: the busiest rank of each scenario (static shares), or the first
+  // ranks of each scenario's pool (per-batch split).
+  std::vector<int32_t> hot;
+  for (int32_t k = 0; k < K_; ++k) {
+    if (!per_batch()) {
+      hot.push_back(top_[static_cast<size_t>(k) * 3]);
+      continue;
+    }
+    int32_t n = 0;
+    for (int32_t r = 0; r < R_ && n < kPoolSources; ++r)
+      if (in_pool_[at(k, r)]) {
+        hot.push_back(r);
+        ++n;
+      }
+  }
+  std::sort(hot.begin(), hot.end());
+  hot.erase(std::unique(hot.begin(), hot.end()), hot.end());
+  // Experts offered a spare replica: the heaviest by mean load per replica.
+  std::vector<ExpertId> takers(static_cast<size_t>(E_));
+  std::iota(takers.begin(), takers.end(), 0);
+  std::vector<double> per_replica(static_cast<size_t>(E_), 0.0);
+  for (ExpertId e = 0; e < E_; ++e) {
+    for (int32_t k = 0; k < K_; ++k) per_replica[static_cast<size_t>(e)] += x(k, e);
+    per_replica[static_cast<size_t>(e)] /= std::max(1, cnt_[static_cast<size_t>(e)]);
+  }
+  const auto nt = static_cast<size_t>(std::min(kReplicaTakers, E_));
+  std::partial_sort(takers.begin(), takers.begin() + static_cast<std::ptrdiff_t>(nt), takers.end(),
+                    [&](ExpertId a, ExpertId b) {
+                      const double pa = per_replica[static_cast<size_t>(a)], pb = per_replica[static_cast<size_t>(b)];
+                      return pa != pb ? pa > pb : a < b;
+                    });
+  takers.resize(nt);
+  // Partners: the kPartners ranks least loaded on average over the scenarios
+  // (every rank when there are that few): moving load off a busiest rank
+  // goes to the coolest ones.
+  std::vector<int32_t> partners(static_cast<size_t>(R_));
+  std::iota(partners.begin(), partners.end(), 0);
+  if (R_ > kPartners) {
+    std::vector<double> mean_load(static_cast<size_t>(R_), 0.0);
+    for (int32_t k = 0; k < K_; ++k)
+      for (int32_t r = 0; r < R_; ++r) mean_load[static_cast<size_t>(r)] += load_[at(k, r)];
+    std::partial_sort(partners.begin(), partners.begin() + kPartners, partners.end(), [&](int32_t a, int32_t b) {
+      const double la = mean_load[static_cast<size_t>(a)], lb = mean_load[static_cast<size_t>(b)];
+      return la != lb ? la < lb : a < b;
+    });
+    partners.resize(static_cast<size_t>(kPartners));
+    std::sort(partners.begin(), partners.end());
+  }
+
+  for (int32_t ra : hot) {
+    // Swaps of a replica of ra with any slot of a partner rank.
+    for (int32_t rb : partners) {
+      if (rb == ra) continue;
+      if (!per_batch()) {
+        // Any swap keeps L(ra) + L(rb) in every scenario: a lower bound on its F.
+        const int32_t pair[2] = {ra, rb};
+        double lb = 0;
+        for (int32_t k = 0; k < K_; ++k)
+          lb += std::max(max_excluding(k, pair, 2, top_), 0.5 * (load_[at(k, ra)] + load_[at(k, rb)])) -
+                peak_[static_cast<size_t>(k)];
+        lb /= K_;
+        double refund = 0;  // the most a swap between ra and rb can give back in prices
+        if (priced)
+          for (int32_t s = 0; s < S_; ++s) {
+            const ExpertId a = slot_[static_cast<size_t>(ra * S_ + s)], b = slot_[static_cast<size_t>(rb * S_ + s)];
+            refund += (a >= 0 ? price(ra, a) : 0.0) + (b >= 0 ? price(rb, b) : 0.0);
+          }
+        if (lb - refund >= best.delta) continue;
+      }
+      for (int32_t s = 0; s < S_; ++s) {
+        const int32_t i = ra * S_ + s;
+        const ExpertId a = slot_[static_cast<size_t>(i)];
+        if (a < 0 || holds(rb, a)) continue;
+        for (int32_t t = 0; t < S_; ++t) {
+          const int32_t j = rb * S_ + t;
+          const ExpertId b = slot_[static_cast<size_t>(j)];
+          if (b >= 0 && holds(ra, b)) continue;
+          consider({0, 0, i, j, kEmptySlot}, best, priced);
+        }
+      }
+    }
+    for (int32_t s = 0; s < S_; ++s) {
+      const int32_t i = ra * S_ + s;
+      const ExpertId xe = slot_[static_cast<size_t>(i)];
+      // An expert of ra gets another replica elsewhere.
+      if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) {
+        for (int32_t rj : partners) {
+          if (holds(rj, xe)) continue;
+          for (int32_t t = 0; t < S_; ++t) {
+            const int32_t j = rj * S_ + t;
+            const ExpertId y = slot_[static_cast<size_t>(j)];
+            if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
+            consider({0, 1, -1, j, xe}, best, priced);
+          }
+        }
+      }
+      // A spare replica on ra goes to a heavy expert, or is dropped.
+      if (xe >= 0 && cnt_[static_cast<size_t>(xe)] >= 2) {
+        for (ExpertId x2 : takers)
+          if (x2 != xe && !holds(ra, x2) && cnt_[static_cast<size_t>(x2)] < p_.cap) consider({0, 1, -1, i, x2}, best, priced);
+        consider({0, 1, -1, i, kEmptySlot}, best, priced);
+      }
+    }
+  }
+}
+
+void IntervalSearch::scan_reverts(Move& best) {
+  if (p_.prices == nullptr || p_.reference.empty()) return;
+  for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) scan_reverts_of(i, best);
+}
+
+void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
+  const auto& ref = p_.reference;
+  const ExpertId a = slot_[static_cast<size_t>(i)];
+  const int32_t ra = i / S_;
+  if (a < 0 || !received(ra, a)) return;
+  // a goes back to a rank that held it, in exchange for any slot there.
+  for (int32_t rb = 0; rb < R_; ++rb) {
+    if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
+    for (int32_t t = 0; t < S_; ++t) {
+      const int32_t j = rb * S_ + t;
+      const ExpertId b = slot_[static_cast<size_t>(j)];
+      if (b >= 0 && holds(ra, b)) continue;
+      consider({0, 0, i, j, kEmptySlot}, best, true);
+    }
+  }
+  // An expert that ra held comes back into a's slot: by a swap with one of
+  // its replicas, or (a has another replica) as a new replica.
+  for (int32_t s = 0; s < S_; ++s) {
+    const size_t g = static_cast<size_t>(ra * S_ + s);
+    const ExpertId b = g < ref.size() ? ref[g] : kEmptySlot;
+    if (b < 0 || holds(ra, b)) continue;
+    for (int32_t rb : ranks_[static_cast<size_t>(b)]) {
+      if (holds(rb, a)) continue;
+      for (int32_t t = 0; t < S_; ++t) {
+        const int32_t j = rb * S_ + t;
+        if (slot_[static_cast<size_t>(j)] == b) consider({0, 0, i, j, kEmptySlot}, best, true);
+      }
+    }
+    if (cnt_[static_cast<size_t>(a)] >= 2 && cnt_[static_cast<size_t>(b)] < p_.cap) consider({0, 1, -1, i, b}, best, true);
+  }
+  // A spare replica that was moved in is dropped (its slot stays empty).
+  if (cnt_[static_cast<size_t>(a)] >= 2) consider({0, 1, -1, i, kEmptySlot}, best, true);
+}
+
+void IntervalSearch::reamount(ExpertId e, double sign) {
+  const auto& rs = ranks_[static_cast<size_t>(e)];
+  const auto& a = amt_[static_cast<size_t>(e)];
+  for (int32_t k = 0; k < K_; ++k)
+    for (size_t i = 0; i < rs.size(); ++i) load_[at(k, rs[i])] += sign * a[static_cast<size_t>(k) * rs.size() + i];
+}
+
+void IntervalSearch::apply(const Move& m) {
+  // The experts whose replicas change; with static shares only their
+  // amounts and the loads of their ranks are updated.
+  ExpertId changed[2] = {kEmptySlot, kEmptySlot};
+  if (m.kind == 0) {
+    changed[0] = slot_[static_cast<size_t>(m.i)];
+    changed[1] = slot_[static_cast<size_t>(m.j)];
+  } else {
+    changed[0] = slot_[static_cast<size_t>(m.j)];
+    changed[1] = m.x;
+  }
+  if (!per_batch())
+    for (ExpertId e : changed)
+      if (e >= 0) reamount(e, -1.0);
+  if (m.kind == 0) {
+    const ExpertId a = changed[0], b = changed[1];
+    if (a >= 0) take(m.i);
+    if (b >= 0) take(m.j);
+    if (b >= 0) put(m.i, b);
+    if (a >= 0) put(m.j, a);
+  } else {
+    if (slot_[static_cast<size_t>(m.j)] >= 0) take(m.j);
+    if (m.x >= 0) put(m.j, m.x);
+  }
+  if (per_batch()) {
+    split();
+  } else {
+    for (ExpertId e : changed)
+      if (e >= 0) {
+        even_amounts(e);
+        reamount(e, 1.0);
+      }
+  }
+  summarize();
+}
+
+void IntervalSearch::undo(const Move& m, ExpertId replaced) {
+  if (m.kind == 0) {
+    apply(m);
+  } else {
+    apply({0, 1, -1, m.j, replaced});
+  }
+}
+
+bool IntervalSearch::out_of_time() {
+  if (p_.deadline == nullptr || std::chrono::steady_clock::now() < *p_.deadline) return false;
+  budget_hit_ = true;
+  return true;
+}
+
+bool IntervalSearch::step(bool priced, bool hot) {
+  Move best;
+  best.delta = -std::max(1e-9 * (1.0 + f_), priced ? 0.0 : noise_gain_);
+  if (hot) scan_hot(best, priced);
+  if (priced) scan_reverts(best);
+  if (best.kind < 0) return false;
+  const double before = f_ + (priced ? cost_ : 0.0);
+  const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
+  apply(best);
+  if (per_batch() && f_ + (priced ? cost_ : 0.0) >= before - 1e-9 * (1.0 + before)) {
+    // The split did not follow the estimate: undo, and skip this move in this step.
+    undo(best, replaced);
+    tabu_.push_back(best);
+    return true;
+  }
+  tabu_.clear();
+  return true;
+}
+
+void IntervalSearch::run(bool priced) {
+  tabu_.clear();
+  for (int64_t n = 0; n < p_.max_steps; ++n) {
+    if (out_of_time()) return;
+    const int64_t tried = static_cast<int64_t>(tabu_.size());
+    if (!step(priced)) return;
+    if (static_cast<int64_t>(tabu_.size()) == tried) ++steps_;
+  }
+}
+
+void IntervalSearch::run_path() {
+  tabu_.clear();
+  std::vector<ExpertId> best(slot_);
+  double best_value = value();
+  for (int64_t n = 0; n < p_.max_steps; ++n) {
+    if (out_of_time()) break;
+    const int64_t tried = static_cast<int64_t>(tabu_.size());
+    if (!step(false)) break;
+    if (static_cast<int64_t>(tabu_.size()) != tried) continue;
+    ++steps_;
+    if (value() < best_value) {
+      best_value = value();
+      best = slot_;
+    }
+  }
+  if (best != slot_) start_from(best);
+}
+
+void IntervalSearch::prune() {
+  if (p_.prices == nullptr || p_.reference.empty()) return;
+  // Passes over the slots that received an expert; each takes its best
+  // give-back when it pays. A few passes: a give-back can make another pay.
+  for (int32_t pass = 0; pass < kPrunePasses; ++pass) {
+    bool any = false;
+    for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) {
+      if (out_of_time()) return;
+      Move best;
+      best.delta = -1e-9 * (1.0 + f_);
+      tabu_.clear();
+      scan_reverts_of(i, best);
+      if (best.kind < 0) continue;
+      const double before = value();
+      const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
+      apply(best);
+      if (per_batch() && value() >= before - 1e-9 * (1.0 + before)) {
+        undo(best, replaced);
+        continue;
+      }
+      ++steps_;
+      any = true;
+    }
+    if (!any) return;
+  }
+}
+
+std::vector<ExpertId> IntervalSearch::aligned_slots(std::span<const ExpertId> reference) const {
+  std::vector<ExpertId> out(slot_.size(), kEmptySlot);
+  for (int32_t r = 0; r < R_; ++r) {
+    const size_t base = static_cast<size_t>(r) * static_cast<size_t>(S_);
+    auto in_out = [&](ExpertId e) {
+      for (int32_t t = 0; t < S_; ++t)
+        if (out[base + static_cast<size_t>(t)] == e) return true;
+      return false;
+    };
+    // Experts the rank keeps stay in their reference slot (the first, if the
+    // reference held one twice).
+    for (int32_t s = 0; s < S_; ++s) {
+      const size_t g = base + static_cast<size_t>(s);
+      const ExpertId e = g < reference.size() ? reference[g] : kEmptySlot;
+      if (e >= 0 && holds(r, e) && !in_out(e)) out[g] = e;
+    }
+    // The others fill the free slots, in their current order.
+    int32_t t = 0;
+    for (int32_t s = 0; s < S_; ++s) {
+      const ExpertId e = slot_[base + static_cast<size_t>(s)];
+      if (e < 0 || in_out(e)) continue;
+      while (out[base + static_cast<size_t>(t)] != kEmptySlot) ++t;
+      out[base + static_cast<size_t>(t)] = e;
+    }
+  }
+  return out;
+}
+
+}  // namespace omni::detail

@@ -1,0 +1,191 @@
+// Internal (not installed): IntervalSearch, the local search of omni's plan
+// for the next interval (omni_planner.h). One layer at a time.
+//
+// It minimises value = F + C over placements of one layer, where
+//   F = (1 / K) sum over scenarios k of max over ranks r of L_k(r): the
+//       expected busiest rank's tokens in the next window, the scenarios
+//       being the forecast's (load_forecast.h); L_k(r) is rank r's load under
+//       the dispatch in force: with static shares each expert's scenario load
+//       split evenly over its replicas; with the per-batch split the split
+//       the runtime runs on that load (water-filled over the replicas);
+//   C = sum of MovePrices::price(r, e) over the experts each rank holds that
+//       it does not hold in the placement in force (tokens per window).
+// A move is kept only when it lowers F by more than it adds to C, so no
+// threshold is needed: noise the forecast does not expect to last saves
+// nothing, a shift the forecast carries pays for its moves.
+//
+// Moves: swap the experts of two slots on different ranks (either may be an
+// empty slot), give a slot to another expert (taking it from an expert with
+// another replica, or an empty slot), or empty a slot of an expert with
+// another replica. Never two replicas of an expert on one rank, never more
+// than `cap` replicas, never fewer than one.
+//
+// run(false) looks for where the forecast wants the layer to go: every step
+// takes the best move off a busiest rank that lowers F by more than half the
+// cheapest move's price (smaller gains are noise-sized and would only be
+// given back). run(true) then prices every move: it also tries every move
+// that brings an expert back to a rank that held it (or drops a spare replica
+// that was moved in), so a move that does not pay for itself in the company
+// of the others is given back; single moves seldom pay alone when a shift
+// needs several, which a search that priced every step would never start.
+//
+// Scoring is incremental (only the ranks a move touches change): with static
+// shares exactly, from the three busiest ranks of each scenario; with the
+// per-batch split from the split's last result: the ranks at the busiest
+// level form a pool that the split keeps level, so a move that takes load
+// off the pool lowers the level by that load over the pool's size, and a
+// replica that links a rank outside the pool to it lets the pool spread onto
+// that rank. After every move taken the split is run again, and a move whose
+// split is not better is undone and not tried again in that step.
+//
+//   detail::IntervalSearch s(problem);
+//   s.start_from(current_row);   // [R * S], experts missing there get a slot first
+//   s.run(false);
+//   s.run(true);
+//   s.aligned_slots(current_row);
+//
+// Deterministic (ties: the first candidate in scan order); the deadline, when
+// given and hit, stops the search early (budget_hit()).
+// Thread safety: one thread per instance.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "omniplacement/core/ids.h"
+#include "omniplacement/dispatch/dispatch_mode.h"
+#include "move_prices.h"
+
+namespace omni::detail {
+
+struct IntervalProblem {
+  int32_t num_ranks = 0;
+  int32_t slots_per_rank = 0;
+  int32_t num_experts = 0;
+  int32_t cap = 0;                     // most replicas of one expert, in [1, num_ranks]
+  DispatchMode dispatch = DispatchMode::kShares;
+  // Scenario loads [K][E] (K >= 1, tokens, >= 0). Borrowed.
+  const std::vector<std::vector<double>>* scenarios = nullptr;
+  // Prices of moves against the placement in force (`reference`, [R * S],
+  // -1 empty); null: moves are free. Both borrowed.
+  const MovePrices* prices = nullptr;
+  std::span<const ExpertId> reference;
+  // Most experts one rank may receive (held there in no reference slot); -1: no limit.
+  int32_t max_moves_per_rank = -1;
+  // Moves taken at most per run() (a safety net; 0: 4 x slots).
+  int64_t max_steps = 0;
+  const std::chrono::steady_clock::time_point* deadline = nullptr;
+};
+
+class IntervalSearch {
+ public:
+  explicit IntervalSearch(const IntervalProblem& problem);
+
+  // Starts from `slots` ([R * S], -1 empty; a second replica of an expert on
+  // a rank starts empty): experts without a replica first take the slot
+  // (empty, or of an expert with another replica) that leaves the rank least
+  // loaded on average, whatever it costs (they must be served).
+  void start_from(std::span<const ExpertId> slots);
+  // See the top of this header.
+  void run(bool priced);
+  // run(false), keeping the state along the way with the least F + C: the
+  // unpriced search takes the largest gains first, so the best prefix of its
+  // path is the set of moves that pays (a move that only pays in the company
+  // of the next ones is kept with them).
+  void run_path();
+  // Priced, with only the moves that give a move back (scan of the slots
+  // that received an expert): what a candidate plan keeps of its moves when
+  // each must pay for itself. Cheap: no scan of the busiest ranks.
+  void prune();
+
+  // Current slots, [R * S].
+  std::span<const ExpertId> slots() const { return slot_; }
+  // The slots with every expert that a rank holds in `reference` ([R * S])
+  // kept in its reference slot; other experts fill the rank's free slots in
+  // their current order.
+  std::vector<ExpertId> aligned_slots(std::span<const ExpertId> reference) const;
+  double expected_max() const { return f_; }   // F, tokens
+  double move_cost() const { return cost_; }   // C, tokens
+  double value() const { return f_ + cost_; }
+  int64_t moves() const { return steps_; }
+  bool budget_hit() const { return budget_hit_; }
+
+ private:
+  struct Move {
+    double delta = 0;  // change of F (+ C when priced)
+    int32_t kind = -1; // 0 swap slots i and j; 1 slot j gets expert x (-1: emptied)
+    int32_t i = -1, j = -1;
+    ExpertId x = kEmptySlot;
+    bool operator==(const Move& o) const { return kind == o.kind && i == o.i && j == o.j && x == o.x; }
+  };
+
+  size_t at(int32_t k, int32_t r) const { return static_cast<size_t>(k) * static_cast<size_t>(R_) + static_cast<size_t>(r); }
+  bool holds(int32_t r, ExpertId e) const {
+    return has_[static_cast<size_t>(r) * static_cast<size_t>(E_) + static_cast<size_t>(e)] != 0;
+  }
+  double price(int32_t r, ExpertId e) const { return p_.prices == nullptr ? 0.0 : p_.prices->price(r, e); }
+  bool received(int32_t r, ExpertId e) const { return p_.prices != nullptr && !p_.prices->held(r, e); }
+  double x(int32_t k, ExpertId e) const {
+    return (*p_.scenarios)[static_cast<size_t>(k)][static_cast<size_t>(e)];
+  }
+  bool per_batch() const { return p_.dispatch == DispatchMode::kPerBatch; }
+  double amount_on(ExpertId e, int32_t k, int32_t r) const;
+
+  // Bookkeeping of slot contents (no loads).
+  void put(int32_t g, ExpertId e);
+  void take(int32_t g);
+  // Loads from the slots: even split (shares) or the split (per-batch); then
+  // the busiest ranks, the pools and F.
+  void evaluate();
+  void even_amounts(ExpertId e);
+  void split();
+  void summarize();
+
+  // F after a change of the loads of touched_ ranks by delta_ ([K x T]).
+  double f_after(int32_t bridge_expert, int32_t bridge_rank) const;
+  double max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
+
+  void add_missing();
+  bool step(bool priced, bool hot = true);
+  void consider(Move m, Move& best, bool priced);
+  double eval_swap(int32_t i, int32_t j, bool priced);
+  double eval_replace(int32_t j, ExpertId x, bool priced);
+  void scan_hot(Move& best, bool priced);
+  void scan_reverts(Move& best);
+  void scan_reverts_of(int32_t i, Move& best);
+  // Applies a move and updates the loads, the busiest ranks and F.
+  void apply(const Move& m);
+  // Undoes `m` (applied; `replaced`: the expert slot m.j held before a give-to move).
+  void undo(const Move& m, ExpertId replaced);
+  void reamount(ExpertId e, double sign);  // adds (sign 1) or removes e's amounts from the loads
+  bool out_of_time();
+
+  IntervalProblem p_;
+  int32_t R_, S_, E_, K_;
+  std::vector<ExpertId> slot_;                 // [G]
+  std::vector<int32_t> cnt_;                   // [E]
+  std::vector<char> has_;                      // [R * E]
+  std::vector<std::vector<int32_t>> ranks_;    // [E]: replica ranks, in the order they were added
+  std::vector<std::vector<double>> amt_;       // [E]: K x ranks_[e].size() amounts
+  std::vector<double> load_;                   // [K * R]
+  std::vector<double> peak_;                   // [K]: max over ranks
+  std::vector<int32_t> top_;                   // [K * 3]: the three busiest ranks (shares)
+  // Per-batch: the pool of each scenario (ranks at the busiest level) and
+  // the three busiest ranks outside it.
+  std::vector<char> in_pool_;                  // [K * R]
+  std::vector<int32_t> pool_size_;             // [K]
+  std::vector<int32_t> out_top_;               // [K * 3]
+  std::vector<int32_t> received_;              // [R]: experts received (not held in the reference)
+  double f_ = 0, cost_ = 0;
+  double noise_gain_ = 0;                      // run(false): smallest gain worth a step
+  int64_t steps_ = 0;
+  bool budget_hit_ = false;
+  std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
+  // Scratch of the evaluations.
+  mutable std::vector<int32_t> touched_;
+  mutable std::vector<double> delta_;          // [K * touched_.size()]
+};
+
+}  // namespace omni::detail
