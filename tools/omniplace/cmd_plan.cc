@@ -20,8 +20,8 @@
 namespace {
 
 struct PlanArgs {
-  std::string load;
-  std::string select;
+  std::vector<std::string> loads;    // oldest first; the last is the load planned on
+  std::vector<std::string> selects;  // none, one for every load, or one per load
   std::string planner = "omni";
   int num_ranks = 0;
   int num_nodes = 0;  // 0: --current's topology when its file has one, else 1
@@ -37,6 +37,12 @@ struct PlanArgs {
   std::string output;
   int show_moves = 20;
   bool json = false;
+  // How the plan will be served (omni prices its moves with these; ServingModel).
+  std::string dispatch = "shares";
+  int64_t window_steps = omni::ServingModel{}.window_steps;
+  int64_t interval_steps = omni::ServingModel{}.interval_steps;
+  double expert_mb = omni::ServingModel{}.expert_bytes / 1e6;
+  double us_per_token = omni::ServingModel{}.seconds_per_token * 1e6;
 };
 
 // One expert weight to load: slot (layer, rank, slot) goes from `from` (-1: empty) to `to`.
@@ -146,14 +152,30 @@ int run_plan(const PlanArgs& a) {
     if (!c.ok()) return omni::cli::fail(cmd, c.status().with_context("--current"));
     current = std::move(c).value();
   }
-  auto lm = omni::cli::read_load_arg(a.load, a.select, current ? &current->placement : nullptr);
-  if (!lm.ok()) {
-    const bool needs_current = !current && lm.status().message().find("placement in force") != std::string::npos;
-    return omni::cli::fail(cmd, needs_current ? omni::invalid_argument_error(omni::str_cat(
-                                                    "--load: ", lm.status().message(), " (give it with --current P)"))
-                                              : lm.status().with_context("--load"));
+  if (a.selects.size() > 1 && a.selects.size() != a.loads.size()) {
+    std::cerr << "omniplace plan: --select is given " << a.selects.size() << " times for " << a.loads.size()
+              << " --load; give it once (every load) or once per --load\n";
+    return omni::cli::kExitUsage;
   }
-  const omni::LoadMatrix load = std::move(lm).value();
+  std::vector<omni::LoadMatrix> windows;
+  for (size_t k = 0; k < a.loads.size(); ++k) {
+    const std::string select = a.selects.empty() ? "" : a.selects.size() == 1 ? a.selects[0] : a.selects[k];
+    auto lm = omni::cli::read_load_arg(a.loads[k], select, current ? &current->placement : nullptr);
+    const std::string which = a.loads.size() == 1 ? "--load" : omni::str_cat("--load ", k + 1, " of ", a.loads.size());
+    if (!lm.ok()) {
+      const bool needs_current = !current && lm.status().message().find("placement in force") != std::string::npos;
+      return omni::cli::fail(cmd, needs_current ? omni::invalid_argument_error(omni::str_cat(
+                                                      which, ": ", lm.status().message(), " (give it with --current P)"))
+                                                : lm.status().with_context(which));
+    }
+    if (!windows.empty() && (lm->num_layers() != windows[0].num_layers() || lm->num_experts() != windows[0].num_experts())) {
+      return omni::cli::fail(cmd, omni::invalid_argument_error(omni::str_cat(
+                                      which, " (", a.loads[k], ") has ", lm->num_layers(), " layers x ", lm->num_experts(),
+                                      " experts; --load 1 has ", windows[0].num_layers(), " x ", windows[0].num_experts())));
+    }
+    windows.push_back(std::move(lm).value());
+  }
+  const omni::LoadMatrix load = windows.back();
   const int32_t L = load.num_layers(), E = load.num_experts();
 
   const int32_t R = a.num_ranks > 0 ? a.num_ranks : (current ? current->placement.num_ranks() : 0);
@@ -199,6 +221,12 @@ int run_plan(const PlanArgs& a) {
   if (current) in.current = &current->placement;
   in.max_moves_per_rank = a.max_moves_per_rank;
   in.min_gain = a.min_gain;
+  in.samples = &windows;
+  in.serving.dispatch = a.dispatch == "per-batch" ? omni::DispatchMode::kPerBatch : omni::DispatchMode::kShares;
+  in.serving.window_steps = a.window_steps;
+  in.serving.interval_steps = a.interval_steps;
+  in.serving.expert_bytes = a.expert_mb * 1e6;
+  in.serving.seconds_per_token = a.us_per_token * 1e-6;
   const int32_t base = (E + R - 1) / R;  // slots per rank that hold every expert once
   std::optional<omni::BudgetAllocation> budget;
   if (a.num_replicas > 0) {
@@ -254,7 +282,11 @@ int run_plan(const PlanArgs& a) {
     j["planner"] = canonical;
     if (a.max_moves_per_rank >= 0) j["max_moves_per_rank"] = a.max_moves_per_rank;
     if (a.min_gain >= 0) j["min_gain"] = a.min_gain;
-    j["load"] = {{"path", a.load}, {"select", a.select}, {"num_layers", L}, {"num_experts", E}};
+    j["load"] = {{"path", a.loads.back()},
+                 {"select", a.selects.empty() ? "" : a.selects.back()},
+                 {"num_layers", L},
+                 {"num_experts", E}};
+    j["windows"] = a.loads.size();
     j["num_ranks"] = R;
     j["num_nodes"] = H;
     j["num_groups"] = a.num_groups;
@@ -286,7 +318,9 @@ int run_plan(const PlanArgs& a) {
   if (a.min_gain >= 0) limits += omni::str_cat(", min_gain ", a.min_gain);
   std::printf("planner:  %s%s (%.1f ms)\n", canonical.c_str(), limits.c_str(), result->stats.seconds * 1e3);
   std::cout
-            << "load:     " << a.load << (a.select.empty() ? "" : " [" + a.select + "]") << " (" << L << " layers x "
+            << "load:     " << a.loads.back() << (a.selects.empty() ? "" : " [" + a.selects.back() + "]")
+            << (a.loads.size() > 1 ? omni::str_cat(", the last of ", a.loads.size(), " windows") : "") << " (" << L
+            << " layers x "
             << E << " experts)\n"
             << "ranks:    " << topo->to_string() << "\n"
             << "output:   " << a.output << " (" << next.summary() << ")\n";
@@ -335,11 +369,14 @@ int run_plan(const PlanArgs& a) {
 omni::cli::RunFn setup_plan(CLI::App& app) {
   auto args = std::make_shared<PlanArgs>();
   auto* sub = app.add_subcommand("plan", "Plan a placement from a load with a planner (eplb, omni, ...) and write it");
-  sub->add_option("--load", args->load,
+  sub->add_option("--load", args->loads,
                   "Load: .npy/.csv [layers, experts], trace .csv (with --select), an activation dump .txt (needs "
-                  "--current) or a dump directory")
-      ->required();
-  sub->add_option("--select", args->select, "Trace window, e.g. dataset=bookcorpus,iteration=0");
+                  "--current) or a dump directory. Give it several times for the recent windows, oldest first: omni "
+                  "forecasts the next window from them; the last is the load the summary reports")
+      ->required()
+      ->take_all();
+  sub->add_option("--select", args->selects,
+                  "Trace window, e.g. dataset=bookcorpus,iteration=0: once (every --load) or once per --load");
   sub->add_option("--planner", args->planner, "Planner spec (default omni), e.g. eplb, 'eplb(hierarchical)', "
                                               "'omni(max_replicas_per_expert=8)'");
   sub->add_option("--num-ranks", args->num_ranks, "Ranks of the expert-parallel group (default: --current's)")
@@ -382,6 +419,17 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
   sub->add_option("--show-moves", args->show_moves, "With --current: moves listed in the text output (default 20)")
       ->check(omni::cli::int_range(0, std::numeric_limits<int>::max()));
   sub->add_flag("--json", args->json, "Print one JSON object instead of the summary");
+  const std::string sv = "Serving (omni prices each move against the step time it saves)";
+  sub->add_option("--dispatch", args->dispatch, "How tokens are split over replicas: shares or per-batch")
+      ->check(CLI::IsMember({"shares", "per-batch"}))->group(sv)->capture_default_str();
+  sub->add_option("--window-steps", args->window_steps, "Steps each --load window was counted over")
+      ->check(CLI::PositiveNumber)->group(sv)->capture_default_str();
+  sub->add_option("--interval-steps", args->interval_steps, "Steps the plan serves until the next re-plan (0: one window)")
+      ->check(CLI::NonNegativeNumber)->group(sv)->capture_default_str();
+  sub->add_option("--expert-mb", args->expert_mb, "Bytes of one expert's weights, MB")
+      ->check(CLI::NonNegativeNumber)->group(sv)->capture_default_str();
+  sub->add_option("--us-per-token", args->us_per_token, "Expert compute per token-expert assignment, us")
+      ->check(CLI::PositiveNumber)->group(sv)->capture_default_str();
   sub->footer(
       "Slots: --num-replicas, --redundant-per-rank or --redundant-budget (at most one); with none, every rank\n"
       "gets ceil(experts / ranks) slots (rearrangement only), or --current's slots.\n"
