@@ -13,7 +13,7 @@
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/core/topology.h"
 #include "omniplacement/planner/planner.h"
-#include "omniplacement/runtime/batch_split.h"
+#include "omniplacement/dispatch/batch_split.h"
 
 namespace omni::plan_eval {
 

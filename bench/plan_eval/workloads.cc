@@ -4,7 +4,7 @@
 
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/trace.h"
-#include "omniplacement/runtime/routing_workload.h"
+#include "demo/routing_workload.h"
 #include "omniplacement/sim/workload.h"
 
 namespace omni::plan_eval {

@@ -106,7 +106,17 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
   if (opt.shares) out.shares.resize(static_cast<size_t>(L));
   for (LayerId l = 0; l < L; ++l) {
     const int32_t S = spr[static_cast<size_t>(l)];
-    const LayerForecast f = forecast_layer(windows, kept, l);
+    LayerForecast f = forecast_layer(windows, kept, l);
+    // The split takes totals up to 2^50 per expert (BatchBalancer): larger
+    // scenario loads are scaled down by a power of two, and the prices with
+    // them (the choice is the same in any unit of tokens).
+    double unit = 1;
+    for (const auto& sc : f.scenarios)
+      for (double v : sc)
+        while (v * unit > 0x1p48) unit *= 0.5;
+    if (unit < 1)
+      for (auto& sc : f.scenarios)
+        for (double& v : sc) v *= unit;
     IntervalProblem problem;
     problem.num_ranks = R;
     problem.slots_per_rank = S;
@@ -128,7 +138,7 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
     std::vector<ExpertId> plan;
     if (has_current) {
       const auto cur = in.current->phy2log(l);
-      const MovePrices prices(cur, R, S, E, host, links, serving.expert_bytes, token_seconds);
+      const MovePrices prices(cur, R, S, E, host, links, serving.expert_bytes, token_seconds / unit);
       problem.prices = &prices;
       problem.reference = cur;
       // Candidates, scored by expected busiest rank over the scenarios under

@@ -30,7 +30,8 @@ IntervalSearch::IntervalSearch(const IntervalProblem& problem)
       R_(problem.num_ranks),
       S_(problem.slots_per_rank),
       E_(problem.num_experts),
-      K_(static_cast<int32_t>(problem.scenarios->size())) {
+      K_(static_cast<int32_t>(problem.scenarios->size())),
+      balancer_(*BatchBalancer<double>::create(problem.num_ranks, problem.num_experts)) {
   if (p_.max_steps <= 0) p_.max_steps = std::max<int64_t>(16, R_);
   noise_gain_ = p_.prices != nullptr ? 0.5 * p_.prices->min_price() : 0.0;
 }
@@ -75,70 +76,26 @@ void IntervalSearch::even_amounts(ExpertId e) {
 }
 
 // The runtime's per-batch split (dispatch_mode.h, kPerBatch) of every
-// scenario, in doubles: experts with one replica rank load it; the others,
-// by descending load (ties: lowest id), water-fill their ranks (least loaded
-// first, ties: lower rank), then are re-filled in the same order until a pass
-// changes nothing (at most 8 passes).
+// scenario, in doubles: the one water-fill the runtime and the simulator run
+// (BatchBalancer, dispatch/batch_balancer.h).
 void IntervalSearch::split() {
-  std::vector<ExpertId> flex;
-  for (ExpertId e = 0; e < E_; ++e) {
+  const Status placed = balancer_.set_slots(slot_, S_);
+  OMNI_CHECK_MSG(placed.ok(), "omni: the search's slots are not a valid layer");
+  for (ExpertId e = 0; e < E_; ++e)
     amt_[static_cast<size_t>(e)].assign(static_cast<size_t>(K_) * ranks_[static_cast<size_t>(e)].size(), 0.0);
-    if (ranks_[static_cast<size_t>(e)].size() > 1) flex.push_back(e);
-  }
-  std::vector<int32_t> order;
-  std::vector<double> old;
   for (int32_t k = 0; k < K_; ++k) {
-    double* load = &load_[at(k, 0)];
-    std::fill(load, load + R_, 0.0);
+    const Status split = balancer_.balance((*p_.scenarios)[static_cast<size_t>(k)]);
+    OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
+    const auto loads = balancer_.rank_loads();
+    std::copy(loads.begin(), loads.end(), load_.begin() + static_cast<std::ptrdiff_t>(at(k, 0)));
     for (ExpertId e = 0; e < E_; ++e) {
       const auto& rs = ranks_[static_cast<size_t>(e)];
-      if (rs.size() == 1) {
-        amt_[static_cast<size_t>(e)][static_cast<size_t>(k)] = x(k, e);
-        load[rs[0]] += x(k, e);
-      }
+      const auto their = balancer_.replica_ranks(e);
+      const auto amounts = balancer_.amounts(e);
+      double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * rs.size()];
+      for (size_t i = 0; i < rs.size(); ++i)
+        a[i] = amounts[static_cast<size_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin())];
     }
-    std::stable_sort(flex.begin(), flex.end(), [&](ExpertId a, ExpertId b) { return x(k, a) > x(k, b); });
-    auto fill = [&](ExpertId e) {
-      const auto& rs = ranks_[static_cast<size_t>(e)];
-      const size_t n = rs.size();
-      double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * n];
-      order.resize(n);
-      std::iota(order.begin(), order.end(), 0);
-      std::sort(order.begin(), order.end(), [&](int32_t p, int32_t q) {
-        const double lp = load[rs[static_cast<size_t>(p)]], lq = load[rs[static_cast<size_t>(q)]];
-        return lp != lq ? lp < lq : rs[static_cast<size_t>(p)] < rs[static_cast<size_t>(q)];
-      });
-      double acc = x(k, e), level = 0;
-      size_t used = 0;
-      for (size_t i = 0; i < n; ++i) {
-        acc += load[rs[static_cast<size_t>(order[i])]];
-        level = acc / static_cast<double>(i + 1);
-        used = i + 1;
-        if (i + 1 == n || level <= load[rs[static_cast<size_t>(order[i + 1])]]) break;
-      }
-      for (size_t i = 0; i < n; ++i) a[i] = 0;
-      for (size_t i = 0; i < used; ++i) {
-        const auto q = static_cast<size_t>(order[i]);
-        a[q] = std::max(0.0, level - load[rs[q]]);
-        load[rs[q]] += a[q];
-      }
-    };
-    for (ExpertId e : flex) fill(e);
-    for (int pass = 0; pass < 8; ++pass) {
-      bool changed = false;
-      for (ExpertId e : flex) {
-        const auto& rs = ranks_[static_cast<size_t>(e)];
-        const size_t n = rs.size();
-        double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * n];
-        old.assign(a, a + n);
-        for (size_t i = 0; i < n; ++i) load[rs[i]] -= a[i];
-        fill(e);
-        const double tol = 1e-9 * (1.0 + x(k, e));
-        for (size_t i = 0; i < n; ++i) changed |= std::abs(old[i] - a[i]) > tol;
-      }
-      if (!changed) break;
-    }
-    std::sort(flex.begin(), flex.end());
   }
 }
 

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "omniplacement/core/ids.h"
+#include "omniplacement/dispatch/batch_balancer.h"
 #include "omniplacement/dispatch/dispatch_mode.h"
 #include "move_prices.h"
 
@@ -164,6 +165,7 @@ class IntervalSearch {
 
   IntervalProblem p_;
   int32_t R_, S_, E_, K_;
+  BatchBalancer<double> balancer_;             // the runtime's split (per-batch)
   std::vector<ExpertId> slot_;                 // [G]
   std::vector<int32_t> cnt_;                   // [E]
   std::vector<char> has_;                      // [R * E]

@@ -1,7 +1,7 @@
 // The omni planner: per layer, a BlockSolver (block_solver.h) on the whole
 // layer, on each host's experts (host_sets.h) or from the placement in force,
-// optional exact shares (optimal_shares.cc) and the per-batch reshaping
-// (batch_refine.h). See omni_planner.h for the method.
+// optional exact shares (optimal_shares.cc); by default the plan for the next
+// interval (interval_planner.h). See omni_planner.h for the method.
 #include "omniplacement/planner/omni_planner.h"
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 // BlockSolver (src/planner/block_solver.h), the unit under omni's layers:
 // hand-computed cases, the change budget of incremental solves, missing
 // experts, the replica cap and determinism.
-#include "planner/block_solver.h"
+#include "block_solver.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Expert-to-host assignment (src/planner/host_sets.h): group packing,
 // co-activation affinity and the spread check, on hand-built inputs.
-#include "planner/host_sets.h"
+#include "host_sets.h"
 
 #include <gtest/gtest.h>
 

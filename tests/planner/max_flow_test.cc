@@ -1,6 +1,6 @@
 // MaxFlow (src/planner/max_flow.h) and optimal_shares (omni_planner.h) on
 // hand-computed graphs and placements.
-#include "planner/max_flow.h"
+#include "max_flow.h"
 
 #include <gtest/gtest.h>
 

@@ -10,7 +10,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/planner/omni_planner.h"
 #include "omniplacement/planner/planner.h"
-#include "planner/load_forecast.h"
+#include "load_forecast.h"
 
 namespace omni {
 namespace {
