@@ -289,11 +289,11 @@ void BM_Budget(benchmark::State& state, omni::BudgetRule rule, int64_t budget) {
   state.SetLabel(w.name + " budget " + std::to_string(budget));
 }
 
-// omni(per_batch=true) on six recent windows (PlanInput::samples), the
-// simulator's --samples 6 setting. Qwen: bookcorpus iterations 0-5, 12 ranks,
-// 72 slots. DeepSeek-V3 scale: six noisy copies of the lognormal workload,
-// 64 ranks, 320 slots, with the evaluation cap given in the spec.
-void BM_PlanPerBatch(benchmark::State& state, std::string spec, bool deepseek) {
+// A re-plan from the placement in force (eplb's plan of the oldest window) on
+// six recent windows (PlanInput::samples), under the dispatch given. Qwen:
+// bookcorpus iterations 0-5, 12 ranks, 72 slots. DeepSeek-V3 scale: six
+// noisy copies of the lognormal workload, 64 ranks, 320 slots.
+void BM_PlanInterval(benchmark::State& state, std::string spec, bool deepseek, omni::DispatchMode dispatch) {
   std::vector<omni::LoadMatrix> samples;
   if (deepseek) {
     const omni::LoadMatrix base = workloads()[3].load;
@@ -318,13 +318,22 @@ void BM_PlanPerBatch(benchmark::State& state, std::string spec, bool deepseek) {
   in.load = &samples.back();
   in.num_ranks = deepseek ? 64 : 12;
   in.num_replicas = deepseek ? 320 : 72;
+  omni::PlanInput first = in;
+  first.load = &samples.front();
+  auto eplb = omni::make_planner("eplb");
+  auto current = (*eplb)->plan(first);
+  if (!current.ok()) return state.SkipWithError(current.status().to_string().c_str());
+  in.current = &current->placement;
   in.samples = &samples;
+  in.serving.dispatch = dispatch;
   for (auto _ : state) {
     auto r = (*planner)->plan(in);
     if (!r.ok()) return state.SkipWithError(r.status().to_string().c_str());
     benchmark::DoNotOptimize(r);
   }
-  state.SetLabel(deepseek ? "lognormal_58x256_64r_320s, 6 samples" : "qwen bookcorpus 0-5, 12r_72s, 6 samples");
+  state.SetLabel(std::string(deepseek ? "lognormal_58x256_64r_320s" : "qwen bookcorpus 0-5, 12r_72s") +
+                 ", 6 samples, from eplb's plan, dispatch " +
+                 (dispatch == omni::DispatchMode::kPerBatch ? "per-batch" : "shares"));
 }
 
 // Registered at start-up: every planner on every workload.
@@ -336,15 +345,13 @@ const bool kRegistered = [] {
       benchmark::RegisterBenchmark(("BM_Plan/" + spec + "/" + workloads()[wi].name).c_str(), BM_Plan, spec, wi)
           ->Unit(benchmark::kMillisecond);
     }
-  benchmark::RegisterBenchmark("BM_PlanPerBatch/omni/qwen", BM_PlanPerBatch, std::string("omni"), false)
-      ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("BM_PlanPerBatch/omni(per_batch=true)/qwen", BM_PlanPerBatch,
-                               std::string("omni(per_batch=true)"), false)
-      ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("BM_PlanPerBatch/omni(per_batch=true,per_batch_evals=2000)/deepseek", BM_PlanPerBatch,
-                               std::string("omni(per_batch=true,per_batch_evals=2000)"), true)
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(1);
+  for (bool deepseek : {false, true})
+    for (omni::DispatchMode d : {omni::DispatchMode::kShares, omni::DispatchMode::kPerBatch})
+      benchmark::RegisterBenchmark((std::string("BM_PlanInterval/omni/") + (deepseek ? "deepseek" : "qwen") + "/" +
+                                    (d == omni::DispatchMode::kPerBatch ? "per-batch" : "shares"))
+                                       .c_str(),
+                                   BM_PlanInterval, std::string("omni"), deepseek, d)
+          ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_Plan/omni(shares=true)/lognormal_58x256_64r_320s", BM_Plan,
                                std::string("omni(shares=true)"), size_t{3})
       ->Unit(benchmark::kMillisecond);

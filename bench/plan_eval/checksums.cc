@@ -97,9 +97,9 @@ void line(const std::string& what, const StatusOr<PlanResult>& r) {
     std::printf("%s error %s\n", what.c_str(), r.status().to_string().c_str());
     return;
   }
-  std::printf("%s %016" PRIx64 " moves=%" PRId64 " changed=%" PRId64 " skipped=%d dups=%" PRId64 "\n", what.c_str(),
+  std::printf("%s %016" PRIx64 " moves=%" PRId64 " changed=%" PRId64 " dups=%" PRId64 "\n", what.c_str(),
               r->placement.checksum(), r->stats.local_search_moves, r->stats.slots_changed,
-              r->stats.skipped ? 1 : 0, r->stats.same_rank_duplicates);
+              r->stats.same_rank_duplicates);
 }
 
 }  // namespace

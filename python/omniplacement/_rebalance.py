@@ -21,7 +21,8 @@ the weight's device too); otherwise int64 numpy arrays.
 weight may also be [num_steps, num_layers, num_logical_experts] (SGLang's logical counts
 per forward pass): it is summed over the steps, and the most recent steps (at most
 32, all-zero steps dropped) are handed to the planner as recent windows
-(PlanInput::samples), which omni(per_batch=true) plans on; other planners use the sum.
+(PlanInput::samples), from which omni forecasts the next interval; other planners use
+the sum.
 
 current: the placement in force, phy2log [num_layers, num_replicas] (array or tensor,
 -1 for an empty slot; vLLM's old physical_to_logical_map). The planner gets it as the
@@ -31,6 +32,8 @@ an expert that stays on a GPU keeps the slot it has there, so only experts that
 arrive on a GPU move weights. A current placement of another width (vLLM after an
 elastic scale-down changed num_replicas) is ignored.
 
+planner=None (the default) is "eplb" without a current placement (the drop-in) and
+"omni" with one (it plans incrementally, pricing every move against what it saves).
 planner="eplb" is DeepSeek's algorithm bit for bit (C++, including its float32
 arithmetic and tie-breaking, and its known same-GPU duplicate replicas);
 "eplb(hierarchical)" and "eplb(global)" force one of its two policies. Any other
@@ -172,9 +175,11 @@ def slots_changed(current, phy2log):
     return int(((a != b) & (b >= 0)).sum())
 
 
-def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, planner="eplb",
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, planner=None,
                       replica_order="creation", current=None):
     """DeepSeek EPLB's rebalance_experts, or another planner in its shapes; see the module docstring."""
+    if planner is None:
+        planner = "eplb" if current is None else "omni"
     load, samples, like = _weight_matrix(weight)
     if replica_order not in ("creation", "slot"):
         raise ValueError(f"INVALID_ARGUMENT: replica_order must be 'creation' or 'slot', got {replica_order!r}")

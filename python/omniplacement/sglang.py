@@ -13,8 +13,8 @@ plans; SGLang plans on every rank):
     osg.register(name="omni", planner="omni")   # then: --enable-eplb --eplb-algorithm omni
 
 A name that SGLang already has ("deepseek") is taken over instead. The counts are summed
-over the steps, and the recent steps go to the planner as samples (what
-omni(per_batch=true) plans on). SGLang does not pass the placement in force; with
+over the steps, and the recent steps go to the planner as samples (from which
+omni forecasts the next interval). SGLang does not pass the placement in force; with
 incremental=True the hook reads it from SGLang's global ExpertLocationMetadata, so that
 omni plans incrementally and experts that stay on a GPU keep their slots.
 

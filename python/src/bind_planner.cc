@@ -173,7 +173,8 @@ void bind_planner(py::module_& m) {
           "plan",
           [](const Planner& planner, py::handle load, int32_t num_ranks, py::object slots_per_rank,
              int64_t num_replicas, int32_t num_nodes, int32_t num_groups, const Topology* topology,
-             py::object coactivation, const Placement* current, py::object samples) {
+             py::object coactivation, const Placement* current, py::object samples, const std::string& dispatch,
+             int64_t window_steps, int64_t interval_steps, py::object expert_bytes, py::object seconds_per_token) {
             const LoadMatrix owned_load = load_from_object(load);
             std::vector<LoadMatrix> owned_samples;
             if (!samples.is_none())
@@ -192,6 +193,13 @@ void bind_planner(py::module_& m) {
             in.topology = topology;
             in.current = current;
             if (!samples.is_none()) in.samples = &owned_samples;
+            if (dispatch != "shares" && dispatch != "per-batch")
+              fail(StatusCode::kInvalidArgument, str_cat("dispatch must be 'shares' or 'per-batch', got '", dispatch, "'"));
+            in.serving.dispatch = dispatch == "per-batch" ? DispatchMode::kPerBatch : DispatchMode::kShares;
+            in.serving.window_steps = window_steps;
+            in.serving.interval_steps = interval_steps;
+            if (!expert_bytes.is_none()) in.serving.expert_bytes = expert_bytes.cast<double>();
+            if (!seconds_per_token.is_none()) in.serving.seconds_per_token = seconds_per_token.cast<double>();
             std::optional<std::vector<double>> coact;
             if (!coactivation.is_none()) {
               auto d = to_doubles(coactivation, "coactivation");
@@ -212,12 +220,16 @@ void bind_planner(py::module_& m) {
           py::arg("load"), py::kw_only(), py::arg("num_ranks"), py::arg("slots_per_rank") = py::none(),
           py::arg("num_replicas") = 0, py::arg("num_nodes") = 0, py::arg("num_groups") = 1,
           py::arg("topology") = nullptr, py::arg("coactivation") = py::none(), py::arg("current") = nullptr,
-          py::arg("samples") = py::none(),
+          py::arg("samples") = py::none(), py::arg("dispatch") = "shares", py::arg("window_steps") = 1,
+          py::arg("interval_steps") = 0, py::arg("expert_bytes") = py::none(), py::arg("seconds_per_token") = py::none(),
           "Plans a placement. load: LoadMatrix or [num_layers, num_experts] array (tokens). Give slots_per_rank "
           "(an int for every layer, or one per layer) or num_replicas (slots per layer, a multiple of "
           "num_ranks). num_nodes/num_groups as in EPLB; topology: optional rank-to-host map; coactivation: "
           "optional [L, E, E] pair counts; current: the placement in force (incremental planners); samples: "
-          "optional list of recent windows, each like load, oldest first (omni(per_batch=true) scores on them).")
+          "optional list of recent windows, each like load, oldest first (omni forecasts the next interval from "
+          "them). How the plan is served (ServingModel; omni prices its moves against it): dispatch 'shares' or "
+          "'per-batch', window_steps (steps each window counts), interval_steps (steps until the next re-plan, 0: "
+          "one window), expert_bytes and seconds_per_token (None: DeepSeek-V3 FP8 figures).")
       .def("__repr__", [](const Planner& p) { return str_cat("<Planner ", p.spec(), ">"); });
 
   m.def(

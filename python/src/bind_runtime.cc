@@ -305,7 +305,7 @@ void bind_runtime(py::module_& m) {
       .def_readwrite("ema_decay", &O::ema_decay, "Plan on an EMA of the windows with this decay (0: last).")
       .def_readwrite("volatility_weight", &O::volatility_weight, "Plan on load + this x |load - previous window|.")
       .def_readwrite("plan_samples", &O::plan_samples,
-                     "The planner also gets the last N aggregated windows one by one (omni(per_batch=true)).")
+                     "The planner also gets the last N aggregated windows one by one (omni forecasts from them).")
       .def_readwrite("layers_per_commit", &O::layers_per_commit, "At most this many layers per commit (0: all).")
       .def_property(
           "stage_wait_ms", [](const O& o) { return static_cast<int64_t>(o.stage_wait.count()); },

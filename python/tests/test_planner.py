@@ -135,20 +135,36 @@ def test_planner_by_spec_string():
     assert emap.logcnt().sum(axis=1).tolist() == [p.num_replicas(0), p.num_replicas(1)]
 
 
-def test_per_batch_planner_takes_recent_windows_as_samples():
-    # C++ twin: tests/planner/omni_per_batch_test.cc.
+def test_omni_forecasts_from_recent_windows_under_the_dispatch_given():
+    # C++ twin: tests/planner/omni_interval_test.cc.
     rng = np.random.default_rng(3)
     base = 4000.0 / np.arange(1, 28) ** 1.0
     windows = [np.rint(base * rng.lognormal(0.0, 0.3, 27)).astype(np.int64)[None, :] for _ in range(4)]
-    planner = op.Planner("omni(per_batch=true)")
-    result = planner.plan(windows[-1], num_ranks=6, slots_per_rank=5, samples=windows)
+    planner = op.Planner("omni")
+    result = planner.plan(windows[-1], num_ranks=6, slots_per_rank=5, samples=windows, dispatch="per-batch")
     p = result.placement
     assert all(p.replica_count(0, e) >= 1 for e in range(27))
     # The samples are used: a plan on them differs from one on the last window alone.
     alone = planner.plan(windows[-1], num_ranks=6, slots_per_rank=5).placement
     assert p.checksum != alone.checksum
-    with pytest.raises(ValueError, match="sample 1"):
+    with pytest.raises(ValueError, match="window 1 of 2"):
         planner.plan(windows[-1], num_ranks=6, slots_per_rank=5, samples=[windows[0], np.ones((1, 26), np.int64)])
+    with pytest.raises(ValueError, match="dispatch"):
+        planner.plan(windows[-1], num_ranks=6, slots_per_rank=5, dispatch="random")
+
+
+def test_rebalance_experts_with_current_plans_incrementally_with_omni():
+    # C++ twin: tests/planner/omni_interval_test.cc (DefaultSpecIsTheIntervalPlanner).
+    rng = np.random.default_rng(5)
+    weight = np.rint(4000.0 / np.arange(1, 33) ** 1.0 * rng.lognormal(0.0, 0.2, (2, 32))).astype(np.int64)
+    first, _, _ = op.rebalance_experts(weight, 40, 1, 1, 8)             # no current: eplb, the drop-in
+    eplb_again, _, _ = op.rebalance_experts(weight, 40, 1, 1, 8, planner="eplb")
+    assert np.array_equal(first, eplb_again)
+    # With the placement in force and the same load, omni moves nothing that does not pay.
+    again, _, _ = op.rebalance_experts(weight, 40, 1, 1, 8, current=first)
+    assert op.slots_changed(first, again) < op.slots_changed(first, op.rebalance_experts(weight[::-1], 40, 1, 1, 8)[0])
+    omni, _, _ = op.rebalance_experts(weight, 40, 1, 1, 8, current=first, planner="omni")
+    assert np.array_equal(again, omni)
 
 
 def test_planner_errors_carry_the_library_message():

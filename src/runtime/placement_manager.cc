@@ -623,7 +623,15 @@ Status PlacementManager::run_round(const Job& job) {
   // 0), hedged for volatility when asked, and the last plan_samples windows.
   OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", job.round)));
   OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
-  const std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
+  // The planner's recent windows (PlanInput::samples): windows without a
+  // token say nothing of the mix and are left out (omni refuses a window empty
+  // in a layer the load has tokens in).
+  std::vector<LoadMatrix> samples = history_.newest(options_.plan_samples);
+  std::erase_if(samples, [](const LoadMatrix& w) {
+    for (LayerId l = 0; l < w.num_layers(); ++l)
+      if (w.layer_total(l) > 0) return false;
+    return true;
+  });
   OMNI_ASSIGN_OR_RETURN(std::optional<RoundPlan> plan, plan_round(job, kind, load, samples));
   if (!plan) return ok_status();  // nothing to move: the round has finished unchanged
   return stage_steps(job, *plan);
@@ -683,6 +691,7 @@ StatusOr<Placement> PlacementManager::leader_plan(const Job& job, RankId leader,
       in.current = &current;
       in.samples = &samples;
       in.max_moves_per_rank = options_.max_moves_per_rank;
+      in.serving = serving_model();
       plan = planner_->plan(in);
     } else {
       plan = plan_on_survivors(*planner_, load, current, topology_, job.failed, options_.max_moves_per_rank);
@@ -811,6 +820,17 @@ Status PlacementManager::stage_steps(const Job& job, const RoundPlan& plan) {
     prev = snap;  // the engine has already set the vote to working on batch b + 1
   }
   return ok_status();
+}
+
+ServingModel PlacementManager::serving_model() const {
+  // What the planner prices its moves against: this manager's dispatch, one
+  // window per re-plan interval, the weights' size per expert.
+  ServingModel m;
+  m.dispatch = options_.dispatch_mode;
+  m.window_steps = std::max<int64_t>(1, options_.replan_interval_steps);
+  m.interval_steps = m.window_steps;
+  m.expert_bytes = static_cast<double>(store_->slot_bytes(0));
+  return m;
 }
 
 }  // namespace omni

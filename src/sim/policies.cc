@@ -26,6 +26,7 @@ StatusOr<PlanFn> planner_plan_fn(std::string_view spec, const PolicyContext& ctx
     in.topology = &context->topology;
     in.current = incremental ? current : nullptr;
     in.samples = &samples;
+    in.serving = context->serving;
     OMNI_ASSIGN_OR_RETURN(PlanResult r, shared->plan(in));
     return std::move(r.placement);
   });

@@ -14,7 +14,7 @@ namespace omni::sim {
 namespace {
 
 // A CSV field, quoted when it holds a comma, a quote or a line break (policy
-// names such as "dynamic:omni(max_moves_per_rank=1,min_gain=0.01)" do).
+// names such as "dynamic:omni(max_moves_per_rank=1,max_replicas_per_expert=4)" do).
 std::string csv_field(const std::string& v) {
   if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
   std::string q = "\"";

@@ -1,5 +1,5 @@
 // The runtime with placements shaped for its own per-batch split:
-// omni(per_batch=true) planning on the last plan_samples aggregated windows
+// omni planning for the per-batch split on the last plan_samples aggregated windows
 // (PlacementManagerOptions::plan_samples -> PlanInput::samples), serving the
 // shipped Qwen1.5-MoE series through the demo. Every (token, expert) output
 // is checked against its reference, and the plans must beat the static
@@ -21,7 +21,7 @@ TEST(PerBatchPlanning, ShapedPlansServeCorrectlyAndBeatTheStaticPlacement) {
   c.slots_per_rank = 12;  // 6 ranks x 12 slots: 72 slots for 60 experts
   c.steps = 12 * 4;
   // A capped search keeps each rank's plan of 12 layers well under a second.
-  c.manager.planner_spec = "omni(per_batch=true,per_batch_evals=1500)";
+  c.manager.planner_spec = "omni";  // told the dispatch by the manager (PlanInput::serving)
   c.manager.plan_samples = 3;
   c.manager.replan_interval_steps = 4;
   c.manager.commit_cadence_steps = 1;

@@ -1,7 +1,9 @@
-// Migration-aware re-planning on the shipped Qwen1.5-MoE time series (issue 5's
-// figure, docs/BENCHMARKS.md "Migration-aware re-planning"): bookcorpus, then
-// wikitext, then wmt19, iterations 0-19 each; 12 ranks x 6 slots; re-planned
-// after every window on that window's loads and measured on the next one.
+// Re-planning for the next interval on the shipped Qwen1.5-MoE time series
+// (issue 16's figure, docs/BENCHMARKS.md): bookcorpus, then wikitext, then
+// wmt19, iterations 0-19 each; 12 ranks x 6 slots; re-planned after every
+// window from the placement in force on the last six windows and measured on
+// the next one.
+#include <cstdio>
 #include <gtest/gtest.h>
 
 #include "omniplacement/sim/policies.h"
@@ -13,9 +15,18 @@ namespace omni::sim {
 namespace {
 
 const std::string kQwen = std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv";
+// Margins the docs claim (docs/BENCHMARKS.md, "Re-planning for the next
+// interval"), measured on this replay; the assertions allow a little less.
+// Measured (main + this change, 2026-12-03): default figures +0.018 realised
+// at 2.6% of eplb's moves; plans serving 5 windows -0.003 at 10.4%; per-batch
+// split -0.002 at 0.8%.
+constexpr double kFewMoves = 0.05;         // default figures and per-batch: at most this share of eplb's moves
+constexpr double kMovesOfEplb = 0.2;       // plans serving 5 windows: at most this share
+constexpr double kDefaultExcess = 0.025;   // default figures: realised at most this above eplb
+constexpr double kLevel = 0.001;           // 5 windows, per-batch: realised at most this above eplb
 
-StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, int32_t samples = 1,
-                           DispatchModel dispatch = DispatchModel::kShares) {
+StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, int32_t samples = 6,
+                           DispatchModel dispatch = DispatchModel::kShares, int64_t plan_interval_windows = 1) {
   auto windows = read_trace_windows(kQwen, {.datasets = {"bookcorpus", "wikitext", "wmt19"}});
   if (!windows.ok()) return windows.status();
   if (max_windows > 0 && windows->size() > max_windows) windows->resize(max_windows);
@@ -26,6 +37,10 @@ StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, 
   ctx.num_layers = trace->num_layers();
   ctx.num_experts = trace->num_experts();
   ctx.slots_per_rank = 6;
+  // The planner's serving figures are the defaults (DeepSeek-V3 FP8 experts
+  // and compute), one window per step, a plan serving plan_interval_windows.
+  ctx.serving.dispatch = dispatch == DispatchModel::kPerBatch ? DispatchMode::kPerBatch : DispatchMode::kShares;
+  ctx.serving.interval_steps = plan_interval_windows;
   auto specs = make_policies(policies, ctx);
   if (!specs.ok()) return specs.status();
   SimOptions opts;
@@ -36,48 +51,53 @@ StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, 
   return simulate(*trace, ctx.topology, *specs, opts);
 }
 
-TEST(ReplanQwenTest, IncrementalOmniMovesAFifthOfEplbAtTheSameRealisedBalance) {
-  auto r = replay("dynamic-eplb,dynamic:omni(max_moves_per_rank=0,escalate_gain=0.3)");
+void print(const SimResult& r) {
+  for (const PolicySummary& p : r.policies)
+    std::printf("  %-40s realised %.4f moved %lld\n", p.name.c_str(), p.mean_max_over_mean_after_first,
+                static_cast<long long>(p.moved_experts));
+}
+
+// The default planner ("omni", the last six windows, default serving
+// figures: 44 MB experts, one window per interval, which prices a move at
+// 4-34% of a rank's load in these small windows) against eplb re-planned from
+// scratch: a fortieth of the moves, somewhat above eplb's realised balance.
+TEST(ReplanQwenTest, DefaultOmniMovesAFortiethOfEplb) {
+  auto r = replay("dynamic-eplb,dynamic-omni");
   ASSERT_TRUE(r.ok()) << r.status();
+  print(*r);
   ASSERT_EQ(r->num_steps, 60);
   const PolicySummary& eplb = r->policies[0];
   const PolicySummary& omni = r->policies[1];
-  EXPECT_EQ(eplb.replans, 60);
   EXPECT_EQ(omni.replans, 60);
   // From scratch, EPLB rewrites most of the 864 slots at every one of the 59 re-plans.
   EXPECT_GT(eplb.moved_experts, 59 * 864 / 2);
   EXPECT_GT(omni.moved_experts, 0) << "the dataset shifts must be followed";
-  EXPECT_LE(static_cast<double>(omni.moved_experts), 0.2 * static_cast<double>(eplb.moved_experts))
-      << omni.moved_experts << " vs eplb " << eplb.moved_experts;
-  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + 0.01)
-      << omni.mean_max_over_mean_after_first << " vs eplb " << eplb.mean_max_over_mean_after_first;
+  EXPECT_LE(static_cast<double>(omni.moved_experts), kFewMoves * static_cast<double>(eplb.moved_experts));
+  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + kDefaultExcess);
 }
 
-TEST(ReplanQwenTest, WithoutEscalationAZeroBudgetNeverMovesAndFallsBehind) {
-  // The same zero budget without escalation keeps the first placement for all
-  // 60 windows: no moves, and the dataset shifts leave it far off balance.
-  auto r = replay("dynamic-eplb,dynamic:omni(max_moves_per_rank=0)");
+// The same when each plan serves five windows: its moves pay over longer, and
+// it realises eplb's balance with a tenth of its moves.
+TEST(ReplanQwenTest, OverFiveWindowsOmniMatchesEplbWithATenthOfItsMoves) {
+  auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchModel::kShares, 5);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->policies[1].moved_experts, 0);
-  EXPECT_GT(r->policies[1].mean_max_over_mean_after_first, r->policies[0].mean_max_over_mean_after_first + 0.2);
+  print(*r);
+  const PolicySummary& eplb = r->policies[0];
+  const PolicySummary& omni = r->policies[1];
+  EXPECT_LE(static_cast<double>(omni.moved_experts), kMovesOfEplb * static_cast<double>(eplb.moved_experts));
+  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + kLevel);
 }
 
-// Issue 11's per-batch figure in small (docs/BENCHMARKS.md, "Qwen1.5-MoE
-// drift workload"): with the runtime's per-batch split, placements shaped for
-// it on the last windows (omni(per_batch=true), 6 samples) realise a clearly
-// better balance on the next window than the plain incremental plan, and
-// come within 0.04 of the oracle's max/mean although the first re-plans have
-// only one or two samples. First 10 bookcorpus windows.
-TEST(ReplanQwenTest, PerBatchShapedPlansFollowTheOracleUnderPerBatchDispatch) {
-  auto r = replay("dynamic:omni(max_moves_per_rank=0,escalate_gain=0.3),dynamic:omni(per_batch=true),oracle", 10, 6,
-                  DispatchModel::kPerBatch);
+// With the runtime's per-batch split in force, omni plans for it: eplb's
+// realised balance with under 1% of its moves.
+TEST(ReplanQwenTest, UnderPerBatchDispatchOmniMatchesEplbWithFewMoves) {
+  auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchModel::kPerBatch);
   ASSERT_TRUE(r.ok()) << r.status();
-  const double plain = r->policies[0].mean_max_over_mean_after_first;
-  const double shaped = r->policies[1].mean_max_over_mean_after_first;
-  const double oracle = r->policies[2].mean_max_over_mean_after_first;
-  EXPECT_LT(shaped, plain - 0.03) << shaped << " vs " << plain;
-  EXPECT_LT(shaped, oracle + 0.04) << shaped << " vs oracle " << oracle;
-  EXPECT_LT(r->policies[1].moved_experts, r->policies[0].moved_experts + 200);
+  print(*r);
+  const PolicySummary& eplb = r->policies[0];
+  const PolicySummary& omni = r->policies[1];
+  EXPECT_LE(static_cast<double>(omni.moved_experts), kFewMoves * static_cast<double>(eplb.moved_experts));
+  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + kLevel);
 }
 
 }  // namespace

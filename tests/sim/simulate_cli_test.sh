@@ -6,9 +6,10 @@ omniplace=$1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# A small drifting synthetic workload: 4 layers x 32 experts on 8 ranks (2 hosts).
+# A small drifting synthetic workload: 4 layers x 32 experts on 8 ranks (2 hosts); migration as
+# a stall so that shift re-plans are never held back by a background migration in flight.
 args=(--steps 60 --layers 4 --experts 32 --top-k 4 --tokens 512 --ranks 8 --ranks-per-host 4
-      --drift 0.01 --phase-period 20 --interval 10 --no-progress)
+      --drift 0.01 --phase-period 20 --interval 10 --migration stall --no-progress)
 "$omniplace" simulate "${args[@]}" --json --csv "$work/steps.csv" >"$work/summary.json"
 "$omniplace" simulate "${args[@]}" >"$work/table.txt"
 grep -q "^contiguous" "$work/table.txt"
@@ -47,13 +48,13 @@ assert shift["oracle"]["shift_replans"] == 0 and shift["oracle"]["mean_step_s"] 
 PY
 
 # Policy names with commas stay one CSV field (quoted).
-"$omniplace" simulate "${args[@]}" --policies 'oracle,dynamic:omni(max_moves_per_rank=1,escalate_gain=0.1)' \
+"$omniplace" simulate "${args[@]}" --policies 'oracle,dynamic:omni(max_moves_per_rank=1)' \
   --csv "$work/commas.csv" >/dev/null
 /usr/bin/python3 - "$work/commas.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
 names = {r["policy"] for r in rows}
-assert names == {"oracle", "dynamic:omni(max_moves_per_rank=1,escalate_gain=0.1)", "lower bound"}, names
+assert names == {"oracle", "dynamic:omni(max_moves_per_rank=1)", "lower bound"}, names
 assert all(float(r["time_s"]) > 0 for r in rows)
 PY
 
@@ -90,10 +91,12 @@ assert "dispatch" not in shares["cost"], shares["cost"]
 assert batch["cost"]["dispatch"] == "per-batch" and abs(batch["cost"]["batch_allgather_s"] - 5e-6) < 1e-15
 s = {x["name"]: x for x in shares["policies"]}
 b = {x["name"]: x for x in batch["policies"]}
-# Placements are the same (the planners see the same loads), so are the weights moved; the split
-# and its token flows differ, so the cross-host traffic does too (docs/simulator.md).
-for n in ("static-eplb", "dynamic-omni", "oracle"):
+# eplb's placements are the same under both (it does not know the dispatch), so are the weights
+# moved; the split and its token flows differ, so the cross-host traffic does too
+# (docs/simulator.md). omni plans for the dispatch in force, so its placements differ.
+for n in ("static-eplb",):
     assert b[n]["moved_bytes"] == s[n]["moved_bytes"], n
+for n in ("static-eplb", "dynamic-omni", "oracle"):
     assert b[n]["cross_host_bytes"] > 0 and b[n]["cross_host_bytes"] != s[n]["cross_host_bytes"], n
 # Stale shares: the per-batch split gives the policies that plan on past windows a better balance.
 for n in ("static-eplb", "dynamic-omni"):

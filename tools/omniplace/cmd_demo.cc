@@ -36,8 +36,8 @@ struct DemoArgs {
   int64_t stage_wait_ms = 0;
   double decay = 0.0;
   double volatility = 0.0;
-  int32_t plan_samples = 1;
-  std::string planner = "eplb";
+  int32_t plan_samples = omni::PlacementManagerOptions{}.plan_samples;
+  std::string planner = "omni";
   std::string dispatch = "per-batch";
   std::string transport = "local";
   std::string trace;  // empty: the shipped Qwen1.5-MoE series (kDefaultTrace in the data dir)
@@ -260,7 +260,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--ema-decay", args->decay, "plan on an EMA of the windows with this decay (0: last window)")
       ->check(omni::cli::number_range(0, 1, /*hi_open=*/true))->capture_default_str();
   sub->add_option("--plan-samples", args->plan_samples,
-                  "the planner also gets the last N aggregated windows one by one (for omni(per_batch=true))")
+                  "the planner also gets the last N aggregated windows one by one (omni forecasts from them)")
       ->check(omni::cli::int_range(1, 1 << 10))->capture_default_str();
   sub->add_option("--volatility", args->volatility, "plan on load + this x |load - previous window|")
       ->check(omni::cli::number_range(0, 1e6))->capture_default_str();

@@ -303,7 +303,6 @@ int run_plan(const PlanArgs& a) {
     j["local_search_moves"] = result->stats.local_search_moves;
     j["time_budget_hit"] = result->stats.time_budget_hit;
     if (current) {
-      j["skipped"] = result->stats.skipped;
       j["moved_experts"] = moves.size();
       j["max_moved_per_rank_per_layer"] = max_rank_moves;
       j["moves"] = nlohmann::json::array();
@@ -350,7 +349,6 @@ int run_plan(const PlanArgs& a) {
                                   "the load whose expert\nsurvives any single host/rank failure.\n"
                                 : "rank_cov: share of the load whose\nexpert survives any single rank failure.\n");
   if (current) {
-    if (result->stats.skipped) std::cout << "\nre-plan skipped: the gain is below min_gain; the current placement is kept\n";
     std::printf("\nmoved experts: %zu (at most %lld on one rank in one layer)\n", moves.size(),
                 static_cast<long long>(max_rank_moves));
     const size_t shown = std::min(moves.size(), static_cast<size_t>(std::max(0, a.show_moves)));
@@ -423,13 +421,13 @@ omni::cli::RunFn setup_plan(CLI::App& app) {
   sub->add_option("--dispatch", args->dispatch, "How tokens are split over replicas: shares or per-batch")
       ->check(CLI::IsMember({"shares", "per-batch"}))->group(sv)->capture_default_str();
   sub->add_option("--window-steps", args->window_steps, "Steps each --load window was counted over")
-      ->check(CLI::PositiveNumber)->group(sv)->capture_default_str();
+      ->check(omni::cli::int_range(1, int64_t{1} << 40))->group(sv)->capture_default_str();
   sub->add_option("--interval-steps", args->interval_steps, "Steps the plan serves until the next re-plan (0: one window)")
-      ->check(CLI::NonNegativeNumber)->group(sv)->capture_default_str();
+      ->check(omni::cli::int_range(0, int64_t{1} << 40))->group(sv)->capture_default_str();
   sub->add_option("--expert-mb", args->expert_mb, "Bytes of one expert's weights, MB")
-      ->check(CLI::NonNegativeNumber)->group(sv)->capture_default_str();
+      ->check(omni::cli::number_range(0, 1e9))->group(sv)->capture_default_str();
   sub->add_option("--us-per-token", args->us_per_token, "Expert compute per token-expert assignment, us")
-      ->check(CLI::PositiveNumber)->group(sv)->capture_default_str();
+      ->check(omni::cli::number_range(1e-9, 1e9))->group(sv)->capture_default_str();
   sub->footer(
       "Slots: --num-replicas, --redundant-per-rank or --redundant-budget (at most one); with none, every rank\n"
       "gets ceil(experts / ranks) slots (rearrangement only), or --current's slots.\n"

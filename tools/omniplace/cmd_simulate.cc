@@ -18,6 +18,7 @@
 #include "omniplace/sim_cli_options.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/io/placement_file.h"
+#include "omniplacement/runtime/placement_manager.h"
 #include "omniplacement/sim/policies.h"
 #include "omniplacement/sim/trace_files.h"
 #include "omniplacement/sim/sim.h"
@@ -44,11 +45,12 @@ struct SimulateOptions {
   std::string dynamic_omni_spec = "omni";
   std::string oracle_spec = "omni";
   int32_t history = 1;
-  int32_t samples = 1;
+  // What the runtime hands its planner: its recent windows, and the dispatch it runs.
+  int32_t samples = omni::PlacementManagerOptions{}.plan_samples;
   int64_t shift_check = 0;
   double shift_threshold = sim::SimOptions{}.shift_threshold;
   int64_t interval = 100;
-  std::string migration = "stall";
+  std::string migration = "background";  // the runtime moves weights while serving
   // The runtime's migration budget (PlacementManagerOptions of the same names).
   int64_t staging_bytes_per_rank = omni::kDefaultStagingBytesPerRank;
   int32_t layers_per_commit = 0;
@@ -64,7 +66,8 @@ struct SimulateOptions {
   double same_host_gbps = omni::LinkBandwidths{}.same_host_bytes_per_s / 1e9;
   double cross_host_gbps = omni::LinkBandwidths{}.cross_host_bytes_per_s / 1e9;
   double latency_us = omni::LinkBandwidths{}.latency_s * 1e6;
-  std::string dispatch = "shares";
+  std::string dispatch =
+      omni::PlacementManagerOptions{}.dispatch_mode == omni::DispatchMode::kPerBatch ? "per-batch" : "shares";
   double allgather_us = sim::CostParams{}.batch_allgather_s * 1e6;
   std::string csv;
   std::string plot;
@@ -208,6 +211,13 @@ int run_simulate(const SimulateOptions& given) {
   ctx.omni_spec = o.omni_spec;
   ctx.dynamic_omni_spec = o.dynamic_omni_spec;
   ctx.oracle_spec = o.oracle_spec;
+  ctx.serving.dispatch = cost.dispatch == sim::DispatchModel::kPerBatch ? omni::DispatchMode::kPerBatch
+                                                                        : omni::DispatchMode::kShares;
+  ctx.serving.window_steps = o.interval;
+  ctx.serving.interval_steps = o.interval;
+  ctx.serving.seconds_per_token = cost.compute_s_per_token > 0 ? cost.compute_s_per_token
+                                                               : omni::ServingModel{}.seconds_per_token;
+  ctx.serving.expert_bytes = cost.expert_bytes;
   auto policies = sim::make_policies(o.policies, ctx);
   if (!policies.ok()) return omni::cli::fail(cmd, policies.status());
 
@@ -267,7 +277,7 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
       "  omniplace simulate --steps 2000 --drift 0.001 --phase-period 500 --csv steps.csv\n"
       "Example (budgeted incremental omni with shift detection, moved experts and realised balance):\n"
       "  omniplace simulate --steps 3000 --phase-period 1000 --migration background --shift-check 10 \\\n"
-      "      --policies 'dynamic-eplb,dynamic:omni(max_moves_per_rank=1,escalate_gain=0.1),oracle'");
+      "      --policies 'dynamic-eplb,dynamic:omni(max_moves_per_rank=1),oracle'");
   opts->workload.add_to(sub, "Synthetic workload");
   sub->add_option("--trace", opts->trace,
                   "Replay this trace: a directory of load files (.npy/.csv, or .txt dumps with --placement), a trace "
@@ -312,8 +322,7 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
   sub->add_option("--history", opts->history, "Dynamic policies plan on the last N intervals")
       ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
   sub->add_option("--samples", opts->samples,
-                  "Dynamic policies also get the last N intervals one by one (omni(per_batch=true) scores placements "
-                  "on each)")
+                  "Dynamic policies also get the last N intervals one by one (omni forecasts the next interval from them)")
       ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
   sub->add_option("--shift-check", opts->shift_check,
                   "Dynamic policies: every N steps, re-plan at once when the load of those steps is off the plan "

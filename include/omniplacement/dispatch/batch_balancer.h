@@ -1,6 +1,6 @@
 // BatchBalancer: the water-fill of the per-batch split, the one implementation
 // that the runtime (split_batch, whole tokens), the simulator
-// (balance_batch_loads, whole tokens) and the planner (omni(per_batch=true),
+// (balance_batch_loads, whole tokens) and the planner (omni's per-batch scoring,
 // expected loads in doubles) share, so that the planner scores a placement
 // with the split the runtime will run.
 //

@@ -158,9 +158,9 @@ struct PlacementManagerOptions {
   // expert (0: off): hedges volatile experts with replicas.
   double volatility_weight = 0.0;
   // The planner also gets the aggregated windows of the last plan_samples
-  // rounds one by one, oldest first (PlanInput::samples), e.g. for
-  // omni(per_batch=true) with DispatchMode::kPerBatch. >= 1.
-  int32_t plan_samples = 1;
+  // rounds one by one, oldest first (PlanInput::samples; windows without a
+  // token are left out): omni forecasts the next interval from them. >= 1.
+  int32_t plan_samples = 6;
   // At most this many layers per commit, i.e. per round of the migration plan
   // (MigrationOptions::layers_per_commit). 0: as many as staging allows.
   int32_t layers_per_commit = 0;
@@ -338,6 +338,8 @@ class PlacementManager {
     hot_owner_ = cell_.load();
     hot_ = hot_owner_.get();
   }
+  // PlanInput::serving for this manager (dispatch, interval, expert bytes).
+  ServingModel serving_model() const;
 
   Transport* transport_ = nullptr;
   std::unique_ptr<Transport> planner_transport_;

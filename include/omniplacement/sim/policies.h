@@ -26,6 +26,7 @@
 
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/planner/planner.h"
 #include "omniplacement/sim/simulator.h"
 
 namespace omni::sim {
@@ -40,6 +41,10 @@ struct PolicyContext {
   std::string omni_spec = "omni";
   std::string dynamic_omni_spec = "omni";
   std::string oracle_spec = "omni";
+  // How plans are served (PlanInput::serving): the cost model's dispatch, one
+  // interval per window, its compute per token and expert bytes, so that omni
+  // prices its moves as the simulation charges them.
+  ServingModel serving;
 };
 
 // The standard policy names, in the order of the docs.

@@ -83,7 +83,7 @@ struct SimOptions {
   // (summed): a longer memory smooths noise, a shorter one follows drift.
   int32_t history_intervals = 1;
   // Dynamic policies also get the loads of the last sample_intervals
-  // intervals one by one (PlanInput::samples; omni(per_batch=true) scores
+  // intervals one by one (PlanInput::samples; omni forecasts from them and scores
   // placements on each). After a shift re-plan (below) only the steps since
   // the shift count, for both history and samples.
   int32_t sample_intervals = 1;
