@@ -638,8 +638,13 @@ class PlacementManager:
         nxt, err = None, None
         if not leader or self.rank == 0:
             try:
+                # How the plan is served, for omni's move prices: one window per re-plan
+                # interval, this manager's expert bytes (ServingModel).
                 nxt = self._planner.plan(load, num_ranks=self.num_ranks, slots_per_rank=slots,
-                                         topology=self._topology, current=current).placement.without_shares()
+                                         topology=self._topology, current=current,
+                                         window_steps=self._opts.replan_interval_steps,
+                                         interval_steps=self._opts.replan_interval_steps,
+                                         expert_bytes=float(self._slot_bytes[0])).placement.without_shares()
             except Exception as e:  # noqa: BLE001  (the leader must still broadcast)
                 err = e
         if leader:

@@ -13,7 +13,11 @@ SOURCE_DIR = os.environ.get("OMNI_SOURCE_DIR", os.path.join(os.path.dirname(__fi
 EXAMPLE = os.path.join(SOURCE_DIR, "examples", "torch_ep_serving.py")
 # Short runs: one trace window per step (bookcorpus then wikitext), a round every 4 steps,
 # a vote every step, 4 layers per commit.
-SHORT = ["--steps-per-window", "1", "--interval", "4", "--cadence", "1", "--metric-steps", "4"]
+# The protocol under test needs rounds that move weights: the fit of each window (omni with
+# forecast=false) re-places at every round, where the default omni keeps a placement whose
+# moves would not pay for these tiny windows.
+SHORT = ["--steps-per-window", "1", "--interval", "4", "--cadence", "1", "--metric-steps", "4",
+         "--planner", "omni(forecast=false)"]
 
 
 def run_example(*args):

@@ -83,7 +83,9 @@ def run(rank, args, res):
             fired["done"] = True
             os._exit(KILL_EXIT)
 
-    opts = Options(planner_spec="omni", replan_interval_steps=6, commit_cadence_steps=2, stage_wait_ms=20000,
+    # omni(forecast=false) fits each window and moves at every round: the faults under test
+    # need transfers (the default omni keeps a placement whose moves would not pay here).
+    opts = Options(planner_spec="omni(forecast=false)", replan_interval_steps=6, commit_cadence_steps=2, stage_wait_ms=20000,
                    transfer_timeout_ms=args.timeout_ms, collective_timeout_ms=30000,
                    before_transfer=before_transfer, before_send=before_send)
     pm = PlacementManager(placement, weights, options=opts)

@@ -147,6 +147,33 @@ TEST_F(CliPlanTest, RedundantBudgetIsSpreadOverLayersWithinTheBudget) {
   EXPECT_EQ(v.code, 0) << v.out;
 }
 
+// --load several times: the recent windows (oldest first) reach omni as
+// PlanInput::samples; with the placement in force it plans incrementally
+// and reports the moves; a window of another shape is named.
+TEST_F(CliPlanTest, SeveralLoadsAreTheRecentWindows) {
+  const std::string first = file("first.json");
+  auto r0 = run_omniplace("plan --load " + kQwen + " --select dataset=bookcorpus,iteration=0 --num-ranks 12 "
+                          "--redundant-per-rank 1 --num-nodes 3 --output " + first);
+  ASSERT_EQ(r0.code, 0) << r0.out;
+  std::string loads;
+  for (int it = 0; it < 3; ++it)
+    loads += " --load " + kQwen + " --select dataset=wikitext,iteration=" + std::to_string(it);
+  auto r = run_omniplace("plan" + loads + " --current " + first + " --output " + file("next.json") +
+                         " --expert-mb 0 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["windows"], 3);
+  EXPECT_EQ(j["load"]["select"], "dataset=wikitext,iteration=2");
+  // Free moves after a shift of corpus: the plan follows it.
+  EXPECT_GT(j["moved_experts"].get<int64_t>(), 0);
+  EXPECT_LT(j["after"]["mean_max_over_mean"].get<double>(), j["before"]["mean_max_over_mean"].get<double>());
+  omni::testing::spit(file("other.csv"), "10,10,10\n");
+  auto bad = run_omniplace("plan --load " + kQwen + " --select dataset=wikitext,iteration=0 --load " + file("other.csv") +
+                           " --num-ranks 12 --output " + file("x.json"));
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("--load 2 of 2"), std::string::npos) << bad.out;
+}
+
 TEST_F(CliPlanTest, CoactivationLocalityReadsTheMatrix) {
   // 1 layer x 4 experts, 4 ranks on 2 hosts: experts 0+3 and 1+2 fire together.
   omni::testing::spit(file("load.csv"), "10,10,10,10\n");
