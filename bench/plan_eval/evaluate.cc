@@ -111,8 +111,8 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
   base.slots_per_rank = {w.slots_per_rank};
   base.topology = &topo;
   base.num_groups = w.num_groups;
-  // The common start: eplb on window 0.
-  OMNI_ASSIGN_OR_RETURN(auto eplb, make_planner("eplb"));
+  // The common start: options.start (eplb by default) on window 0.
+  OMNI_ASSIGN_OR_RETURN(auto eplb, make_planner(options.start));
   PlanInput first = base;
   first.load = &w.windows[0];
   OMNI_ASSIGN_OR_RETURN(PlanResult start, eplb->plan(first));

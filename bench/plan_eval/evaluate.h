@@ -32,6 +32,9 @@ struct EvalOptions {
   double expert_bytes = -1;
   double seconds_per_token = -1;
   double interval_windows = -1;  // interval_steps = this x window_steps
+  // The planner of the common start (its plan of window 0, from scratch, static shares):
+  // eplb, or the demo's default omni (the demo starts from its planner's plan of window 0).
+  std::string start = "eplb";
 };
 
 struct PolicyFigures {

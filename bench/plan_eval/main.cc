@@ -32,7 +32,7 @@ int usage() {
                "usage: omniplace_plan_eval checksums\n"
                "       omniplace_plan_eval eval --workloads W[,W...] --policies 'MODE:SPEC[;MODE:SPEC...]'\n"
                "                               [--dispatch shares,per-batch] [--history N] [--json FILE]\n"
-               "                               [--expert-bytes B] [--seconds-per-token S] [--interval-windows N]\n"
+               "                               [--expert-bytes B] [--seconds-per-token S] [--interval-windows N] [--start SPEC]\n"
                "workloads: demo qwen dsv3 held-out (or one held-out workload's name); modes: scratch inc oracle\n");
   return 2;
 }
@@ -64,6 +64,8 @@ int run_eval(int argc, char** argv) {
       opt.seconds_per_token = std::stod(v);
     } else if (a == "--interval-windows") {
       opt.interval_windows = std::stod(v);
+    } else if (a == "--start") {
+      opt.start = v;
     } else if (a == "--json") {
       json = v;
     } else {

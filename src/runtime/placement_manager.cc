@@ -750,7 +750,12 @@ StatusOr<std::optional<PlacementManager::RoundPlan>> PlacementManager::plan_roun
   out.plan_checksum = vote_checksum(next.checksum());
   bool changed = false;
   for (LayerId l = 0; l < current.num_layers() && !changed; ++l) changed = !layers_equal(current, next, l);
-  if (!changed || before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain) {
+  // min_gain 0 (default) takes every changed plan: a planner that plans for
+  // the next interval (omni) may fit this window worse than the placement in
+  // force on purpose (replicas for the experts that swing), so the window's
+  // own balance is no test of it; only an explicit min_gain > 0 asks for one.
+  if (!changed ||
+      (options_.min_gain > 0 && before.mean_max_over_mean - after.mean_max_over_mean < options_.min_gain)) {
     set_vote(round, 0, StagePhase::kNoChange, 1, out.plan_checksum);
     wait_verdict(round, 0);
     return std::nullopt;

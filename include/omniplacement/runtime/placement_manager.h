@@ -148,7 +148,8 @@ struct PlacementManagerOptions {
   // beyond the planner's own setting.
   int32_t max_moves_per_rank = -1;
   // Keep the old placement when the plan improves the window's mean max/mean
-  // rank load by less than this (absolute, e.g. 0.02). >= 0.
+  // rank load by less than this (absolute, e.g. 0.02). >= 0; 0 (default):
+  // every plan that changes the placement is taken (no check on the window).
   double min_gain = 0.0;
   // Plan on an exponential moving average of the aggregated windows
   // (capture/window_history.h): ema = ema_decay * ema + (1 - ema_decay) *
