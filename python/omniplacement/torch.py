@@ -113,7 +113,7 @@ class Options:
     replan_interval_steps: int = 1000     # a round starts every this many steps (the first after this many)
     commit_cadence_steps: int = 4         # the vote runs at multiples of this while a round is due or running
     commit_timeout_steps: int = 2000      # a batch not staged everywhere after this many steps is aborted
-    min_gain: float = 0.0                 # keep the placement unless the mean max/mean load drops by this much
+    min_gain: float = 0.0                 # > 0: keep the placement unless the window's mean max/mean drops by this much
     layers_per_commit: int = 0            # at most this many layers per commit (0: as staging allows)
     staging_bytes_per_rank: int = 1 << 30    # staging one batch may use on any rank
     stage_wait_ms: int = 0                # engine waits up to this for its own staging before voting (0: never)
@@ -687,7 +687,10 @@ class PlacementManager:
             self._stats["last_predicted_after"] = after
         changed = [l for l in range(self.num_layers)
                    if not np.array_equal(current.phy2log(l), nxt.phy2log(l))]
-        if not changed or before - after < self._opts.min_gain:
+        # min_gain 0 (default) takes every changed plan: omni plans for the next
+        # interval and may fit this window worse than the placement in force on
+        # purpose; only an explicit min_gain > 0 judges a plan by this window.
+        if not changed or (self._opts.min_gain > 0 and before - after < self._opts.min_gain):
             self._set_vote(job.round, 0, _omni.StagePhase.no_change, True, plan_sum)
             return self._wait_verdict(job.round, 0)
         # 3. The transfers: one migration round, every source read from the placement in force.
