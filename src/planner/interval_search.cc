@@ -36,11 +36,11 @@ IntervalSearch::IntervalSearch(const IntervalProblem& problem)
   noise_gain_ = p_.prices != nullptr ? 0.5 * p_.prices->min_price() : 0.0;
 }
 
-double IntervalSearch::amount_on(ExpertId e, int32_t k, int32_t r) const {
+const double* IntervalSearch::replica_amounts(ExpertId e, int32_t r) const {
   const auto& rs = ranks_[static_cast<size_t>(e)];
   for (size_t i = 0; i < rs.size(); ++i)
-    if (rs[i] == r) return amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * rs.size() + i];
-  return 0.0;
+    if (rs[i] == r) return amt_[static_cast<size_t>(e)].data() + i;
+  return nullptr;
 }
 
 void IntervalSearch::put(int32_t g, ExpertId e) {
@@ -305,8 +305,15 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
   }
   touched_.assign({ra, rb});
   delta_.resize(static_cast<size_t>(K_) * 2);
+  // a's amounts on ra and b's on rb: column `ia` (`ib`) of amt_ every
+  // scenario (the replica's index among the expert's ranks), found once.
+  const double* pa = a >= 0 ? replica_amounts(a, ra) : nullptr;
+  const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
+  const size_t na = a >= 0 ? ranks_[static_cast<size_t>(a)].size() : 0;
+  const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
   for (int32_t k = 0; k < K_; ++k) {
-    const double aa = a >= 0 ? amount_on(a, k, ra) : 0.0, bb = b >= 0 ? amount_on(b, k, rb) : 0.0;
+    const double aa = pa != nullptr ? pa[static_cast<size_t>(k) * na] : 0.0;
+    const double bb = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
     delta_[static_cast<size_t>(k) * 2] = bb - aa;
     delta_[static_cast<size_t>(k) * 2 + 1] = aa - bb;
   }
@@ -332,6 +339,7 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   const auto T = static_cast<int32_t>(touched_.size());
   delta_.assign(static_cast<size_t>(K_) * static_cast<size_t>(T), 0.0);
   const double cx = static_cast<double>(rx.size()), cy = static_cast<double>(ry.size());
+  const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
   for (int32_t k = 0; k < K_; ++k) {
     double* d = &delta_[static_cast<size_t>(k) * static_cast<size_t>(T)];
     if (xe >= 0 && !per_batch()) {
@@ -343,7 +351,7 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
     if (y >= 0) {
       // y's amount on rj goes to its other replicas (evenly: exact for shares,
       // a feasible split for the per-batch split).
-      const double on_rj = amount_on(y, k, rj);
+      const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
       d[0] -= on_rj;
       int32_t t = 1 + static_cast<int32_t>(rx.size());
       for (size_t i = 0; i < ry.size(); ++i)

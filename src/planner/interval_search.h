@@ -132,7 +132,9 @@ class IntervalSearch {
     return (*p_.scenarios)[static_cast<size_t>(k)][static_cast<size_t>(e)];
   }
   bool per_batch() const { return p_.dispatch == DispatchMode::kPerBatch; }
-  double amount_on(ExpertId e, int32_t k, int32_t r) const;
+  // e's amount on rank r in scenario 0 (scenario k at k x ranks_[e].size()
+  // further), null when r holds no replica of e.
+  const double* replica_amounts(ExpertId e, int32_t r) const;
 
   // Bookkeeping of slot contents (no loads).
   void put(int32_t g, ExpertId e);
