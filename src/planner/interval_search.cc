@@ -161,20 +161,33 @@ void IntervalSearch::summarize() {
   f_ /= K_;
 }
 
-double IntervalSearch::max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const {
-  auto excluded = [&](int32_t r) {
-    for (int32_t i = 0; i < n; ++i)
-      if (ranks[i] == r) return true;
-    return false;
-  };
+namespace {
+
+bool excluded_rank(int32_t r, const int32_t* ranks, int32_t n) {
+  for (int32_t i = 0; i < n; ++i)
+    if (ranks[i] == r) return true;
+  return false;
+}
+
+}  // namespace
+
+// The common case (one of the three busiest untouched) stays small enough to
+// inline into f_after; the scan is out of line.
+inline double IntervalSearch::max_excluding(int32_t k, const int32_t* ranks, int32_t n,
+                                            const std::vector<int32_t>& top) const {
   const int32_t* t = &top[static_cast<size_t>(k) * 3];
   for (int32_t i = 0; i < 3; ++i)
-    if (t[i] >= 0 && !excluded(t[i])) return load_[at(k, t[i])];
+    if (t[i] >= 0 && !excluded_rank(t[i], ranks, n)) return load_[at(k, t[i])];
   if (t[2] < 0) return 0.0;  // fewer than three candidates, all touched
+  return max_excluding_scan(k, ranks, n, top);
+}
+
+double IntervalSearch::max_excluding_scan(int32_t k, const int32_t* ranks, int32_t n,
+                                          const std::vector<int32_t>& top) const {
   const char* pool = per_batch() && &top == &out_top_ ? &in_pool_[at(k, 0)] : nullptr;
   double m = 0;  // every one of the three busiest is touched: scan
   for (int32_t r = 0; r < R_; ++r)
-    if (!excluded(r) && (pool == nullptr || !pool[r])) m = std::max(m, load_[at(k, r)]);
+    if (!excluded_rank(r, ranks, n) && (pool == nullptr || !pool[r])) m = std::max(m, load_[at(k, r)]);
   return m;
 }
 

@@ -149,6 +149,7 @@ class IntervalSearch {
   // F after a change of the loads of touched_ ranks by delta_ ([K x T]).
   double f_after(int32_t bridge_expert, int32_t bridge_rank) const;
   double max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
+  double max_excluding_scan(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
 
   void add_missing();
   bool step(bool priced, bool hot = true);
