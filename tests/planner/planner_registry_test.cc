@@ -171,15 +171,35 @@ TEST(TypedLimits, OverrideTheSpecAndAreRefusedByScratchPlanners) {
   ASSERT_TRUE(omni.ok());
   EXPECT_TRUE((*omni)->takes_incremental_limits());
   for (const int32_t moves : {0, 1, 3}) {
-    auto spliced = make_planner("omni(max_moves_per_rank=" + std::to_string(moves) + ",min_gain=0.01)");
+    auto spliced = make_planner("omni(max_moves_per_rank=" + std::to_string(moves) + ")");
     ASSERT_TRUE(spliced.ok());
     auto want = (*spliced)->plan(in);
     PlanInput typed = in;
     typed.max_moves_per_rank = moves;
-    typed.min_gain = 0.01;
     auto got = (*omni)->plan(typed);
     ASSERT_TRUE(want.ok() && got.ok()) << want.status() << got.status();
     EXPECT_EQ(got->placement, want->placement) << "max_moves_per_rank " << moves;
+  }
+  // min_gain (omni has no spec parameter for it): a plan that does not improve
+  // the window's mean max/mean by that much keeps the placement in force.
+  {
+    auto plain = (*omni)->plan(in);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    ASSERT_GT(plain->stats.slots_changed, 0);
+    EXPECT_FALSE(plain->stats.skipped);
+    PlanInput gated = in;
+    gated.min_gain = 10.0;  // no plan improves max/mean by 10
+    auto kept = (*omni)->plan(gated);
+    ASSERT_TRUE(kept.ok()) << kept.status();
+    EXPECT_TRUE(kept->stats.skipped);
+    EXPECT_EQ(kept->stats.slots_changed, 0);
+    EXPECT_EQ(kept->placement, current);
+    gated.min_gain = 0;  // 0: no check
+    auto taken = (*omni)->plan(gated);
+    ASSERT_TRUE(taken.ok()) << taken.status();
+    EXPECT_FALSE(taken->stats.skipped);
+    EXPECT_EQ(taken->placement, plain->placement);
+    EXPECT_FALSE(make_planner("omni(min_gain=0.01)").ok()) << "min_gain is no spec parameter of omni";
   }
   // The typed value wins over the spec's for this call.
   auto spec_two = make_planner("omni(max_moves_per_rank=2)");

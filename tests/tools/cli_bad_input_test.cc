@@ -101,6 +101,7 @@ const std::vector<BadFlag>& bad_flags() {
         {"plan", "--redundant-budget", "-1"},
         {"plan", "--num-groups", "0"},
         {"plan", "--max-moves-per-rank", "-2"},
+        {"plan", "--min-gain", "nan"},
         {"plan", "--window-steps", "0"},
         {"plan", "--interval-steps", "-1"},
         {"plan", "--expert-mb", "nan"},

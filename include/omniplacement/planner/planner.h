@@ -130,8 +130,9 @@ struct PlanStats {
   std::string policy;                 // e.g. "hierarchical" or "global" for eplb
   // With a current placement: slots (over all layers) whose expert differs
   // from the current placement's at the same rank and slot, i.e. expert
-  // weights to move.
+  // weights to move; and whether the re-plan was skipped (min_gain).
   int64_t slots_changed = 0;
+  bool skipped = false;
 };
 
 struct PlanResult {
