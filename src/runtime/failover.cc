@@ -88,7 +88,7 @@ StatusOr<std::optional<RestorePlan>> plan_restore(const Placement& current, std:
 
 StatusOr<PlanResult> plan_on_survivors(const Planner& planner, const LoadMatrix& load, const Placement& current,
                                        const Topology& topology, std::span<const RankId> failed,
-                                       int32_t max_moves_per_rank) {
+                                       int32_t max_moves_per_rank, const ServingModel& serving) {
   const int32_t R = current.num_ranks();
   std::vector<char> is_failed(static_cast<size_t>(R), 0);
   for (RankId r : failed) {
@@ -141,6 +141,7 @@ StatusOr<PlanResult> plan_on_survivors(const Planner& planner, const LoadMatrix&
   in.topology = &small_topo;
   in.current = &small_current;
   in.max_moves_per_rank = max_moves_per_rank;
+  in.serving = serving;
   auto plan = planner.plan(in);
   if (!plan.ok()) {
     // Hosts are now uneven; a hierarchical planner may refuse them: plan as one host.

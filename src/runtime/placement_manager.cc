@@ -694,7 +694,8 @@ StatusOr<Placement> PlacementManager::leader_plan(const Job& job, RankId leader,
       in.serving = serving_model();
       plan = planner_->plan(in);
     } else {
-      plan = plan_on_survivors(*planner_, load, current, topology_, job.failed, options_.max_moves_per_rank);
+      plan = plan_on_survivors(*planner_, load, current, topology_, job.failed, options_.max_moves_per_rank,
+                               serving_model());
     }
     mine = plan.ok() ? StatusOr<Placement>(std::move(plan->placement)) : StatusOr<Placement>(plan.status());
     MutexLock lock(mu_);

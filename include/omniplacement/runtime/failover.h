@@ -55,10 +55,11 @@ StatusOr<std::optional<RestorePlan>> plan_restore(const Placement& current, std:
 // group of their own (hosts renumbered densely, `topology` giving the hosts),
 // the same slots per rank. A planner that refuses the now uneven hosts is
 // asked again with one host. max_moves_per_rank goes to the planner as
-// PlanInput::max_moves_per_rank (-1: the planner's own setting). Errors: the
-// planner's, with the number of live ranks in the message.
+// PlanInput::max_moves_per_rank (-1: the planner's own setting), `serving`
+// as PlanInput::serving (how omni prices its moves). Errors: the planner's,
+// with the number of live ranks in the message.
 StatusOr<PlanResult> plan_on_survivors(const Planner& planner, const LoadMatrix& load, const Placement& current,
                                        const Topology& topology, std::span<const RankId> failed,
-                                       int32_t max_moves_per_rank = -1);
+                                       int32_t max_moves_per_rank = -1, const ServingModel& serving = {});
 
 }  // namespace omni
