@@ -35,16 +35,6 @@ Status check_loads(const char* what, LayerId l, std::span<const double> w, int32
 
 }  // namespace
 
-const char* dispatch_model_name(DispatchModel d) {
-  return d == DispatchModel::kPerBatch ? "per-batch" : "shares";
-}
-
-StatusOr<DispatchModel> parse_dispatch_model(const std::string& name) {
-  if (name == "shares") return DispatchModel::kShares;
-  if (name == "per-batch") return DispatchModel::kPerBatch;
-  return invalid_argument_error(str_cat("sim cost model: dispatch '", name, "' is not one of shares, per-batch"));
-}
-
 Status CostParams::validate() const {
   OMNI_RETURN_IF_ERROR(check_param("expert_bytes", expert_bytes));
   if (expert_bytes <= 0) return invalid_argument_error("sim cost model: expert_bytes must be > 0");
@@ -54,7 +44,7 @@ Status CostParams::validate() const {
   OMNI_RETURN_IF_ERROR(check_param("compute_s_per_replica", compute_s_per_replica));
   OMNI_RETURN_IF_ERROR(check_param("layer_overhead_s", layer_overhead_s));
   OMNI_RETURN_IF_ERROR(check_param("batch_allgather_s", batch_allgather_s));
-  if (dispatch != DispatchModel::kShares && dispatch != DispatchModel::kPerBatch)
+  if (dispatch != DispatchMode::kShares && dispatch != DispatchMode::kPerBatch)
     return invalid_argument_error(str_cat("sim cost model: dispatch ", static_cast<int>(dispatch),
                                           " is not kShares or kPerBatch"));
   return ok_status();
@@ -103,7 +93,7 @@ StatusOr<CostModel> CostModel::create(const Placement& placement, const Topology
     route.slot_expert.assign(row.begin(), row.end());
     route.slot_share.resize(row.size());
     for (size_t g = 0; g < row.size(); ++g) route.slot_share[g] = placement.share_of(l, static_cast<GlobalSlot>(g));
-    if (params.dispatch == DispatchModel::kPerBatch) route.replica_ranks = layer_replica_ranks(placement, l);
+    if (params.dispatch == DispatchMode::kPerBatch) route.replica_ranks = layer_replica_ranks(placement, l);
 
     std::fill(distinct_ranks.begin(), distinct_ranks.end(), 0);
     std::fill(host_count.begin(), host_count.end(), 0);
@@ -225,7 +215,7 @@ StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const
   double* flow_send_same = recv_cross + R;
   double* flow_send_cross = flow_send_same + R;
   double* host_cover = flow_send_cross + R;
-  const bool per_batch = params_.dispatch == DispatchModel::kPerBatch;
+  const bool per_batch = params_.dispatch == DispatchMode::kPerBatch;
   // Per-batch dispatch: experts with several replica ranks move by the
   // split's flows (per_batch_tokens), the others by the nearest-replica rule.
   auto by_rule = [&](ExpertId e) { return !per_batch || route.replica_ranks[static_cast<size_t>(e)].size() < 2; };
@@ -236,7 +226,7 @@ StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const
     if (e < 0) continue;
     const double load = w[static_cast<size_t>(e)];
     if (load <= 0) continue;
-    if (params_.dispatch == DispatchModel::kShares) tokens[g / spr] += load * route.slot_share[g];
+    if (params_.dispatch == DispatchMode::kShares) tokens[g / spr] += load * route.slot_share[g];
     replicas[g / spr] += 1;
   }
   if (per_batch)
@@ -279,7 +269,7 @@ StatusOr<LayerCost> CostModel::evaluate(const LayerRoute& route, std::span<const
   const double per_token = params_.dispatch_bytes_per_token + params_.combine_bytes_per_token;
   c.same_host_bytes = sent_same * per_token;
   c.cross_host_bytes = sent_cross * per_token;
-  if (params_.dispatch == DispatchModel::kPerBatch && total > 0) c.allgather_s = params_.batch_allgather_s;
+  if (params_.dispatch == DispatchMode::kPerBatch && total > 0) c.allgather_s = params_.batch_allgather_s;
   c.time_s = params_.layer_overhead_s + c.compute_s + c.dispatch_s + c.combine_s + c.allgather_s;
   return c;
 }

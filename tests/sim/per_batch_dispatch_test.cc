@@ -1,4 +1,4 @@
-// CostModel with DispatchModel::kPerBatch: hand-computed cases against the
+// CostModel with DispatchMode::kPerBatch: hand-computed cases against the
 // shares split, and agreement with the runtime's split_batch on random inputs.
 // (The planner's score against the same split: tests/planner/omni_per_batch_test.cc.)
 #include <gtest/gtest.h>
@@ -27,8 +27,8 @@ namespace {
 TEST(PerBatchDispatchTest, WaterFillsTheStepsLoadsByHand) {
   const Placement p = *Placement::create(PlacementLayout{2, 2, {2}, {{0, 1, 0, -1}}, {}});
   const Topology t = *Topology::single_host(2, unit_links(2, 1, 0.5));
-  auto shares = CostModel::create(p, t, unit_params(DispatchModel::kShares));
-  auto batch = CostModel::create(p, t, unit_params(DispatchModel::kPerBatch));
+  auto shares = CostModel::create(p, t, unit_params(DispatchMode::kShares));
+  auto batch = CostModel::create(p, t, unit_params(DispatchMode::kPerBatch));
   ASSERT_TRUE(shares.ok()) << shares.status();
   ASSERT_TRUE(batch.ok()) << batch.status();
   const std::vector<double> w = {6, 2};
@@ -77,8 +77,8 @@ TEST(PerBatchDispatchTest, WaterFillsTheStepsLoadsByHand) {
 TEST(PerBatchDispatchTest, TrafficFollowsTheSplitsFlowsByHand) {
   const Placement p = *Placement::create(PlacementLayout{2, 2, {2}, {{0, 1, 0, -1}}, {}});
   const Topology t = *Topology::uniform(2, 1, unit_links(1, 1, 0));
-  auto s = CostModel::create(p, t, unit_params(DispatchModel::kShares))->layer_cost(0, std::vector<double>{100, 100});
-  auto b = CostModel::create(p, t, unit_params(DispatchModel::kPerBatch))->layer_cost(0, std::vector<double>{100, 100});
+  auto s = CostModel::create(p, t, unit_params(DispatchMode::kShares))->layer_cost(0, std::vector<double>{100, 100});
+  auto b = CostModel::create(p, t, unit_params(DispatchMode::kPerBatch))->layer_cost(0, std::vector<double>{100, 100});
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_DOUBLE_EQ(s->max_tokens, 150);
@@ -100,8 +100,8 @@ TEST(PerBatchDispatchTest, IgnoresStaleSharesByHand) {
   layout.shares = {{0.9, 1.0, 0.1, 1.0}};
   const Placement p = *Placement::create(layout);
   const Topology t = *Topology::single_host(2, unit_links(1, 1, 0));
-  auto s = CostModel::create(p, t, unit_params(DispatchModel::kShares))->layer_cost(0, std::vector<double>{10, 1, 0});
-  auto b = CostModel::create(p, t, unit_params(DispatchModel::kPerBatch))->layer_cost(0, std::vector<double>{10, 1, 0});
+  auto s = CostModel::create(p, t, unit_params(DispatchMode::kShares))->layer_cost(0, std::vector<double>{10, 1, 0});
+  auto b = CostModel::create(p, t, unit_params(DispatchMode::kPerBatch))->layer_cost(0, std::vector<double>{10, 1, 0});
   ASSERT_TRUE(s.ok() && b.ok());
   EXPECT_DOUBLE_EQ(s->max_tokens, 10);
   EXPECT_DOUBLE_EQ(b->max_tokens, 6);
@@ -122,7 +122,7 @@ TEST(PerBatchDispatchTest, AgreesWithRuntimeSplitOnRandomPlacements) {
     std::vector<int64_t> counts(static_cast<size_t>(2 * E));
     for (auto& c : counts) c = static_cast<int64_t>(rng() % 500);
     const LoadMatrix load = *LoadMatrix::from_counts(2, E, counts);
-    auto m = CostModel::create(p, t, unit_params(DispatchModel::kPerBatch));
+    auto m = CostModel::create(p, t, unit_params(DispatchMode::kPerBatch));
     ASSERT_TRUE(m.ok()) << m.status();
     std::vector<LayerCost> layers;
     ASSERT_TRUE(m->step_cost(load, &layers).ok());
@@ -147,10 +147,10 @@ TEST(PerBatchDispatchTest, AgreesWithRuntimeSplitOnRandomPlacements) {
 }
 
 TEST(PerBatchDispatchTest, ParsesAndRejectsModes) {
-  EXPECT_EQ(*parse_dispatch_model("shares"), DispatchModel::kShares);
-  EXPECT_EQ(*parse_dispatch_model("per-batch"), DispatchModel::kPerBatch);
-  EXPECT_STREQ(dispatch_model_name(DispatchModel::kPerBatch), "per-batch");
-  const auto bad = parse_dispatch_model("perbatch");
+  EXPECT_EQ(*parse_dispatch_mode("shares"), DispatchMode::kShares);
+  EXPECT_EQ(*parse_dispatch_mode("per-batch"), DispatchMode::kPerBatch);
+  EXPECT_STREQ(dispatch_mode_name(DispatchMode::kPerBatch), "per-batch");
+  const auto bad = parse_dispatch_mode("perbatch");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("shares, per-batch"), std::string::npos) << bad.status();
   CostParams p;

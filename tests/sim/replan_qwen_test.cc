@@ -26,7 +26,7 @@ constexpr double kDefaultExcess = 0.025;   // default figures: realised at most 
 constexpr double kLevel = 0.001;           // 5 windows, per-batch: realised at most this above eplb
 
 StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, int32_t samples = 6,
-                           DispatchModel dispatch = DispatchModel::kShares, int64_t plan_interval_windows = 1) {
+                           DispatchMode dispatch = DispatchMode::kShares, int64_t plan_interval_windows = 1) {
   auto windows = read_trace_windows(kQwen, {.datasets = {"bookcorpus", "wikitext", "wmt19"}});
   if (!windows.ok()) return windows.status();
   if (max_windows > 0 && windows->size() > max_windows) windows->resize(max_windows);
@@ -39,7 +39,7 @@ StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, 
   ctx.slots_per_rank = 6;
   // The planner's serving figures are the defaults (DeepSeek-V3 FP8 experts
   // and compute), one window per step, a plan serving plan_interval_windows.
-  ctx.serving.dispatch = dispatch == DispatchModel::kPerBatch ? DispatchMode::kPerBatch : DispatchMode::kShares;
+  ctx.serving.dispatch = dispatch == DispatchMode::kPerBatch ? DispatchMode::kPerBatch : DispatchMode::kShares;
   ctx.serving.interval_steps = plan_interval_windows;
   auto specs = make_policies(policies, ctx);
   if (!specs.ok()) return specs.status();
@@ -79,7 +79,7 @@ TEST(ReplanQwenTest, DefaultOmniMovesAFortiethOfEplb) {
 // The same when each plan serves five windows: its moves pay over longer, and
 // it realises eplb's balance with a tenth of its moves.
 TEST(ReplanQwenTest, OverFiveWindowsOmniMatchesEplbWithATenthOfItsMoves) {
-  auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchModel::kShares, 5);
+  auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchMode::kShares, 5);
   ASSERT_TRUE(r.ok()) << r.status();
   print(*r);
   const PolicySummary& eplb = r->policies[0];
@@ -91,7 +91,7 @@ TEST(ReplanQwenTest, OverFiveWindowsOmniMatchesEplbWithATenthOfItsMoves) {
 // With the runtime's per-batch split in force, omni plans for it: eplb's
 // realised balance with under 1% of its moves.
 TEST(ReplanQwenTest, UnderPerBatchDispatchOmniMatchesEplbWithFewMoves) {
-  auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchModel::kPerBatch);
+  auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchMode::kPerBatch);
   ASSERT_TRUE(r.ok()) << r.status();
   print(*r);
   const PolicySummary& eplb = r->policies[0];

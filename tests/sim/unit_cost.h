@@ -9,7 +9,7 @@
 
 namespace omni::sim {
 
-inline CostParams unit_params(DispatchModel dispatch = DispatchModel::kShares) {
+inline CostParams unit_params(DispatchMode dispatch = DispatchMode::kShares) {
   CostParams p;
   p.expert_bytes = 10;
   p.dispatch_bytes_per_token = 1;

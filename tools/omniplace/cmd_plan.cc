@@ -12,6 +12,7 @@
 #include "omniplacement/core/coverage.h"
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/dispatch/dispatch_mode.h"
 #include "omniplacement/io/npy.h"
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/planner/planner_spec.h"
@@ -222,7 +223,7 @@ int run_plan(const PlanArgs& a) {
   in.max_moves_per_rank = a.max_moves_per_rank;
   in.min_gain = a.min_gain;
   in.samples = &windows;
-  in.serving.dispatch = a.dispatch == "per-batch" ? omni::DispatchMode::kPerBatch : omni::DispatchMode::kShares;
+  in.serving.dispatch = *omni::parse_dispatch_mode(a.dispatch);  // CLI::IsMember checked the name
   in.serving.window_steps = a.window_steps;
   in.serving.interval_steps = a.interval_steps;
   in.serving.expert_bytes = a.expert_mb * 1e6;

@@ -66,8 +66,7 @@ struct SimulateOptions {
   double same_host_gbps = omni::LinkBandwidths{}.same_host_bytes_per_s / 1e9;
   double cross_host_gbps = omni::LinkBandwidths{}.cross_host_bytes_per_s / 1e9;
   double latency_us = omni::LinkBandwidths{}.latency_s * 1e6;
-  std::string dispatch =
-      omni::PlacementManagerOptions{}.dispatch_mode == omni::DispatchMode::kPerBatch ? "per-batch" : "shares";
+  std::string dispatch = omni::dispatch_mode_name(omni::PlacementManagerOptions{}.dispatch_mode);
   double allgather_us = sim::CostParams{}.batch_allgather_s * 1e6;
   std::string csv;
   std::string plot;
@@ -101,8 +100,8 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
                {"cross_host_bytes_per_s", o.cross_host_gbps * 1e9},
                {"latency_s", o.latency_us * 1e-6}};
   // Only with per-batch dispatch, so that the default JSON stays as it was.
-  if (cost.dispatch == sim::DispatchModel::kPerBatch) {
-    j["cost"]["dispatch"] = sim::dispatch_model_name(cost.dispatch);
+  if (cost.dispatch == omni::DispatchMode::kPerBatch) {
+    j["cost"]["dispatch"] = omni::dispatch_mode_name(cost.dispatch);
     j["cost"]["batch_allgather_s"] = cost.batch_allgather_s;
   }
   for (const sim::PolicySummary& p : r.policies) {
@@ -164,7 +163,7 @@ int run_simulate(const SimulateOptions& given) {
   cost.compute_s_per_token = o.compute_us_per_token * 1e-6;
   cost.compute_s_per_replica = o.compute_us_per_replica * 1e-6;
   cost.layer_overhead_s = o.layer_overhead_us * 1e-6;
-  auto dispatch = sim::parse_dispatch_model(o.dispatch);
+  auto dispatch = omni::parse_dispatch_mode(o.dispatch);
   if (!dispatch.ok()) return omni::cli::fail(cmd, dispatch.status());
   cost.dispatch = *dispatch;
   cost.batch_allgather_s = o.allgather_us * 1e-6;
@@ -211,8 +210,7 @@ int run_simulate(const SimulateOptions& given) {
   ctx.omni_spec = o.omni_spec;
   ctx.dynamic_omni_spec = o.dynamic_omni_spec;
   ctx.oracle_spec = o.oracle_spec;
-  ctx.serving.dispatch = cost.dispatch == sim::DispatchModel::kPerBatch ? omni::DispatchMode::kPerBatch
-                                                                        : omni::DispatchMode::kShares;
+  ctx.serving.dispatch = cost.dispatch;
   ctx.serving.window_steps = o.interval;
   ctx.serving.interval_steps = o.interval;
   ctx.serving.seconds_per_token = cost.compute_s_per_token > 0 ? cost.compute_s_per_token

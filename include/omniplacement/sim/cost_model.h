@@ -7,7 +7,7 @@
 //   combine_s  = the same for the combine bytes (the reverse direction)
 //   layer_s    = layer_overhead_s + compute_s + dispatch_s + combine_s
 // and a step is the sum over layers. tokens_r is the load the placement gives
-// rank r: with DispatchModel::kShares (the default) each expert's load is split
+// rank r: with DispatchMode::kShares (the default) each expert's load is split
 // over its replicas by the placement's shares (omni::rank_loads, else an even
 // split); with kPerBatch it is split on the step's own loads by the runtime's
 // per-batch split (omni::balance_batch_loads of dispatch/batch_split.h, what
@@ -47,17 +47,15 @@
 #include "omniplacement/core/placement.h"
 #include "omniplacement/core/status.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/dispatch/dispatch_mode.h"
 #include "omniplacement/planner/migration_plan.h"
 
 namespace omni::sim {
 
-// How a step's tokens of an expert are divided over its replicas.
-enum class DispatchModel {
-  kShares,    // by the placement's per-slot shares, whatever the step's loads
-  kPerBatch,  // water-filled on the step's loads (the runtime's per-batch split)
-};
-const char* dispatch_model_name(DispatchModel d);  // "shares", "per-batch"
-StatusOr<DispatchModel> parse_dispatch_model(const std::string& name);
+// How a step's tokens of an expert are divided over its replicas: the
+// runtime's DispatchMode (dispatch/dispatch_mode.h): kShares by the
+// placement's per-slot shares whatever the step's loads, kPerBatch
+// water-filled on the step's loads (the runtime's per-batch split).
 
 // Every parameter of the cost model; defaults describe DeepSeek-V3 decode
 // (docs/REFERENCES.md §5): hidden 7168, expert intermediate 2048, FP8 weights.
@@ -80,7 +78,7 @@ struct CostParams {
   // under every placement. Off by default: step times are MoE time only.
   double layer_overhead_s = 0;
   // Replica split of the expert loads (see the top of this header).
-  DispatchModel dispatch = DispatchModel::kShares;
+  DispatchMode dispatch = DispatchMode::kShares;
   // kPerBatch only: seconds per loaded layer for the all-gather of the
   // [num_ranks, num_experts] int64 counts the split needs (one small
   // collective: one all-to-all latency of the default topology, 10 us).
