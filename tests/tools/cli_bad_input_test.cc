@@ -204,6 +204,10 @@ TEST(CliBadInput, OptionsThatDoNotApplyAreRefused) {
   r = run("demo --ranks 4 --ranks-per-host 4 --fail-host 0");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("leave at least one survivor"), std::string::npos) << r.out;
+  // Expert groups that do not divide the experts were accepted.
+  r = run("simulate --groups 7 --steps 2 --no-progress");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("--groups 7 does not divide the 256 experts"), std::string::npos) << r.out;
 }
 
 TEST(CliBadInput, CraftedFilesGiveAClearErrorAndExit1) {

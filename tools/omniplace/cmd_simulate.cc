@@ -199,6 +199,11 @@ int run_simulate(const SimulateOptions& given) {
     trace = std::make_unique<sim::WindowTrace>(std::move(*replay));
   }
   const int32_t experts = trace->num_experts();
+  if (o.groups > 0 && experts % o.groups != 0)
+    return omni::cli::fail(cmd, omni::invalid_argument_error(omni::str_cat(
+                                    "--groups ", o.groups, " does not divide the ", experts,
+                                    " experts per layer: EPLB's hierarchical policy needs equal groups (valid: a "
+                                    "divisor of ", experts, ", or 0 for the default)")));
   const int32_t spr = o.slots_per_rank > 0 ? o.slots_per_rank : (experts + o.ranks - 1) / o.ranks + 1;
   sim::PolicyContext ctx;
   ctx.topology = *topology;
