@@ -52,7 +52,7 @@ struct Config {
   std::string dump_dir;  // resolved like pattern_path
 
   // --- OmniPlacement's keys ---
-  // Planner spec string (planner registry), e.g. "eplb", "omni(escalate_gain=0.3)".
+  // Planner spec string (planner registry), e.g. "eplb", "omni(max_moves_per_rank=2)".
   // The default is PlacementManagerOptions::planner_spec's.
   std::string planner = "omni";
   // Steps (forward passes) between two re-plans; >= 1.
