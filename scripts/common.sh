@@ -7,7 +7,7 @@ OMNI_PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
-  libopenmpi-dev openmpi-bin
+  libopenmpi-dev openmpi-bin libucx-dev libxxhash-dev
   python3 python3-dev pybind11-dev python3-numpy python3-pytest python3-matplotlib python3-torch python3-yaml
   python3-setuptools python3-wheel python3-venv pkgconf
 )

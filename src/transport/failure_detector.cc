@@ -147,6 +147,10 @@ void FailureDetector::sender_loop() {
       // A successor that is gone makes this time out; its own successor will
       // declare it failed, so nothing to do here but go on.
       Status s = transport_.send(succ, options_.tag, msg, options_.timeout);
+      // Declared failed by the others: this rank is out. (A successor that is
+      // unreachable is left to its own successor, which knows whether it said
+      // goodbye first.)
+      if (!transport_.fence_status().ok()) return;
       lock.lock();
       if (s.ok()) ++stats_.heartbeats_sent;
       // Tried with this view (sent or not): the next try is after `period`,
@@ -211,9 +215,27 @@ void FailureDetector::receiver_loop() {
       if (declare) add_failed({pred}, /*detected_here=*/true);
       continue;
     }
-    // UNAVAILABLE: pred was marked failed meanwhile (the loop picks the next
-    // one). Anything else (a size mismatch from a foreign message on our tag):
-    // keep watching.
+    if (!transport_.fence_status().ok()) return;  // declared failed by the others: this rank is out
+    // UNAVAILABLE for a pred marked failed meanwhile: the loop picks the next one.
+    if (s.code() == StatusCode::kUnavailable && transport_.is_failed(pred)) continue;
+    if (s.code() == StatusCode::kUnavailable) {
+      // Not marked failed, yet unreachable: the transport lost the connection
+      // to pred (its process died). Declare it now rather than at the timeout.
+      bool declare = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        declare = !stopping_ && released_pred_ != pred;
+      }
+      if (declare) {
+        add_failed({pred}, /*detected_here=*/true);
+        continue;
+      }
+    }
+    // Anything else (a size mismatch from a foreign message on our tag, a
+    // predecessor that left gracefully and is gone): keep watching, without
+    // spinning on an error that comes back at once.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, options_.period, [&] { return stopping_; });
   }
 }
 

@@ -75,7 +75,9 @@ struct PendingSend {
 
 struct LocalHub {
   explicit LocalHub(int32_t n)
-      : num_ranks(n), failed(static_cast<size_t>(n), std::vector<char>(static_cast<size_t>(n), 0)) {}
+      : num_ranks(n),
+        failed(static_cast<size_t>(n), std::vector<char>(static_cast<size_t>(n), 0)),
+        fenced_by(static_cast<size_t>(n), -1) {}
 
   const int32_t num_ranks;
   std::mutex mu;
@@ -84,12 +86,28 @@ struct LocalHub {
   // recheck their own predicate.
   std::condition_variable cv;
   std::vector<std::vector<char>> failed;  // failed[viewer][r], guarded by mu
+  // fenced_by[r]: the first rank that marked r failed (-1: none). From then on
+  // every call r makes on this hub fails (fencing, transport.h). Guarded by mu.
+  std::vector<RankId> fenced_by;
   std::map<uint64_t, std::shared_ptr<Round>> rounds;  // by round number, guarded by mu
   // Sends waiting for a receiver, in send() start order, by (src, dst, tag).
   std::map<std::tuple<RankId, RankId, int32_t>, std::deque<PendingSend*>> queues;  // guarded by mu
 
   bool is_failed(RankId viewer, RankId r) const {
     return failed[static_cast<size_t>(viewer)][static_cast<size_t>(r)] != 0;
+  }
+  bool is_fenced(RankId r) const { return fenced_by[static_cast<size_t>(r)] >= 0; }
+  // The status every call of fenced rank r returns.
+  Status fence_status(RankId r) const {
+    const RankId by = fenced_by[static_cast<size_t>(r)];
+    if (by < 0) return ok_status();
+    std::string set = "{";
+    for (size_t x = 0; x < failed[static_cast<size_t>(by)].size(); ++x) {
+      if (failed[static_cast<size_t>(by)][x]) set += str_cat(set.size() > 1 ? ", " : "", x);
+    }
+    return failed_precondition_error(str_cat("rank ", r, " (local): fenced: rank ", by,
+                                             " declared this rank failed (its failed set ", set,
+                                             "}); a rank is never un-failed, this one must leave the group"));
   }
 };
 
@@ -117,6 +135,7 @@ StatusOr<std::shared_ptr<Round>> run_round(LocalHub& hub, const Transport& self,
   const auto n = static_cast<size_t>(hub.num_ranks);
   std::vector<std::byte> copy(contribution.begin(), contribution.end());
   std::unique_lock<std::mutex> lock(hub.mu);
+  OMNI_RETURN_IF_ERROR(hub.fence_status(me));
   std::shared_ptr<Round>& slot = hub.rounds[number];
   if (!slot) {
     slot = std::make_shared<Round>();
@@ -165,8 +184,10 @@ StatusOr<std::shared_ptr<Round>> run_round(LocalHub& hub, const Transport& self,
   round->arrived[static_cast<size_t>(me)] = 1;
   ++round->num_arrived;
   hub.cv.notify_all();
-  const bool finished = hub.cv.wait_until(lock, deadline.at(), [&] { return !round->error.ok() || round->complete(); });
+  const bool finished = hub.cv.wait_until(
+      lock, deadline.at(), [&] { return !round->error.ok() || round->complete() || hub.is_fenced(me); });
   if (!round->error.ok()) return leave(round->error);
+  if (!round->complete() && hub.is_fenced(me)) return leave(hub.fence_status(me));
   if (!finished) {
     std::string missing;
     for (size_t r = 0; r < n; ++r) {
@@ -302,17 +323,20 @@ Status LocalTransport::send(RankId dst, int32_t tag, std::span<const std::byte> 
   pending.data = data.data();
   pending.size = data.size();
   std::unique_lock<std::mutex> lock(hub_->mu);
+  OMNI_RETURN_IF_ERROR(hub_->fence_status(rank_));
   auto& queue = hub_->queues[{rank_, dst, tag}];
   queue.push_back(&pending);
   hub_->cv.notify_all();
   const auto settled = [&] {
     return pending.state == PendingSend::State::kDone || pending.state == PendingSend::State::kRejected;
   };
-  hub_->cv.wait_until(lock, deadline.at(), [&] { return settled() || hub_->is_failed(rank_, dst); });
+  hub_->cv.wait_until(lock, deadline.at(),
+                      [&] { return settled() || hub_->is_failed(rank_, dst) || hub_->is_fenced(rank_); });
   if (pending.state == PendingSend::State::kQueued) {
     // Nobody took it: withdraw it so that no receiver can touch our buffer later.
     auto& q = hub_->queues[{rank_, dst, tag}];
     q.erase(std::find(q.begin(), q.end(), &pending));
+    if (hub_->is_fenced(rank_)) return hub_->fence_status(rank_);
     if (hub_->is_failed(rank_, dst)) {
       return unavailable_error(str_cat(where(*this), ": send to rank ", dst, " (tag ", tag, ", ", data.size(),
                                        " bytes): the rank was marked failed while the message waited"));
@@ -338,9 +362,12 @@ Status LocalTransport::receive_into(RankId src, int32_t tag, std::span<std::byte
   OMNI_RETURN_IF_ERROR(transport_internal::check_tag(*this, tag));
   const Deadline deadline(timeout);
   std::unique_lock<std::mutex> lock(hub_->mu);
+  OMNI_RETURN_IF_ERROR(hub_->fence_status(rank_));
   auto& queue = hub_->queues[{src, rank_, tag}];
-  const bool arrived = hub_->cv.wait_until(lock, deadline.at(),
-                                           [&] { return !queue.empty() || hub_->is_failed(rank_, src); });
+  const bool arrived = hub_->cv.wait_until(lock, deadline.at(), [&] {
+    return !queue.empty() || hub_->is_failed(rank_, src) || hub_->is_fenced(rank_);
+  });
+  if (hub_->is_fenced(rank_)) return hub_->fence_status(rank_);
   if (hub_->is_failed(rank_, src)) {
     return unavailable_error(str_cat(where(*this), ": recv from rank ", src, " (tag ", tag,
                                      "): the rank was marked failed"));
@@ -391,6 +418,7 @@ Status LocalTransport::mark_failed(RankId r) {
   if (r == rank_) return invalid_argument_error(str_cat(where(*this), ": mark_failed of this rank itself"));
   std::lock_guard<std::mutex> lock(hub_->mu);
   hub_->failed[static_cast<size_t>(rank_)][static_cast<size_t>(r)] = 1;
+  if (!hub_->is_fenced(r) && !hub_->is_fenced(rank_)) hub_->fenced_by[static_cast<size_t>(r)] = rank_;
   // A round still waiting for r can never complete: fail it for every
   // participant at once, so that all survivors see the same outcome.
   for (auto& [number, round] : hub_->rounds) {
@@ -403,6 +431,11 @@ Status LocalTransport::mark_failed(RankId r) {
   }
   hub_->cv.notify_all();
   return ok_status();
+}
+
+Status LocalTransport::fence_status() const {
+  std::lock_guard<std::mutex> lock(hub_->mu);
+  return hub_->fence_status(rank_);
 }
 
 std::vector<RankId> LocalTransport::failed_ranks() const {

@@ -34,6 +34,12 @@
 // it sends to its new successor. So a second failure right next to a first is
 // detected that much later (e.g. 64 ranks, 10 ms period: up to 640 ms more).
 //
+// A transport that reports a peer unreachable without it being marked failed
+// (UcxTransport: the peer's process died and its connection broke) makes the
+// detector declare that peer at once, without waiting for the timeout. A
+// detector whose transport was fenced (this rank was declared failed by the
+// others, transport.h) stops sending and watching: the rank is out.
+//
 // Limits: a rank that is alive but silent for longer than `timeout` (stalled
 // process, overloaded host) is declared failed; a rank is never un-failed.
 // Choose `timeout` several times the worst scheduling delay you expect.

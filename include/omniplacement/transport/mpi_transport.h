@@ -18,57 +18,38 @@
 //   }
 //   // mpirun -np 4 ./app
 //
-// How the contract of transport.h is met on MPI:
-//   - Threads: MPI is initialised with MPI_THREAD_MULTIPLE (Debian 12's Open
-//     MPI 4.1.4 provides it); init() fails with FAILED_PRECONDITION if the
-//     library offers less. Every wait polls non-blocking requests
-//     (MPI_Test*), so any number of threads may wait at once.
-//   - Each Transport owns private communicators (duplicates of its parent):
-//     one for message headers, one for replies, one for withdrawals, one for message
-//     data, one for agreeing on failures and one for collectives. Collectives
-//     run as MPI_I* non-blocking collectives on copies of the caller's
-//     buffers, so that a collective abandoned at its deadline keeps only its
-//     own copy, never the caller's memory.
-//   - Point-to-point messages use a rendezvous of small control messages:
-//     header (size) -> clear-to-send (the receiver has posted every chunk
-//     receive, 16 MB chunks) -> data, or a withdrawal when the sender's
-//     deadline passed before the clear-to-send arrived. A timeout before the
-//     rendezvous completes leaves nothing behind: the next message on the same
-//     (peer, tag) is delivered normally. Once both sides are committed the
-//     transfer finishes even past the deadline (the receiver waits at most
-//     until the sender's own deadline for its decision, then for the bytes at
-//     memory or network speed).
-//   - Failed ranks: survivors agree on the failed set by exchanging it among
-//     themselves (bounded by the timeout; a disagreement is FAILED_PRECONDITION)
-//     and then build a communicator of the survivors with
-//     MPI_Comm_create_group, which involves only them.
+// How the contract of transport.h is met on MPI: MpiTransport is a channel
+// of the transports' message engine (src/transport/message_engine.h) over a
+// wire of Open MPI point-to-point messages.
+//   - Threads: one progress thread per process makes every MPI call of the
+//     transports (on a private duplicate of MPI_COMM_WORLD, made once by the
+//     first create_world()); callers' threads only wait for it. So no two
+//     threads of the transport are ever inside MPI at once, and nothing is
+//     ever cancelled inside MPI. MPI is still initialised with
+//     MPI_THREAD_MULTIPLE so that the application may use MPI itself.
+//   - No communicator is created after the first create_world(): duplicate()
+//     and every later create_world() open a channel of the engine (an id
+//     every rank derives alike), and collectives run over point-to-point
+//     messages among the ranks not marked failed. Nothing depends on which
+//     thread reaches MPI first.
+//   - Point-to-point messages: a rendezvous (header, claim, data) that the
+//     sender's deadline settles; see message_engine.h.
 //
-// Limits (MPI without fault tolerance extensions, which Debian does not ship):
+// Limits (plain MPI has no peer-failure handling; UcxTransport has):
 //   - A process that dies makes mpirun abort the whole job: "failed" here
 //     means a rank that stopped taking part (hung, or declared failed by the
-//     runtime's heartbeat), whose process is still alive.
-//   - A collective that timed out stays pending inside MPI until the missing
-//     rank joins it; its buffer copies are kept until then (freed by a later
-//     call or leaked at destruction if the rank never joins). Finalizing MPI
-//     with such a collective pending is erroneous MPI: a group with a rank
-//     that really hung should end with the job, not with MPI_Finalize.
-//   - If a peer process stops calling MPI in the middle of a committed
-//     transfer (frozen, not dead), Open MPI cannot cancel the posted sends: after
-//     the sender's deadline plus a 5 s grace the call returns DEADLINE_EXCEEDED
-//     and the message buffer stays registered with MPI; it must then outlive
-//     the transport. This cannot happen with a live or a dead peer.
-//   - Building the survivors' communicator (MPI_Comm_create_group) is a
-//     blocking MPI call. It starts only once every survivor has confirmed the
-//     same failed set, so it waits only if a survivor's deadline passes
-//     between confirming and joining; that survivor's next collective joins it.
-//   - A single collective contribution is at most INT_MAX bytes (MPI counts).
+//     runtime's heartbeat) while its process is still alive.
+//   - If a peer process stops in the middle of a committed transfer, MPI
+//     cannot take the send back: after the sender's deadline plus 5 s the
+//     call returns DEADLINE_EXCEEDED and the buffer stays lent to MPI; it must
+//     then outlive the transport. finalize() with such a send pending may
+//     block in MPI_Finalize until the peer resumes.
 //
 // Threads: as in transport.h. init() and finalize() from the main thread,
 // before any transport exists / after every transport is destroyed.
 #pragma once
 
 #include <memory>
-#include <mutex>
 
 #include "omniplacement/transport/transport.h"
 
@@ -107,13 +88,11 @@ class MpiTransport final : public Transport {
 
   Status mark_failed(RankId r) override;
   std::vector<RankId> failed_ranks() const override;
-
-  struct Impl;  // defined in mpi_transport.cc (holds the MPI handles)
+  Status fence_status() const override;
 
  private:
-  explicit MpiTransport(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-  std::mutex collective_mu_;  // serialises this transport's collectives
+  explicit MpiTransport(std::unique_ptr<Transport> channel);
+  std::unique_ptr<Transport> channel_;  // a channel of the process's MPI message engine
 };
 
 }  // namespace omni

@@ -37,6 +37,13 @@
 // In all_gather the slots of failed ranks are filled with zero bytes. A rank is
 // never un-failed: a restarted process joins a new group (a new Transport).
 //
+// Fencing. Marking r failed also tells r (when it can still hear it, e.g. a
+// process that was stopped and resumes): r's transport is then fenced, every
+// call on it returns FAILED_PRECONDITION naming the rank that declared it
+// failed, and fence_status() says so. Messages r sends after it was marked
+// failed are dropped by the rank that marked it. So a rank declared failed
+// never again takes part in the group, whatever it was doing when it stalled.
+//
 // Threads. Each method documents who may call it. In short: rank(), size()
 // and failed_ranks() from any thread; mark_failed() from any thread (a
 // failure detector may call it while another thread waits in a collective);
@@ -137,6 +144,10 @@ class Transport {
   virtual Status mark_failed(RankId r) = 0;
   // Ranks marked failed, ascending.
   virtual std::vector<RankId> failed_ranks() const = 0;
+  // OK while this rank belongs to the group; once another rank declared it
+  // failed (see Fencing above), the FAILED_PRECONDITION status every later
+  // call returns.
+  virtual Status fence_status() const = 0;
   // Whether rank r is marked failed (r in range; else false).
   bool is_failed(RankId r) const;
   // Ranks not marked failed, ascending (this rank included).
