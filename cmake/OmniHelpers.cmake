@@ -141,13 +141,14 @@ function(omni_install_package)
   install(FILES ${PROJECT_BINARY_DIR}/omniplacement.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endfunction()
 
-# omni_mpirun_prefix(<out_var> <num_ranks>): the command prefix that launches
-# num_ranks MPI processes for a ctest entry: mpiexec --oversubscribe (ranks may
-# outnumber cores), plus --allow-run-as-root when configured as root (CI).
-# Requires find_package(MPI) to have run.
+# omni_mpirun_prefix(<out_var> <num_ranks> [flags...]): the command prefix that
+# launches num_ranks MPI processes for a ctest entry: mpiexec --oversubscribe
+# (ranks may outnumber cores), plus --allow-run-as-root when configured as root
+# (CI), plus any extra flags (e.g. --enable-recovery: the death of one process
+# does not end the job). Requires find_package(MPI) to have run.
 function(omni_mpirun_prefix out_var num_ranks)
   execute_process(COMMAND id -u OUTPUT_VARIABLE uid OUTPUT_STRIP_TRAILING_WHITESPACE)
-  set(flags --oversubscribe)
+  set(flags --oversubscribe ${ARGN})
   if(uid STREQUAL "0")
     list(PREPEND flags --allow-run-as-root)
   endif()

@@ -164,6 +164,7 @@ std::shared_ptr<MessageEngine> MessageEngine::start(std::unique_ptr<Wire> wire) 
 MessageEngine::MessageEngine(std::unique_ptr<Wire> wire)
     : wire_(std::move(wire)), rank_(wire_->rank()), size_(wire_->size()), backend_(wire_->name()) {
   lost_.assign(static_cast<size_t>(size_), ok_status());
+  declared_.assign(static_cast<size_t>(size_), 0);
 }
 
 MessageEngine::~MessageEngine() { shutdown(std::chrono::seconds(2)); }
@@ -177,7 +178,12 @@ void MessageEngine::shutdown(Timeout timeout) {
     const Status why = failed_precondition_error(who() + ": the transport was finalized");
     for (auto& [id, ch] : channels_) fail_all_ops(*ch, why);
     // Hand over what is queued (the last contributions of a collective the
-    // peers still wait for), but never wait on a peer that stopped.
+    // peers still wait for), but never wait on a peer that stopped: what is
+    // in flight to a rank declared failed is taken back first.
+    for (RankId r = 0; r < size_; ++r) {
+      if (declared_[static_cast<size_t>(r)]) drop_requests_.push_back(r);
+    }
+    wire_->wake();
     flushed_cv_.wait_for(lock, timeout, [&] { return outbox_.empty() && in_flight_ == 0; });
     exit_ = true;
     lock.unlock();
@@ -195,9 +201,10 @@ void MessageEngine::run() {
   for (;;) {
     std::deque<Outgoing> out;
     std::vector<RankId> drops;
+    bool exit = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (exit_) break;
+      exit = exit_;
       out.swap(outbox_);
       drops.swap(drop_requests_);
     }
@@ -208,6 +215,7 @@ void MessageEngine::run() {
       wire_->post(slot.peer, token, std::as_bytes(std::span<const Frame>(&slot.frame, 1)), payload);
     }
     for (RankId r : drops) wire_->drop_peer(r);
+    if (exit) break;
     const bool busy = wire_->progress(*this);
     if (!busy && out.empty() && drops.empty()) wire_->wait(std::chrono::milliseconds(50));
   }
@@ -646,6 +654,7 @@ Status MessageEngine::mark_failed(Channel& ch, RankId r) {
   std::lock_guard<std::mutex> lock(mu_);
   if (ch.failed[static_cast<size_t>(r)]) return ok_status();
   ch.failed[static_cast<size_t>(r)] = 1;
+  declared_[static_cast<size_t>(r)] = 1;
   if (lost_[static_cast<size_t>(r)].ok() && !stopping_) send_fence(ch, r);
   fail_peer_ops(ch, r, unavailable_error(str_cat(who(), ": rank ", r, " was marked failed")));
   // Transfers already on the wire to r hold the caller's buffer: take them back.

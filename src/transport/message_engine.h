@@ -223,6 +223,7 @@ class MessageEngine final : private WireSink {
   std::set<uint64_t> retired_;                             // guarded by mu_
   std::map<uint64_t, std::vector<Incoming>> orphans_;      // guarded by mu_: for channels not open yet
   std::vector<Status> lost_;                               // guarded by mu_: per peer, OK while connected
+  std::vector<char> declared_;  // guarded by mu_: per peer, marked failed on some channel (not waited for at shutdown)
   std::deque<Outgoing> outbox_;                            // guarded by mu_
   std::vector<RankId> drop_requests_;                      // guarded by mu_
   int64_t in_flight_ = 0;                                  // guarded by mu_: posted, not yet on_sent

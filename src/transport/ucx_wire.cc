@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 
@@ -63,7 +64,7 @@ class UcxWire final : public Wire {
       void* r = ucp_ep_flush_nbx(p->ep, &param);
       if (r != nullptr && !UCS_PTR_IS_ERR(r)) flushes.push_back(r);
     }
-    const Deadline deadline(std::chrono::seconds(1));
+    const Deadline deadline(std::chrono::milliseconds(500));
     const auto pending = [&] {
       return std::any_of(flushes.begin(), flushes.end(),
                          [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
@@ -71,6 +72,19 @@ class UcxWire final : public Wire {
     while (pending() && !deadline.expired()) ucp_worker_progress(w_->worker);
     for (auto& p : peers_) close_ep(*p);
     for (void* r : flushes) ucp_request_free(r);
+    // Messages that arrived after the engine stopped listening: received and
+    // dropped, so that the worker is destroyed with an empty queue.
+    for (;;) {
+      ucp_tag_recv_info_t info;
+      ucp_tag_message_h msg = ucp_tag_probe_nb(w_->worker, 0, 0, 1, &info);
+      if (msg == nullptr) break;
+      std::vector<std::byte> sink(info.length);
+      ucp_request_param_t param{};
+      void* r = ucp_tag_msg_recv_nbx(w_->worker, sink.data(), sink.size(), msg, &param);
+      if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
+      while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(w_->worker);
+      ucp_request_free(r);
+    }
     // Receives still in progress belong to the worker being destroyed.
     incoming_.clear();
     if (epfd_ >= 0) ::close(epfd_);
@@ -299,6 +313,12 @@ StatusOr<std::unique_ptr<UcxWorker>> make_ucx_worker() {
   ucp_config_t* config = nullptr;
   ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
   if (s != UCS_OK) return ucx_error(s, "ucp_config_read");
+  // UCX's own keepalive would close the connection to a peer that stopped
+  // for about a second, on a clock of its own; the FailureDetector's
+  // heartbeats decide when a silent peer is failed. (A peer that dies still
+  // breaks its connection at once.) UCX_KEEPALIVE_INTERVAL in the
+  // environment overrides this.
+  if (std::getenv("UCX_KEEPALIVE_INTERVAL") == nullptr) ucp_config_modify(config, "KEEPALIVE_INTERVAL", "inf");
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;
   params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;

@@ -11,6 +11,10 @@
 // RC/DC across hosts), not on shared memory: processes on one host talk over
 // loopback TCP.
 //
+// UCX's own keepalive is turned off (UCX_KEEPALIVE_INTERVAL=inf unless the
+// environment sets it): the FailureDetector's heartbeats, with their
+// configured timeout, decide when a silent peer is failed.
+//
 // Messages are tagged with the sender's rank and found with
 // ucp_tag_probe_nb, so the receiver learns their size before it allocates;
 // frame and payload travel as one message (an iov of two buffers, no copy).
