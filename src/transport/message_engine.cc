@@ -340,6 +340,12 @@ void MessageEngine::on_message(RankId src, std::span<const std::byte> frame, std
 void MessageEngine::handle(Channel& ch, Incoming in) {
   const Frame& f = in.frame;
   const RankId src = in.src;
+  if (f.kind == kFence) {
+    // Honoured whoever sends it, even a rank this one declared failed itself
+    // (a rank that resumed may declare the others before it hears of them).
+    fence(ch, src, in.payload);
+    return;
+  }
   if (ch.failed[static_cast<size_t>(src)]) {
     // Declared failed here: nothing it sends counts. Tell it again, so that a
     // process that resumed learns at once that it is fenced.
@@ -432,7 +438,6 @@ void MessageEngine::handle(Channel& ch, Incoming in) {
       return;
     }
     case kCollective: on_contribution(ch, std::move(in)); return;
-    case kFence: fence(ch, src, in.payload); return;
     default: return;
   }
 }

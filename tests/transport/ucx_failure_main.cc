@@ -5,7 +5,7 @@
 //          returns UNAVAILABLE at once (its connection broke), their
 //          FailureDetectors declare it failed, collectives among the survivors
 //          work, sends to it fail, and finalize() does not block.
-//   stall  the last rank SIGSTOPs itself for 1.5 s (a child process resumes
+//   stall  the last rank SIGSTOPs itself for 3 s (a child process resumes
 //          it). Survivors: their FailureDetectors declare it failed after the
 //          heartbeat timeout; a 256 MB transfer rank 1 had started towards it
 //          is taken back (UNAVAILABLE) instead of holding the buffer; the
@@ -44,8 +44,19 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
     if (!(cond)) return internal_error(str_cat(__FILE__, ":", __LINE__, ": " #cond ". ", ##__VA_ARGS__)); \
   } while (0)
 
-constexpr auto kHeartbeatPeriod = 10ms;
-constexpr auto kHeartbeatTimeout = 200ms;
+// Generous, so that two busy loops beside the test cause no false failure;
+// the stall lasts well beyond it.
+constexpr auto kHeartbeatPeriod = 20ms;
+constexpr auto kHeartbeatTimeout = 1000ms;
+constexpr auto kStall = 3000ms;
+
+// Joins a thread on every path out of a scope (an early error return included).
+struct Joiner {
+  std::thread& t;
+  ~Joiner() {
+    if (t.joinable()) t.join();
+  }
+};
 
 std::unique_ptr<FailureDetector> start_detector(Transport& t) {
   FailureDetectorOptions o;
@@ -61,7 +72,9 @@ Status survivors_carry_on(Transport& t, FailureDetector& detector, RankId victim
   CHECK_OR_FAIL(detector.wait_for_epoch(1, 20s), "the detector never declared a failure");
   facts += str_cat(" declared after ", static_cast<int64_t>(ms_since(since)), " ms;");
   const Membership m = detector.membership();
-  CHECK_OR_FAIL(m.failed == std::vector<RankId>{victim}, "failed set has ", m.failed.size(), " ranks");
+  std::string set;
+  for (RankId r : m.failed) set += str_cat(set.empty() ? "" : ", ", r);
+  CHECK_OR_FAIL(m.failed == std::vector<RankId>{victim}, "the failed set is {", set, "}");
   CHECK_OR_FAIL(t.is_failed(victim), "the transport was not marked");
   std::vector<int64_t> sum = {t.rank(), 1};
   OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(sum), ReduceOp::kSum, 30s).with_context("survivors' all_reduce"));
@@ -108,11 +121,12 @@ Status run_stall(Transport& t, Transport& side, std::string& facts) {
   if (t.rank() == victim) {
     // Take part in rank 1's big transfer, then stop in the middle of it.
     std::thread receiver([&] { t.recv_message(1, 9, 60s).status().ignore(); });
+    Joiner join_receiver{receiver};
     std::this_thread::sleep_for(50ms);
     const pid_t self = getpid();
     const pid_t waker = fork();
     if (waker == 0) {  // async-signal-safe calls only
-      usleep(1500 * 1000);
+      usleep(static_cast<useconds_t>(std::chrono::microseconds(kStall).count()));
       kill(self, SIGCONT);
       _exit(0);
     }
@@ -144,6 +158,7 @@ Status run_stall(Transport& t, Transport& side, std::string& facts) {
   std::thread big;
   Status big_status;
   double big_ms = 0;
+  Joiner join_big{big};
   if (t.rank() == 1) {
     big = std::thread([&] {
       const auto t0 = Clock::now();

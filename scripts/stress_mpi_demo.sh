@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Stress check for the process transports (kept out of CI: it takes about an
+# hour): runs the 4-process demo RUNS times with two busy loops beside it and
+# counts crashes (non-zero exit or signal), hangs (no end within the limit)
+# and runs with wrong outputs.
+#   bash scripts/stress_mpi_demo.sh [RUNS=100] [TRANSPORT=mpi] [extra demo args...]
+# OMNIPLACE=path/to/omniplace runs another build; STRESS_LIMIT_S (300) bounds one run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-100}
+transport=${2:-mpi}
+shift $(( $# > 2 ? 2 : $# ))
+limit=${STRESS_LIMIT_S:-300}
+root_flag=()
+if [[ $(id -u) -eq 0 ]]; then root_flag=(--allow-run-as-root); fi
+recovery=()
+if [[ $transport == ucx ]]; then recovery=(--enable-recovery); fi
+log=$(mktemp -d /tmp/omni_stress.XXXXXX)
+timeout $((limit * runs + 600)) sh -c 'while :; do :; done' & busy1=$!
+timeout $((limit * runs + 600)) sh -c 'while :; do :; done' & busy2=$!
+trap 'kill $busy1 $busy2 2>/dev/null' EXIT
+ok=0; crashes=0; hangs=0; wrong=0
+for ((i = 1; i <= runs; ++i)); do
+  start=$(date +%s.%N)
+  timeout -k 10 "$limit" mpirun "${root_flag[@]}" --oversubscribe "${recovery[@]}" -np 4 \
+    "${OMNIPLACE:-build/bin/omniplace}" demo --transport "$transport" --json "$@" >"$log/run$i.json" 2>"$log/run$i.err"
+  rc=$?
+  secs=$(echo "$(date +%s.%N) - $start" | bc)
+  if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    hangs=$((hangs + 1)); verdict=hang
+  elif [[ $rc -ne 0 ]]; then
+    crashes=$((crashes + 1)); verdict="crash (exit $rc)"
+  elif ! /usr/bin/python3 -c "import json,sys; sys.exit(json.load(open('$log/run$i.json'))['wrong_outputs'] != 0)"; then
+    wrong=$((wrong + 1)); verdict="wrong outputs"
+  else
+    ok=$((ok + 1)); verdict=ok
+  fi
+  printf 'run %d/%d: %s, %.1f s\n' "$i" "$runs" "$verdict" "$secs"
+done
+echo "stress: $runs runs of the $transport demo beside two busy loops: $ok ok, $crashes crashes, $hangs hangs, $wrong with wrong outputs (logs in $log)"
+[[ $crashes -eq 0 && $hangs -eq 0 && $wrong -eq 0 ]]
