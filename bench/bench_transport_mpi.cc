@@ -1,4 +1,4 @@
-// omniplace_transport_bench: transport figures of both backends in one run,
+// omniplace_transport_bench: transport figures of every backend in one run,
 // next to memcpy on the same machine (docs/BENCHMARKS.md, "Transport").
 //
 //   mpirun -np 2 build/bin/omniplace_transport_bench      # add --allow-run-as-root as root
@@ -6,20 +6,23 @@
 // For each message size, repetitions alternate: rank 0 measures memcpy and
 // LocalTransport (two ranks as threads of rank 0's process) while the other
 // processes wait (sleeping, not spinning), then rank 0 sends to rank 1 over
-// MpiTransport. One message at a time; each figure is the best repetition.
-// All-reduce: sum of doubles over every MPI process, and over as many
-// LocalTransport threads.
+// MpiTransport, then over UcxTransport (when built). One message at a time;
+// each figure is the best repetition. Round trip: rank 0 and rank 1 bounce a
+// small message (the size of a heartbeat, of a demo request). All-reduce: sum
+// of doubles over every process, and over as many LocalTransport threads.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "omniplacement/transport/local_transport.h"
 #include "omniplacement/transport/mpi_transport.h"
+#include "omniplacement/transport/ucx_transport.h"
 
 namespace {
 
@@ -29,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMiB = size_t{1} << 20;
 const std::vector<size_t> kMessageSizes = {1 * kMiB, 4 * kMiB, 16 * kMiB, 64 * kMiB, 256 * kMiB};
 const std::vector<size_t> kReduceSizes = {8, 1024, 64 * 1024, 1024 * 1024};
+const std::vector<size_t> kPingSizes = {8, 1024, 64 * 1024};
 
 // Messages per repetition: about 512 MB moved, at least 2.
 int messages_for(size_t bytes) { return static_cast<int>(std::max<size_t>(2, (512 * kMiB) / bytes)); }
@@ -94,20 +98,41 @@ Rate local_send_rate(size_t bytes) {
   return rate;
 }
 
-// Rank 0 sends to rank 1 over MPI; the CPU rate counts both processes.
-Rate mpi_send_rate(omni::Transport& t, size_t bytes, std::vector<std::byte>& buf) {
+// Rank 0 sends to rank 1 over a process transport; the CPU rate counts both processes.
+Rate process_send_rate(omni::Transport& t, size_t bytes, std::vector<std::byte>& buf) {
   const int messages = messages_for(bytes);
   const double cpu0 = process_cpu_seconds();
   Rate rate;
   if (t.rank() == 0) {
-    rate = measure(bytes, messages, [&] { check(t.send(1, 1, buf, 60s), "mpi send"); });
+    rate = measure(bytes, messages, [&] { check(t.send(1, 1, buf, 60s), "send"); });
   } else if (t.rank() == 1) {
-    for (int m = 0; m < messages; ++m) check(t.recv(0, 1, buf, 60s), "mpi recv");
+    for (int m = 0; m < messages; ++m) check(t.recv(0, 1, buf, 60s), "recv");
   }
   std::vector<double> cpu = {t.rank() < 2 ? process_cpu_seconds() - cpu0 : 0.0};
   check(t.all_reduce(std::span<double>(cpu), omni::ReduceOp::kSum, 60s), "cpu all_reduce");
   rate.cpu = static_cast<double>(bytes) * messages / 1e9 / cpu[0];
   return rate;
+}
+
+// Microseconds per round trip of a `bytes` message between ranks 0 and 1
+// (every rank runs this; the others wait in the barriers).
+double round_trip_us(omni::Transport& t, size_t bytes) {
+  std::vector<std::byte> buf(bytes, std::byte{3});
+  const int n = bytes >= 64 * 1024 ? 200 : 1000;
+  double best = 1e30;
+  for (int rep = 0; rep < kRepetitions; ++rep) {
+    if (!check(t.barrier(60s), "barrier")) return -1;
+    const auto start = Clock::now();
+    for (int i = 0; i < n && t.rank() < 2; ++i) {
+      if (t.rank() == 0) {
+        if (!check(t.send(1, 2, buf, 60s), "ping") || !check(t.recv(1, 2, buf, 60s), "pong")) return -1;
+      } else {
+        if (!check(t.recv(0, 2, buf, 60s), "ping") || !check(t.send(0, 2, buf, 60s), "pong")) return -1;
+      }
+    }
+    best = std::min(best, seconds_since(start) / n * 1e6);
+  }
+  return best;
 }
 
 // Microseconds per all-reduce of `bytes` over `t` (every rank runs this).
@@ -140,21 +165,30 @@ double local_all_reduce_us(int32_t ranks, size_t bytes) {
 
 int main(int argc, char** argv) {
   if (!check(omni::MpiTransport::init(&argc, &argv), "MPI init")) return 1;
+  // UCX is bootstrapped over the same MPI (which it then leaves to MpiTransport::finalize).
+  const bool with_ucx = omni::UcxTransport::available();
+  if (with_ucx && !check(omni::UcxTransport::init(&argc, &argv, 60s), "UCX init")) return 1;
   int status = 0;
   {
-    auto world = omni::MpiTransport::create_world(60s);
-    if (!check(world.status(), "create_world")) return 1;
-    omni::Transport& t = **world;
+    auto mpi_world = omni::MpiTransport::create_world(60s);
+    if (!check(mpi_world.status(), "MpiTransport::create_world")) return 1;
+    std::unique_ptr<omni::Transport> ucx;
+    if (with_ucx) {
+      auto w = omni::UcxTransport::create_world(60s);
+      if (!check(w.status(), "UcxTransport::create_world")) return 1;
+      ucx = std::move(*w);
+    }
+    omni::Transport& t = **mpi_world;
     if (t.size() < 2) {
       std::fprintf(stderr, "run under mpirun with at least 2 processes\n");
       return 1;
     }
     const bool lead = t.rank() == 0;
-    // Repetitions of memcpy, LocalTransport and MpiTransport alternate, so
-    // that the load of a shared machine affects all three alike; each figure
-    // is the best repetition.
+    // Repetitions of memcpy, LocalTransport, MpiTransport and UcxTransport
+    // alternate, so that the load of a shared machine affects all alike; each
+    // figure is the best repetition.
     std::vector<Rate> memcpy_rates(kMessageSizes.size()), local_rates(kMessageSizes.size()),
-        mpi_rates(kMessageSizes.size());
+        mpi_rates(kMessageSizes.size()), ucx_rates(kMessageSizes.size());
     for (size_t i = 0; i < kMessageSizes.size(); ++i) {
       const size_t bytes = kMessageSizes[i];
       std::vector<std::byte> buf(t.rank() < 2 ? bytes : 0, std::byte{1});
@@ -163,38 +197,58 @@ int main(int argc, char** argv) {
           memcpy_rates[i].keep_best(memcpy_rate(bytes));
           local_rates[i].keep_best(local_send_rate(bytes));
         }
-        // The other processes wait here (MpiTransport's waits back off to sleeping).
+        // The other processes wait here (the transports' waits sleep).
         if (!check(t.barrier(std::chrono::minutes(5)), "barrier")) return 1;
-        mpi_rates[i].keep_best(mpi_send_rate(t, bytes, buf));
+        mpi_rates[i].keep_best(process_send_rate(t, bytes, buf));
+        if (ucx) ucx_rates[i].keep_best(process_send_rate(*ucx, bytes, buf));
       }
     }
-    std::vector<double> local_us, mpi_us;
+    std::vector<double> mpi_rtt, ucx_rtt;
+    for (size_t bytes : kPingSizes) {
+      mpi_rtt.push_back(round_trip_us(t, bytes));
+      ucx_rtt.push_back(ucx ? round_trip_us(*ucx, bytes) : 0.0);
+    }
+    std::vector<double> local_us, mpi_us, ucx_us;
     if (lead) {
       for (size_t bytes : kReduceSizes) local_us.push_back(local_all_reduce_us(t.size(), bytes));
     }
     if (!check(t.barrier(std::chrono::minutes(5)), "barrier")) return 1;
-    for (size_t bytes : kReduceSizes) mpi_us.push_back(all_reduce_us(t, bytes));
+    for (size_t bytes : kReduceSizes) {
+      mpi_us.push_back(all_reduce_us(t, bytes));
+      ucx_us.push_back(ucx ? all_reduce_us(*ucx, bytes) : 0.0);
+    }
     if (lead) {
       std::printf("Point-to-point, rank 0 -> rank 1, best of %d alternating repetitions.\n", kRepetitions);
       std::printf("GB/s (1e9 bytes) per wall-clock second | per CPU second of the processes involved\n");
-      std::printf("%10s | %8s %8s %8s %7s | %8s %8s %8s %7s\n", "bytes", "memcpy", "local", "mpi", "loc/mc",
-                  "memcpy", "local", "mpi", "loc/mc");
+      std::printf("%10s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s\n", "bytes", "memcpy", "local", "mpi", "ucx",
+                  "loc/mc", "memcpy", "local", "mpi", "ucx", "loc/mc");
       for (size_t i = 0; i < kMessageSizes.size(); ++i) {
         const Rate& m = memcpy_rates[i];
         const Rate& l = local_rates[i];
         const Rate& p = mpi_rates[i];
-        std::printf("%10zu | %8.2f %8.2f %8.2f %6.0f%% | %8.2f %8.2f %8.2f %6.0f%%\n", kMessageSizes[i], m.wall,
-                    l.wall, p.wall, 100 * l.wall / m.wall, m.cpu, l.cpu, p.cpu, 100 * l.cpu / m.cpu);
+        const Rate& u = ucx_rates[i];
+        std::printf("%10zu | %8.2f %8.2f %8.2f %8.2f %6.0f%% | %8.2f %8.2f %8.2f %8.2f %6.0f%%\n", kMessageSizes[i],
+                    m.wall, l.wall, p.wall, u.wall, 100 * l.wall / m.wall, m.cpu, l.cpu, p.cpu, u.cpu,
+                    100 * l.cpu / m.cpu);
+      }
+      std::printf("\nRound trip rank 0 <-> rank 1, microseconds (wall), best of %d\n", kRepetitions);
+      std::printf("%10s %12s %12s\n", "bytes", "mpi", "ucx");
+      for (size_t i = 0; i < kPingSizes.size(); ++i) {
+        std::printf("%10zu %12.1f %12.1f\n", kPingSizes[i], mpi_rtt[i], ucx_rtt[i]);
       }
       std::printf("\nAll-reduce (sum of doubles) over %d ranks, microseconds per call (wall), best of %d\n",
                   t.size(), kRepetitions);
-      std::printf("%10s %12s %12s\n", "bytes", "local", "mpi");
+      std::printf("%10s %12s %12s %12s\n", "bytes", "local", "mpi", "ucx");
       for (size_t i = 0; i < kReduceSizes.size(); ++i) {
-        std::printf("%10zu %12.1f %12.1f\n", kReduceSizes[i], local_us[i], mpi_us[i]);
+        std::printf("%10zu %12.1f %12.1f %12.1f\n", kReduceSizes[i], local_us[i], mpi_us[i], ucx_us[i]);
       }
     }
-    if (std::any_of(mpi_us.begin(), mpi_us.end(), [](double v) { return v < 0; })) status = 1;
+    const auto bad = [](const std::vector<double>& v) {
+      return std::any_of(v.begin(), v.end(), [](double x) { return x < 0; });
+    };
+    if (bad(mpi_us) || bad(ucx_us) || bad(mpi_rtt) || bad(ucx_rtt)) status = 1;
   }
+  if (!check(omni::UcxTransport::finalize(), "UCX finalize")) return 1;
   if (!check(omni::MpiTransport::finalize(), "MPI finalize")) return 1;
   return status;
 }
