@@ -61,6 +61,14 @@ bool FailureDetector::wait_for_epoch(uint64_t epoch, Timeout timeout) const {
   return cv_.wait_for(lock, timeout, [&] { return membership_.epoch >= epoch; });
 }
 
+void FailureDetector::silence_for(std::chrono::milliseconds duration) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    silent_until_ = std::max(silent_until_, std::chrono::steady_clock::now() + duration);
+  }
+  cv_.notify_all();
+}
+
 FailureDetectorStats FailureDetector::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -139,6 +147,10 @@ void FailureDetector::sender_loop() {
       }
       return;
     }
+    if (std::chrono::steady_clock::now() < silent_until_) {
+      cv_.wait_until(lock, silent_until_, [&] { return stopping_; });
+      continue;
+    }
     const RankId succ = successor_locked();
     if (succ >= 0) {
       auto msg = encode_locked(false);
@@ -191,6 +203,15 @@ void FailureDetector::receiver_loop() {
       const auto live = static_cast<int64_t>(failed_.size() - membership_.failed.size());
       wait += options_.period * live;
     }
+    {
+      // Silenced (a simulated stall): watch nobody until it ends.
+      std::unique_lock<std::mutex> lock(mu_);
+      if (std::chrono::steady_clock::now() < silent_until_) {
+        cv_.wait_until(lock, silent_until_, [&] { return stopping_; });
+        continue;
+      }
+    }
+    const auto recv_started = std::chrono::steady_clock::now();
     Status s = transport_.recv(pred, options_.tag, msg, wait);
     if (s.ok()) watched = pred;
     if (s.ok()) {
@@ -209,8 +230,10 @@ void FailureDetector::receiver_loop() {
       bool declare = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        // Still our predecessor, still silent, and we are not shutting down.
-        declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred;
+        // Still our predecessor, still silent, we are not shutting down, and
+        // we were not silenced ourselves meanwhile (a stalled rank does not
+        // judge others by the time it was away).
+        declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred && silent_until_ < recv_started;
       }
       if (declare) add_failed({pred}, /*detected_here=*/true);
       continue;

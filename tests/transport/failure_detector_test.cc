@@ -142,5 +142,40 @@ TEST(FailureDetectorTest, RejectsBadOptionsAndReports) {
   (*d)->stop();
 }
 
+// A rank whose detector is silenced for longer than the timeout (a stalled
+// rank simulated on threads) is declared failed by the others and, when it
+// comes back, finds its transport fenced; it declares nobody itself.
+TEST(FailureDetectorTest, SilencedRankIsDeclaredFailedAndFencedWhenItComesBack) {
+  constexpr RankId kStalled = 2;
+  auto statuses = run_ranks(4, [&](Transport& t, FailureDetector& d) -> Status {
+    if (t.rank() == kStalled) {
+      d.silence_for(2s);
+      std::this_thread::sleep_for(2s);  // the rank's own thread is away too
+      // Back: the others declared it failed meanwhile (timeout 500 ms).
+      for (int i = 0; i < 200 && t.fence_status().ok(); ++i) std::this_thread::sleep_for(10ms);
+      const Status fenced = t.fence_status();
+      if (fenced.code() != StatusCode::kFailedPrecondition || fenced.message().find("fenced") == std::string::npos) {
+        return internal_error(str_cat("rank ", t.rank(), ": not fenced after the stall: ", fenced));
+      }
+      std::vector<int64_t> x = {1};
+      const Status coll = t.all_reduce(std::span<int64_t>(x), ReduceOp::kSum, 1s);
+      if (coll.code() != StatusCode::kFailedPrecondition) {
+        return internal_error(str_cat("rank ", t.rank(), ": a collective after fencing returned ", coll));
+      }
+      if (d.stats().detections != 0) {
+        return internal_error(str_cat("rank ", t.rank(), ": the stalled rank declared ", d.stats().detections,
+                                      " other rank(s) failed"));
+      }
+      return ok_status();
+    }
+    OMNI_RETURN_IF_ERROR(expect_membership(d, t, {kStalled}));
+    std::vector<int64_t> one = {1};
+    OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(one), ReduceOp::kSum, 10s));
+    if (one[0] != 3) return internal_error(str_cat("rank ", t.rank(), ": survivor count ", one[0]));
+    return ok_status();
+  });
+  for (const Status& s : statuses) EXPECT_TRUE(s.ok()) << s;
+}
+
 }  // namespace
 }  // namespace omni

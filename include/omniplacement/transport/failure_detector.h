@@ -104,6 +104,11 @@ class FailureDetector {
   // graceful: send a goodbye to the successor first; false: just go silent.
   // Joins the threads (waits at most about `timeout`). Idempotent.
   void stop(bool graceful = true);
+  // Goes silent for `duration` (sends no heartbeat, declares nobody), as the
+  // detector of a stopped process would; then carries on. Ranks that are
+  // threads of one process simulate a stalled rank with it (the demo's
+  // --stall-rank on LocalTransport). Any thread.
+  void silence_for(std::chrono::milliseconds duration);
   FailureDetectorStats stats() const;
 
  private:
@@ -126,6 +131,7 @@ class FailureDetector {
   bool stopping_ = false;
   bool graceful_ = true;
   RankId released_pred_ = -1;  // predecessor that said goodbye
+  std::chrono::steady_clock::time_point silent_until_{};  // silence_for(): no heartbeat before this
   FailureDetectorStats stats_;
   std::thread sender_;
   std::thread receiver_;
