@@ -1,8 +1,10 @@
 // Transport: how the ranks of an expert-parallel group talk to each other.
 //
-// One small interface with two full backends: LocalTransport (ranks are
-// threads of one process, local_transport.h) and MpiTransport (ranks are
-// Open MPI processes on one or many hosts, mpi_transport.h). The runtime uses
+// One small interface with three full backends: LocalTransport (ranks are
+// threads of one process, local_transport.h), MpiTransport (ranks are Open MPI
+// processes on one or many hosts, mpi_transport.h) and UcxTransport (ranks are
+// processes connected by UCX, where a peer that dies is an error, not the end
+// of the job; ucx_transport.h). The runtime uses
 // it for the tiny agreement collectives of an epoch commit, to aggregate
 // activation windows (load_aggregation.h) and to move expert weights between
 // ranks (tagged point-to-point messages of any size).
@@ -32,8 +34,8 @@
 // it is marked failed returns UNAVAILABLE. Every survivor must mark the same
 // set of ranks failed before its next collective (the runtime's failover
 // agrees on it first); a collective entered with a different failed set on two
-// survivors returns FAILED_PRECONDITION (LocalTransport, and MpiTransport when
-// it rebuilds its communicator) or DEADLINE_EXCEEDED, never a wrong result.
+// survivors returns FAILED_PRECONDITION or DEADLINE_EXCEEDED, never a wrong
+// result.
 // In all_gather the slots of failed ranks are filled with zero bytes. A rank is
 // never un-failed: a restarted process joins a new group (a new Transport).
 //
@@ -87,7 +89,7 @@ class Transport {
   virtual RankId rank() const = 0;
   // Ranks in the group when it was created, failed ones included. Any thread.
   virtual int32_t size() const = 0;
-  // Backend name: "local" or "mpi". Any thread.
+  // Backend name: "local", "mpi" or "ucx". Any thread.
   virtual std::string_view backend() const = 0;
 
   // --- Collectives: one thread at a time per Transport, same order on every rank.
@@ -124,9 +126,11 @@ class Transport {
   // --- Point-to-point: any thread, concurrently.
 
   // Sends data to rank dst with tag (0 <= tag <= kMaxTag). Returns once the
-  // receiver has the bytes (LocalTransport) or once the bytes have left data
-  // (MpiTransport); data may be reused after it returns OK. Any size: large
-  // messages are chunked internally. dst == rank() is INVALID_ARGUMENT.
+  // receiver has the bytes (LocalTransport) or once a receive took the
+  // message and its bytes have left data (MpiTransport, UcxTransport); data
+  // may be reused after it returns OK. A send that returns DEADLINE_EXCEEDED
+  // was not delivered. Any size: large messages are chunked internally.
+  // dst == rank() is INVALID_ARGUMENT.
   virtual Status send(RankId dst, int32_t tag, std::span<const std::byte> data, Timeout timeout) = 0;
 
   // Receives the next message from src with tag into data; the message must
