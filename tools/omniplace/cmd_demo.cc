@@ -14,6 +14,7 @@
 #include "omniplace/install_paths.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/transport/mpi_transport.h"
+#include "omniplacement/transport/ucx_transport.h"
 
 namespace {
 
@@ -268,7 +269,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       ->check(CLI::IsMember({"per-batch", "shares"}))
       ->capture_default_str();
   sub->add_option("--transport", args->transport, "local (threads) or mpi (under mpirun)")
-      ->check(CLI::IsMember({"local", "mpi"}))
+      ->check(CLI::IsMember({"local", "mpi", "ucx"}))
       ->capture_default_str();
   sub->add_option("--trace", args->trace, std::string("per-iteration trace CSV (default: ") + kDefaultTrace +
                                              " in the sample data)");
@@ -361,7 +362,21 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       return omni::cli::fail("demo", omni::invalid_argument_error(
                                          "--fail-rank/--fail-host need --transport local (a crashed MPI process "
                                          "takes mpirun down with it)"));
-    if (a.transport == "mpi") {
+    if (a.transport == "ucx") {
+      if (auto st = omni::UcxTransport::init(nullptr, nullptr, c.manager.collective_timeout); !st.ok()) return omni::cli::fail("demo", st);
+      auto world = omni::UcxTransport::create_world(c.manager.collective_timeout);
+      if (!world.ok()) return omni::cli::fail("demo", world.status());
+      const bool root = (*world)->rank() == 0;
+      c.ranks_per_host = hosts_for((*world)->size());
+      c.slots_per_rank = slots_for((*world)->size());
+      if (root) header((*world)->size());
+      else c.progress = nullptr;
+      omni::Status s = body(**world);
+      world->reset();
+      (void)omni::UcxTransport::finalize();
+      if (!s.ok()) return omni::cli::fail("demo", s);
+      if (!root) return omni::cli::kExitOk;
+    } else if (a.transport == "mpi") {
       auto world = omni::MpiTransport::create_world(c.manager.collective_timeout);
       if (!world.ok()) return omni::cli::fail("demo", world.status());
       const bool root = (*world)->rank() == 0;
