@@ -4,13 +4,13 @@
 # counts crashes (non-zero exit or signal), hangs (no end within the limit)
 # and runs with wrong outputs.
 #   bash scripts/stress_mpi_demo.sh [RUNS=100] [TRANSPORT=mpi] [extra demo args...]
-# OMNIPLACE=path/to/omniplace runs another build; STRESS_LIMIT_S (300) bounds one run.
+# OMNIPLACE=path/to/omniplace runs another build; STRESS_LIMIT_S (900) bounds one run (a loaded run takes 2-5 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
 transport=${2:-mpi}
 shift $(( $# > 2 ? 2 : $# ))
-limit=${STRESS_LIMIT_S:-300}
+limit=${STRESS_LIMIT_S:-900}
 root_flag=()
 if [[ $(id -u) -eq 0 ]]; then root_flag=(--allow-run-as-root); fi
 recovery=()
