@@ -176,4 +176,6 @@ std::vector<RankId> ChannelTransport::failed_ranks() const {
 
 Status ChannelTransport::fence_status() const { return engine_->fence_status(*channel_); }
 
+void ChannelTransport::fence_self(std::string_view why) { engine_->fence_process(why); }
+
 }  // namespace omni::transport_internal

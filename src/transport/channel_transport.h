@@ -43,6 +43,7 @@ class ChannelTransport final : public Transport {
   Status mark_failed(RankId r) override;
   std::vector<RankId> failed_ranks() const override;
   Status fence_status() const override;
+  void fence_self(std::string_view why) override;
 
   const MessageEngine& engine() const { return *engine_; }
 

@@ -22,8 +22,10 @@ StatusOr<std::unique_ptr<FailureDetector>> FailureDetector::start(Transport& tra
     return invalid_argument_error(str_cat("failure detector: tag ", options.tag, " out of [0, ", kMaxTag, "]"));
   }
   std::unique_ptr<FailureDetector> d(new FailureDetector(transport, std::move(options)));
+  d->last_tick_ = std::chrono::steady_clock::now();
   d->sender_ = std::thread([p = d.get()] { p->sender_loop(); });
   d->receiver_ = std::thread([p = d.get()] { p->receiver_loop(); });
+  d->watchdog_ = std::thread([p = d.get()] { p->watchdog_loop(); });
   return d;
 }
 
@@ -49,6 +51,7 @@ void FailureDetector::stop(bool graceful) {
   cv_.notify_all();
   if (sender_.joinable()) sender_.join();
   if (receiver_.joinable()) receiver_.join();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 Membership FailureDetector::membership() const {
@@ -59,6 +62,38 @@ Membership FailureDetector::membership() const {
 bool FailureDetector::wait_for_epoch(uint64_t epoch, Timeout timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
   return cv_.wait_for(lock, timeout, [&] { return membership_.epoch >= epoch; });
+}
+
+std::chrono::microseconds FailureDetector::stall_threshold() const {
+  return std::max(options_.period, options_.timeout - options_.period);
+}
+
+void FailureDetector::watchdog_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, options_.period, [&] { return stopping_; });
+    if (stopping_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < silent_until_) {
+      // Silenced (a simulated stall): the ticks stop too.
+      cv_.wait_until(lock, silent_until_, [&] { return stopping_; });
+      continue;
+    }
+    const auto away = now - last_tick_;
+    if (away > stall_threshold()) {
+      stats_.fenced_itself = true;
+      const RankId me = transport_.rank();
+      lock.unlock();
+      transport_.fence_self(str_cat(
+          "rank ", me, " was stopped (or starved) for ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(away).count(), " ms, longer than the heartbeat timeout (",
+          std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count(),
+          " ms) allows: the others have declared it failed; a rank is never un-failed, this one must leave the group"));
+      cv_.notify_all();
+      return;
+    }
+    last_tick_ = now;
+  }
 }
 
 void FailureDetector::silence_for(std::chrono::milliseconds duration) {
@@ -231,9 +266,11 @@ void FailureDetector::receiver_loop() {
       {
         std::lock_guard<std::mutex> lock(mu_);
         // Still our predecessor, still silent, we are not shutting down, and
-        // we were not silenced ourselves meanwhile (a stalled rank does not
-        // judge others by the time it was away).
-        declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred && silent_until_ < recv_started;
+        // we were not away ourselves meanwhile (a stalled rank does not judge
+        // others by the time it was away: its watchdog fences it instead).
+        const auto now = std::chrono::steady_clock::now();
+        declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred &&
+                  silent_until_ < recv_started && now - last_tick_ <= stall_threshold() + options_.period;
       }
       if (declare) add_failed({pred}, /*detected_here=*/true);
       continue;
@@ -247,7 +284,8 @@ void FailureDetector::receiver_loop() {
       bool declare = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        declare = !stopping_ && released_pred_ != pred;
+        const auto now = std::chrono::steady_clock::now();
+        declare = !stopping_ && released_pred_ != pred && now - last_tick_ <= stall_threshold() + options_.period;
       }
       if (declare) {
         add_failed({pred}, /*detected_here=*/true);

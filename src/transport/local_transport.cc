@@ -77,7 +77,8 @@ struct LocalHub {
   explicit LocalHub(int32_t n)
       : num_ranks(n),
         failed(static_cast<size_t>(n), std::vector<char>(static_cast<size_t>(n), 0)),
-        fenced_by(static_cast<size_t>(n), -1) {}
+        fenced_by(static_cast<size_t>(n), -1),
+        self_fence_reason(static_cast<size_t>(n)) {}
 
   const int32_t num_ranks;
   std::mutex mu;
@@ -89,6 +90,7 @@ struct LocalHub {
   // fenced_by[r]: the first rank that marked r failed (-1: none). From then on
   // every call r makes on this hub fails (fencing, transport.h). Guarded by mu.
   std::vector<RankId> fenced_by;
+  std::vector<std::string> self_fence_reason;  // fenced_by[r] == r: why r fenced itself; guarded by mu
   std::map<uint64_t, std::shared_ptr<Round>> rounds;  // by round number, guarded by mu
   // Sends waiting for a receiver, in send() start order, by (src, dst, tag).
   std::map<std::tuple<RankId, RankId, int32_t>, std::deque<PendingSend*>> queues;  // guarded by mu
@@ -101,6 +103,10 @@ struct LocalHub {
   Status fence_status(RankId r) const {
     const RankId by = fenced_by[static_cast<size_t>(r)];
     if (by < 0) return ok_status();
+    if (by == r) {
+      return failed_precondition_error(
+          str_cat("rank ", r, " (local): fenced: ", self_fence_reason[static_cast<size_t>(r)]));
+    }
     std::string set = "{";
     for (size_t x = 0; x < failed[static_cast<size_t>(by)].size(); ++x) {
       if (failed[static_cast<size_t>(by)][x]) set += str_cat(set.size() > 1 ? ", " : "", x);
@@ -431,6 +437,14 @@ Status LocalTransport::mark_failed(RankId r) {
   }
   hub_->cv.notify_all();
   return ok_status();
+}
+
+void LocalTransport::fence_self(std::string_view why) {
+  std::lock_guard<std::mutex> lock(hub_->mu);
+  if (hub_->is_fenced(rank_)) return;
+  hub_->fenced_by[static_cast<size_t>(rank_)] = rank_;
+  hub_->self_fence_reason[static_cast<size_t>(rank_)] = std::string(why);
+  hub_->cv.notify_all();
 }
 
 Status LocalTransport::fence_status() const {

@@ -236,6 +236,7 @@ StatusOr<std::shared_ptr<Channel>> MessageEngine::open_channel(uint64_t id, std:
   auto ch = std::make_shared<Channel>();
   ch->id = id;
   ch->failed = std::move(failed);
+  ch->fenced = process_fenced_;
   ch->next_seq.assign(static_cast<size_t>(size_), 0);
   channels_[id] = ch;
   auto it = orphans_.find(id);
@@ -268,6 +269,17 @@ Status MessageEngine::fence_status(const Channel& channel) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return failed_precondition_error(who() + ": the transport was finalized");
   return channel.fenced;
+}
+
+void MessageEngine::fence_process(std::string_view why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!process_fenced_.ok()) return;
+  process_fenced_ = failed_precondition_error(str_cat(who(), ": fenced: ", why));
+  for (auto& [id, ch] : channels_) {
+    if (!ch->fenced.ok()) continue;
+    ch->fenced = process_fenced_;
+    fail_all_ops(*ch, ch->fenced);
+  }
 }
 
 Status MessageEngine::usable(const Channel& ch, RankId peer, const char* what) const {
@@ -340,15 +352,10 @@ void MessageEngine::on_message(RankId src, std::span<const std::byte> frame, std
 void MessageEngine::handle(Channel& ch, Incoming in) {
   const Frame& f = in.frame;
   const RankId src = in.src;
-  if (f.kind == kFence) {
-    // Honoured whoever sends it, even a rank this one declared failed itself
-    // (a rank that resumed may declare the others before it hears of them).
-    fence(ch, src, in.payload);
-    return;
-  }
   if (ch.failed[static_cast<size_t>(src)]) {
-    // Declared failed here: nothing it sends counts. Tell it again, so that a
-    // process that resumed learns at once that it is fenced.
+    // Declared failed here: nothing it sends counts, not even a fence (a
+    // rank that resumed must not fence the survivors). Tell it again, so that
+    // a process that resumed learns at once that it is fenced.
     ++stats_.dropped_from_failed;
     if (f.kind == kHeader || f.kind == kCollective) send_fence(ch, src);
     return;
@@ -438,6 +445,7 @@ void MessageEngine::handle(Channel& ch, Incoming in) {
       return;
     }
     case kCollective: on_contribution(ch, std::move(in)); return;
+    case kFence: fence(ch, src, in.payload); return;
     default: return;
   }
 }

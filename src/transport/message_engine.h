@@ -175,6 +175,9 @@ class MessageEngine final : private WireSink {
   // OK, or the FAILED_PRECONDITION every call on this channel returns since
   // another rank declared this one failed (or the engine shut down).
   Status fence_status(const Channel& channel) const;
+  // Fences every channel of this process, and every one opened later
+  // (Transport::fence_self).
+  void fence_process(std::string_view why);
 
   // Figures for tests and benchmarks.
   struct Stats {
@@ -216,6 +219,7 @@ class MessageEngine final : private WireSink {
 
   mutable std::mutex mu_;
   bool stopping_ = false;           // guarded by mu_: no new operations
+  Status process_fenced_;           // guarded by mu_: fence_process() was called
   bool exit_ = false;               // guarded by mu_: the progress thread leaves
   std::once_flag shutdown_once_;
   std::condition_variable flushed_cv_;

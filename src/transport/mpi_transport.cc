@@ -151,5 +151,6 @@ StatusOr<std::vector<std::byte>> MpiTransport::recv_message(RankId src, int32_t 
 Status MpiTransport::mark_failed(RankId r) { return channel_->mark_failed(r); }
 std::vector<RankId> MpiTransport::failed_ranks() const { return channel_->failed_ranks(); }
 Status MpiTransport::fence_status() const { return channel_->fence_status(); }
+void MpiTransport::fence_self(std::string_view why) { channel_->fence_self(why); }
 
 }  // namespace omni

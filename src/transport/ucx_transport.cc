@@ -197,5 +197,6 @@ StatusOr<std::vector<std::byte>> UcxTransport::recv_message(RankId src, int32_t 
 Status UcxTransport::mark_failed(RankId r) { return channel_->mark_failed(r); }
 std::vector<RankId> UcxTransport::failed_ranks() const { return channel_->failed_ranks(); }
 Status UcxTransport::fence_status() const { return channel_->fence_status(); }
+void UcxTransport::fence_self(std::string_view why) { channel_->fence_self(why); }
 
 }  // namespace omni

@@ -10,13 +10,15 @@
 //          heartbeat timeout; a 256 MB transfer rank 1 had started towards it
 //          is taken back (UNAVAILABLE) instead of holding the buffer; the
 //          survivors carry on. The stopped rank, once resumed, finds its
-//          transport fenced (FAILED_PRECONDITION naming who declared it
-//          failed): it can neither send nor take part in a collective, and it
-//          reports that to rank 0 over a second transport nobody marked.
+//          transports fenced (FAILED_PRECONDITION: its detector found it was
+//          away longer than the heartbeat timeout, or a survivor's notice
+//          came first): it can neither send nor take part in a collective, on
+//          any of its transports.
 //
 // Every process prints one line "rank R: PASS (...)" or "rank R: FAIL: ..."
 // and exits 0 only if every check of its role passed; the killed rank prints
-// nothing.
+// nothing. ctest runs it through run_expect_pass.py, which wants the PASS
+// lines of every rank that should print one.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -147,11 +149,13 @@ Status run_stall(Transport& t, Transport& side, std::string& facts) {
     std::vector<int64_t> x = {1};
     const Status coll = t.all_reduce(std::span<int64_t>(x), ReduceOp::kSum, 2s);
     CHECK_OR_FAIL(coll.code() == StatusCode::kFailedPrecondition, "a collective after fencing returned ", coll);
+    // Every transport of the process is out, not only the detector's.
+    std::vector<std::byte> one(1);
+    const Status side_sent = side.send(0, 1, one, 2s);
+    CHECK_OR_FAIL(side_sent.code() == StatusCode::kFailedPrecondition || side_sent.code() == StatusCode::kUnavailable,
+                  "a send on another transport after fencing returned ", side_sent);
     receiver.join();
     detector->stop(false);
-    const std::string report = "fenced";
-    OMNI_RETURN_IF_ERROR(side.send(0, 1, std::as_bytes(std::span<const char>(report.data(), report.size())), 30s)
-                             .with_context("reporting to rank 0 over the side transport"));
     return ok_status();
   }
   const auto start = Clock::now();
@@ -173,12 +177,6 @@ Status run_stall(Transport& t, Transport& side, std::string& facts) {
     CHECK_OR_FAIL(big_status.code() == StatusCode::kUnavailable, "the 256 MB send returned ", big_status);
     CHECK_OR_FAIL(big_ms < 20000, "the 256 MB send took ", big_ms, " ms");
     facts += str_cat(" 256 MB send ended after ", static_cast<int64_t>(big_ms), " ms (", big_status.message(), ");");
-  }
-  if (t.rank() == 0) {
-    auto report = side.recv_message(victim, 1, 60s);
-    OMNI_RETURN_IF_ERROR(report.status().with_context("the stopped rank's report"));
-    CHECK_OR_FAIL(std::string(reinterpret_cast<const char*>(report->data()), report->size()) == "fenced");
-    facts += " the resumed rank reported it was fenced;";
   }
   detector->stop();
   return ok_status();

@@ -40,6 +40,17 @@
 // detector whose transport was fenced (this rank was declared failed by the
 // others, transport.h) stops sending and watching: the rank is out.
 //
+// Stalls of this rank's own process. A third thread ticks every `period`;
+// when it finds more than `timeout - period` (at least `period`) passed since
+// its last tick, this process was stopped (SIGSTOP, a frozen VM) or starved
+// that long, so its successor has declared it failed (or will): the detector
+// fences its transport from this side (Transport::fence_self) and stops. A
+// rank never declares others by the time it was itself away (its watching
+// thread checks the last tick first), so a rank that resumes cannot fence or
+// declare the survivors; and it leaves even when the survivors' fence
+// notices never reach it (they were queued behind a full connection, or the
+// survivors are gone).
+//
 // Limits: a rank that is alive but silent for longer than `timeout` (stalled
 // process, overloaded host) is declared failed; a rank is never un-failed.
 // Choose `timeout` several times the worst scheduling delay you expect.
@@ -83,6 +94,7 @@ struct FailureDetectorStats {
   int64_t heartbeats_sent = 0;
   int64_t heartbeats_received = 0;
   int64_t detections = 0;  // failures this rank declared itself (timeouts)
+  bool fenced_itself = false;  // this process was found stopped longer than the timeout allows
 };
 
 class FailureDetector {
@@ -115,6 +127,9 @@ class FailureDetector {
   FailureDetector(Transport& transport, FailureDetectorOptions options);
   void sender_loop();
   void receiver_loop();
+  void watchdog_loop();
+  // How long this process may be away (no tick) before it counts as stopped.
+  std::chrono::microseconds stall_threshold() const;
   // Adds ranks to the failed set (marks them on the transport); returns true if anything changed.
   bool add_failed(const std::vector<RankId>& ranks, bool detected_here);
   RankId successor_locked() const;
@@ -132,9 +147,11 @@ class FailureDetector {
   bool graceful_ = true;
   RankId released_pred_ = -1;  // predecessor that said goodbye
   std::chrono::steady_clock::time_point silent_until_{};  // silence_for(): no heartbeat before this
+  std::chrono::steady_clock::time_point last_tick_{};     // the watchdog's last tick
   FailureDetectorStats stats_;
   std::thread sender_;
   std::thread receiver_;
+  std::thread watchdog_;
 };
 
 }  // namespace omni

@@ -65,6 +65,7 @@ class LocalTransport final : public Transport {
   Status mark_failed(RankId r) override;
   std::vector<RankId> failed_ranks() const override;
   Status fence_status() const override;
+  void fence_self(std::string_view why) override;
 
  private:
   LocalTransport(std::shared_ptr<transport_internal::LocalHub> hub, RankId rank);

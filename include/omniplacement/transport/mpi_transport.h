@@ -89,6 +89,7 @@ class MpiTransport final : public Transport {
   Status mark_failed(RankId r) override;
   std::vector<RankId> failed_ranks() const override;
   Status fence_status() const override;
+  void fence_self(std::string_view why) override;
 
  private:
   explicit MpiTransport(std::unique_ptr<Transport> channel);

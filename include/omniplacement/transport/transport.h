@@ -45,6 +45,10 @@
 // failed, and fence_status() says so. Messages r sends after it was marked
 // failed are dropped by the rank that marked it. So a rank declared failed
 // never again takes part in the group, whatever it was doing when it stalled.
+// A rank that cannot hear the notice (its peers are gone, or the notice is
+// queued behind what piled up while it was stopped) fences itself when it
+// finds it was away longer than the heartbeat timeout (fence_self,
+// FailureDetector).
 //
 // Threads. Each method documents who may call it. In short: rank(), size()
 // and failed_ranks() from any thread; mark_failed() from any thread (a
@@ -152,6 +156,14 @@ class Transport {
   // failed (see Fencing above), the FAILED_PRECONDITION status every later
   // call returns.
   virtual Status fence_status() const = 0;
+  // Fences this rank from its own side: a rank that knows the others have
+  // declared it failed without having heard so (a FailureDetector that finds
+  // its process was stopped for longer than the heartbeat timeout: the fence
+  // notices may be stuck behind what queued up meanwhile, or gone with the
+  // peers). Every later call returns FAILED_PRECONDITION with `why`. On the
+  // process backends every transport of the process is fenced (the process
+  // is out of the group); on LocalTransport this transport. Any thread.
+  virtual void fence_self(std::string_view why) = 0;
   // Whether rank r is marked failed (r in range; else false).
   bool is_failed(RankId r) const;
   // Ranks not marked failed, ascending (this rank included).

@@ -99,6 +99,7 @@ class UcxTransport final : public Transport {
   Status mark_failed(RankId r) override;
   std::vector<RankId> failed_ranks() const override;
   Status fence_status() const override;
+  void fence_self(std::string_view why) override;
 
  private:
   explicit UcxTransport(std::unique_ptr<Transport> channel);
