@@ -11,6 +11,7 @@ runs=${1:-100}
 transport=${2:-mpi}
 shift $(( $# > 2 ? 2 : $# ))
 limit=${STRESS_LIMIT_S:-900}
+export OMNI_DATA_DIR=${OMNI_DATA_DIR:-$PWD/data}  # a copied binary finds the shipped trace
 root_flag=()
 if [[ $(id -u) -eq 0 ]]; then root_flag=(--allow-run-as-root); fi
 recovery=()
@@ -36,6 +37,7 @@ for ((i = 1; i <= runs; ++i)); do
     ok=$((ok + 1)); verdict=ok
   fi
   printf 'run %d/%d: %s, %.1f s\n' "$i" "$runs" "$verdict" "$secs"
+  if [[ $verdict != ok ]]; then grep -v -e '^-*$' "$log/run$i.err" | head -5 | sed 's/^/    /'; fi
 done
 echo "stress: $runs runs of the $transport demo beside two busy loops: $ok ok, $crashes crashes, $hangs hangs, $wrong with wrong outputs (logs in $log)"
 [[ $crashes -eq 0 && $hangs -eq 0 && $wrong -eq 0 ]]

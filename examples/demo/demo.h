@@ -71,19 +71,31 @@ struct DemoConfig {
   // tiny all-reduce on every rank.
   int64_t progress_every = 0;
   std::function<void(const DemoProgress&)> progress;
-  // Failure injection (run_local_demo only): these ranks crash just before
-  // step fail_at_step (LocalCluster::kill: they stop serving and their
-  // heartbeats go silent). Each rank runs a FailureDetector with this period
-  // and timeout; the survivors' detectors declare the dead ranks failed and
-  // fail them over in every PlacementManager, lost experts are restored from
-  // `backup` ("host": a host-memory copy per rank, "safetensors": a checkpoint
-  // per rank in a temp file, "none"), and the requests that died with a rank
-  // are served again on the new map.
+  // Failure injection: these ranks crash just before step fail_at_step (as
+  // threads: LocalCluster::kill, they stop serving and their heartbeats go
+  // silent; as processes: SIGKILL). Each rank runs a FailureDetector with this
+  // period and timeout; the survivors' detectors declare the dead ranks failed
+  // and fail them over in every PlacementManager, lost experts are restored
+  // from `backup` ("host": a host-memory copy per rank, "safetensors": a
+  // checkpoint per rank in a temp file, "none"), and the requests that died
+  // with a rank are served again on the new map.
   std::vector<RankId> fail_ranks;
   int64_t fail_at_step = -1;
+  // Stall injection: rank stall_rank stops for stall_ms just before step
+  // stall_at_step (as a thread: LocalCluster::stall, its heartbeats go silent
+  // too; as a process: SIGSTOP, resumed by a child process). Longer than the
+  // heartbeat timeout, the survivors declare it failed and fail it over as
+  // for a crash; when it comes back it is fenced (transport.h) and leaves:
+  // its report says so (rank_failed, fenced).
+  RankId stall_rank = -1;
+  int64_t stall_at_step = -1;
+  std::chrono::milliseconds stall_ms{0};
   std::chrono::microseconds heartbeat_period{10000};
   std::chrono::microseconds heartbeat_timeout{50000};
   std::string backup = "host";
+
+  // Whether a crash or a stall is injected.
+  bool injects_failures() const { return !fail_ranks.empty() || stall_rank >= 0; }
 };
 
 struct DemoReport {
@@ -103,22 +115,27 @@ struct DemoReport {
   double step_boundary_us_per_step = 0;
   double wall_seconds = 0;
   DemoFailure failure;
-  bool rank_failed = false;            // this rank was made to crash (its report holds nothing else)
+  bool rank_failed = false;            // this rank was made to crash or stall (its report holds nothing else)
+  std::string fenced;                  // a stalled rank that came back: how it learnt it was declared failed
 };
 
 // Runs the demo on num_ranks ranks as threads of this process (a
-// LocalCluster; failure injection allowed) and returns every rank's report,
-// indexed by rank: a crashed rank's has rank_failed set, every survivor's is
-// complete. Errors: a bad config or workload (INVALID_ARGUMENT naming it), or
-// the lowest failing rank's error (with "rank r").
+// LocalCluster) and returns every rank's report, indexed by rank: a crashed or
+// stalled rank's has rank_failed set (a stalled one also `fenced`), every
+// survivor's is complete. Errors: a bad config or workload (INVALID_ARGUMENT
+// naming it), or the lowest failing rank's error (with "rank r").
 StatusOr<std::vector<DemoReport>> run_local_demo(int32_t num_ranks, const DemoConfig& config,
                                                  const DemoWorkload& workload);
 
 // Runs the demo as rank transport.rank() of transport.size() ranks, each
-// calling it with its own transport (e.g. one MpiTransport per process): it
-// builds this rank's store and manager and serves. Collective: every rank
-// calls it with the same config and workload. No failure injection
-// (INVALID_ARGUMENT when config.fail_ranks is set).
+// calling it with its own transport (one MpiTransport or UcxTransport per
+// process): it builds this rank's store and manager (and, with failure
+// injection, its FailureDetector and backup) and serves. Collective: every
+// rank calls it with the same config and workload. Failure injection needs a
+// transport on which a dead peer is an error (UcxTransport; INVALID_ARGUMENT
+// otherwise): a crashed rank's process is killed (SIGKILL) and never returns;
+// a stalled one is stopped (SIGSTOP) and, once fenced, returns its report
+// with rank_failed and fenced set.
 StatusOr<DemoReport> run_demo_rank(Transport& transport, const DemoConfig& config, const DemoWorkload& workload);
 
 }  // namespace omni

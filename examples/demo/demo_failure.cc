@@ -25,6 +25,22 @@ Status check_failure_injection(std::span<const RankId> fail_ranks, int64_t fail_
   return ok_status();
 }
 
+Status check_stall_injection(RankId stall_rank, int64_t stall_at_step, std::chrono::milliseconds stall_ms,
+                             int64_t steps, std::span<const RankId> fail_ranks, int32_t num_ranks) {
+  if (stall_rank < 0 || stall_rank >= num_ranks)
+    return invalid_argument_error(str_cat("demo: stall rank ", stall_rank, " outside [0, ", num_ranks, ")"));
+  if (std::find(fail_ranks.begin(), fail_ranks.end(), stall_rank) != fail_ranks.end())
+    return invalid_argument_error(str_cat("demo: rank ", stall_rank, " cannot both crash and stall"));
+  if (static_cast<int32_t>(fail_ranks.size()) + 1 >= num_ranks)
+    return invalid_argument_error(str_cat("demo: ", fail_ranks.size(), " crashed and 1 stalled rank of ", num_ranks,
+                                          " leave no survivor"));
+  if (stall_at_step < 0 || stall_at_step >= steps)
+    return invalid_argument_error(str_cat("demo: stall_at_step ", stall_at_step, " outside [0, ", steps, ")"));
+  if (stall_ms.count() <= 0)
+    return invalid_argument_error(str_cat("demo: stall_ms ", stall_ms.count(), ": the stall must last > 0 ms"));
+  return ok_status();
+}
+
 StatusOr<std::unique_ptr<DemoBackups>> DemoBackups::create(const std::string& kind, const ToyMoE& model,
                                                            int32_t num_ranks) {
   if (kind != "host" && kind != "safetensors" && kind != "none")
@@ -96,6 +112,8 @@ StatusOr<DemoFailure> gather_failure_figures(Transport& t, const PlacementManage
   std::sort(fr.failed.begin(), fr.failed.end());
   fr.declared_failed = pm.failed_ranks();
   fr.fail_at_step = view.fail_at_step;
+  fr.stall_rank = view.stall_rank;
+  fr.stall_ms = view.stall_ms;
   fr.backup = view.backup ? view.backup->describe() : "none";
   fr.detection_ms = ms(first, kill);
   fr.detection_all_ms = ms(maxs[0], kill);

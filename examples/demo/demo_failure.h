@@ -14,6 +14,7 @@
 // rank's engine thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -32,11 +33,13 @@ namespace omni {
 // -1 when the phase was not reached before the run ended).
 struct DemoFailure {
   bool injected = false;
-  std::vector<RankId> failed;           // the ranks made to crash
+  std::vector<RankId> failed;           // the ranks made to crash or stall
   std::vector<RankId> declared_failed;  // what the survivors' detectors declared (more: false positives)
-  int64_t fail_at_step = -1;
+  int64_t fail_at_step = -1;       // the first crash or stall
+  RankId stall_rank = -1;          // the rank made to stall (-1: none)
+  int64_t stall_ms = 0;
   std::string backup;
-  double detection_ms = -1;       // crash to the first survivor's detector declaring it failed
+  double detection_ms = -1;       // crash (or start of the stall) to the first survivor's detector declaring it failed
   double detection_all_ms = -1;   // crash to the last survivor declaring it
   double failover_ms = -1;        // first detection to every survivor routing on the map without it
   double failover_cost_us = 0;    // fail_ranks() on one survivor (the slowest): new map built and published
@@ -55,6 +58,12 @@ struct DemoFailure {
 // INVALID_ARGUMENT saying which and what would be valid.
 Status check_failure_injection(std::span<const RankId> fail_ranks, int64_t fail_at_step, int64_t steps,
                                const std::string& backup, int32_t num_ranks);
+
+// OK when rank stall_rank (in [0, num_ranks), not one of fail_ranks, leaving a
+// survivor) may stop for stall_ms (> 0) before step stall_at_step (in
+// [0, steps)); otherwise INVALID_ARGUMENT saying which and what would be valid.
+Status check_stall_injection(RankId stall_rank, int64_t stall_at_step, std::chrono::milliseconds stall_ms,
+                             int64_t steps, std::span<const RankId> fail_ranks, int32_t num_ranks);
 
 // One backup source per rank, as each rank's host keeps its own: "host", a
 // host-memory copy of every expert of `model`; "safetensors", a checkpoint
@@ -81,10 +90,12 @@ class DemoBackups {
 
 // What one survivor knows of the failure, for gather_failure_figures.
 struct SurvivorFailureView {
-  std::vector<RankId> failed;       // the ranks made to crash
-  int64_t fail_at_step = -1;
+  std::vector<RankId> failed;       // the ranks made to crash or stall
+  int64_t fail_at_step = -1;        // the first crash or stall
+  RankId stall_rank = -1;
+  int64_t stall_ms = 0;
   const BackupSource* backup = nullptr;  // this rank's (null: none)
-  int64_t kill_ns = 0;              // steady-clock ns of the first crash (0: none)
+  int64_t kill_ns = 0;              // steady-clock ns of the first crash or stall (0: none)
   int64_t detected_ns = 0;          // steady-clock ns of this rank's first detection (0: none)
   int64_t tokens_lost_expert = 0;   // this rank's
   int64_t requests_reserved = 0;    // this rank's

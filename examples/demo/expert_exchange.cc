@@ -1,6 +1,7 @@
 #include "demo/expert_exchange.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <thread>
@@ -28,12 +29,26 @@ void put(std::vector<std::byte>& buf, const T& v) {
   std::memcpy(buf.data() + at, &v, sizeof(T));
 }
 
+// Whether peer r is (or becomes within `timeout`) marked failed on t. A
+// transport that lost the connection to a dead process says UNAVAILABLE
+// before the failure detector has marked it; the detector does so moments
+// later.
+bool marked_failed(Transport& t, RankId r, const Status& s, Timeout timeout) {
+  if (t.is_failed(r)) return true;
+  if (s.code() != StatusCode::kUnavailable) return false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!t.is_failed(r) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return t.is_failed(r);
+}
+
 // Exchanges one message with every other rank: in round d rank q sends to
 // q + d and receives from q - d (mod R), sends on a helper thread. Every pair
 // meets in the same round, so the exchange cannot deadlock whatever the
 // transport's send semantics.
 // A peer that is (or becomes, while we wait for it) marked failed on t is
-// skipped: its incoming message stays empty.
+// skipped: its incoming message stays empty (a peer whose process died is
+// reported unreachable first, then marked: see marked_failed).
 Status exchange(Transport& t, int32_t tag, const std::vector<std::vector<std::byte>>& outgoing,
                 std::vector<std::vector<std::byte>>& incoming, Timeout timeout) {
   const int32_t R = t.size();
@@ -44,7 +59,7 @@ Status exchange(Transport& t, int32_t tag, const std::vector<std::vector<std::by
       const RankId dst = (q + d) % R;
       if (t.is_failed(dst)) continue;
       send_status = t.send(dst, tag, outgoing[static_cast<size_t>(dst)], timeout);
-      if (!send_status.ok() && t.is_failed(dst)) send_status = ok_status();
+      if (!send_status.ok() && marked_failed(t, dst, send_status, timeout)) send_status = ok_status();
       send_status = send_status.with_context(str_cat("demo: rank ", q, " sending to rank ", dst));
     }
   });
@@ -55,7 +70,7 @@ Status exchange(Transport& t, int32_t tag, const std::vector<std::vector<std::by
     if (t.is_failed(src)) continue;
     auto msg = t.recv_message(src, tag, timeout);
     if (!msg.ok()) {
-      if (t.is_failed(src)) continue;
+      if (marked_failed(t, src, msg.status(), timeout)) continue;
       recv_status = msg.status().with_context(str_cat("demo: rank ", q, " receiving from rank ", src));
       break;
     }

@@ -24,7 +24,7 @@ DemoRankLoop::DemoRankLoop(const DemoRank& rank, const DemoConfig& config, const
       L_(workload.num_layers()),
       E_(workload.num_experts()),
       n_(workload.ids_per_step()),
-      failing_(!config.fail_ranks.empty()),
+      failing_(config.injects_failures()),
       per_batch_(config.manager.dispatch_mode == DispatchMode::kPerBatch),
       exchange_(*rank.transport, model, *rank.store, workload.top_k(), config.manager.collective_timeout),
       static_counters_(static_cast<size_t>(L_), std::vector<uint32_t>(static_cast<size_t>(E_), 0)),
@@ -52,6 +52,8 @@ Status DemoRankLoop::dispatch_layer(LayerId l) {
     if (s.ok() || !failing_ || Clock::now() > deadline ||
         (s.code() != StatusCode::kUnavailable && s.code() != StatusCode::kFailedPrecondition))
       return s;
+    // Fenced (this rank was declared failed): no retry can help.
+    OMNI_RETURN_IF_ERROR(rank_.transport->fence_status());
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }

@@ -274,6 +274,16 @@ void LocalCluster::kill(RankId r) {
   if (options_.on_kill) options_.on_kill(r);
 }
 
+void LocalCluster::stall(RankId r, std::chrono::milliseconds duration) {
+  OMNI_CHECK_MSG(r >= 0 && r < num_ranks(), str_cat("LocalCluster::stall(", r, ") with ", num_ranks(), " ranks"));
+  {
+    // The whole rank stops, heartbeats included, as a stopped process would.
+    std::lock_guard<std::mutex> lock(detector_mu_);
+    if (!closing_ && detectors_[static_cast<size_t>(r)]) detectors_[static_cast<size_t>(r)]->silence_for(duration);
+  }
+  std::this_thread::sleep_for(duration);
+}
+
 void LocalCluster::request_kill(RankId r) {
   OMNI_CHECK_MSG(r >= 0 && r < num_ranks(), str_cat("LocalCluster::request_kill(", r, ") with ", num_ranks(), " ranks"));
   std::lock_guard<std::mutex> lock(kill_mu_);

@@ -49,6 +49,9 @@ struct DemoArgs {
   std::vector<int32_t> fail_ranks;
   int32_t fail_host = -1;
   int64_t fail_at_step = -1;
+  int32_t stall_rank = -1;
+  int64_t stall_at_step = -1;
+  int64_t stall_ms = 5000;
   int64_t heartbeat_ms = 10;
   int64_t heartbeat_timeout_ms = 200;  // 50 ms gives false failures on a loaded 2-core machine
   std::string backup = "host";
@@ -68,9 +71,20 @@ std::string check_demo_args(const DemoArgs& a) {
     for (int32_t r : a.fail_ranks) {
       if (r < 0 || r >= a.ranks) return str_cat("--fail-rank ", r, ": ranks are 0..", a.ranks - 1);
     }
+    if (a.stall_rank >= a.ranks) return str_cat("--stall-rank ", a.stall_rank, ": ranks are 0..", a.ranks - 1);
+  }
+  if (a.transport == "mpi" && (!a.fail_ranks.empty() || a.fail_host >= 0 || a.stall_rank >= 0)) {
+    return "--fail-rank, --fail-host and --stall-rank need --transport local or ucx (with MPI the death of one "
+           "process ends the job; scripts/demo_mpi.sh runs ucx)";
   }
   if (a.fail_at_step >= a.steps) {
     return str_cat("--fail-at-step ", a.fail_at_step, " must be below --steps ", a.steps);
+  }
+  if (a.stall_at_step >= a.steps) {
+    return str_cat("--stall-at-step ", a.stall_at_step, " must be below --steps ", a.steps);
+  }
+  if (a.stall_rank >= 0 && std::find(a.fail_ranks.begin(), a.fail_ranks.end(), a.stall_rank) != a.fail_ranks.end()) {
+    return str_cat("--stall-rank ", a.stall_rank, " is also a --fail-rank: a rank either crashes or stalls");
   }
   if (a.heartbeat_timeout_ms <= a.heartbeat_ms) {
     return str_cat("--heartbeat-timeout-ms ", a.heartbeat_timeout_ms, " must exceed --heartbeat-ms ", a.heartbeat_ms);
@@ -93,6 +107,8 @@ nlohmann::json failure_json(const omni::DemoFailure& f) {
   return {{"failed_ranks", f.failed},
           {"declared_failed", f.declared_failed},
           {"fail_at_step", f.fail_at_step},
+          {"stall_rank", f.stall_rank >= 0 ? nlohmann::json(f.stall_rank) : nlohmann::json(nullptr)},
+          {"stall_ms", f.stall_ms},
           {"backup", f.backup},
           {"detection_ms", f.detection_ms},
           {"detection_all_survivors_ms", f.detection_all_ms},
@@ -119,10 +135,17 @@ void print_failure(const omni::DemoFailure& f) {
     for (auto r : v) out += (out.empty() ? "" : ",") + std::to_string(r);
     return out;
   };
-  const std::string ranks = list(f.failed);
-  std::cout << std::fixed << std::setprecision(2) << "  failure                  rank(s) " << ranks
-            << " crashed before step " << f.fail_at_step << " (backup: " << f.backup << "); declared failed: "
-            << list(f.declared_failed) << (f.declared_failed == f.failed ? "" : "   <-- FALSE POSITIVE") << "\n"
+  std::vector<omni::RankId> crashed;
+  for (auto r : f.failed)
+    if (r != f.stall_rank) crashed.push_back(r);
+  std::string what;
+  if (!crashed.empty()) what = "rank(s) " + list(crashed) + " crashed";
+  if (f.stall_rank >= 0)
+    what += (what.empty() ? "" : ", ") + std::string("rank ") + std::to_string(f.stall_rank) + " stalled for " +
+            std::to_string(f.stall_ms) + " ms";
+  std::cout << std::fixed << std::setprecision(2) << "  failure                  " << what << " from step "
+            << f.fail_at_step << " (backup: " << f.backup << "); declared failed: " << list(f.declared_failed)
+            << (f.declared_failed == f.failed ? "" : "   <-- DIFFERS FROM THE RANKS MADE TO FAIL") << "\n"
             << "    detection              " << when(f.detection_ms) << " (all survivors: " << when(f.detection_all_ms)
             << ")\n"
             << "    failover               " << when(f.failover_ms)
@@ -145,15 +168,16 @@ std::string human_bytes(double b) {
   return os.str();
 }
 
-nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a, const std::string& warning) {
+nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a, const omni::DemoConfig& c,
+                       const std::string& warning) {
   nlohmann::json phases = nlohmann::json::array();
   for (const auto& p : r.phases)
     phases.push_back({{"phase", p.name}, {"windows", p.num_windows}, {"dynamic_max_over_mean", p.dynamic},
                       {"static_max_over_mean", p.static_}, {"oracle_max_over_mean", p.oracle}});
   const auto& m = r.manager;
   return {{"ranks", r.ranks},
-          {"ranks_per_host", a.ranks_per_host > 0 ? a.ranks_per_host : (r.ranks % 4 == 0 ? 4 : r.ranks)},
-          {"slots_per_rank", a.slots_per_rank > 0 ? a.slots_per_rank : (a.total_slots + r.ranks - 1) / r.ranks},
+          {"ranks_per_host", c.ranks_per_host},
+          {"slots_per_rank", c.slots_per_rank},
           {"steps", r.steps},
           {"steps_per_window", a.steps_per_window},
           {"interval", a.interval},
@@ -233,7 +257,8 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--ranks-per-host", args->ranks_per_host, "ranks per host (0: 4 when it divides the ranks, else one host)")
       ->check(omni::cli::int_range(0, kMaxDemoRanks))->capture_default_str();
   sub->add_option("--slots-per-rank", args->slots_per_rank,
-                  "expert slots per rank and layer (0: ceil(72 / ranks), i.e. 12 redundant slots for 60 experts)")
+                  "expert slots per rank and layer (0: ceil(72 / ranks), i.e. 12 redundant slots for 60 experts; "
+                  "with --fail-rank or --stall-rank, at least enough for the survivors to hold every expert)")
       ->check(omni::cli::int_range(0, omni::kMaxSlotsPerRank))->capture_default_str();
   sub->add_option("--steps", args->steps, "forward passes")
       ->check(omni::cli::int_range(1, omni::cli::kMaxCliSteps))->capture_default_str();
@@ -268,7 +293,9 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--dispatch", args->dispatch, "per-batch or shares")
       ->check(CLI::IsMember({"per-batch", "shares"}))
       ->capture_default_str();
-  sub->add_option("--transport", args->transport, "local (threads) or mpi (under mpirun)")
+  sub->add_option("--transport", args->transport,
+                  "local (threads), mpi or ucx (processes under mpirun; ucx survives a dead peer: "
+                  "scripts/demo_mpi.sh)")
       ->check(CLI::IsMember({"local", "mpi", "ucx"}))
       ->capture_default_str();
   sub->add_option("--trace", args->trace, std::string("per-iteration trace CSV (default: ") + kDefaultTrace +
@@ -276,12 +303,20 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--datasets", args->datasets, "datasets of the trace, in order")->delimiter(',');
   sub->add_option("--seed", args->seed, "seed of the token draws and weights")->capture_default_str();
   sub->add_flag("--static", args->static_only, "dynamic placement off (baseline run)");
-  sub->add_option("--fail-rank", args->fail_ranks, "crash this rank (repeatable; local transport)")
+  sub->add_option("--fail-rank", args->fail_ranks, "crash this rank (repeatable; local or ucx transport)")
       ->check(omni::cli::int_range(0, kMaxDemoRanks - 1));
-  sub->add_option("--fail-host", args->fail_host, "crash every rank of this host (local transport)")
+  sub->add_option("--fail-host", args->fail_host, "crash every rank of this host (local or ucx transport)")
       ->check(omni::cli::int_range(0, kMaxDemoRanks - 1));
   sub->add_option("--fail-at-step", args->fail_at_step, "step before which the ranks crash (default: steps / 2)")
       ->check(omni::cli::int_range(0, omni::cli::kMaxCliSteps));
+  sub->add_option("--stall-rank", args->stall_rank,
+                  "stop this rank (a thread, or a process with SIGSTOP) for --stall-ms: declared failed, fenced "
+                  "when it comes back (local or ucx transport)")
+      ->check(omni::cli::int_range(0, kMaxDemoRanks - 1));
+  sub->add_option("--stall-at-step", args->stall_at_step, "step before which it stalls (default: steps / 2)")
+      ->check(omni::cli::int_range(0, omni::cli::kMaxCliSteps));
+  sub->add_option("--stall-ms", args->stall_ms, "how long the stall lasts")
+      ->check(omni::cli::int_range(1, omni::cli::kMaxCliMs))->capture_default_str();
   sub->add_option("--heartbeat-ms", args->heartbeat_ms, "failure detector heartbeat period")
       ->check(omni::cli::int_range(1, 60000))->capture_default_str();
   sub->add_option("--heartbeat-timeout-ms", args->heartbeat_timeout_ms,
@@ -297,7 +332,9 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       "Example:\n  omniplace demo                      # 12 ranks x 6 slots, Qwen1.5-MoE series, 600 steps\n"
       "  omniplace demo --ranks 8 --steps 200 --planner eplb --json\n"
       "  omniplace demo --fail-rank 5 --fail-at-step 300   # crash rank 5: detection, failover, restore\n"
-      "  mpirun -np 4 omniplace demo --transport mpi --ranks 4 --slots-per-rank 16");
+      "  omniplace demo --stall-rank 5 --stall-at-step 300 --stall-ms 5000   # stall: declared failed, then fenced\n"
+      "  mpirun -np 4 omniplace demo --transport mpi\n"
+      "  bash scripts/demo_mpi.sh 4 --fail-rank 2 --fail-at-step 200 --json   # processes over UCX, one killed");
   return [args] {
     const DemoArgs& a = *args;
     if (const std::string bad = check_demo_args(a); !bad.empty()) {
@@ -352,78 +389,125 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
       if (a.ranks_per_host > 0) return a.ranks_per_host;
       return ranks % 4 == 0 ? 4 : ranks;
     };
+    // With --fail-rank or --stall-rank the default leaves the survivors room
+    // for every expert (at 4 ranks, 72 slots would leave 54 on 3 survivors for
+    // 60 experts). A host failure keeps the plain default and its capacity
+    // warning: choose --slots-per-rank for it.
     auto slots_for = [&](int32_t ranks) {
-      return a.slots_per_rank > 0 ? a.slots_per_rank : (a.total_slots + ranks - 1) / ranks;
+      if (a.slots_per_rank > 0) return a.slots_per_rank;
+      int32_t s = (a.total_slots + ranks - 1) / ranks;
+      const int32_t failing = static_cast<int32_t>(a.fail_ranks.size()) + (a.stall_rank >= 0 ? 1 : 0);
+      const int32_t survivors = ranks - failing;
+      if (failing > 0 && a.fail_host < 0 && survivors > 0)
+        s = std::max(s, (workload->routing.num_experts() + survivors - 1) / survivors);
+      return s;
     };
     omni::DemoReport report;
     std::string warning;  // capacity that cannot restore after the injected failure
-    omni::RankId reporter = 0;  // the lowest rank that does not crash
-    if (a.transport == "mpi" && (!a.fail_ranks.empty() || a.fail_host >= 0))
-      return omni::cli::fail("demo", omni::invalid_argument_error(
-                                         "--fail-rank/--fail-host need --transport local (a crashed MPI process "
-                                         "takes mpirun down with it)"));
-    if (a.transport == "ucx") {
-      if (auto st = omni::UcxTransport::init(nullptr, nullptr, c.manager.collective_timeout); !st.ok()) return omni::cli::fail("demo", st);
-      auto world = omni::UcxTransport::create_world(c.manager.collective_timeout);
-      if (!world.ok()) return omni::cli::fail("demo", world.status());
-      const bool root = (*world)->rank() == 0;
-      c.ranks_per_host = hosts_for((*world)->size());
-      c.slots_per_rank = slots_for((*world)->size());
-      if (root) header((*world)->size());
-      else c.progress = nullptr;
-      omni::Status s = body(**world);
-      world->reset();
-      (void)omni::UcxTransport::finalize();
-      if (!s.ok()) return omni::cli::fail("demo", s);
-      if (!root) return omni::cli::kExitOk;
-    } else if (a.transport == "mpi") {
-      auto world = omni::MpiTransport::create_world(c.manager.collective_timeout);
-      if (!world.ok()) return omni::cli::fail("demo", world.status());
-      const bool root = (*world)->rank() == 0;
-      c.ranks_per_host = hosts_for((*world)->size());
-      c.slots_per_rank = slots_for((*world)->size());
-      if (root) header((*world)->size());
-      else c.progress = nullptr;
-      auto r = omni::run_demo_rank(**world, c, *workload);
-      world->reset();
-      (void)omni::MpiTransport::finalize();
-      if (!r.ok()) return omni::cli::fail("demo", r.status().with_context(omni::str_cat("rank ", root ? 0 : -1)));
-      if (!root) return omni::cli::kExitOk;
+    // Failure injection, the same for every transport: which ranks crash or
+    // stall, and the capacity warning (a usage error when nobody survives).
+    auto inject = [&](int32_t ranks) -> omni::Status {
+      c.fail_ranks.assign(a.fail_ranks.begin(), a.fail_ranks.end());
+      if (a.fail_host >= 0) {
+        if (a.fail_host >= ranks / c.ranks_per_host)
+          return omni::invalid_argument_error(
+              omni::str_cat("--fail-host ", a.fail_host, ": hosts are 0..", ranks / c.ranks_per_host - 1));
+        for (int32_t r = a.fail_host * c.ranks_per_host; r < (a.fail_host + 1) * c.ranks_per_host; ++r)
+          if (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), r) == c.fail_ranks.end()) c.fail_ranks.push_back(r);
+      }
+      for (int32_t r : c.fail_ranks)
+        if (r >= ranks) return omni::invalid_argument_error(omni::str_cat("--fail-rank ", r, ": ranks are 0..", ranks - 1));
+      if (a.stall_rank >= ranks)
+        return omni::invalid_argument_error(omni::str_cat("--stall-rank ", a.stall_rank, ": ranks are 0..", ranks - 1));
+      const int32_t failing = static_cast<int32_t>(c.fail_ranks.size()) + (a.stall_rank >= 0 ? 1 : 0);
+      if (failing >= ranks)
+        return omni::invalid_argument_error(omni::str_cat("--fail-rank/--fail-host/--stall-rank would take all ", ranks,
+                                                          " ranks down; leave at least one survivor"));
+      if (!c.fail_ranks.empty()) c.fail_at_step = a.fail_at_step >= 0 ? a.fail_at_step : a.steps / 2;
+      if (a.stall_rank >= 0) {
+        c.stall_rank = a.stall_rank;
+        c.stall_at_step = a.stall_at_step >= 0 ? a.stall_at_step : a.steps / 2;
+        c.stall_ms = std::chrono::milliseconds(a.stall_ms);
+      }
+      if (c.injects_failures()) {
+        c.heartbeat_period = std::chrono::milliseconds(a.heartbeat_ms);
+        c.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
+        c.backup = a.backup;
+      }
+      warning = capacity_warning(ranks, failing, c.slots_per_rank, workload->routing.num_experts());
+      return omni::ok_status();
+    };
+    // The lowest rank that neither crashes nor stalls prints the summary.
+    auto reporter_of = [&]() {
+      omni::RankId r = 0;
+      while (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), r) != c.fail_ranks.end() || r == c.stall_rank) ++r;
+      return r;
+    };
+    if (a.transport == "mpi" || a.transport == "ucx") {
+      // One process per rank, under mpirun (scripts/demo_mpi.sh for ucx).
+      const bool ucx = a.transport == "ucx";
+      const omni::Timeout boot = c.manager.collective_timeout;
+      const omni::Status init =
+          ucx ? omni::UcxTransport::init(nullptr, nullptr, boot) : omni::MpiTransport::init(nullptr, nullptr);
+      if (!init.ok()) return omni::cli::fail("demo", init);
+      std::unique_ptr<omni::Transport> world;
+      if (ucx) {
+        auto w = omni::UcxTransport::create_world(boot);
+        if (!w.ok()) return omni::cli::fail("demo", w.status());
+        world = std::move(*w);
+      } else {
+        auto w = omni::MpiTransport::create_world(boot);
+        if (!w.ok()) return omni::cli::fail("demo", w.status());
+        world = std::move(*w);
+      }
+      const omni::RankId me = world->rank();
+      c.ranks_per_host = hosts_for(world->size());
+      c.slots_per_rank = slots_for(world->size());
+      if (auto st = inject(world->size()); !st.ok())
+        return omni::cli::fail("demo", st.with_context(omni::str_cat("rank ", me)));
+      const omni::RankId reporter = reporter_of();
+      if (me == reporter) {
+        if (!warning.empty()) std::cerr << "omniplace demo: WARNING: " << warning << "\n";
+        header(world->size());
+      } else {
+        c.progress = nullptr;
+      }
+      auto r = omni::run_demo_rank(*world, c, *workload);
+      world.reset();
+      (void)(ucx ? omni::UcxTransport::finalize() : omni::MpiTransport::finalize());
+      if (!r.ok()) return omni::cli::fail("demo", r.status().with_context(omni::str_cat("rank ", me)));
+      if (r->rank_failed) {
+        // The stalled rank, back: it learnt it was declared failed and leaves.
+        std::fprintf(stderr, "rank %d: stopped for %lld ms before step %lld, then fenced out of the group: %s\n",
+                     static_cast<int>(me), static_cast<long long>(a.stall_ms), static_cast<long long>(c.stall_at_step),
+                     r->fenced.c_str());
+        return me == c.stall_rank ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
+      }
+      if (me != reporter) return r->wrong_outputs == 0 ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
       report = *r;
     } else {
       c.slots_per_rank = slots_for(a.ranks);
       c.ranks_per_host = hosts_for(a.ranks);
-      c.fail_ranks.assign(a.fail_ranks.begin(), a.fail_ranks.end());
-      if (a.fail_host >= 0) {
-        if (a.fail_host >= a.ranks / c.ranks_per_host)
-          return omni::cli::fail("demo", omni::invalid_argument_error(omni::str_cat(
-                                             "--fail-host ", a.fail_host, ": hosts are 0..", a.ranks / c.ranks_per_host - 1)));
-        for (int32_t r = a.fail_host * c.ranks_per_host; r < (a.fail_host + 1) * c.ranks_per_host; ++r)
-          if (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), r) == c.fail_ranks.end()) c.fail_ranks.push_back(r);
-      }
-      if (static_cast<int32_t>(c.fail_ranks.size()) >= a.ranks) {
-        std::cerr << "omniplace demo: --fail-rank/--fail-host would crash all " << a.ranks
-                  << " ranks; leave at least one survivor\n";
+      if (auto st = inject(a.ranks); !st.ok()) {
+        std::cerr << "omniplace demo: " << st.message() << "\n";
         return omni::cli::kExitUsage;
       }
-      if (!c.fail_ranks.empty()) {
-        c.fail_at_step = a.fail_at_step >= 0 ? a.fail_at_step : a.steps / 2;
-        c.heartbeat_period = std::chrono::milliseconds(a.heartbeat_ms);
-        c.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
-        c.backup = a.backup;
-        while (std::find(c.fail_ranks.begin(), c.fail_ranks.end(), reporter) != c.fail_ranks.end()) ++reporter;
-      }
-      warning = capacity_warning(a.ranks, static_cast<int32_t>(c.fail_ranks.size()), c.slots_per_rank,
-                                 workload->routing.num_experts());
       if (!warning.empty()) std::cerr << "omniplace demo: WARNING: " << warning << "\n";
       header(a.ranks);
       auto reports = omni::run_local_demo(a.ranks, c, *workload);
       if (!reports.ok()) return omni::cli::fail("demo", reports.status());
-      report = (*reports)[static_cast<size_t>(reporter)];
+      report = (*reports)[static_cast<size_t>(reporter_of())];
+      if (c.stall_rank >= 0) {
+        const auto& stalled = (*reports)[static_cast<size_t>(c.stall_rank)];
+        if (stalled.rank_failed)
+          std::fprintf(stderr, "rank %d: stopped for %lld ms before step %lld, then fenced out of the group: %s\n",
+                       static_cast<int>(c.stall_rank), static_cast<long long>(a.stall_ms),
+                       static_cast<long long>(c.stall_at_step), stalled.fenced.c_str());
+      }
     }
     if (!a.json && tty) std::fprintf(stderr, "\n");
     if (a.json) {
-      std::cout << to_json(report, a, warning).dump(2) << "\n";
+      std::cout << to_json(report, a, c, warning).dump(2) << "\n";
     } else {
       print_table(report, a, warning);
     }

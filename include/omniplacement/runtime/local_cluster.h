@@ -65,7 +65,8 @@
 // every other rank (fail_ranks of all others, so that its planner's waits end)
 // once no survivor uses the group any more. request_stall(r, d) makes r's
 // engine sleep d at its next checkpoint: an engine stall, not a process stall
-// (its detector keeps sending heartbeats). Who tells the survivors about a
+// (its detector keeps sending heartbeats); stall(r, d) is a process stall
+// (the detector goes silent too). Who tells the survivors about a
 // kill: their FailureDetectors (options.heartbeats), or the driver itself
 // (manager(s).fail_ranks, e.g. from options.on_kill).
 #pragma once
@@ -188,6 +189,12 @@ class LocalCluster {
   void request_kill(RankId r);
   // Rank r's engine sleeps `duration` at its next checkpoint() (once).
   void request_stall(RankId r, std::chrono::milliseconds duration);
+  // A process stall of rank r, called on r's engine thread: its detector goes
+  // silent (FailureDetector::silence_for) and the thread sleeps `duration`.
+  // Longer than the heartbeat timeout, the survivors declare r failed and
+  // fence it: when r comes back, every call on its transport returns
+  // FAILED_PRECONDITION (transport.h, Fencing).
+  void stall(RankId r, std::chrono::milliseconds duration);
   // Rank r's engine thread, at a point where a crash or stall may happen:
   // performs a requested stall and kill; true when r is killed (its code must
   // return now).
