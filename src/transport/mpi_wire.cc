@@ -154,14 +154,18 @@ class MpiWire final : public Wire {
   }
 
   void wait(std::chrono::microseconds max) override {
-    // MPI has no wake-up file descriptor: poll, yielding first (a peer on the
-    // same core needs it to answer), then sleeping longer the longer it is idle.
+    // MPI has no wake-up file descriptor: poll. A few yields first (a peer on
+    // the same core may answer at once), then short sleeps, longer the longer
+    // it is idle. Sleeping rather than yielding matters on a loaded machine: a
+    // thread that yields to a busy process waits out its time slice, one that
+    // wakes from a sleep is scheduled at once.
     ++idle_;
-    if (idle_ < 200) {
+    if (idle_ < 16) {
       std::this_thread::yield();
       return;
     }
-    const auto nap = std::min<std::chrono::microseconds>(max, std::chrono::microseconds(idle_ < 5000 ? 20 : 200));
+    const auto nap = std::min<std::chrono::microseconds>(
+        max, std::chrono::microseconds(idle_ < 1000 ? 20 : idle_ < 20000 ? 100 : 500));
     std::unique_lock<std::mutex> lock(wake_mu_);
     wake_cv_.wait_for(lock, nap, [&] { return woken_; });
     woken_ = false;
