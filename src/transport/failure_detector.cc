@@ -65,7 +65,11 @@ bool FailureDetector::wait_for_epoch(uint64_t epoch, Timeout timeout) const {
 }
 
 std::chrono::microseconds FailureDetector::stall_threshold() const {
-  return std::max(options_.period, options_.timeout - options_.period);
+  // Twice the timeout: a process away that long was certainly declared failed
+  // (its successor waited `timeout`), while a busy machine that only delays
+  // the ticks does not make a live rank leave. A stall between the two is
+  // left to the survivors' fence notices.
+  return 2 * options_.timeout + options_.period;
 }
 
 void FailureDetector::watchdog_loop() {
@@ -270,7 +274,7 @@ void FailureDetector::receiver_loop() {
         // others by the time it was away: its watchdog fences it instead).
         const auto now = std::chrono::steady_clock::now();
         declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred &&
-                  silent_until_ < recv_started && now - last_tick_ <= stall_threshold() + options_.period;
+                  silent_until_ < recv_started && now - last_tick_ <= options_.timeout;
       }
       if (declare) add_failed({pred}, /*detected_here=*/true);
       continue;
@@ -285,7 +289,7 @@ void FailureDetector::receiver_loop() {
       {
         std::lock_guard<std::mutex> lock(mu_);
         const auto now = std::chrono::steady_clock::now();
-        declare = !stopping_ && released_pred_ != pred && now - last_tick_ <= stall_threshold() + options_.period;
+        declare = !stopping_ && released_pred_ != pred && now - last_tick_ <= options_.timeout;
       }
       if (declare) {
         add_failed({pred}, /*detected_here=*/true);

@@ -41,15 +41,16 @@
 // others, transport.h) stops sending and watching: the rank is out.
 //
 // Stalls of this rank's own process. A third thread ticks every `period`;
-// when it finds more than `timeout - period` (at least `period`) passed since
-// its last tick, this process was stopped (SIGSTOP, a frozen VM) or starved
-// that long, so its successor has declared it failed (or will): the detector
-// fences its transport from this side (Transport::fence_self) and stops. A
-// rank never declares others by the time it was itself away (its watching
-// thread checks the last tick first), so a rank that resumes cannot fence or
-// declare the survivors; and it leaves even when the survivors' fence
-// notices never reach it (they were queued behind a full connection, or the
-// survivors are gone).
+// when it finds more than 2 x `timeout` + `period` passed since its last
+// tick, this process was stopped (SIGSTOP, a frozen VM) or starved that long,
+// so its successor has declared it failed: the detector fences its transport
+// from this side (Transport::fence_self) and stops. (A shorter stall that was
+// still declared is fenced by the survivors' notices.) A rank never declares
+// others by the time it was itself away (its watching thread declares only
+// while the ticks are at most `timeout` old), so a rank that resumes cannot
+// fence or declare the survivors; and after a long stall it leaves even when
+// the survivors' fence notices never reach it (they were queued behind a full
+// connection, or the survivors are gone).
 //
 // Limits: a rank that is alive but silent for longer than `timeout` (stalled
 // process, overloaded host) is declared failed; a rank is never un-failed.
