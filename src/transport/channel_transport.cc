@@ -44,9 +44,9 @@ Status ChannelTransport::all_reduce_impl(std::span<T> data, ReduceOp op, Timeout
     if (r == rank()) {
       values = mine;
     } else {
-      const std::vector<std::byte>& bytes = c.by_rank[static_cast<size_t>(r)];
-      if (bytes.empty()) continue;  // failed rank
-      if (!theirs.empty()) std::memcpy(theirs.data(), bytes.data() + c.offset, data.size_bytes());
+      if (!c.by_rank[static_cast<size_t>(r)]) continue;  // failed rank
+      const std::span<const std::byte> bytes = c.bytes(r);
+      if (!theirs.empty()) std::memcpy(theirs.data(), bytes.data(), data.size_bytes());
       values = theirs;
     }
     if (first) {
@@ -85,13 +85,12 @@ Status ChannelTransport::all_gather(std::span<const std::byte> send, std::span<s
   if (n == 0) return ok_status();
   for (RankId r = 0; r < size(); ++r) {
     std::byte* slot = recv.data() + static_cast<size_t>(r) * n;
-    const std::vector<std::byte>& bytes = c.by_rank[static_cast<size_t>(r)];
     if (r == rank()) {
       std::memcpy(slot, send.data(), n);
-    } else if (bytes.empty()) {
+    } else if (!c.by_rank[static_cast<size_t>(r)]) {
       std::memset(slot, 0, n);  // failed rank
     } else {
-      std::memcpy(slot, bytes.data() + c.offset, n);
+      std::memcpy(slot, c.bytes(r).data(), n);
     }
   }
   return ok_status();
@@ -107,12 +106,12 @@ Status ChannelTransport::broadcast(std::span<std::byte> data, RankId root, Timeo
                                                                      : std::span<const std::byte>(),
                                             is_root, is_root ? MessageEngine::kFromNobody : root, timeout));
   if (!is_root && !data.empty()) {
-    const std::vector<std::byte>& bytes = c.by_rank[static_cast<size_t>(root)];
-    if (bytes.size() != c.offset + data.size()) {
-      return invalid_argument_error(str_cat(where(*this), ": broadcast from rank ", root, " carried ",
-                                            bytes.size() - c.offset, " bytes, this rank expected ", data.size()));
+    const std::span<const std::byte> bytes = c.bytes(root);
+    if (bytes.size() != data.size()) {
+      return invalid_argument_error(str_cat(where(*this), ": broadcast from rank ", root, " carried ", bytes.size(),
+                                            " bytes, this rank expected ", data.size()));
     }
-    std::memcpy(data.data(), bytes.data() + c.offset, data.size());
+    std::memcpy(data.data(), bytes.data(), data.size());
   }
   return ok_status();
 }

@@ -22,8 +22,12 @@ enum FrameKind : uint16_t {
   kWithdraw = 5,    // sender -> receiver: seq, tag (the sender gave up before any claim)
   kCollective = 6,  // seq = collective number, tag = CollKind, arg = op/root, arg2 = bytes; payload = failed set + data
   kFence = 7,       // payload = the declaring rank's failed set
+  kRelayRequest = 8,  // seq = collective number, reserved = the failed rank whose contribution is missing
+  kRelayReply = 9,    // the same, flags & kHasFlag: tag/arg/arg2 and payload are that rank's contribution
 };
 constexpr uint16_t kInlineFlag = 1;
+constexpr uint16_t kHasFlag = 2;
+constexpr size_t kRecentCollectives = 4;  // kept per channel to answer relay questions
 enum Verdict : int32_t { kConfirm = 1, kRejectAck = 2, kWithdrawn = 3 };
 
 Frame make_frame(FrameKind kind, uint64_t channel, uint64_t seq) {
@@ -111,7 +115,11 @@ struct CollOp {
   std::vector<char> expect;  // ranks whose contribution is awaited
   std::vector<char> arrived;
   int32_t missing = 0;
-  std::vector<std::vector<std::byte>> got;
+  std::vector<std::shared_ptr<const Incoming>> got;
+  // Relay: for each failed rank whose contribution is missing, the survivors
+  // asked for it that have not answered yet, and why it is missing.
+  std::map<RankId, std::set<RankId>> relay;
+  std::map<RankId, Status> relay_why;
   bool done = false;
   Status result;
   std::condition_variable cv;
@@ -132,8 +140,23 @@ struct Channel {
   uint64_t coll_next = 0;
   std::shared_ptr<CollOp> active;
   std::map<uint64_t, std::vector<Incoming>> early;  // contributions to collectives not entered yet
+  // The contributions of the last completed collectives, for relay questions.
+  std::deque<std::pair<uint64_t, std::vector<std::shared_ptr<const Incoming>>>> recent;
+  // Relay questions about a rank not yet failed or lost here: (asker, collective, rank).
+  struct Deferred {
+    RankId asker;
+    uint64_t seq;
+    RankId r;
+  };
+  std::vector<Deferred> deferred;
   uint64_t children = 0;
 };
+
+std::span<const std::byte> Contributions::bytes(RankId r) const {
+  const auto& in = by_rank[static_cast<size_t>(r)];
+  if (!in) return {};
+  return std::span<const std::byte>(in->payload).subspan(std::min(offset, in->payload.size()));
+}
 
 namespace {
 
@@ -446,6 +469,8 @@ void MessageEngine::handle(Channel& ch, Incoming in) {
     }
     case kCollective: on_contribution(ch, std::move(in)); return;
     case kFence: fence(ch, src, in.payload); return;
+    case kRelayRequest: on_relay_request(ch, src, f); return;
+    case kRelayReply: on_relay_reply(ch, src, std::move(in)); return;
     default: return;
   }
 }
@@ -603,8 +628,8 @@ StatusOr<Contributions> MessageEngine::collective(Channel& ch, const CollMeta& m
   }
   for (RankId r = 0; r < size_ && !op->done; ++r) {
     if (op->expect[static_cast<size_t>(r)] && !op->arrived[static_cast<size_t>(r)] && !lost_[static_cast<size_t>(r)].ok()) {
-      finish_coll(*op, unavailable_error(str_cat(coll_name(meta.kind), " waits for rank ", r, ": ",
-                                                 lost_[static_cast<size_t>(r)].message())));
+      start_relay(ch, r, unavailable_error(str_cat(coll_name(meta.kind), " waits for rank ", r, ": ",
+                                                   lost_[static_cast<size_t>(r)].message())));
     }
   }
   if (op->missing == 0) finish_coll(*op, ok_status());
@@ -622,9 +647,11 @@ StatusOr<Contributions> MessageEngine::collective(Channel& ch, const CollMeta& m
                                            " (every live rank must call it)"));
   }
   if (!op->result.ok()) return op->result;
+  ch.recent.emplace_back(op->seq, op->got);
+  if (ch.recent.size() > kRecentCollectives) ch.recent.pop_front();
   Contributions c;
   c.offset = R;
-  c.by_rank = std::move(op->got);
+  c.by_rank = op->got;
   return c;
 }
 
@@ -657,7 +684,8 @@ void MessageEngine::on_contribution(Channel& ch, Incoming in) {
     return;
   }
   op.arrived[s] = 1;
-  op.got[s] = std::move(in.payload);
+  op.got[s] = std::make_shared<const Incoming>(std::move(in));
+  op.relay.erase(src);
   if (--op.missing == 0) finish_coll(op, ok_status());
 }
 
@@ -725,11 +753,122 @@ void MessageEngine::fail_peer_ops(Channel& ch, RankId r, const Status& why) {
     finish(*it->second, why);
     it = ch.sends.erase(it);
   }
+  // A collective waiting for r asks the other survivors for r's contribution
+  // (it may have reached some of them before r went); r's contributions
+  // that arrived before (early ones included) still count.
   if (ch.active && ch.active->expect[static_cast<size_t>(r)] && !ch.active->arrived[static_cast<size_t>(r)]) {
-    finish_coll(*ch.active, unavailable_error(str_cat(why.message(), " while ", coll_name(ch.active->meta.kind),
-                                                      " waited for it; retry among the survivors")));
+    start_relay(ch, r, unavailable_error(str_cat(why.message(), " while ", coll_name(ch.active->meta.kind),
+                                                 " waited for it; retry among the survivors")));
   }
-  for (auto& [seq, list] : ch.early) std::erase_if(list, [&](const Incoming& in) { return in.src == r; });
+  drop_relay_peer(ch, r);
+  answer_deferred_relays(ch, r);
+}
+
+void MessageEngine::start_relay(Channel& ch, RankId r, const Status& why) {
+  if (!ch.active) return;
+  CollOp& op = *ch.active;
+  const auto x = static_cast<size_t>(r);
+  if (op.done || !op.expect[x] || op.arrived[x] || op.relay.count(r) != 0) return;
+  std::set<RankId> asked;
+  for (RankId s = 0; s < size_; ++s) {
+    if (s != rank_ && s != r && !ch.failed[static_cast<size_t>(s)] && lost_[static_cast<size_t>(s)].ok()) asked.insert(s);
+  }
+  if (asked.empty()) {
+    finish_coll(op, why);
+    return;
+  }
+  op.relay[r] = asked;
+  op.relay_why[r] = why;
+  Frame q = make_frame(kRelayRequest, ch.id, op.seq);
+  q.reserved = static_cast<uint64_t>(r);
+  for (RankId s : asked) enqueue(s, q);
+}
+
+void MessageEngine::on_relay_request(Channel& ch, RankId asker, const Frame& f) {
+  const uint64_t seq = f.seq;
+  const auto r = static_cast<RankId>(f.reserved);
+  if (r < 0 || r >= size_) return;
+  std::shared_ptr<const Incoming> found;
+  if (ch.active && ch.active->seq == seq && ch.active->arrived[static_cast<size_t>(r)]) {
+    found = ch.active->got[static_cast<size_t>(r)];
+  }
+  for (const auto& [k, got] : ch.recent) {
+    if (!found && k == seq) found = got[static_cast<size_t>(r)];
+  }
+  if (!found) {
+    auto e = ch.early.find(seq);
+    if (e != ch.early.end()) {
+      for (const Incoming& in : e->second) {
+        if (in.src == r) found = std::make_shared<const Incoming>(in);
+      }
+    }
+  }
+  Frame reply = make_frame(kRelayReply, ch.id, seq);
+  reply.reserved = static_cast<uint64_t>(r);
+  if (found) {
+    reply.flags = kHasFlag;
+    reply.tag = found->frame.tag;
+    reply.arg = found->frame.arg;
+    reply.arg2 = found->frame.arg2;
+    reply.size = found->payload.size();
+    enqueue(asker, reply, std::shared_ptr<const std::vector<std::byte>>(found, &found->payload));
+    return;
+  }
+  // "None" only once this rank can never accept r's contribution any more.
+  if (ch.failed[static_cast<size_t>(r)] || !lost_[static_cast<size_t>(r)].ok()) {
+    enqueue(asker, reply);
+    return;
+  }
+  ch.deferred.push_back({asker, seq, r});
+}
+
+void MessageEngine::on_relay_reply(Channel& ch, RankId from, Incoming in) {
+  const auto r = static_cast<RankId>(in.frame.reserved);
+  if (!ch.active || ch.active->seq != in.frame.seq || r < 0 || r >= size_) return;
+  CollOp& op = *ch.active;
+  auto it = op.relay.find(r);
+  if (op.done || it == op.relay.end()) return;
+  if (in.frame.flags & kHasFlag) {
+    // r's own contribution, passed on: it counts as if it had arrived from r.
+    Incoming theirs;
+    theirs.src = r;
+    theirs.frame = in.frame;
+    theirs.frame.kind = kCollective;
+    theirs.frame.flags = 0;
+    theirs.frame.reserved = 0;
+    theirs.payload = std::move(in.payload);
+    theirs.arrived = in.arrived;
+    on_contribution(ch, std::move(theirs));
+    return;
+  }
+  it->second.erase(from);
+  if (it->second.empty()) finish_coll(op, op.relay_why[r]);
+}
+
+void MessageEngine::answer_deferred_relays(Channel& ch, RankId r) {
+  std::vector<Channel::Deferred> now;
+  std::erase_if(ch.deferred, [&](const Channel::Deferred& d) {
+    if (d.r != r) return false;
+    now.push_back(d);
+    return true;
+  });
+  for (const Channel::Deferred& d : now) {
+    Frame q = make_frame(kRelayRequest, ch.id, d.seq);
+    q.reserved = static_cast<uint64_t>(d.r);
+    on_relay_request(ch, d.asker, q);
+  }
+}
+
+void MessageEngine::drop_relay_peer(Channel& ch, RankId gone) {
+  std::erase_if(ch.deferred, [&](const Channel::Deferred& d) { return d.asker == gone; });
+  if (!ch.active || ch.active->done) return;
+  CollOp& op = *ch.active;
+  for (auto& [r, asked] : op.relay) {
+    if (asked.erase(gone) != 0 && asked.empty() && !op.arrived[static_cast<size_t>(r)]) {
+      finish_coll(op, op.relay_why[r]);
+      return;
+    }
+  }
 }
 
 void MessageEngine::fail_all_ops(Channel& ch, const Status& why) {

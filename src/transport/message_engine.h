@@ -35,6 +35,16 @@
 // handed its contribution over, so the others may complete; a contribution
 // for a collective this rank gave up on is dropped.
 //
+// A rank that dies while it hands its contribution over may reach some
+// survivors and not others. So that every survivor gets the same outcome, a
+// survivor missing the contribution of a rank that failed asks the other
+// survivors for it (RELAY): one that has it sends it on, and the collective
+// completes everywhere; only when every survivor answers that it has none
+// (each answers so only once it has itself marked the rank failed or lost its
+// connection, after which it can never accept that contribution) does the
+// collective fail everywhere, with UNAVAILABLE. Each channel keeps the
+// contributions of its last few completed collectives for such questions.
+//
 // Failures. mark_failed(r) on a channel ends that channel's operations with r
 // (UNAVAILABLE), drops what r sends on it from then on, and sends r a FENCE:
 // when r runs again (a stopped process that resumed) its channel is fenced
@@ -73,11 +83,15 @@ struct CollMeta {
   uint64_t bytes = 0;      // contribution bytes (all_reduce, all_gather) or payload bytes (broadcast)
 };
 
-// Contributions of one collective, by rank; by_rank[r] is empty for ranks
-// whose contribution was not waited for. Contribution bytes start at offset.
+struct Incoming;
+
+// Contributions of one collective, by rank; by_rank[r] is null for ranks
+// whose contribution was not waited for (this rank's own included).
 struct Contributions {
-  size_t offset = 0;
-  std::vector<std::vector<std::byte>> by_rank;
+  size_t offset = 0;  // where the contribution starts in each payload (after the failed set)
+  std::vector<std::shared_ptr<const Incoming>> by_rank;
+  // Rank r's contribution (empty when not waited for).
+  std::span<const std::byte> bytes(RankId r) const;
 };
 
 struct Channel;  // defined in message_engine.cc
@@ -206,6 +220,14 @@ class MessageEngine final : private WireSink {
                std::span<const std::byte> user = {}, std::shared_ptr<SendOp> op = nullptr);
   void match(Channel& ch, RankId src, int32_t tag);
   void on_contribution(Channel& ch, Incoming in);
+  // Relay (see the overview): this rank misses r's contribution to the active collective.
+  void start_relay(Channel& ch, RankId r, const Status& why);
+  void on_relay_request(Channel& ch, RankId asker, const Frame& f);
+  void on_relay_reply(Channel& ch, RankId from, Incoming in);
+  // Answers the relay questions about r that waited for r to be failed or lost here.
+  void answer_deferred_relays(Channel& ch, RankId r);
+  // A survivor that was asked for a relay is gone: as if it had answered "none".
+  void drop_relay_peer(Channel& ch, RankId gone);
   void fail_peer_ops(Channel& ch, RankId r, const Status& why);
   void fail_all_ops(Channel& ch, const Status& why);
   void send_fence(Channel& ch, RankId r);
