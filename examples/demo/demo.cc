@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "demo/rank_loop.h"
+#include "demo/survivor_collective.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/runtime/local_cluster.h"
@@ -80,13 +81,32 @@ Status load_initial_weights(const ToyMoE& model, const Placement& initial, RankI
   return ok_status();
 }
 
+// The slots rank q holds under `placement` whose bytes differ from their
+// expert's weights: {slots checked, slots corrupted}.
+StatusOr<std::pair<int64_t, int64_t>> check_slot_weights(const ToyMoE& model, const Placement& placement, RankId q,
+                                                        const HostWeightStore& store) {
+  std::vector<std::byte> want(static_cast<size_t>(model.expert_bytes()));
+  int64_t checked = 0, corrupted = 0;
+  for (LayerId l = 0; l < placement.num_layers(); ++l)
+    for (SlotId s = 0; s < placement.slots_per_rank(l); ++s) {
+      const ExpertId e = placement.expert_at(l, q, s);
+      if (e < 0) continue;
+      OMNI_RETURN_IF_ERROR(model.expert_weights(l, e, want));
+      const std::span<const std::byte> have = store.slot_data(l, s);
+      ++checked;
+      if (have.size() != want.size() || std::memcmp(have.data(), want.data(), want.size()) != 0) ++corrupted;
+    }
+  return std::make_pair(checked, corrupted);
+}
+
 // Every `progress_every` steps: the wrong and checked outputs over the ranks
 // (collective), and the callback on the lowest live rank.
 Status report_progress(Transport& t, const DemoConfig& c, const DemoWorkload& w, const PlacementManager& pm,
                        const DemoRankLoop& loop, int64_t step) {
   if (c.progress_every <= 0 || ((step + 1) % c.progress_every != 0 && step + 1 != c.steps)) return ok_status();
   std::vector<int64_t> v = {loop.counts().wrong, loop.counts().checked};
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(v), ReduceOp::kSum, c.manager.collective_timeout));
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<int64_t>(v), ReduceOp::kSum, c.manager.collective_timeout,
+                                                  c.injects_failures()));
   if (t.rank() == t.live_ranks().front() && c.progress) {
     const auto st = pm.stats();
     const int32_t win = w.routing.window_of(step);
@@ -188,6 +208,7 @@ StatusOr<DemoReport> run_rank(const DemoRank& rank, const FailureHooks& hooks, c
   bool stalled = false;
   OMNI_ASSIGN_OR_RETURN(auto loop, DemoRankLoop::create(rank, c, w.routing, setup.model, setup.initial, setup.topology));
   for (int64_t step = 0; step < c.steps; ++step) {
+    if (c.on_step) c.on_step(step, q, pm);
     const bool crash_step = !c.fail_ranks.empty() && step == c.fail_at_step;
     const bool stall_step = c.stall_rank >= 0 && step == c.stall_at_step;
     if (crash_step || stall_step) {
@@ -239,12 +260,13 @@ StatusOr<DemoReport> run_rank(const DemoRank& rank, const FailureHooks& hooks, c
   }
 
   // Sum everything over the ranks.
-  OMNI_RETURN_IF_ERROR(loop->loads().all_reduce(t, timeout));
+  OMNI_RETURN_IF_ERROR(loop->loads().all_reduce(t, timeout, failing));
   const ServeCounts& counts = loop->counts();
-  std::vector<int64_t> totals = {counts.checked, counts.wrong, counts.misrouted};
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(totals), ReduceOp::kSum, timeout));
+  OMNI_ASSIGN_OR_RETURN(const auto weights, check_slot_weights(setup.model, pm.snapshot()->placement(), q, *rank.store));
+  std::vector<int64_t> totals = {counts.checked, counts.wrong, counts.misrouted, weights.first, weights.second};
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<int64_t>(totals), ReduceOp::kSum, timeout, failing));
   std::vector<double> times = {loop->dispatch_seconds(), loop->step_boundary_seconds()};
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<double>(times), ReduceOp::kSum, timeout));
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<double>(times), ReduceOp::kSum, timeout, failing));
 
   OMNI_ASSIGN_OR_RETURN(auto planner, make_planner(c.manager.planner_spec));
   DemoReport rep;
@@ -257,6 +279,8 @@ StatusOr<DemoReport> run_rank(const DemoRank& rank, const FailureHooks& hooks, c
   rep.outputs_checked = totals[0];
   rep.wrong_outputs = totals[1];
   rep.misrouted = totals[2];
+  rep.weights_checked = totals[3];
+  rep.weights_corrupted = totals[4];
   const double per_rank_step = 1e6 / static_cast<double>(R) / static_cast<double>(c.steps);
   rep.dispatch_us_per_step = times[0] * per_rank_step;
   rep.step_boundary_us_per_step = times[1] * per_rank_step;

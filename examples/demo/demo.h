@@ -94,8 +94,18 @@ struct DemoConfig {
   std::chrono::microseconds heartbeat_timeout{50000};
   std::string backup = "host";
 
-  // Whether a crash or a stall is injected.
-  bool injects_failures() const { return !fail_ranks.empty() || stall_rank >= 0; }
+  // Test hook (fault injection at chosen protocol moments): called on every
+  // rank's engine thread at the start of every step, with its rank and
+  // manager. A crash from here (a process that kills itself) is a crash.
+  std::function<void(int64_t step, RankId rank, const PlacementManager& manager)> on_step;
+
+  // Failures may come from outside this schedule (a test hook that kills its
+  // own process at a protocol moment): every rank runs its detector, backup
+  // and failover as with an injected failure.
+  bool expect_failures = false;
+
+  // Whether the ranks prepare for failures (a crash or stall is injected, or expected).
+  bool injects_failures() const { return !fail_ranks.empty() || stall_rank >= 0 || expect_failures; }
 };
 
 struct DemoReport {
@@ -108,6 +118,11 @@ struct DemoReport {
   int64_t outputs_checked = 0;         // (token, expert) results compared, all ranks
   int64_t wrong_outputs = 0;           // of which differed from the reference
   int64_t misrouted = 0;               // requests that reached a rank not owning the slot
+  // At the end, every live rank compares the weights in each slot it holds
+  // (placement in force) with the expert's own: slots checked, all ranks, and
+  // of which differ (a transfer that committed corrupted or half-copied bytes).
+  int64_t weights_checked = 0;
+  int64_t weights_corrupted = 0;
   std::vector<DemoPhase> phases;
   DemoPhase overall;
   double engine_us_per_step = 0;       // record + dispatch + step_boundary, mean over ranks

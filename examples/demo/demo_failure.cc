@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "demo/survivor_collective.h"
 #include "omniplacement/core/str_cat.h"
 
 namespace omni {
@@ -100,9 +101,9 @@ StatusOr<DemoFailure> gather_failure_figures(Transport& t, const PlacementManage
                                static_cast<int64_t>(st.last_failover_seconds * 1e9)};
   std::vector<int64_t> sums = {static_cast<int64_t>(st.restore_load_seconds * 1e9), st.experts_loaded,
                                view.tokens_lost_expert, view.requests_reserved};
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(mins), ReduceOp::kMin, timeout));
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(maxs), ReduceOp::kMax, timeout));
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(sums), ReduceOp::kSum, timeout));
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<int64_t>(mins), ReduceOp::kMin, timeout, true));
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<int64_t>(maxs), ReduceOp::kMax, timeout, true));
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<int64_t>(sums), ReduceOp::kSum, timeout, true));
   const int64_t kill = view.kill_ns;
   const int64_t first = mins[0];
   auto ms = [&](int64_t at, int64_t from) { return at == kInf || from == kInf ? -1.0 : (at - from) / 1e6; };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "demo/survivor_collective.h"
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/dispatch/batch_split.h"
@@ -34,10 +35,12 @@ int64_t WindowLoads::window_tokens(int32_t w) const {
   return tokens;
 }
 
-Status WindowLoads::all_reduce(Transport& t, Timeout timeout) {
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(dynamic_), ReduceOp::kSum, timeout));
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(static_), ReduceOp::kSum, timeout));
-  return t.all_reduce(std::span<int64_t>(counts_), ReduceOp::kSum, timeout);
+Status WindowLoads::all_reduce(Transport& t, Timeout timeout, bool failures_expected) {
+  OMNI_RETURN_IF_ERROR(
+      all_reduce_among_survivors(t, std::span<int64_t>(dynamic_), ReduceOp::kSum, timeout, failures_expected));
+  OMNI_RETURN_IF_ERROR(
+      all_reduce_among_survivors(t, std::span<int64_t>(static_), ReduceOp::kSum, timeout, failures_expected));
+  return all_reduce_among_survivors(t, std::span<int64_t>(counts_), ReduceOp::kSum, timeout, failures_expected);
 }
 
 double max_over_mean(std::span<const int64_t> loads) {

@@ -62,8 +62,9 @@ class WindowLoads {
   int64_t window_tokens(int32_t w) const;
 
   // Sums every array over the ranks of `transport` (collective; the same
-  // sums, in rank order, on every rank).
-  Status all_reduce(Transport& transport, Timeout timeout);
+  // sums, in rank order, on every rank). failures_expected: each sum is
+  // retried among the survivors (survivor_collective.h).
+  Status all_reduce(Transport& transport, Timeout timeout, bool failures_expected = false);
 
  private:
   size_t row(int32_t w, LayerId l) const { return static_cast<size_t>(w) * static_cast<size_t>(layers_) + static_cast<size_t>(l); }

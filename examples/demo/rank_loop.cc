@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "demo/survivor_collective.h"
 #include "omniplacement/dispatch/batch_split.h"
 
 namespace omni {
@@ -103,7 +104,8 @@ Status DemoRankLoop::serve_again(int64_t step) {
   Transport& t = *rank_.transport;
   PlacementManager& pm = *rank_.manager;
   std::vector<int64_t> need = {retry_.empty() ? 0 : 1};
-  OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(need), ReduceOp::kMax, config_.manager.collective_timeout));
+  OMNI_RETURN_IF_ERROR(all_reduce_among_survivors(t, std::span<int64_t>(need), ReduceOp::kMax,
+                                                  config_.manager.collective_timeout, failing_));
   if (need[0] == 0) return ok_status();
   const auto deadline = Clock::now() + config_.manager.collective_timeout;
   while (pm.failed_ranks().size() < t.failed_ranks().size() && Clock::now() < deadline)

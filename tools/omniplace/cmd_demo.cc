@@ -194,6 +194,8 @@ nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a, const omni:
           {"outputs_checked", r.outputs_checked},
           {"wrong_outputs", r.wrong_outputs},
           {"misrouted", r.misrouted},
+          {"weights_checked", r.weights_checked},
+          {"weights_corrupted", r.weights_corrupted},
           {"phases", phases},
           {"overall",
            {{"windows", r.overall.num_windows},
@@ -224,6 +226,8 @@ void print_table(const omni::DemoReport& r, const DemoArgs& a, const std::string
             << "  bytes moved              " << human_bytes(static_cast<double>(m.bytes_moved)) << "\n"
             << "  outputs checked          " << r.outputs_checked << "\n"
             << "  wrong outputs            " << r.wrong_outputs << (r.wrong_outputs == 0 ? "" : "   <-- ERROR") << "\n"
+            << "  slot weights at the end  " << r.weights_checked << " checked, " << r.weights_corrupted
+            << " differ from their expert" << (r.weights_corrupted == 0 ? "" : "   <-- ERROR") << "\n"
             << std::setprecision(1) << "  engine thread per step   " << r.engine_us_per_step << " us  (record+dispatch "
             << r.dispatch_us_per_step << " us, step_boundary " << r.step_boundary_us_per_step << " us)\n"
             << "  commit step (rank 0)     agreement " << (m.agreement_collectives ? m.agreement_seconds * 1e6 / m.agreement_collectives : 0.0)
@@ -483,7 +487,8 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
                      r->fenced.c_str());
         return me == c.stall_rank ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
       }
-      if (me != reporter) return r->wrong_outputs == 0 ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
+      if (me != reporter)
+        return r->wrong_outputs == 0 && r->weights_corrupted == 0 ? omni::cli::kExitOk : omni::cli::kExitInvalidInput;
       report = *r;
     } else {
       c.slots_per_rank = slots_for(a.ranks);
@@ -511,7 +516,7 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     } else {
       print_table(report, a, warning);
     }
-    if (report.wrong_outputs != 0) return omni::cli::kExitInvalidInput;
+    if (report.wrong_outputs != 0 || report.weights_corrupted != 0) return omni::cli::kExitInvalidInput;
     if (a.strict && !warning.empty()) {
       std::cerr << "omniplace demo: --strict: " << warning << "\n";
       return omni::cli::kExitInvalidInput;
