@@ -5,11 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstring>
 #include <thread>
 
+#include "omniplacement/core/str_cat.h"
+#include "omniplacement/runtime/placement_manager.h"
 #include "omniplacement/transport/local_transport.h"
 
 namespace omni {
@@ -125,9 +129,10 @@ TEST(MigrationExecutorTest, SilentPeerTimesOutNamingTheTransfer) {
   EXPECT_GE(waited, 100ms);
 }
 
-// A weight message as the executor frames it: (round, layer, expert, dst rank, dst slot), then the bytes.
+// A weight message as the executor frames it: (round, layer, expert, dst rank, dst slot, checksum), then
+// the bytes (the checksum is never reached: these messages fail or are dropped on their header).
 std::vector<std::byte> framed(int64_t round, const Transfer& t, std::byte fill) {
-  const int64_t h[5] = {round, t.layer, t.expert, t.dst_rank, t.dst_slot};
+  const int64_t h[6] = {round, t.layer, t.expert, t.dst_rank, t.dst_slot, 0};
   std::vector<std::byte> m(sizeof(h) + static_cast<size_t>(kBytes), fill);
   std::memcpy(m.data(), h, sizeof(h));
   return m;
@@ -157,7 +162,7 @@ TEST(MigrationExecutorTest, DropsMessagesLeftOverFromAnAbortedRoundAndRefusesStr
     for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
     if (stranger) {
       EXPECT_EQ(received.code(), StatusCode::kDataLoss) << received;
-      EXPECT_NE(received.message().find("unexpected weight message (104 bytes, round 9, layer 0, expert 1)"),
+      EXPECT_NE(received.message().find("unexpected weight message (112 bytes, round 9, layer 0, expert 1)"),
                 std::string::npos)
           << received;
     } else {
@@ -200,6 +205,172 @@ TEST(MigrationExecutorTest, HookStoreAndBackupErrorsFailTheStep) {
       return ok_status();
     });
     ASSERT_TRUE(statuses[0].ok()) << statuses[0];
+  }
+}
+
+// Forwards everything to another transport; a point-to-point message received
+// here that is longer than a weight header gets one byte of its payload
+// flipped, as a link that corrupts data in flight. Duplicates corrupt too.
+class CorruptingLink final : public Transport {
+ public:
+  static constexpr size_t kHeaderBytes = 48;  // the executor's weight header
+  explicit CorruptingLink(std::unique_ptr<Transport> inner) : owned_(std::move(inner)), t_(owned_.get()) {}
+  explicit CorruptingLink(Transport& inner) : t_(&inner) {}
+  RankId rank() const override { return t_->rank(); }
+  int32_t size() const override { return t_->size(); }
+  std::string_view backend() const override { return t_->backend(); }
+  Status barrier(Timeout timeout) override { return t_->barrier(timeout); }
+  Status all_reduce(std::span<int64_t> d, ReduceOp op, Timeout timeout) override { return t_->all_reduce(d, op, timeout); }
+  Status all_reduce(std::span<double> d, ReduceOp op, Timeout timeout) override { return t_->all_reduce(d, op, timeout); }
+  Status all_gather(std::span<const std::byte> s, std::span<std::byte> r, Timeout timeout) override {
+    return t_->all_gather(s, r, timeout);
+  }
+  Status broadcast(std::span<std::byte> data, RankId root, Timeout timeout) override {
+    return t_->broadcast(data, root, timeout);
+  }
+  StatusOr<std::unique_ptr<Transport>> duplicate(Timeout timeout) override {
+    OMNI_ASSIGN_OR_RETURN(auto inner, t_->duplicate(timeout));
+    return std::unique_ptr<Transport>(new CorruptingLink(std::move(inner)));
+  }
+  Status send(RankId dst, int32_t tag, std::span<const std::byte> d, Timeout timeout) override {
+    return t_->send(dst, tag, d, timeout);
+  }
+  Status recv(RankId src, int32_t tag, std::span<std::byte> d, Timeout timeout) override {
+    return t_->recv(src, tag, d, timeout);
+  }
+  StatusOr<std::vector<std::byte>> recv_message(RankId src, int32_t tag, Timeout timeout) override {
+    OMNI_ASSIGN_OR_RETURN(auto m, t_->recv_message(src, tag, timeout));
+    if (m.size() > kHeaderBytes) m[kHeaderBytes + (m.size() - kHeaderBytes) / 2] ^= std::byte{0x10};
+    return m;
+  }
+  Status mark_failed(RankId r) override { return t_->mark_failed(r); }
+  std::vector<RankId> failed_ranks() const override { return t_->failed_ranks(); }
+  Status fence_status() const override { return t_->fence_status(); }
+  void fence_self(std::string_view why) override { t_->fence_self(why); }
+
+ private:
+  std::unique_ptr<Transport> owned_;
+  Transport* t_;
+};
+
+TEST(MigrationExecutorTest, PayloadCorruptedInTransitFailsTheStepNamingTheTransfer) {
+  std::vector<std::unique_ptr<HostWeightStore>> stores;
+  for (RankId r = 0; r < 2; ++r) stores.push_back(store_of(r));
+  const std::vector<Transfer> ts = {transfer(6, 0, 1, 1, 0)};  // rank 0 slot 1 -> rank 1 slot 0
+  for (const bool corrupt : {false, true}) {
+    SCOPED_TRACE(corrupt ? "corrupting link" : "clean link");
+    Status received;
+    auto statuses = LocalGroup::run(2, [&](Transport& t) -> Status {
+      CorruptingLink bad(t);
+      Transport& use = corrupt ? static_cast<Transport&>(bad) : t;
+      HostWeightStore& store = *stores[static_cast<size_t>(t.rank())];
+      MigrationExecutor exec(use, store, {});
+      std::vector<StagingId> staged;
+      const Status s = exec.stage(3, 0, ts, [] { return false; }, staged);
+      if (t.rank() == 1) {
+        received = s;
+        if (s.ok()) OMNI_RETURN_IF_ERROR(store.commit_staging(staged.at(0)));
+      } else {
+        OMNI_RETURN_IF_ERROR(s);
+      }
+      for (StagingId id : staged) store.release_staging(id);
+      return ok_status();
+    });
+    for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
+    if (!corrupt) {
+      ASSERT_TRUE(received.ok()) << received;
+      EXPECT_EQ(first_byte(*stores[1], 0), std::byte{2});  // rank 0 slot 1's bytes arrived intact
+      OMNI_CHECK(stores[1]->write_slot(0, 0, 0, std::vector<std::byte>(kBytes, std::byte{17})).ok());
+      continue;
+    }
+    EXPECT_EQ(received.code(), StatusCode::kDataLoss) << received;
+    EXPECT_NE(received.message().find("the weights of layer 0 expert 6 from rank 0 were corrupted in transit"),
+              std::string::npos)
+        << received;
+    EXPECT_NE(received.message().find("XXH3-64"), std::string::npos) << received;
+    // Nothing staged was committed: the slot keeps its own bytes.
+    const std::span<const std::byte> slot = stores[1]->slot_data(0, 0);
+    EXPECT_TRUE(std::all_of(slot.begin(), slot.end(), [](std::byte b) { return b == std::byte{17}; }));
+    EXPECT_EQ(stores[1]->staging_bytes_in_use(), 0);
+  }
+}
+
+// Four managers re-planning a drifting load, every rank's weight messages
+// behind a corrupting link (or none): with corruption every round that moves
+// an expert aborts on its checksum and the initial epoch stays; without, the
+// same runs commit.
+TEST(MigrationExecutorTest, CorruptedWeightsAbortTheRoundAndTheOldEpochStays) {
+  constexpr int32_t R = 4, L = 2, E = 8, S = 3;
+  const Topology topo = *Topology::uniform(R, 2);
+  const Placement initial = *Placement::contiguous(L, R, E, S);
+  for (const bool corrupt : {false, true}) {
+    SCOPED_TRACE(corrupt ? "corrupting link" : "clean link");
+    PlacementManagerOptions opt;
+    opt.planner_spec = "eplb";
+    opt.replan_interval_steps = 4;
+    opt.commit_cadence_steps = 1;
+    // Short: a rank whose receive failed ends its batch at once, the others wait for it that long.
+    opt.stage_wait = 300ms;
+    opt.collective_timeout = 5s;
+    std::vector<std::unique_ptr<HostWeightStore>> stores;
+    for (RankId q = 0; q < R; ++q) {
+      stores.push_back(*HostWeightStore::create({32, 32}, {S, S}, 1 << 20));
+      for (LayerId l = 0; l < L; ++l)
+        for (SlotId s = 0; s < S; ++s)
+          OMNI_CHECK(stores.back()
+                         ->write_slot(l, s, 0, std::vector<std::byte>(32, std::byte(initial.expert_at(l, q, s) + 1)))
+                         .ok());
+    }
+    std::vector<PlacementManagerStats> stats(R);
+    std::vector<Placement> final_placement(R, initial);
+    std::barrier sync(R);
+    auto statuses = LocalGroup::run(R, [&](Transport& t) -> Status {
+      CorruptingLink bad(t);
+      Transport& use = corrupt ? static_cast<Transport&>(bad) : t;
+      OMNI_ASSIGN_OR_RETURN(auto pm, PlacementManager::create(use, topo, initial,
+                                                              *stores[static_cast<size_t>(t.rank())], opt));
+      std::vector<ExpertId> ids(32);
+      std::vector<GlobalSlot> out(ids.size());
+      for (int64_t step = 0; step < 16; ++step) {
+        for (LayerId l = 0; l < L; ++l) {
+          for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<ExpertId>((i % 3 == 0 ? step / 4 + l : i) % E);
+          pm->record(l, ids);
+          OMNI_RETURN_IF_ERROR(pm->dispatch(l, ids, out));
+        }
+        OMNI_RETURN_IF_ERROR(pm->step_boundary(step));
+        sync.arrive_and_wait();
+      }
+      stats[static_cast<size_t>(t.rank())] = pm->stats();
+      final_placement[static_cast<size_t>(t.rank())] = pm->snapshot()->placement();
+      return ok_status();
+    });
+    for (const Status& s : statuses) ASSERT_TRUE(s.ok()) << s;
+    for (RankId q = 0; q < R; ++q) {
+      const PlacementManagerStats& st = stats[static_cast<size_t>(q)];
+      SCOPED_TRACE(str_cat("rank ", q));
+      if (!corrupt) {
+        EXPECT_GE(st.epoch, 1u);
+        EXPECT_EQ(st.rounds_aborted, 0);
+        continue;
+      }
+      EXPECT_EQ(st.epoch, 0u);
+      EXPECT_GE(st.rounds_aborted, 1) << "started " << st.rounds_started << ", no change " << st.rounds_no_change
+                                      << ", last abort: " << st.last_abort;
+      EXPECT_EQ(st.rounds_completed, 0);
+      EXPECT_EQ(final_placement[static_cast<size_t>(q)], initial);
+      // Every slot still holds its initial expert's bytes.
+      for (LayerId l = 0; l < L; ++l)
+        for (SlotId s = 0; s < S; ++s)
+          EXPECT_EQ(stores[static_cast<size_t>(q)]->slot_data(l, s)[0], std::byte(initial.expert_at(l, q, s) + 1));
+    }
+    if (corrupt) {
+      // Some rank received a corrupted payload and said which transfer it was.
+      bool named = false;
+      for (const auto& st : stats)
+        named |= st.last_abort.find("were corrupted in transit") != std::string::npos &&
+                 st.last_abort.find("from rank ") != std::string::npos;
+      EXPECT_TRUE(named) << stats[0].last_abort;
+    }
   }
 }
 

@@ -114,6 +114,8 @@ class CorruptingTransport final : public Transport {
   }
   Status mark_failed(RankId r) override { return t_->mark_failed(r); }
   std::vector<RankId> failed_ranks() const override { return t_->failed_ranks(); }
+  Status fence_status() const override { return t_->fence_status(); }
+  void fence_self(std::string_view why) override { t_->fence_self(why); }
 
  private:
   std::unique_ptr<Transport> owned_;

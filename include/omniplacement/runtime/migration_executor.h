@@ -19,7 +19,12 @@
 //
 // Every weight message starts with a header naming (round, layer, expert,
 // destination), so that a message left over from an aborted round (same peer
-// and tag) is recognised and dropped; any other mismatch is DATA_LOSS.
+// and tag) is recognised and dropped; any other mismatch is DATA_LOSS. The
+// header also carries the sender's checksum of the weights (XXH3-64 of the
+// payload, xxHash): the receiver checks it before staging, and a mismatch (a
+// payload corrupted in transit, on any transport) is DATA_LOSS naming the
+// layer, expert and source rank; the step fails, so the round aborts and the
+// old epoch stays.
 //
 // Thread safety: stage() from one thread at a time (the manager's planner
 // thread); it starts and joins its sender thread before returning. The hooks
@@ -87,7 +92,7 @@ class MigrationExecutor {
   // layer, expert and peer rank: UNAVAILABLE or DEADLINE_EXCEEDED from the
   // transport, RESOURCE_EXHAUSTED from the store's staging limit,
   // FAILED_PRECONDITION for a restore without a backup, DATA_LOSS for an
-  // unexpected message, or a hook's error.
+  // unexpected message or a payload that fails its checksum, or a hook's error.
   Status stage(int64_t round, int64_t batch, std::span<const Transfer> transfers,
                const std::function<bool()>& aborted, std::vector<StagingId>& staged, StageStats* stats = nullptr);
 
