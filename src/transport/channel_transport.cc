@@ -101,10 +101,15 @@ Status ChannelTransport::broadcast(std::span<std::byte> data, RankId root, Timeo
   const CollMeta meta{CollKind::kBroadcast, root, data.size()};
   std::lock_guard<std::mutex> lock(collective_mu_);
   const bool is_root = root == rank();
+  // Every rank contributes (the root its data, the others nothing but their
+  // failed set) and waits for every live rank, the root included: so the
+  // root learns of a disagreement on the failed set as the others do, and
+  // every survivor gets the same outcome (a root that returned at once while
+  // the others failed would leave them a collective behind).
   OMNI_ASSIGN_OR_RETURN(Contributions c,
                         engine_->collective(*channel_, meta, is_root ? std::span<const std::byte>(data)
                                                                      : std::span<const std::byte>(),
-                                            is_root, is_root ? MessageEngine::kFromNobody : root, timeout));
+                                            /*send=*/true, MessageEngine::kFromAll, timeout));
   if (!is_root && !data.empty()) {
     const std::span<const std::byte> bytes = c.bytes(root);
     if (bytes.size() != data.size()) {

@@ -188,6 +188,7 @@ nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a, const omni:
           {"rounds_completed", m.rounds_completed},
           {"rounds_no_change", m.rounds_no_change},
           {"rounds_aborted", m.rounds_aborted},
+          {"last_abort", m.last_abort},
           {"epochs_committed", m.epoch},
           {"experts_moved", m.experts_moved},
           {"bytes_moved", m.bytes_moved},
