@@ -550,16 +550,7 @@ void IntervalSearch::apply(const Move& m) {
   if (!per_batch())
     for (ExpertId e : changed)
       if (e >= 0) reamount(e, -1.0);
-  if (m.kind == 0) {
-    const ExpertId a = changed[0], b = changed[1];
-    if (a >= 0) take(m.i);
-    if (b >= 0) take(m.j);
-    if (b >= 0) put(m.i, b);
-    if (a >= 0) put(m.j, a);
-  } else {
-    if (slot_[static_cast<size_t>(m.j)] >= 0) take(m.j);
-    if (m.x >= 0) put(m.j, m.x);
-  }
+  rebook(m, changed);
   if (per_batch()) {
     split();
   } else {
@@ -572,12 +563,64 @@ void IntervalSearch::apply(const Move& m) {
   summarize();
 }
 
-void IntervalSearch::undo(const Move& m, ExpertId replaced) {
+void IntervalSearch::rebook(const Move& m, const ExpertId* changed) {
   if (m.kind == 0) {
-    apply(m);
+    const ExpertId a = changed[0], b = changed[1];
+    if (a >= 0) take(m.i);
+    if (b >= 0) take(m.j);
+    if (b >= 0) put(m.i, b);
+    if (a >= 0) put(m.j, a);
   } else {
-    apply({0, 1, -1, m.j, replaced});
+    if (slot_[static_cast<size_t>(m.j)] >= 0) take(m.j);
+    if (m.x >= 0) put(m.j, m.x);
   }
+}
+
+void IntervalSearch::save_split() {
+  saved_load_ = load_;
+  saved_amt_ = amt_;
+  saved_ranks_ = ranks_;
+}
+
+void IntervalSearch::undo(const Move& m, ExpertId replaced) {
+  const Move back = m.kind == 0 ? m : Move{0, 1, -1, m.j, replaced};
+  if (!per_batch()) {
+    apply(back);
+    return;
+  }
+  // The slots are those of save_split() again, and the split depends on the
+  // slots only (BatchBalancer keeps nothing between calls): its loads and
+  // amounts come back from the copy instead of a new split. An expert's
+  // replica ranks may come back in another order: its amounts follow them.
+  ExpertId changed[2] = {kEmptySlot, kEmptySlot};
+  if (back.kind == 0) {
+    changed[0] = slot_[static_cast<size_t>(back.i)];
+    changed[1] = slot_[static_cast<size_t>(back.j)];
+  } else {
+    changed[0] = slot_[static_cast<size_t>(back.j)];
+    changed[1] = back.x;
+  }
+  rebook(back, changed);
+  load_.swap(saved_load_);
+  for (ExpertId e = 0; e < E_; ++e) {
+    const auto& now = ranks_[static_cast<size_t>(e)];
+    const auto& was = saved_ranks_[static_cast<size_t>(e)];
+    auto& a = amt_[static_cast<size_t>(e)];
+    const auto& b = saved_amt_[static_cast<size_t>(e)];
+    if (now == was) {
+      a.swap(saved_amt_[static_cast<size_t>(e)]);
+      continue;
+    }
+    OMNI_CHECK_MSG(now.size() == was.size(), "omni: undo does not restore an expert's replica count");
+    a.assign(b.size(), 0.0);
+    for (size_t i = 0; i < now.size(); ++i) {
+      const size_t w = static_cast<size_t>(std::find(was.begin(), was.end(), now[i]) - was.begin());
+      OMNI_CHECK_MSG(w < was.size(), "omni: undo does not restore an expert's replica ranks");
+      for (int32_t k = 0; k < K_; ++k)
+        a[static_cast<size_t>(k) * now.size() + i] = b[static_cast<size_t>(k) * was.size() + w];
+    }
+  }
+  summarize();
 }
 
 bool IntervalSearch::out_of_time() {
@@ -594,6 +637,7 @@ bool IntervalSearch::step(bool priced, bool hot) {
   if (best.kind < 0) return false;
   const double before = f_ + (priced ? cost_ : 0.0);
   const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
+  if (per_batch()) save_split();
   apply(best);
   if (per_batch() && f_ + (priced ? cost_ : 0.0) >= before - 1e-9 * (1.0 + before)) {
     // The split did not follow the estimate: undo, and skip this move in this step.
@@ -648,6 +692,7 @@ void IntervalSearch::prune() {
       if (best.kind < 0) continue;
       const double before = value();
       const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
+      if (per_batch()) save_split();
       apply(best);
       if (per_batch() && value() >= before - 1e-9 * (1.0 + before)) {
         undo(best, replaced);

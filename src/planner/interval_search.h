@@ -161,7 +161,12 @@ class IntervalSearch {
   void scan_reverts_of(int32_t i, Move& best);
   // Applies a move and updates the loads, the busiest ranks and F.
   void apply(const Move& m);
-  // Undoes `m` (applied; `replaced`: the expert slot m.j held before a give-to move).
+  // The slot bookkeeping of apply(m); `changed`: the two experts m moves (-1: none).
+  void rebook(const Move& m, const ExpertId* changed);
+  // Per-batch: keeps the split's loads and amounts before a move that undo() may take back.
+  void save_split();
+  // Undoes `m` (applied; `replaced`: the expert slot m.j held before a give-to
+  // move). Per-batch: only after save_split() before apply(m).
   void undo(const Move& m, ExpertId replaced);
   void reamount(ExpertId e, double sign);  // adds (sign 1) or removes e's amounts from the loads
   bool out_of_time();
@@ -187,6 +192,10 @@ class IntervalSearch {
   double noise_gain_ = 0;                      // run(false): smallest gain worth a step
   int64_t steps_ = 0;
   bool budget_hit_ = false;
+  // Per-batch: the split before the last move that may be undone (save_split()).
+  std::vector<double> saved_load_;
+  std::vector<std::vector<double>> saved_amt_;
+  std::vector<std::vector<int32_t>> saved_ranks_;
   std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
