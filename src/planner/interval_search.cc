@@ -374,6 +374,29 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   return f_after(per_batch() && xe >= 0 ? xe : -1, per_batch() && xe >= 0 ? rj : -1) + dcost;
 }
 
+// Static shares: a lower bound on f_after of eval_replace(j, xe) for every
+// slot j of rank rj: the same terms for x's ranks, and the busiest of the
+// ranks neither rj nor one of x's (y's other ranks only gain load). The same
+// floating-point operations as eval_replace and f_after, so the bound holds
+// exactly, rounding included (rounding is monotone).
+double IntervalSearch::replace_bound(ExpertId xe, int32_t rj) {
+  const auto& rx = ranks_[static_cast<size_t>(xe)];
+  touched_.clear();
+  touched_.push_back(rj);
+  for (int32_t q : rx) touched_.push_back(q);
+  const auto T = static_cast<int32_t>(touched_.size());
+  const double cx = static_cast<double>(rx.size());
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    double m = max_excluding(k, touched_.data(), T, top_);
+    const double xk = x(k, xe);
+    const double d = 0.0 - (xk / cx - xk / (cx + 1));
+    for (size_t i = 0; i < rx.size(); ++i) m = std::max(m, load_[at(k, rx[i])] + d);
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_;
+}
+
 void IntervalSearch::consider(Move m, Move& best, bool priced) {
   if (!tabu_.empty() && std::find(tabu_.begin(), tabu_.end(), m) != tabu_.end()) return;
   const double d = m.kind == 0 ? eval_swap(m.i, m.j, priced) : eval_replace(m.j, m.x, priced);
@@ -472,6 +495,19 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) {
         for (int32_t rj : partners) {
           if (holds(rj, xe)) continue;
+          if (!per_batch()) {
+            // Whatever slot of rj x takes, F is at least replace_bound's (the
+            // expert it replaces only adds load to ranks F already counts), and
+            // the price at least x's on rj less the dearest expert rj gives up.
+            double refund = 0;
+            if (priced)
+              for (int32_t t = 0; t < S_; ++t) {
+                const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+                refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
+              }
+            const double lb = replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
+            if (lb >= best.delta) continue;
+          }
           for (int32_t t = 0; t < S_; ++t) {
             const int32_t j = rj * S_ + t;
             const ExpertId y = slot_[static_cast<size_t>(j)];

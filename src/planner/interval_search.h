@@ -156,6 +156,7 @@ class IntervalSearch {
   void consider(Move m, Move& best, bool priced);
   double eval_swap(int32_t i, int32_t j, bool priced);
   double eval_replace(int32_t j, ExpertId x, bool priced);
+  double replace_bound(ExpertId x, int32_t rj);
   void scan_hot(Move& best, bool priced);
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
