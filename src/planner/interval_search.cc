@@ -375,23 +375,53 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
 }
 
 // Static shares: a lower bound on f_after of eval_replace(j, xe) for every
-// slot j of rank rj: the same terms for x's ranks, and the busiest of the
-// ranks neither rj nor one of x's (y's other ranks only gain load). The same
-// floating-point operations as eval_replace and f_after, so the bound holds
-// exactly, rounding included (rounding is monotone).
-double IntervalSearch::replace_bound(ExpertId xe, int32_t rj) {
+// slot j of a rank rj: per scenario, the same terms as there for x's ranks,
+// and the busiest rank that is neither rj nor one of x's (y's other ranks
+// only gain load). The same floating-point operations as eval_replace and
+// f_after, so the bound holds exactly, rounding included (rounding is
+// monotone). bound_of(xe) prepares it for every rj, replace_bound(rj) gives it.
+void IntervalSearch::bound_of(ExpertId xe) {
   const auto& rx = ranks_[static_cast<size_t>(xe)];
-  touched_.clear();
-  touched_.push_back(rj);
-  for (int32_t q : rx) touched_.push_back(q);
-  const auto T = static_cast<int32_t>(touched_.size());
   const double cx = static_cast<double>(rx.size());
-  double sum = 0;
+  bound_.resize(static_cast<size_t>(K_));
+  auto in_rx = [&](int32_t r) { return std::find(rx.begin(), rx.end(), r) != rx.end(); };
   for (int32_t k = 0; k < K_; ++k) {
-    double m = max_excluding(k, touched_.data(), T, top_);
+    ReplaceBound& b = bound_[static_cast<size_t>(k)];
     const double xk = x(k, xe);
     const double d = 0.0 - (xk / cx - xk / (cx + 1));
-    for (size_t i = 0; i < rx.size(); ++i) m = std::max(m, load_[at(k, rx[i])] + d);
+    b.own = -kInf;
+    for (size_t i = 0; i < rx.size(); ++i) b.own = std::max(b.own, load_[at(k, rx[i])] + d);
+    // The two busiest ranks outside rx: from the three busiest, or a scan.
+    const int32_t* t = &top_[static_cast<size_t>(k) * 3];
+    int32_t n = 0;
+    int32_t u[2] = {-1, -1};
+    for (int32_t i = 0; i < 3 && n < 2; ++i)
+      if (t[i] >= 0 && !in_rx(t[i])) u[n++] = t[i];
+    if (n < 2 && t[2] >= 0) {
+      n = 0;
+      u[0] = u[1] = -1;
+      for (int32_t r = 0; r < R_; ++r) {
+        if (in_rx(r)) continue;
+        const double v = load_[at(k, r)];
+        if (u[0] < 0 || v > load_[at(k, u[0])]) {
+          u[1] = u[0];
+          u[0] = r;
+        } else if (u[1] < 0 || v > load_[at(k, u[1])]) {
+          u[1] = r;
+        }
+      }
+    }
+    b.first_rank = u[0];
+    b.first = u[0] >= 0 ? load_[at(k, u[0])] : 0.0;
+    b.second = u[1] >= 0 ? load_[at(k, u[1])] : 0.0;
+  }
+}
+
+double IntervalSearch::replace_bound(int32_t rj) const {
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const ReplaceBound& b = bound_[static_cast<size_t>(k)];
+    const double m = std::max(std::max(b.first_rank == rj ? b.second : b.first, 0.0), b.own);
     sum += m - peak_[static_cast<size_t>(k)];
   }
   return sum / K_;
@@ -493,6 +523,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       const ExpertId xe = slot_[static_cast<size_t>(i)];
       // An expert of ra gets another replica elsewhere.
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) {
+        bool bound_ready = false;
         for (int32_t rj : partners) {
           if (holds(rj, xe)) continue;
           if (!per_batch()) {
@@ -505,7 +536,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                 const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
                 refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
               }
-            const double lb = replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
+            if (!bound_ready) bound_of(xe);
+            bound_ready = true;
+            const double lb = replace_bound(rj) + (priced ? price(rj, xe) - refund : 0.0);
             if (lb >= best.delta) continue;
           }
           for (int32_t t = 0; t < S_; ++t) {

@@ -156,7 +156,8 @@ class IntervalSearch {
   void consider(Move m, Move& best, bool priced);
   double eval_swap(int32_t i, int32_t j, bool priced);
   double eval_replace(int32_t j, ExpertId x, bool priced);
-  double replace_bound(ExpertId x, int32_t rj);
+  void bound_of(ExpertId x);
+  double replace_bound(int32_t rj) const;
   void scan_hot(Move& best, bool priced);
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
@@ -198,6 +199,14 @@ class IntervalSearch {
   std::vector<std::vector<double>> saved_amt_;
   std::vector<std::vector<int32_t>> saved_ranks_;
   std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
+  // Static shares, per scenario: bound_of(x)'s parts of replace_bound.
+  struct ReplaceBound {
+    double own = 0;         // the busiest of x's ranks after the move
+    double first = 0;       // the busiest rank outside x's, and its load
+    double second = 0;      // the next one (used when rj is `first_rank`)
+    int32_t first_rank = -1;
+  };
+  std::vector<ReplaceBound> bound_;
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
   mutable std::vector<double> delta_;          // [K * touched_.size()]
