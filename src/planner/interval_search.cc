@@ -427,6 +427,40 @@ double IntervalSearch::replace_bound(int32_t rj) const {
   return sum / K_;
 }
 
+// Per-batch: a lower bound on f_after of every swap between ra and rb. Per
+// scenario f_after keeps the level of the pool and the busiest rank outside
+// it; a swap moves u = (a's amount - b's) from one rank to the other, so:
+// both or neither in the pool, the level stays (up to rounding); one in the
+// pool (level p, n ranks) and the other outside (load L), the larger of
+// p - u / n and L + u is at least (n p + L) / (n + 1). The busiest untouched
+// rank outside the pool is the same max_excluding as f_after's. The slack
+// (1e-12 relative) covers f_after's rounding, some 1e-16 relative.
+double IntervalSearch::swap_bound(int32_t ra, int32_t rb) const {
+  const int32_t pair[2] = {ra, rb};
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const char* pool = &in_pool_[at(k, 0)];
+    const double p = peak_[static_cast<size_t>(k)];
+    const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+    double m = p;
+    if (pool[ra] != pool[rb]) m = (n * p + load_[at(k, pool[ra] ? rb : ra)]) / (n + 1);
+    m = std::max(m - 1e-12 * (1.0 + p), max_excluding(k, pair, 2, out_top_));
+    sum += m - p;
+  }
+  return sum / K_;
+}
+
+// The most a swap between ra and rb can give back in prices (0 unpriced).
+double IntervalSearch::swap_refund(int32_t ra, int32_t rb, bool priced) const {
+  double refund = 0;
+  if (priced)
+    for (int32_t s = 0; s < S_; ++s) {
+      const ExpertId a = slot_[static_cast<size_t>(ra * S_ + s)], b = slot_[static_cast<size_t>(rb * S_ + s)];
+      refund += (a >= 0 ? price(ra, a) : 0.0) + (b >= 0 ? price(rb, b) : 0.0);
+    }
+  return refund;
+}
+
 void IntervalSearch::consider(Move m, Move& best, bool priced) {
   if (!tabu_.empty() && std::find(tabu_.begin(), tabu_.end(), m) != tabu_.end()) return;
   const double d = m.kind == 0 ? eval_swap(m.i, m.j, priced) : eval_replace(m.j, m.x, priced);
@@ -505,6 +539,11 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             refund += (a >= 0 ? price(ra, a) : 0.0) + (b >= 0 ? price(rb, b) : 0.0);
           }
         if (lb - refund >= best.delta) continue;
+      } else {
+        // The same for the per-batch split (swap_bound), the refund with a
+        // slack for the rounding of eval_swap's price terms.
+        const double refund = swap_refund(ra, rb, priced);
+        if (swap_bound(ra, rb) - (refund + 1e-12 * (1.0 + refund)) >= best.delta) continue;
       }
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t i = ra * S_ + s;

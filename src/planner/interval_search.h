@@ -156,6 +156,8 @@ class IntervalSearch {
   void consider(Move m, Move& best, bool priced);
   double eval_swap(int32_t i, int32_t j, bool priced);
   double eval_replace(int32_t j, ExpertId x, bool priced);
+  double swap_bound(int32_t ra, int32_t rb) const;
+  double swap_refund(int32_t ra, int32_t rb, bool priced) const;
   void bound_of(ExpertId x);
   double replace_bound(int32_t rj) const;
   void scan_hot(Move& best, bool priced);
