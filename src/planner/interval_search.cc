@@ -81,20 +81,28 @@ void IntervalSearch::even_amounts(ExpertId e) {
 void IntervalSearch::split() {
   const Status placed = balancer_.set_slots(slot_, S_);
   OMNI_CHECK_MSG(placed.ok(), "omni: the search's slots are not a valid layer");
-  for (ExpertId e = 0; e < E_; ++e)
-    amt_[static_cast<size_t>(e)].assign(static_cast<size_t>(K_) * ranks_[static_cast<size_t>(e)].size(), 0.0);
+  // Where each replica (in ranks_ order) sits among the balancer's replica
+  // ranks (ascending): the same for every scenario.
+  split_index_.clear();
+  for (ExpertId e = 0; e < E_; ++e) {
+    const auto& rs = ranks_[static_cast<size_t>(e)];
+    amt_[static_cast<size_t>(e)].assign(static_cast<size_t>(K_) * rs.size(), 0.0);
+    const auto their = balancer_.replica_ranks(e);
+    for (size_t i = 0; i < rs.size(); ++i)
+      split_index_.push_back(static_cast<int32_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin()));
+  }
   for (int32_t k = 0; k < K_; ++k) {
     const Status split = balancer_.balance((*p_.scenarios)[static_cast<size_t>(k)]);
     OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
     const auto loads = balancer_.rank_loads();
     std::copy(loads.begin(), loads.end(), load_.begin() + static_cast<std::ptrdiff_t>(at(k, 0)));
+    const int32_t* idx = split_index_.data();
     for (ExpertId e = 0; e < E_; ++e) {
-      const auto& rs = ranks_[static_cast<size_t>(e)];
-      const auto their = balancer_.replica_ranks(e);
+      const size_t n = ranks_[static_cast<size_t>(e)].size();
       const auto amounts = balancer_.amounts(e);
-      double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * rs.size()];
-      for (size_t i = 0; i < rs.size(); ++i)
-        a[i] = amounts[static_cast<size_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin())];
+      double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * n];
+      for (size_t i = 0; i < n; ++i) a[i] = amounts[static_cast<size_t>(idx[i])];
+      idx += n;
     }
   }
 }
