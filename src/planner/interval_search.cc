@@ -324,21 +324,45 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
     if (a >= 0) dcost += price(rb, a) - price(ra, a);
     if (b >= 0) dcost += price(ra, b) - price(rb, b);
   }
-  touched_.assign({ra, rb});
-  delta_.resize(static_cast<size_t>(K_) * 2);
   // a's amounts on ra and b's on rb: column `ia` (`ib`) of amt_ every
   // scenario (the replica's index among the expert's ranks), found once.
   const double* pa = a >= 0 ? replica_amounts(a, ra) : nullptr;
   const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
   const size_t na = a >= 0 ? ranks_[static_cast<size_t>(a)].size() : 0;
   const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
+  // f_after for the two touched ranks {ra, rb} with deltas (bb - aa, aa - bb)
+  // and no bridge, written out: the same operations in the same order.
+  const int32_t pair[2] = {ra, rb};
+  double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
     const double aa = pa != nullptr ? pa[static_cast<size_t>(k) * na] : 0.0;
     const double bb = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
-    delta_[static_cast<size_t>(k) * 2] = bb - aa;
-    delta_[static_cast<size_t>(k) * 2 + 1] = aa - bb;
+    const double d0 = bb - aa, d1 = aa - bb;
+    double m;
+    if (!per_batch()) {
+      m = max_excluding(k, pair, 2, top_);
+      m = std::max(m, load_[at(k, ra)] + d0);
+      m = std::max(m, load_[at(k, rb)] + d1);
+    } else {
+      const char* pool = &in_pool_[at(k, 0)];
+      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+      double level = peak_[static_cast<size_t>(k)];
+      double outside = max_excluding(k, pair, 2, out_top_);
+      if (pool[ra]) {
+        level += d0 / n;
+      } else {
+        outside = std::max(outside, load_[at(k, ra)] + d0);
+      }
+      if (pool[rb]) {
+        level += d1 / n;
+      } else {
+        outside = std::max(outside, load_[at(k, rb)] + d1);
+      }
+      m = std::max(level, outside);
+    }
+    sum += m - peak_[static_cast<size_t>(k)];
   }
-  return f_after(-1, -1) + dcost;
+  return sum / K_ + dcost;
 }
 
 double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
