@@ -382,9 +382,36 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   for (int32_t q : ry)
     if (q != rj) touched_.push_back(q);
   const auto T = static_cast<int32_t>(touched_.size());
-  delta_.assign(static_cast<size_t>(K_) * static_cast<size_t>(T), 0.0);
   const double cx = static_cast<double>(rx.size()), cy = static_cast<double>(ry.size());
   const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
+  if (!per_batch()) {
+    // Static shares: f_after written out (no delta scratch), the same
+    // floating-point operations as the general path below for each touched rank.
+    double sum = 0;
+    for (int32_t k = 0; k < K_; ++k) {
+      double m = max_excluding(k, touched_.data(), T, top_);
+      double d0 = 0.0;
+      if (xe >= 0) {
+        const double xk = x(k, xe);
+        d0 += xk / (cx + 1);
+        const double dx = 0.0 - (xk / cx - xk / (cx + 1));
+        for (int32_t q : rx) m = std::max(m, load_[at(k, q)] + dx);
+      }
+      if (y >= 0) {
+        const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
+        d0 -= on_rj;
+        if (ry.size() > 1) {
+          const double dy = 0.0 + on_rj / (cy - 1);
+          for (int32_t q : ry)
+            if (q != rj) m = std::max(m, load_[at(k, q)] + dy);
+        }
+      }
+      m = std::max(m, load_[at(k, rj)] + d0);
+      sum += m - peak_[static_cast<size_t>(k)];
+    }
+    return sum / K_ + dcost;
+  }
+  delta_.assign(static_cast<size_t>(K_) * static_cast<size_t>(T), 0.0);
   for (int32_t k = 0; k < K_; ++k) {
     double* d = &delta_[static_cast<size_t>(k) * static_cast<size_t>(T)];
     if (xe >= 0 && !per_batch()) {
