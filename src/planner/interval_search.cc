@@ -180,7 +180,7 @@ bool excluded_rank(int32_t r, const int32_t* ranks, int32_t n) {
 }  // namespace
 
 // The common case (one of the three busiest untouched) stays small enough to
-// inline into f_after; the scan is out of line.
+// inline into the evaluations; the scan is out of line.
 inline double IntervalSearch::max_excluding(int32_t k, const int32_t* ranks, int32_t n,
                                             const std::vector<int32_t>& top) const {
   const int32_t* t = &top[static_cast<size_t>(k) * 3];
@@ -197,54 +197,6 @@ double IntervalSearch::max_excluding_scan(int32_t k, const int32_t* ranks, int32
   for (int32_t r = 0; r < R_; ++r)
     if (!excluded_rank(r, ranks, n) && (pool == nullptr || !pool[r])) m = std::max(m, load_[at(k, r)]);
   return m;
-}
-
-double IntervalSearch::f_after(int32_t bridge_expert, int32_t bridge_rank) const {
-  const auto T = static_cast<int32_t>(touched_.size());
-  double sum = 0;
-  for (int32_t k = 0; k < K_; ++k) {
-    const double* d = &delta_[static_cast<size_t>(k) * static_cast<size_t>(T)];
-    double m;
-    if (!per_batch()) {
-      m = max_excluding(k, touched_.data(), T, top_);
-      for (int32_t t = 0; t < T; ++t) m = std::max(m, load_[at(k, touched_[static_cast<size_t>(t)])] + d[t]);
-    } else {
-      // The pool stays level: load taken off (or put on) any of its ranks
-      // lowers (raises) the level by that load over the pool's size.
-      const char* pool = &in_pool_[at(k, 0)];
-      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-      double level = peak_[static_cast<size_t>(k)];
-      double outside = max_excluding(k, touched_.data(), T, out_top_);
-      double bridge_load = -1;
-      for (int32_t t = 0; t < T; ++t) {
-        const int32_t r = touched_[static_cast<size_t>(t)];
-        if (pool[r]) {
-          level += d[t] / n;
-        } else if (r == bridge_rank) {
-          bridge_load = load_[at(k, r)] + d[t];
-        } else {
-          outside = std::max(outside, load_[at(k, r)] + d[t]);
-        }
-      }
-      if (bridge_load >= 0) {
-        // A new replica of an expert with load in the pool links this rank to
-        // it: the pool spreads onto the rank as far as that expert's load allows.
-        double in_pool = 0;
-        const auto& rs = ranks_[static_cast<size_t>(bridge_expert)];
-        for (size_t i = 0; i < rs.size(); ++i)
-          if (pool[rs[i]]) in_pool += amt_[static_cast<size_t>(bridge_expert)][static_cast<size_t>(k) * rs.size() + i];
-        if (in_pool > 0 && bridge_load < level) {
-          const double merged = (n * level + bridge_load) / (n + 1);
-          level = std::max(merged, level - in_pool / n);
-        } else {
-          outside = std::max(outside, bridge_load);
-        }
-      }
-      m = std::max(level, outside);
-    }
-    sum += m - peak_[static_cast<size_t>(k)];
-  }
-  return sum / K_;
 }
 
 void IntervalSearch::start_from(std::span<const ExpertId> slots) {
@@ -330,8 +282,11 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
   const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
   const size_t na = a >= 0 ? ranks_[static_cast<size_t>(a)].size() : 0;
   const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
-  // f_after for the two touched ranks {ra, rb} with deltas (bb - aa, aa - bb)
-  // and no bridge, written out: the same operations in the same order.
+  // F after the swap: per scenario, the two touched ranks {ra, rb} change by
+  // (bb - aa, aa - bb). Static shares: the busiest of them and of the
+  // untouched ranks. Per-batch: a pool rank's change moves the pool's level
+  // by that change over the pool's size; the result is the larger of the
+  // level and the busiest rank outside the pool.
   const int32_t pair[2] = {ra, rb};
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
@@ -385,8 +340,9 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   const double cx = static_cast<double>(rx.size()), cy = static_cast<double>(ry.size());
   const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
   if (!per_batch()) {
-    // Static shares: f_after written out (no delta scratch), the same
-    // floating-point operations as the general path below for each touched rank.
+    // Static shares: F after the move, from the busiest untouched rank and
+    // each touched rank's new load (x's new replica takes x / (cx + 1) from
+    // its others; y's amount on rj goes evenly to its other replicas).
     double sum = 0;
     for (int32_t k = 0; k < K_; ++k) {
       double m = max_excluding(k, touched_.data(), T, top_);
@@ -411,34 +367,63 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
     }
     return sum / K_ + dcost;
   }
-  delta_.assign(static_cast<size_t>(K_) * static_cast<size_t>(T), 0.0);
+  // Per-batch: the touched ranks in order (rj, x's ranks, y's other ranks):
+  // no change for x's ranks (the split decides x's amounts); y's amount on rj
+  // goes evenly to its other replicas (a feasible split). Pool ranks move the
+  // pool's level (see eval_swap); rj, when x gets a new replica there, may
+  // bridge to the pool.
+  const ExpertId bridge_expert = xe >= 0 ? xe : -1;
+  const int32_t bridge_rank = xe >= 0 ? rj : -1;
+  double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
-    double* d = &delta_[static_cast<size_t>(k) * static_cast<size_t>(T)];
-    if (xe >= 0 && !per_batch()) {
-      // x's replicas each give up a part so that the new one gets x / (cx + 1).
-      const double xk = x(k, xe);
-      d[0] += xk / (cx + 1);
-      for (size_t i = 0; i < rx.size(); ++i) d[1 + i] -= xk / cx - xk / (cx + 1);
+    const char* pool = &in_pool_[at(k, 0)];
+    const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+    double level = peak_[static_cast<size_t>(k)];
+    double outside = max_excluding(k, touched_.data(), T, out_top_);
+    double bridge_load = -1;
+    auto visit = [&](int32_t r, double d) {
+      if (pool[r]) {
+        level += d / n;
+      } else if (r == bridge_rank) {
+        bridge_load = load_[at(k, r)] + d;
+      } else {
+        outside = std::max(outside, load_[at(k, r)] + d);
+      }
+    };
+    const double on_rj = y >= 0 && py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
+    double d0 = 0.0;
+    if (y >= 0) d0 -= on_rj;
+    visit(rj, d0);
+    for (int32_t q : rx) visit(q, 0.0);
+    if (y >= 0 && ry.size() > 1) {
+      const double dy = 0.0 + on_rj / (cy - 1);
+      for (int32_t q : ry)
+        if (q != rj) visit(q, dy);
     }
-    if (y >= 0) {
-      // y's amount on rj goes to its other replicas (evenly: exact for shares,
-      // a feasible split for the per-batch split).
-      const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
-      d[0] -= on_rj;
-      int32_t t = 1 + static_cast<int32_t>(rx.size());
-      for (size_t i = 0; i < ry.size(); ++i)
-        if (ry[i] != rj) d[t++] += on_rj / (cy - 1);
+    if (bridge_load >= 0) {
+      // A new replica of an expert with load in the pool links this rank to
+      // it: the pool spreads onto the rank as far as that expert's load allows.
+      double in_pool = 0;
+      const auto& rs = ranks_[static_cast<size_t>(bridge_expert)];
+      for (size_t i = 0; i < rs.size(); ++i)
+        if (pool[rs[i]]) in_pool += amt_[static_cast<size_t>(bridge_expert)][static_cast<size_t>(k) * rs.size() + i];
+      if (in_pool > 0 && bridge_load < level) {
+        const double merged = (n * level + bridge_load) / (n + 1);
+        level = std::max(merged, level - in_pool / n);
+      } else {
+        outside = std::max(outside, bridge_load);
+      }
     }
+    sum += std::max(level, outside) - peak_[static_cast<size_t>(k)];
   }
-  return f_after(per_batch() && xe >= 0 ? xe : -1, per_batch() && xe >= 0 ? rj : -1) + dcost;
+  return sum / K_ + dcost;
 }
 
-// Static shares: a lower bound on f_after of eval_replace(j, xe) for every
+// Static shares: a lower bound on eval_replace(j, xe)'s F for every
 // slot j of a rank rj: per scenario, the same terms as there for x's ranks,
 // and the busiest rank that is neither rj nor one of x's (y's other ranks
-// only gain load). The same floating-point operations as eval_replace and
-// f_after, so the bound holds exactly, rounding included (rounding is
-// monotone). bound_of(xe) prepares it for every rj, replace_bound(rj) gives it.
+// only gain load). The same floating-point operations as eval_replace, so
+// the bound holds exactly, rounding included (rounding is monotone). bound_of(xe) prepares it for every rj, replace_bound(rj) gives it.
 void IntervalSearch::bound_of(ExpertId xe) {
   const auto& rx = ranks_[static_cast<size_t>(xe)];
   const double cx = static_cast<double>(rx.size());
@@ -486,14 +471,14 @@ double IntervalSearch::replace_bound(int32_t rj) const {
   return sum / K_;
 }
 
-// Per-batch: a lower bound on f_after of every swap between ra and rb. Per
-// scenario f_after keeps the level of the pool and the busiest rank outside
+// Per-batch: a lower bound on eval_swap's F for every swap between ra and rb.
+// Per scenario eval_swap keeps the level of the pool and the busiest rank outside
 // it; a swap moves u = (a's amount - b's) from one rank to the other, so:
 // both or neither in the pool, the level stays (up to rounding); one in the
 // pool (level p, n ranks) and the other outside (load L), the larger of
 // p - u / n and L + u is at least (n p + L) / (n + 1). The busiest untouched
-// rank outside the pool is the same max_excluding as f_after's. The slack
-// (1e-12 relative) covers f_after's rounding, some 1e-16 relative.
+// rank outside the pool is the same max_excluding as eval_swap's. The slack
+// (1e-12 relative) covers eval_swap's rounding, some 1e-16 relative.
 double IntervalSearch::swap_bound(int32_t ra, int32_t rb) const {
   const int32_t pair[2] = {ra, rb};
   double sum = 0;

@@ -146,8 +146,6 @@ class IntervalSearch {
   void split();
   void summarize();
 
-  // F after a change of the loads of touched_ ranks by delta_ ([K x T]).
-  double f_after(int32_t bridge_expert, int32_t bridge_rank) const;
   double max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
   double max_excluding_scan(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
 
@@ -212,7 +210,6 @@ class IntervalSearch {
   std::vector<ReplaceBound> bound_;
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
-  mutable std::vector<double> delta_;          // [K * touched_.size()]
 };
 
 }  // namespace omni::detail
