@@ -182,4 +182,8 @@ Status ChannelTransport::fence_status() const { return engine_->fence_status(*ch
 
 void ChannelTransport::fence_self(std::string_view why) { engine_->fence_process(why); }
 
+std::chrono::steady_clock::time_point ChannelTransport::last_arrival(RankId r) const {
+  return engine_->last_arrival(r);
+}
+
 }  // namespace omni::transport_internal

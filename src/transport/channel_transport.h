@@ -44,6 +44,7 @@ class ChannelTransport final : public Transport {
   std::vector<RankId> failed_ranks() const override;
   Status fence_status() const override;
   void fence_self(std::string_view why) override;
+  std::chrono::steady_clock::time_point last_arrival(RankId r) const override;
 
   const MessageEngine& engine() const { return *engine_; }
 

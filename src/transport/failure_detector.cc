@@ -273,8 +273,17 @@ void FailureDetector::receiver_loop() {
         // we were not away ourselves meanwhile (a stalled rank does not judge
         // others by the time it was away: its watchdog fences it instead).
         const auto now = std::chrono::steady_clock::now();
+        // And nothing at all arrived from pred meanwhile: the process
+        // transports deliver a peer's messages in order, so its heartbeat
+        // can wait behind a large message (a collective contribution) that
+        // takes longer than the timeout to arrive on a loaded machine; what
+        // pred sent is still evidence that it is alive. While held up so,
+        // pred's sender posts a heartbeat, withdraws it `timeout` later and
+        // posts the next one a `period` after that: the window reaches back
+        // one period so that it always holds one of these arrivals.
         declare = !stopping_ && predecessor_locked() == pred && released_pred_ != pred &&
-                  silent_until_ < recv_started && now - last_tick_ <= options_.timeout;
+                  silent_until_ < recv_started && now - last_tick_ <= options_.timeout &&
+                  transport_.last_arrival(pred) < recv_started - options_.period;
       }
       if (declare) add_failed({pred}, /*detected_here=*/true);
       continue;

@@ -188,6 +188,8 @@ MessageEngine::MessageEngine(std::unique_ptr<Wire> wire)
     : wire_(std::move(wire)), rank_(wire_->rank()), size_(wire_->size()), backend_(wire_->name()) {
   lost_.assign(static_cast<size_t>(size_), ok_status());
   declared_.assign(static_cast<size_t>(size_), 0);
+  last_arrival_ns_ = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(size_));
+  for (int32_t r = 0; r < size_; ++r) last_arrival_ns_[static_cast<size_t>(r)].store(0, std::memory_order_relaxed);
 }
 
 MessageEngine::~MessageEngine() { shutdown(std::chrono::seconds(2)); }
@@ -881,6 +883,22 @@ void MessageEngine::fail_all_ops(Channel& ch, const Status& why) {
   for (auto& [ref, op] : ch.sends) finish(*op, why);
   ch.sends.clear();
   if (ch.active) finish_coll(*ch.active, why);
+}
+
+void MessageEngine::on_arrival(RankId src) {
+  if (src < 0 || src >= size_) return;
+  const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+  last_arrival_ns_[static_cast<size_t>(src)].store(ns, std::memory_order_relaxed);
+}
+
+std::chrono::steady_clock::time_point MessageEngine::last_arrival(RankId peer) const {
+  if (peer < 0 || peer >= size_) return std::chrono::steady_clock::time_point::min();
+  const int64_t ns = last_arrival_ns_[static_cast<size_t>(peer)].load(std::memory_order_relaxed);
+  if (ns == 0) return std::chrono::steady_clock::time_point::min();
+  return std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
 void MessageEngine::on_peer_lost(RankId peer, Status why) {

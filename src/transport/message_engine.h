@@ -192,6 +192,9 @@ class MessageEngine final : private WireSink {
   // Fences every channel of this process, and every one opened later
   // (Transport::fence_self).
   void fence_process(std::string_view why);
+  // When a wire message from peer last started to arrive (on_arrival), or
+  // time_point::min(). Any thread.
+  std::chrono::steady_clock::time_point last_arrival(RankId peer) const;
 
   // Figures for tests and benchmarks.
   struct Stats {
@@ -211,6 +214,7 @@ class MessageEngine final : private WireSink {
   void on_message(RankId src, std::span<const std::byte> frame, std::vector<std::byte> payload) override;
   void on_sent(uint64_t token, Status status) override;
   void on_peer_lost(RankId peer, Status why) override;
+  void on_arrival(RankId src) override;
 
   void run();  // the progress thread
 
@@ -249,6 +253,9 @@ class MessageEngine final : private WireSink {
   std::set<uint64_t> retired_;                             // guarded by mu_
   std::map<uint64_t, std::vector<Incoming>> orphans_;      // guarded by mu_: for channels not open yet
   std::vector<Status> lost_;                               // guarded by mu_: per peer, OK while connected
+  // Per peer: steady-clock nanoseconds of the last on_arrival, 0 if none.
+  // Written by the progress thread, read by any (no lock).
+  std::unique_ptr<std::atomic<int64_t>[]> last_arrival_ns_;
   std::vector<char> declared_;  // guarded by mu_: per peer, marked failed on some channel (not waited for at shutdown)
   std::deque<Outgoing> outbox_;                            // guarded by mu_
   std::vector<RankId> drop_requests_;                      // guarded by mu_

@@ -152,5 +152,6 @@ Status MpiTransport::mark_failed(RankId r) { return channel_->mark_failed(r); }
 std::vector<RankId> MpiTransport::failed_ranks() const { return channel_->failed_ranks(); }
 Status MpiTransport::fence_status() const { return channel_->fence_status(); }
 void MpiTransport::fence_self(std::string_view why) { channel_->fence_self(why); }
+std::chrono::steady_clock::time_point MpiTransport::last_arrival(RankId r) const { return channel_->last_arrival(r); }
 
 }  // namespace omni

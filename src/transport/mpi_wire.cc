@@ -106,6 +106,7 @@ class MpiWire final : public Wire {
       MPI_Mrecv(in.head.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
       const RankId src = st.MPI_SOURCE;
       any = true;
+      if (src >= 0 && src < size_) sink.on_arrival(src);
       if (in.head.size() < kPrefix) continue;  // not ours
       uint64_t separate = 0;
       std::memcpy(&separate, in.head.data(), sizeof(separate));

@@ -8,6 +8,10 @@
 
 namespace omni {
 
+std::chrono::steady_clock::time_point Transport::last_arrival(RankId /*r*/) const {
+  return std::chrono::steady_clock::time_point::min();
+}
+
 std::string_view reduce_op_name(ReduceOp op) {
   switch (op) {
     case ReduceOp::kSum: return "sum";

@@ -198,5 +198,6 @@ Status UcxTransport::mark_failed(RankId r) { return channel_->mark_failed(r); }
 std::vector<RankId> UcxTransport::failed_ranks() const { return channel_->failed_ranks(); }
 Status UcxTransport::fence_status() const { return channel_->fence_status(); }
 void UcxTransport::fence_self(std::string_view why) { channel_->fence_self(why); }
+std::chrono::steady_clock::time_point UcxTransport::last_arrival(RankId r) const { return channel_->last_arrival(r); }
 
 }  // namespace omni

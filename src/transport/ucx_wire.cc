@@ -162,6 +162,7 @@ class UcxWire final : public Wire {
       any = true;
       auto req = std::make_unique<RecvReq>();
       req->src = static_cast<RankId>(info.sender_tag);
+      if (req->src >= 0 && req->src < size_) sink.on_arrival(req->src);
       const bool framed = info.length >= kFrameBytes;
       req->payload.resize(framed ? info.length - kFrameBytes : info.length);
       req->iov[0] = {req->frame.data(), framed ? kFrameBytes : 0};

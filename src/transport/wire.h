@@ -41,6 +41,10 @@ class WireSink {
   // The connection to peer broke (its process died, its host went away).
   // Reported once per peer; later posts to it complete with UNAVAILABLE.
   virtual void on_peer_lost(RankId peer, Status why) = 0;
+  // A message from src has started to arrive (its size is known; its bytes
+  // may still be on their way, and it is delivered by on_message only after
+  // the messages from src before it). Evidence that src is alive.
+  virtual void on_arrival(RankId src) = 0;
 };
 
 class Wire {

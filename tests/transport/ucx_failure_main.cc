@@ -14,6 +14,13 @@
 //          away longer than the heartbeat timeout, or a survivor's notice
 //          came first): it can neither send nor take part in a collective, on
 //          any of its transports.
+//   bulk   nobody fails: every rank runs a detector with a short timeout
+//          (kBulkTimeout) while the ranks all-reduce large arrays
+//          (kBulkBytes per rank; each contribution takes longer to arrive
+//          than the timeout, and each peer's heartbeats wait behind it, as
+//          the wire delivers a peer's messages in order). No rank may be
+//          declared failed: what arrived from a peer meanwhile is evidence
+//          that it is alive (Transport::last_arrival).
 //
 // Every process prints one line "rank R: PASS (...)" or "rank R: FAIL: ..."
 // and exits 0 only if every check of its role passed; the killed rank prints
@@ -23,11 +30,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/transport/failure_detector.h"
@@ -182,14 +191,51 @@ Status run_stall(Transport& t, Transport& side, std::string& facts) {
   return ok_status();
 }
 
+// Short enough that one large contribution takes longer to arrive (a few
+// hundred ms for kBulkBytes from each of 3 peers on 2 shared cores).
+constexpr auto kBulkPeriod = 10ms;
+constexpr auto kBulkTimeout = 100ms;
+constexpr size_t kBulkBytes = size_t{8} << 20;
+constexpr int kBulkRounds = 8;
+
+Status run_bulk(Transport& t, std::string& facts) {
+  FailureDetectorOptions o;
+  o.period = kBulkPeriod;
+  o.timeout = kBulkTimeout;
+  OMNI_ASSIGN_OR_RETURN(auto detector, FailureDetector::start(t, o));
+  OMNI_RETURN_IF_ERROR(t.barrier(30s).with_context("barrier after the detectors started"));
+  std::vector<int64_t> data(kBulkBytes / sizeof(int64_t));
+  double slowest_ms = 0;
+  for (int round = 0; round < kBulkRounds; ++round) {
+    std::fill(data.begin(), data.end(), int64_t{t.rank() + round});
+    const auto t0 = Clock::now();
+    OMNI_RETURN_IF_ERROR(t.all_reduce(std::span<int64_t>(data), ReduceOp::kSum, 60s)
+                             .with_context(str_cat("bulk all_reduce round ", round)));
+    slowest_ms = std::max(slowest_ms, ms_since(t0));
+    const int64_t n = t.size();
+    const int64_t want = n * (n - 1) / 2 + n * round;
+    CHECK_OR_FAIL(data.front() == want && data.back() == want, "round ", round, ": sum ", data.front(), ", want ", want);
+  }
+  OMNI_RETURN_IF_ERROR(t.barrier(30s).with_context("barrier after the bulk rounds"));
+  const Membership m = detector->membership();
+  std::string set;
+  for (RankId r : m.failed) set += str_cat(set.empty() ? "" : ", ", r);
+  detector->stop();
+  CHECK_OR_FAIL(m.failed.empty(), "live ranks declared failed during large all-reduces: {", set, "}");
+  OMNI_RETURN_IF_ERROR(t.fence_status());
+  facts += str_cat(" slowest all_reduce of ", kBulkBytes >> 20, " MiB ", static_cast<int64_t>(slowest_ms),
+                   " ms, heartbeat timeout ", kBulkTimeout.count(), " ms; nobody declared;");
+  return ok_status();
+}
+
 }  // namespace
 }  // namespace omni
 
 int main(int argc, char** argv) {
   using namespace std::chrono_literals;
   const std::string scenario = argc > 1 ? argv[1] : "";
-  if (scenario != "kill" && scenario != "stall") {
-    std::fprintf(stderr, "usage: %s kill|stall (under mpirun --enable-recovery -np 4)\n", argv[0]);
+  if (scenario != "kill" && scenario != "stall" && scenario != "bulk") {
+    std::fprintf(stderr, "usage: %s kill|stall|bulk (under mpirun --enable-recovery -np 4)\n", argv[0]);
     return 2;
   }
   const omni::Status init = omni::UcxTransport::init(&argc, &argv, 60s);
@@ -209,7 +255,9 @@ int main(int argc, char** argv) {
       result = omni::invalid_argument_error("needs at least 3 processes");
     } else {
       rank = (*t)->rank();
-      result = scenario == "kill" ? omni::run_kill(**t, facts) : omni::run_stall(**t, **side, facts);
+      result = scenario == "kill"    ? omni::run_kill(**t, facts)
+               : scenario == "stall" ? omni::run_stall(**t, **side, facts)
+                                     : omni::run_bulk(**t, facts);
     }
   }
   const auto t0 = std::chrono::steady_clock::now();

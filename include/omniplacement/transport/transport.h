@@ -164,6 +164,15 @@ class Transport {
   // process backends every transport of the process is fenced (the process
   // is out of the group); on LocalTransport this transport. Any thread.
   virtual void fence_self(std::string_view why) = 0;
+  // When the last wire message from peer r arrived at this process (steady
+  // clock; on any channel of the process), as evidence that r is alive even
+  // while its messages wait behind a large one still being received (the
+  // process backends deliver each peer's messages in order, so a heartbeat
+  // can be held up for as long as a big collective contribution takes).
+  // time_point::min() when never, when r is out of range, and on backends
+  // that keep no such record (the default; LocalTransport has no such delays).
+  // Any thread.
+  virtual std::chrono::steady_clock::time_point last_arrival(RankId r) const;
   // Whether rank r is marked failed (r in range; else false).
   bool is_failed(RankId r) const;
   // Ranks not marked failed, ascending (this rank included).

@@ -100,6 +100,7 @@ class UcxTransport final : public Transport {
   std::vector<RankId> failed_ranks() const override;
   Status fence_status() const override;
   void fence_self(std::string_view why) override;
+  std::chrono::steady_clock::time_point last_arrival(RankId r) const override;
 
  private:
   explicit UcxTransport(std::unique_ptr<Transport> channel);
