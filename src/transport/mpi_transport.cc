@@ -119,39 +119,8 @@ StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::create_world(Timeout) { re
 
 namespace omni {
 
-// Without MPI no MpiTransport object can exist, so channel_ is never null here.
-MpiTransport::MpiTransport(std::unique_ptr<Transport> channel) : channel_(std::move(channel)) {}
+// Without MPI no MpiTransport object can exist, so the channel is never null here.
+MpiTransport::MpiTransport(std::unique_ptr<Transport> channel) : ForwardingTransport(std::move(channel)) {}
 MpiTransport::~MpiTransport() = default;
-
-RankId MpiTransport::rank() const { return channel_->rank(); }
-int32_t MpiTransport::size() const { return channel_->size(); }
-Status MpiTransport::barrier(Timeout timeout) { return channel_->barrier(timeout); }
-Status MpiTransport::all_reduce(std::span<int64_t> data, ReduceOp op, Timeout timeout) {
-  return channel_->all_reduce(data, op, timeout);
-}
-Status MpiTransport::all_reduce(std::span<double> data, ReduceOp op, Timeout timeout) {
-  return channel_->all_reduce(data, op, timeout);
-}
-Status MpiTransport::all_gather(std::span<const std::byte> send, std::span<std::byte> recv, Timeout timeout) {
-  return channel_->all_gather(send, recv, timeout);
-}
-Status MpiTransport::broadcast(std::span<std::byte> data, RankId root, Timeout timeout) {
-  return channel_->broadcast(data, root, timeout);
-}
-StatusOr<std::unique_ptr<Transport>> MpiTransport::duplicate(Timeout timeout) { return channel_->duplicate(timeout); }
-Status MpiTransport::send(RankId dst, int32_t tag, std::span<const std::byte> data, Timeout timeout) {
-  return channel_->send(dst, tag, data, timeout);
-}
-Status MpiTransport::recv(RankId src, int32_t tag, std::span<std::byte> data, Timeout timeout) {
-  return channel_->recv(src, tag, data, timeout);
-}
-StatusOr<std::vector<std::byte>> MpiTransport::recv_message(RankId src, int32_t tag, Timeout timeout) {
-  return channel_->recv_message(src, tag, timeout);
-}
-Status MpiTransport::mark_failed(RankId r) { return channel_->mark_failed(r); }
-std::vector<RankId> MpiTransport::failed_ranks() const { return channel_->failed_ranks(); }
-Status MpiTransport::fence_status() const { return channel_->fence_status(); }
-void MpiTransport::fence_self(std::string_view why) { channel_->fence_self(why); }
-std::chrono::steady_clock::time_point MpiTransport::last_arrival(RankId r) const { return channel_->last_arrival(r); }
 
 }  // namespace omni

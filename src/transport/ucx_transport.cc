@@ -166,38 +166,7 @@ StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::create_world(Timeout) { re
 
 namespace omni {
 
-UcxTransport::UcxTransport(std::unique_ptr<Transport> channel) : channel_(std::move(channel)) {}
+UcxTransport::UcxTransport(std::unique_ptr<Transport> channel) : ForwardingTransport(std::move(channel)) {}
 UcxTransport::~UcxTransport() = default;
-
-RankId UcxTransport::rank() const { return channel_->rank(); }
-int32_t UcxTransport::size() const { return channel_->size(); }
-Status UcxTransport::barrier(Timeout timeout) { return channel_->barrier(timeout); }
-Status UcxTransport::all_reduce(std::span<int64_t> data, ReduceOp op, Timeout timeout) {
-  return channel_->all_reduce(data, op, timeout);
-}
-Status UcxTransport::all_reduce(std::span<double> data, ReduceOp op, Timeout timeout) {
-  return channel_->all_reduce(data, op, timeout);
-}
-Status UcxTransport::all_gather(std::span<const std::byte> send, std::span<std::byte> recv, Timeout timeout) {
-  return channel_->all_gather(send, recv, timeout);
-}
-Status UcxTransport::broadcast(std::span<std::byte> data, RankId root, Timeout timeout) {
-  return channel_->broadcast(data, root, timeout);
-}
-StatusOr<std::unique_ptr<Transport>> UcxTransport::duplicate(Timeout timeout) { return channel_->duplicate(timeout); }
-Status UcxTransport::send(RankId dst, int32_t tag, std::span<const std::byte> data, Timeout timeout) {
-  return channel_->send(dst, tag, data, timeout);
-}
-Status UcxTransport::recv(RankId src, int32_t tag, std::span<std::byte> data, Timeout timeout) {
-  return channel_->recv(src, tag, data, timeout);
-}
-StatusOr<std::vector<std::byte>> UcxTransport::recv_message(RankId src, int32_t tag, Timeout timeout) {
-  return channel_->recv_message(src, tag, timeout);
-}
-Status UcxTransport::mark_failed(RankId r) { return channel_->mark_failed(r); }
-std::vector<RankId> UcxTransport::failed_ranks() const { return channel_->failed_ranks(); }
-Status UcxTransport::fence_status() const { return channel_->fence_status(); }
-void UcxTransport::fence_self(std::string_view why) { channel_->fence_self(why); }
-std::chrono::steady_clock::time_point UcxTransport::last_arrival(RankId r) const { return channel_->last_arrival(r); }
 
 }  // namespace omni

@@ -51,11 +51,11 @@
 
 #include <memory>
 
-#include "omniplacement/transport/transport.h"
+#include "omniplacement/transport/forwarding_transport.h"
 
 namespace omni {
 
-class MpiTransport final : public Transport {
+class MpiTransport final : public ForwardingTransport {
  public:
   // Initialises MPI with MPI_THREAD_MULTIPLE unless it already is (then
   // checks the thread level). argc/argv may be null. Idempotent.
@@ -71,30 +71,11 @@ class MpiTransport final : public Transport {
 
   ~MpiTransport() override;
 
-  RankId rank() const override;
-  int32_t size() const override;
   std::string_view backend() const override { return "mpi"; }
 
-  Status barrier(Timeout timeout) override;
-  Status all_reduce(std::span<int64_t> data, ReduceOp op, Timeout timeout) override;
-  Status all_reduce(std::span<double> data, ReduceOp op, Timeout timeout) override;
-  Status all_gather(std::span<const std::byte> send, std::span<std::byte> recv, Timeout timeout) override;
-  Status broadcast(std::span<std::byte> data, RankId root, Timeout timeout) override;
-  StatusOr<std::unique_ptr<Transport>> duplicate(Timeout timeout) override;
-
-  Status send(RankId dst, int32_t tag, std::span<const std::byte> data, Timeout timeout) override;
-  Status recv(RankId src, int32_t tag, std::span<std::byte> data, Timeout timeout) override;
-  StatusOr<std::vector<std::byte>> recv_message(RankId src, int32_t tag, Timeout timeout) override;
-
-  Status mark_failed(RankId r) override;
-  std::vector<RankId> failed_ranks() const override;
-  Status fence_status() const override;
-  void fence_self(std::string_view why) override;
-  std::chrono::steady_clock::time_point last_arrival(RankId r) const override;
-
  private:
+  // channel: a channel of the process's MPI message engine.
   explicit MpiTransport(std::unique_ptr<Transport> channel);
-  std::unique_ptr<Transport> channel_;  // a channel of the process's MPI message engine
 };
 
 }  // namespace omni

@@ -59,11 +59,11 @@
 
 #include <memory>
 
-#include "omniplacement/transport/transport.h"
+#include "omniplacement/transport/forwarding_transport.h"
 
 namespace omni {
 
-class UcxTransport final : public Transport {
+class UcxTransport final : public ForwardingTransport {
  public:
   // Whether this build has UCX (OMNI_WITH_UCX).
   static bool available();
@@ -81,30 +81,11 @@ class UcxTransport final : public Transport {
 
   ~UcxTransport() override;
 
-  RankId rank() const override;
-  int32_t size() const override;
   std::string_view backend() const override { return "ucx"; }
 
-  Status barrier(Timeout timeout) override;
-  Status all_reduce(std::span<int64_t> data, ReduceOp op, Timeout timeout) override;
-  Status all_reduce(std::span<double> data, ReduceOp op, Timeout timeout) override;
-  Status all_gather(std::span<const std::byte> send, std::span<std::byte> recv, Timeout timeout) override;
-  Status broadcast(std::span<std::byte> data, RankId root, Timeout timeout) override;
-  StatusOr<std::unique_ptr<Transport>> duplicate(Timeout timeout) override;
-
-  Status send(RankId dst, int32_t tag, std::span<const std::byte> data, Timeout timeout) override;
-  Status recv(RankId src, int32_t tag, std::span<std::byte> data, Timeout timeout) override;
-  StatusOr<std::vector<std::byte>> recv_message(RankId src, int32_t tag, Timeout timeout) override;
-
-  Status mark_failed(RankId r) override;
-  std::vector<RankId> failed_ranks() const override;
-  Status fence_status() const override;
-  void fence_self(std::string_view why) override;
-  std::chrono::steady_clock::time_point last_arrival(RankId r) const override;
-
  private:
+  // channel: a channel of the process's UCX message engine.
   explicit UcxTransport(std::unique_ptr<Transport> channel);
-  std::unique_ptr<Transport> channel_;  // a channel of the process's UCX message engine
 };
 
 }  // namespace omni
