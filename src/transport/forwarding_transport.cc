@@ -4,7 +4,9 @@
 
 namespace omni {
 
-ForwardingTransport::ForwardingTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+ForwardingTransport::ForwardingTransport(std::unique_ptr<Transport> inner)
+    : owned_(std::move(inner)), inner_(owned_.get()) {}
+ForwardingTransport::ForwardingTransport(Transport& inner) : inner_(&inner) {}
 ForwardingTransport::~ForwardingTransport() = default;
 
 RankId ForwardingTransport::rank() const { return inner_->rank(); }

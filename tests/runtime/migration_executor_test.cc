@@ -14,6 +14,7 @@
 
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/runtime/placement_manager.h"
+#include "omniplacement/transport/forwarding_transport.h"
 #include "omniplacement/transport/local_transport.h"
 
 namespace omni {
@@ -211,46 +212,21 @@ TEST(MigrationExecutorTest, HookStoreAndBackupErrorsFailTheStep) {
 // Forwards everything to another transport; a point-to-point message received
 // here that is longer than a weight header gets one byte of its payload
 // flipped, as a link that corrupts data in flight. Duplicates corrupt too.
-class CorruptingLink final : public Transport {
+class CorruptingLink final : public ForwardingTransport {
  public:
   static constexpr size_t kHeaderBytes = 48;  // the executor's weight header
-  explicit CorruptingLink(std::unique_ptr<Transport> inner) : owned_(std::move(inner)), t_(owned_.get()) {}
-  explicit CorruptingLink(Transport& inner) : t_(&inner) {}
-  RankId rank() const override { return t_->rank(); }
-  int32_t size() const override { return t_->size(); }
-  std::string_view backend() const override { return t_->backend(); }
-  Status barrier(Timeout timeout) override { return t_->barrier(timeout); }
-  Status all_reduce(std::span<int64_t> d, ReduceOp op, Timeout timeout) override { return t_->all_reduce(d, op, timeout); }
-  Status all_reduce(std::span<double> d, ReduceOp op, Timeout timeout) override { return t_->all_reduce(d, op, timeout); }
-  Status all_gather(std::span<const std::byte> s, std::span<std::byte> r, Timeout timeout) override {
-    return t_->all_gather(s, r, timeout);
-  }
-  Status broadcast(std::span<std::byte> data, RankId root, Timeout timeout) override {
-    return t_->broadcast(data, root, timeout);
-  }
+  explicit CorruptingLink(std::unique_ptr<Transport> inner) : ForwardingTransport(std::move(inner)) {}
+  explicit CorruptingLink(Transport& inner) : ForwardingTransport(inner) {}
+  std::string_view backend() const override { return inner().backend(); }
   StatusOr<std::unique_ptr<Transport>> duplicate(Timeout timeout) override {
-    OMNI_ASSIGN_OR_RETURN(auto inner, t_->duplicate(timeout));
-    return std::unique_ptr<Transport>(new CorruptingLink(std::move(inner)));
-  }
-  Status send(RankId dst, int32_t tag, std::span<const std::byte> d, Timeout timeout) override {
-    return t_->send(dst, tag, d, timeout);
-  }
-  Status recv(RankId src, int32_t tag, std::span<std::byte> d, Timeout timeout) override {
-    return t_->recv(src, tag, d, timeout);
+    OMNI_ASSIGN_OR_RETURN(auto dup, inner().duplicate(timeout));
+    return std::unique_ptr<Transport>(new CorruptingLink(std::move(dup)));
   }
   StatusOr<std::vector<std::byte>> recv_message(RankId src, int32_t tag, Timeout timeout) override {
-    OMNI_ASSIGN_OR_RETURN(auto m, t_->recv_message(src, tag, timeout));
+    OMNI_ASSIGN_OR_RETURN(auto m, inner().recv_message(src, tag, timeout));
     if (m.size() > kHeaderBytes) m[kHeaderBytes + (m.size() - kHeaderBytes) / 2] ^= std::byte{0x10};
     return m;
   }
-  Status mark_failed(RankId r) override { return t_->mark_failed(r); }
-  std::vector<RankId> failed_ranks() const override { return t_->failed_ranks(); }
-  Status fence_status() const override { return t_->fence_status(); }
-  void fence_self(std::string_view why) override { t_->fence_self(why); }
-
- private:
-  std::unique_ptr<Transport> owned_;
-  Transport* t_;
 };
 
 TEST(MigrationExecutorTest, PayloadCorruptedInTransitFailsTheStepNamingTheTransfer) {

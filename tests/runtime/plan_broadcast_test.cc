@@ -17,6 +17,7 @@
 #include "omniplacement/core/placement_ops.h"
 #include "omniplacement/runtime/placement_manager.h"
 #include "omniplacement/runtime/weight_store.h"
+#include "omniplacement/transport/forwarding_transport.h"
 #include "omniplacement/transport/local_transport.h"
 
 namespace omni {
@@ -81,45 +82,20 @@ TEST(PlanBroadcastTest, DecodeRefusesCorruptedTruncatedAndPaddedBytes) {
 
 // Forwards everything to a LocalTransport; broadcasts received on this rank
 // (not sent by it) get their last byte flipped, as a link that corrupts data.
-class CorruptingTransport final : public Transport {
+class CorruptingTransport final : public ForwardingTransport {
  public:
-  explicit CorruptingTransport(std::unique_ptr<Transport> inner) : owned_(std::move(inner)), t_(owned_.get()) {}
-  explicit CorruptingTransport(Transport& inner) : t_(&inner) {}
-  RankId rank() const override { return t_->rank(); }
-  int32_t size() const override { return t_->size(); }
-  std::string_view backend() const override { return t_->backend(); }
-  Status barrier(Timeout timeout) override { return t_->barrier(timeout); }
-  Status all_reduce(std::span<int64_t> d, ReduceOp op, Timeout timeout) override { return t_->all_reduce(d, op, timeout); }
-  Status all_reduce(std::span<double> d, ReduceOp op, Timeout timeout) override { return t_->all_reduce(d, op, timeout); }
-  Status all_gather(std::span<const std::byte> s, std::span<std::byte> r, Timeout timeout) override {
-    return t_->all_gather(s, r, timeout);
-  }
+  explicit CorruptingTransport(std::unique_ptr<Transport> inner) : ForwardingTransport(std::move(inner)) {}
+  explicit CorruptingTransport(Transport& inner) : ForwardingTransport(inner) {}
+  std::string_view backend() const override { return inner().backend(); }
   Status broadcast(std::span<std::byte> data, RankId root, Timeout timeout) override {
-    OMNI_RETURN_IF_ERROR(t_->broadcast(data, root, timeout));
+    OMNI_RETURN_IF_ERROR(inner().broadcast(data, root, timeout));
     if (root != rank() && data.size() > 64) data.back() ^= std::byte{1};  // the payload, not the header
     return ok_status();
   }
   StatusOr<std::unique_ptr<Transport>> duplicate(Timeout timeout) override {
-    OMNI_ASSIGN_OR_RETURN(auto inner, t_->duplicate(timeout));
-    return std::unique_ptr<Transport>(new CorruptingTransport(std::move(inner)));
+    OMNI_ASSIGN_OR_RETURN(auto dup, inner().duplicate(timeout));
+    return std::unique_ptr<Transport>(new CorruptingTransport(std::move(dup)));
   }
-  Status send(RankId dst, int32_t tag, std::span<const std::byte> d, Timeout timeout) override {
-    return t_->send(dst, tag, d, timeout);
-  }
-  Status recv(RankId src, int32_t tag, std::span<std::byte> d, Timeout timeout) override {
-    return t_->recv(src, tag, d, timeout);
-  }
-  StatusOr<std::vector<std::byte>> recv_message(RankId src, int32_t tag, Timeout timeout) override {
-    return t_->recv_message(src, tag, timeout);
-  }
-  Status mark_failed(RankId r) override { return t_->mark_failed(r); }
-  std::vector<RankId> failed_ranks() const override { return t_->failed_ranks(); }
-  Status fence_status() const override { return t_->fence_status(); }
-  void fence_self(std::string_view why) override { t_->fence_self(why); }
-
- private:
-  std::unique_ptr<Transport> owned_;
-  Transport* t_;
 };
 
 TEST(PlanBroadcastTest, EveryRankGetsTheLeadersPlanOrItsError) {

@@ -4,9 +4,14 @@
 // public type of their own; this class holds that channel, so each of them
 // declares only what differs: its factories and backend().
 //
-// Threads, ownership and errors: exactly those of the inner transport, which
-// this object owns and destroys with itself. Every call is forwarded
-// unchanged; nothing is added, retried or translated.
+// A subclass may also override a few calls to change what passes through
+// (the runtime's tests wrap a transport in a link that corrupts data in
+// flight this way) and reach the inner transport with inner().
+//
+// Threads and errors: exactly those of the inner transport. Every call is
+// forwarded unchanged; nothing is added, retried or translated. Ownership:
+// the inner transport is either owned (destroyed with this object) or
+// borrowed (it must outlive this object), as the constructor says.
 #pragma once
 
 #include <memory>
@@ -40,11 +45,16 @@ class ForwardingTransport : public Transport {
   std::chrono::steady_clock::time_point last_arrival(RankId r) const override;
 
  protected:
-  // inner must not be null.
+  // Owns inner, which must not be null.
   explicit ForwardingTransport(std::unique_ptr<Transport> inner);
+  // Borrows inner, which must outlive this object.
+  explicit ForwardingTransport(Transport& inner);
+
+  Transport& inner() const { return *inner_; }
 
  private:
-  std::unique_ptr<Transport> inner_;
+  std::unique_ptr<Transport> owned_;
+  Transport* inner_;
 };
 
 }  // namespace omni
