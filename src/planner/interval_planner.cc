@@ -77,6 +77,51 @@ std::vector<RankId> match_onto(std::span<const ExpertId> cur, const std::vector<
   return to;
 }
 
+// Fills the empty slots of a layer ([R * S]) with replicas, eplb's rule: the
+// expert with the most forecast tokens per replica (under the cap, ties to the
+// lower id) goes to the least loaded rank (even split of `w`) with an empty
+// slot that lacks it.
+void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, int32_t R, int32_t S, int32_t cap) {
+  const auto E = static_cast<int32_t>(w.size());
+  const auto Sz = static_cast<size_t>(S);
+  std::vector<int32_t> cnt(static_cast<size_t>(E), 0);
+  std::vector<int32_t> free_slots(static_cast<size_t>(R), 0);
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (row[g] >= 0) ++cnt[static_cast<size_t>(row[g])];
+    else ++free_slots[g / Sz];
+  }
+  std::vector<char> done(static_cast<size_t>(E), 0);
+  std::vector<double> load(static_cast<size_t>(R));
+  for (;;) {
+    ExpertId x = -1;
+    for (ExpertId e = 0; e < E; ++e) {
+      const auto ue = static_cast<size_t>(e);
+      if (done[ue] || cnt[ue] < 1 || cnt[ue] >= cap) continue;
+      if (x < 0 || w[ue] * cnt[static_cast<size_t>(x)] > w[static_cast<size_t>(x)] * cnt[ue]) x = e;
+    }
+    if (x < 0) return;
+    std::fill(load.begin(), load.end(), 0.0);
+    for (size_t g = 0; g < row.size(); ++g)
+      if (row[g] >= 0) load[g / Sz] += w[static_cast<size_t>(row[g])] / cnt[static_cast<size_t>(row[g])];
+    int32_t to = -1;
+    for (int32_t r = 0; r < R; ++r) {
+      if (free_slots[static_cast<size_t>(r)] == 0) continue;
+      bool holds = false;
+      for (size_t s = 0; s < Sz; ++s) holds |= row[static_cast<size_t>(r) * Sz + s] == x;
+      if (!holds && (to < 0 || load[static_cast<size_t>(r)] < load[static_cast<size_t>(to)])) to = r;
+    }
+    if (to < 0) {
+      done[static_cast<size_t>(x)] = 1;
+      continue;
+    }
+    size_t g = static_cast<size_t>(to) * Sz;
+    while (row[g] >= 0) ++g;
+    row[g] = x;
+    ++cnt[static_cast<size_t>(x)];
+    --free_slots[static_cast<size_t>(to)];
+  }
+}
+
 }  // namespace
 
 StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions& opt, const std::vector<int32_t>& spr,
@@ -153,6 +198,7 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       double best_value = scorer.value();
       auto consider = [&](const std::vector<ExpertId>& row) {
         scorer.start_from(row);
+        scorer.fill_empty();
         scorer.prune();
         if (scorer.value() < best_value) {
           best_value = scorer.value();
@@ -170,7 +216,11 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       out.budget_hit |= path.budget_hit();
       // The fit from scratch moves most slots; under a hard cap on moves per
       // rank it is a candidate only when it keeps to the cap.
-      const std::vector<ExpertId> relabelled = relabel_and_align(cur, scratch, R, match_onto(cur, scratch, R, E));
+      // Its spare slots, which a fit of the mean may leave empty, are filled
+      // as eplb fills them: the candidate then hedges like eplb's plan does.
+      std::vector<ExpertId> filled = scratch;
+      fill_like_eplb(f.mean, filled, R, S, cap);
+      const std::vector<ExpertId> relabelled = relabel_and_align(cur, filled, R, match_onto(cur, filled, R, E));
       bool within_cap = opt.max_moves_per_rank < 0;
       if (!within_cap) {
         const std::vector<int32_t> changes = slot_changes_per_rank(cur, relabelled, R);
@@ -188,11 +238,18 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
         out.moves += search.moves();
         out.budget_hit |= search.budget_hit();
       }
-      plan = std::move(best_row);
+      // Empty slots left (the reference's, or a candidate's whose refill
+      // would raise the value) get what does not raise it.
+      IntervalSearch last(problem);
+      last.start_from(best_row);
+      last.fill_empty();
+      plan = last.aligned_slots(cur);
     } else {
       IntervalSearch search(problem);
       search.start_from(scratch);
+      search.fill_empty();
       search.run(false);
+      search.fill_empty();
       plan.assign(search.slots().begin(), search.slots().end());
       out.moves += search.moves();
       out.budget_hit |= search.budget_hit();

@@ -857,6 +857,37 @@ void IntervalSearch::prune() {
   }
 }
 
+void IntervalSearch::fill_empty() {
+  std::vector<double> tokens(static_cast<size_t>(E_), 0.0);
+  for (ExpertId e = 0; e < E_; ++e)
+    for (int32_t k = 0; k < K_; ++k) tokens[static_cast<size_t>(e)] += x(k, e);
+  for (int32_t g = 0; g < static_cast<int32_t>(slot_.size()); ++g) {
+    if (slot_[static_cast<size_t>(g)] >= 0) continue;
+    if (out_of_time()) return;
+    const int32_t r = g / S_;
+    const double tol = 1e-9 * (1.0 + value());
+    ExpertId pick = kEmptySlot;
+    double pick_delta = kInf, pick_tokens = 0;
+    for (ExpertId e = 0; e < E_; ++e) {
+      const auto ue = static_cast<size_t>(e);
+      if (holds(r, e) || cnt_[ue] >= p_.cap || cnt_[ue] < 1) continue;
+      const double d = eval_replace(g, e, true);
+      const double per_replica = tokens[ue] / cnt_[ue];
+      if (d < pick_delta - tol || (d <= pick_delta + tol && per_replica > pick_tokens)) {
+        pick_delta = d;
+        pick = e;
+        pick_tokens = per_replica;
+      }
+    }
+    if (pick < 0 || pick_delta > tol) continue;
+    const double before = value();
+    const Move m{0, 1, -1, g, pick};
+    if (per_batch()) save_split();
+    apply(m);
+    if (value() > before + tol) undo(m, kEmptySlot);
+  }
+}
+
 std::vector<ExpertId> IntervalSearch::aligned_slots(std::span<const ExpertId> reference) const {
   std::vector<ExpertId> out(slot_.size(), kEmptySlot);
   for (int32_t r = 0; r < R_; ++r) {

@@ -100,6 +100,13 @@ class IntervalSearch {
   // that received an expert): what a candidate plan keeps of its moves when
   // each must pay for itself. Cheap: no scan of the busiest ranks.
   void prune();
+  // Gives every empty slot a replica that does not raise F + C (priced; C is
+  // 0 without prices): of the experts its rank lacks, under the cap, the one
+  // that raises F + C least, ties to the most forecast tokens per replica.
+  // An empty slot serves nothing: a replica there halves its expert's swing
+  // (static shares) or gives the per-batch split another rank to send it to,
+  // in a next window that the scenarios describe only in part.
+  void fill_empty();
 
   // Current slots, [R * S].
   std::span<const ExpertId> slots() const { return slot_; }
