@@ -12,6 +12,7 @@
 #include "omniplacement/core/metrics.h"
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/core/topology.h"
+#include "omniplacement/planner/migration_plan.h"
 #include "omniplacement/planner/planner.h"
 #include "omniplacement/dispatch/batch_split.h"
 
@@ -162,6 +163,12 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
           cpu += c1 - c0;
           f.cpu_ms_max = std::max(f.cpu_ms_max, c1 - c0);
           if (pol.mode != "oracle") f.moves += slots_changed(current, r->placement);
+          if (in.serving.expert_bytes >= 1) {
+            MigrationOptions mo;
+            mo.expert_bytes = static_cast<int64_t>(in.serving.expert_bytes);
+            OMNI_ASSIGN_OR_RETURN(MigrationPlan mig, diff(current, r->placement, topo, mo));
+            f.migration_s += mig.total_seconds;
+          }
           current = std::move(r->placement);
           OMNI_ASSIGN_OR_RETURN(Served fit, serve(current, w, plan_on, Dispatch::kShares));
           OMNI_ASSIGN_OR_RETURN(Served next, serve(current, w, t + 1, d));
@@ -170,6 +177,7 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
             std::fprintf(stderr, "%s %s t=%zu next=%.4f moves=%lld\n", name.c_str(), dispatch_name(d), t,
                          next.mean_max_over_mean, static_cast<long long>(f.moves));
           f.realised += next.mean_max_over_mean;
+          f.compute_s += next.sum_max * in.serving.seconds_per_token;
           sum_max += next.sum_max;
           sum_mean += next.sum_mean;
           ++f.replans;
@@ -198,8 +206,8 @@ std::string figures_table(const EvalWorkload& w, const std::vector<PolicyFigures
   for (const PolicyFigures& f : figures) {
     if (header || f.dispatch != last) {
       char line[256];
-      std::snprintf(line, sizeof line, "  dispatch %-9s %-58s %9s %9s %8s %9s %7s %9s %9s\n", dispatch_name(f.dispatch),
-                    "policy", "realised", "vs eplb", "fitted", "moves", "of eplb", "cpu ms", "cpu max");
+      std::snprintf(line, sizeof line, "  dispatch %-9s %-58s %9s %9s %8s %9s %7s %9s %9s %9s %8s\n", dispatch_name(f.dispatch),
+                    "policy", "realised", "vs eplb", "fitted", "moves", "of eplb", "cpu ms", "cpu max", "time s", "vs eplb");
       os << line;
       header = false;
       last = f.dispatch;
@@ -213,10 +221,13 @@ std::string figures_table(const EvalWorkload& w, const std::vector<PolicyFigures
     const auto it = eplb.find(static_cast<int>(f.dispatch));
     const PolicyFigures* e = it == eplb.end() ? nullptr : it->second;
     const bool oracle = f.policy.rfind("oracle:", 0) == 0;
-    std::snprintf(line, sizeof line, "  %-18s %-58s %9.4f %+9.4f %8.4f %9lld %6.1f%% %9.2f %9.2f\n", "", f.policy.c_str(),
-                  f.realised, e ? f.realised - e->realised : 0.0, f.fitted, static_cast<long long>(oracle ? 0 : f.moves),
+    const double time_s = f.compute_s + f.migration_s;
+    const double eplb_s = e ? e->compute_s + e->migration_s : 0.0;
+    std::snprintf(line, sizeof line, "  %-18s %-58s %9.4f %+9.4f %8.4f %9lld %6.1f%% %9.2f %9.2f %9.4f %+7.1f%%\n", "",
+                  f.policy.c_str(), f.realised, e ? f.realised - e->realised : 0.0, f.fitted,
+                  static_cast<long long>(oracle ? 0 : f.moves),
                   e && e->moves > 0 && !oracle ? 100.0 * static_cast<double>(f.moves) / static_cast<double>(e->moves) : 0.0,
-                  f.cpu_ms_mean, f.cpu_ms_max);
+                  f.cpu_ms_mean, f.cpu_ms_max, time_s, eplb_s > 0 ? 100.0 * (time_s / eplb_s - 1.0) : 0.0);
     os << line;
   }
   return os.str();
@@ -229,10 +240,10 @@ std::string figures_json(const EvalWorkload& w, const std::vector<PolicyFigures>
     std::snprintf(line, sizeof line,
                   "{\"workload\": \"%s\", \"held_out\": %s, \"dispatch\": \"%s\", \"policy\": \"%s\", \"realised\": %.6f, "
                   "\"realised_sum\": %.6f, \"fitted\": %.6f, \"moves\": %lld, \"replans\": %d, \"cpu_ms_mean\": %.4f, "
-                  "\"cpu_ms_max\": %.4f, \"error\": \"%s\"}\n",
+                  "\"cpu_ms_max\": %.4f, \"compute_s\": %.6f, \"migration_s\": %.6f, \"error\": \"%s\"}\n",
                   w.name.c_str(), w.held_out ? "true" : "false", dispatch_name(f.dispatch), f.policy.c_str(), f.realised,
                   f.realised_sum, f.fitted, static_cast<long long>(f.moves), f.replans, f.cpu_ms_mean, f.cpu_ms_max,
-                  f.error.c_str());
+                  f.compute_s, f.migration_s, f.error.c_str());
     os << line;
   }
   return os.str();

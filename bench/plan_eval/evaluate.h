@@ -45,6 +45,13 @@ struct PolicyFigures {
   double fitted = 0;          // the same, measured on the window planned on (shares only)
   int64_t moves = 0;          // slots given another expert, over all re-plans
   int32_t replans = 0;
+  // Time in the serving model's units, summed over re-plans: compute_s, the
+  // next window's busiest rank per layer (sum over layers of max rank load x
+  // seconds_per_token); migration_s, the moves' estimated time as a stall
+  // (diff()'s time model, migration_plan.h, with the serving expert_bytes).
+  // Their sum is what a re-plan costs and saves, moves included.
+  double compute_s = 0;
+  double migration_s = 0;
   double cpu_ms_mean = 0;     // planner CPU time per re-plan (this thread)
   double cpu_ms_max = 0;
   std::string error;          // non-empty: the policy failed

@@ -28,13 +28,16 @@ P='scratch:eplb;inc:omni(forecast=false);inc:omni(forecast=false,max_moves_per_r
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 eplb = {(r["workload"], r["dispatch"]): r for r in rows if r["policy"] == "scratch:eplb"}
-print("held-out workloads where inc:omni realises above scratch:eplb:")
+print("held-out workloads where inc:omni realises above scratch:eplb (max/mean of the next window), and the")
+print("time both spend (busiest rank's compute over the next windows + their migrations as a stall, diff()'s model):")
 for r in rows:
     if r["policy"] != "inc:omni":
         continue
     e = eplb[(r["workload"], r["dispatch"])]
     mark = "LOSES" if r["realised"] > e["realised"] else "wins "
+    t, te = r["compute_s"] + r["migration_s"], e["compute_s"] + e["migration_s"]
     print(f'  {mark} {r["workload"]:32s} {r["dispatch"]:9s} omni {r["realised"]:.4f} eplb {e["realised"]:.4f} '
           f'({r["realised"] - e["realised"]:+.4f}), moves {r["moves"]} = {100 * r["moves"] / max(1, e["moves"]):.1f}% of eplb, '
-          f'cpu {r["cpu_ms_mean"]:.1f} ms mean {r["cpu_ms_max"]:.1f} max')
+          f'time {t:.3f} s (migration {r["migration_s"]:.3f}) against {te:.3f} s (migration {e["migration_s"]:.3f}): '
+          f'{100 * (t / te - 1):+.1f}%, cpu {r["cpu_ms_mean"]:.1f} ms mean {r["cpu_ms_max"]:.1f} max')
 PY
