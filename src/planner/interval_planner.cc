@@ -240,10 +240,13 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       }
       // Empty slots left (the reference's, or a candidate's whose refill
       // would raise the value) get what does not raise it.
-      IntervalSearch last(problem);
-      last.start_from(best_row);
-      last.fill_empty();
-      plan = last.aligned_slots(cur);
+      if (std::find(best_row.begin(), best_row.end(), kEmptySlot) != best_row.end()) {
+        IntervalSearch last(problem);
+        last.start_from(best_row);
+        last.fill_empty();
+        best_row = last.aligned_slots(cur);
+      }
+      plan = std::move(best_row);
     } else {
       IntervalSearch search(problem);
       search.start_from(scratch);

@@ -22,6 +22,8 @@ constexpr int32_t kReplicaTakers = 8;
 constexpr int32_t kPrunePasses = 3;
 // Ranks a busiest rank trades with: the least loaded ones.
 constexpr int32_t kPartners = 16;
+// Replicas fill_empty() tries on the per-batch split per empty slot.
+constexpr size_t kFillTries = 4;
 
 }  // namespace
 
@@ -861,30 +863,41 @@ void IntervalSearch::fill_empty() {
   std::vector<double> tokens(static_cast<size_t>(E_), 0.0);
   for (ExpertId e = 0; e < E_; ++e)
     for (int32_t k = 0; k < K_; ++k) tokens[static_cast<size_t>(e)] += x(k, e);
+  struct Candidate {
+    double delta, per_replica;
+    ExpertId e;
+  };
+  std::vector<Candidate> candidates;
   for (int32_t g = 0; g < static_cast<int32_t>(slot_.size()); ++g) {
     if (slot_[static_cast<size_t>(g)] >= 0) continue;
     if (out_of_time()) return;
     const int32_t r = g / S_;
     const double tol = 1e-9 * (1.0 + value());
-    ExpertId pick = kEmptySlot;
-    double pick_delta = kInf, pick_tokens = 0;
+    candidates.clear();
     for (ExpertId e = 0; e < E_; ++e) {
       const auto ue = static_cast<size_t>(e);
       if (holds(r, e) || cnt_[ue] >= p_.cap || cnt_[ue] < 1) continue;
       const double d = eval_replace(g, e, true);
-      const double per_replica = tokens[ue] / cnt_[ue];
-      if (d < pick_delta - tol || (d <= pick_delta + tol && per_replica > pick_tokens)) {
-        pick_delta = d;
-        pick = e;
-        pick_tokens = per_replica;
-      }
+      if (d <= tol || per_batch()) candidates.push_back({d, tokens[ue] / cnt_[ue], e});
     }
-    if (pick < 0 || pick_delta > tol) continue;
-    const double before = value();
-    const Move m{0, 1, -1, g, pick};
-    if (per_batch()) save_split();
-    apply(m);
-    if (value() > before + tol) undo(m, kEmptySlot);
+    // The least rise first, ties to the most tokens per replica. With static
+    // shares the estimate is exact: one try. Under the per-batch split it is
+    // an estimate, and the split (a water-fill, not an exact minimum) can
+    // rise when given another replica: the best few are tried on it.
+    std::sort(candidates.begin(), candidates.end(), [&](const Candidate& a, const Candidate& b) {
+      const bool tie = std::abs(a.delta - b.delta) <= tol;
+      if (!tie) return a.delta < b.delta;
+      return a.per_replica != b.per_replica ? a.per_replica > b.per_replica : a.e < b.e;
+    });
+    const size_t tries = std::min<size_t>(candidates.size(), per_batch() ? kFillTries : 1);
+    for (size_t c = 0; c < tries; ++c) {
+      const double before = value();
+      const Move m{0, 1, -1, g, candidates[c].e};
+      if (per_batch()) save_split();
+      apply(m);
+      if (value() <= before + tol) break;
+      undo(m, kEmptySlot);
+    }
   }
 }
 

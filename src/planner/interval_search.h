@@ -102,7 +102,9 @@ class IntervalSearch {
   void prune();
   // Gives every empty slot a replica that does not raise F + C (priced; C is
   // 0 without prices): of the experts its rank lacks, under the cap, the one
-  // that raises F + C least, ties to the most forecast tokens per replica.
+  // that raises F + C least, ties to the most forecast tokens per replica
+  // (per-batch: the first of the best few by estimate that does not raise
+  // the split's F; the split can rise with another replica).
   // An empty slot serves nothing: a replica there halves its expert's swing
   // (static shares) or gives the per-batch split another rank to send it to,
   // in a next window that the scenarios describe only in part.

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <gtest/gtest.h>
 
+#include "omniplacement/core/metrics.h"
+#include "omniplacement/planner/planner.h"
 #include "omniplacement/sim/policies.h"
 #include "omniplacement/sim/simulator.h"
 #include "omniplacement/sim/trace.h"
@@ -98,6 +100,84 @@ TEST(ReplanQwenTest, UnderPerBatchDispatchOmniMatchesEplbWithFewMoves) {
   const PolicySummary& omni = r->policies[1];
   EXPECT_LE(static_cast<double>(omni.moved_experts), kFewMoves * static_cast<double>(eplb.moved_experts));
   EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + kLevel);
+}
+
+StatusOr<PlanResult> plan_once(const std::string& spec, const PlanInput& in) {
+  auto planner = make_planner(spec);
+  if (!planner.ok()) return planner.status();
+  return (*planner)->plan(in);
+}
+
+// The Qwen replay of `omniplace plan --current` (bench/plan_eval, workload
+// qwen, static shares): 60 windows of the shipped trace, 12 ranks x 6 slots
+// on 3 hosts; eplb re-planned from scratch on window t and the default omni
+// from the placement in force on windows t-5..t, both measured on window t+1
+// (mean over layers of max/mean rank load), both starting from eplb's plan of
+// window 0. Measured: omni 1.1714 against eplb 1.1759 with 2.7% of its moves
+// (it was 1.1762 before the spare slots were filled); asserted with a little
+// slack: at least 0.003 below eplb, at most 4% of its moves.
+TEST(ReplanQwenTest, PlanCurrentReplayUnderSharesBeatsEplbWithAFewPercentOfItsMoves) {
+  auto series = read_trace_windows(kQwen, {.datasets = {"bookcorpus", "wikitext", "wmt19"}});
+  ASSERT_TRUE(series.ok()) << series.status();
+  std::vector<LoadMatrix> windows = std::move(*series);
+  ASSERT_EQ(windows.size(), 60u);
+  const Topology topo = *Topology::uniform(12, 4);
+  PlanInput base;
+  base.num_ranks = 12;
+  base.slots_per_rank = {6};
+  base.topology = &topo;
+  PlanInput first = base;
+  first.load = &windows[0];
+  auto start = plan_once("eplb", first);
+  ASSERT_TRUE(start.ok()) << start.status();
+  auto next_max_over_mean = [&](const Placement& p, const LoadMatrix& next) {
+    auto bal = placement_balance(p, next);
+    double sum = 0;
+    int layers = 0;
+    for (const LayerBalance& b : bal->layers)
+      if (b.total > 0) {
+        sum += b.max_over_mean;
+        ++layers;
+      }
+    return sum / layers;
+  };
+  auto moved = [](const Placement& a, const Placement& b) {
+    int64_t n = 0;
+    for (LayerId l = 0; l < b.num_layers(); ++l) {
+      const auto x = a.phy2log(l), y = b.phy2log(l);
+      for (size_t g = 0; g < y.size(); ++g) n += y[g] >= 0 && x[g] != y[g];
+    }
+    return n;
+  };
+  Placement omni_cur = start->placement, eplb_cur = start->placement;
+  double omni_realised = 0, eplb_realised = 0;
+  int64_t omni_moves = 0, eplb_moves = 0;
+  for (size_t t = 0; t + 1 < windows.size(); ++t) {
+    std::vector<LoadMatrix> samples(windows.begin() + static_cast<std::ptrdiff_t>(t >= 5 ? t - 5 : 0),
+                                    windows.begin() + static_cast<std::ptrdiff_t>(t + 1));
+    PlanInput in = base;
+    in.load = &windows[t];
+    in.samples = &samples;
+    in.current = &omni_cur;
+    auto o = plan_once("omni", in);
+    ASSERT_TRUE(o.ok()) << o.status() << " window " << t;
+    PlanInput scratch = base;
+    scratch.load = &windows[t];
+    auto e = plan_once("eplb", scratch);
+    ASSERT_TRUE(e.ok()) << e.status();
+    omni_moves += moved(omni_cur, o->placement);
+    eplb_moves += moved(eplb_cur, e->placement);
+    omni_cur = o->placement;
+    eplb_cur = e->placement;
+    omni_realised += next_max_over_mean(omni_cur, windows[t + 1]);
+    eplb_realised += next_max_over_mean(eplb_cur, windows[t + 1]);
+  }
+  omni_realised /= 59;
+  eplb_realised /= 59;
+  EXPECT_NEAR(eplb_realised, 1.1759, 0.0005) << "the replay itself changed";
+  EXPECT_LE(omni_realised, eplb_realised - 0.003);
+  EXPECT_LE(static_cast<double>(omni_moves), 0.04 * static_cast<double>(eplb_moves));
+  EXPECT_GT(omni_moves, 0) << "the dataset shifts must be followed";
 }
 
 }  // namespace
