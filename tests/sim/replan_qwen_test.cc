@@ -19,13 +19,14 @@ namespace {
 const std::string kQwen = std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv";
 // Margins the docs claim (docs/BENCHMARKS.md, "Re-planning for the next
 // interval"), measured on this replay; the assertions allow a little less.
-// Measured (main + this change, 2026-12-03): default figures +0.018 realised
-// at 2.6% of eplb's moves; plans serving 5 windows -0.003 at 10.4%; per-batch
-// split -0.002 at 0.8%.
+// Measured (2026-12-03, after the spare slots were filled): default figures
+// +0.019 realised (1.1949 against 1.1759) at 2.7% of eplb's moves; plans
+// serving 5 windows -0.013 (1.1627) at 10.2%; per-batch split -0.010 (1.0834
+// against 1.0937) at 0.7%. (Before: +0.018, -0.003, -0.002.)
 constexpr double kFewMoves = 0.05;         // default figures and per-batch: at most this share of eplb's moves
 constexpr double kMovesOfEplb = 0.2;       // plans serving 5 windows: at most this share
 constexpr double kDefaultExcess = 0.025;   // default figures: realised at most this above eplb
-constexpr double kLevel = 0.001;           // 5 windows, per-batch: realised at most this above eplb
+constexpr double kMargin = 0.008;          // 5 windows, per-batch: realised at least this below eplb
 
 StatusOr<SimResult> replay(const std::string& policies, size_t max_windows = 0, int32_t samples = 6,
                            DispatchMode dispatch = DispatchMode::kShares, int64_t plan_interval_windows = 1) {
@@ -79,7 +80,7 @@ TEST(ReplanQwenTest, DefaultOmniMovesAFortiethOfEplb) {
 }
 
 // The same when each plan serves five windows: its moves pay over longer, and
-// it realises eplb's balance with a tenth of its moves.
+// it realises a better balance than eplb with a tenth of its moves.
 TEST(ReplanQwenTest, OverFiveWindowsOmniMatchesEplbWithATenthOfItsMoves) {
   auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchMode::kShares, 5);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -87,11 +88,11 @@ TEST(ReplanQwenTest, OverFiveWindowsOmniMatchesEplbWithATenthOfItsMoves) {
   const PolicySummary& eplb = r->policies[0];
   const PolicySummary& omni = r->policies[1];
   EXPECT_LE(static_cast<double>(omni.moved_experts), kMovesOfEplb * static_cast<double>(eplb.moved_experts));
-  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + kLevel);
+  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first - kMargin);
 }
 
-// With the runtime's per-batch split in force, omni plans for it: eplb's
-// realised balance with under 1% of its moves.
+// With the runtime's per-batch split in force, omni plans for it: a better
+// realised balance than eplb's with under 1% of its moves.
 TEST(ReplanQwenTest, UnderPerBatchDispatchOmniMatchesEplbWithFewMoves) {
   auto r = replay("dynamic-eplb,dynamic-omni", 0, 6, DispatchMode::kPerBatch);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -99,7 +100,7 @@ TEST(ReplanQwenTest, UnderPerBatchDispatchOmniMatchesEplbWithFewMoves) {
   const PolicySummary& eplb = r->policies[0];
   const PolicySummary& omni = r->policies[1];
   EXPECT_LE(static_cast<double>(omni.moved_experts), kFewMoves * static_cast<double>(eplb.moved_experts));
-  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first + kLevel);
+  EXPECT_LE(omni.mean_max_over_mean_after_first, eplb.mean_max_over_mean_after_first - kMargin);
 }
 
 StatusOr<PlanResult> plan_once(const std::string& spec, const PlanInput& in) {
