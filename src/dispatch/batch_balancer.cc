@@ -17,6 +17,7 @@ BatchBalancer<T>::BatchBalancer(int32_t num_ranks, int32_t num_experts)
       by_frac_(static_cast<size_t>(num_ranks)),
       frac_(static_cast<size_t>(num_ranks)),
       old_(static_cast<size_t>(num_ranks)),
+      old_load_(static_cast<size_t>(num_ranks)),
       cursor_(static_cast<size_t>(num_experts)) {
   flexible_.reserve(static_cast<size_t>(num_experts));
   order_.reserve(static_cast<size_t>(num_experts));
@@ -144,14 +145,20 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
   const auto n = static_cast<int32_t>(offset_[static_cast<size_t>(e) + 1] - offset_[static_cast<size_t>(e)]);
   const RankId* rs = ranks_.data() + b;
   T* a = amount_.data() + b;
-  auto load_at = [&](int32_t k) { return load_[static_cast<size_t>(rs[k])]; };
-  // Positions by load, ties in position order (the lower rank first).
+  // The loads of e's ranks, read once (fill changes them only at the end).
+  T* lo = old_load_.data();
+  for (int32_t k = 0; k < n; ++k) lo[k] = load_[static_cast<size_t>(rs[k])];
+  auto load_at = [&](int32_t k) { return lo[k]; };
+  // Positions by load, ties in position order (the lower rank first): an
+  // insertion sort (n is a few replicas; the order is total, so it is the
+  // one order any sort gives).
   int32_t* ord = by_load_.data();
-  for (int32_t k = 0; k < n; ++k) ord[k] = k;
-  std::sort(ord, ord + n, [&](int32_t x, int32_t y) {
-    const T lx = load_at(x), ly = load_at(y);
-    return lx < ly || (lx == ly && x < y);
-  });
+  for (int32_t k = 0; k < n; ++k) {
+    const T lk = lo[k];
+    int32_t i = k;
+    for (; i > 0 && lo[ord[i - 1]] > lk; --i) ord[i] = ord[i - 1];
+    ord[i] = k;
+  }
   // Level L with sum over the `used` least loaded of (L - load) = total.
   double acc = static_cast<double>(total), level = 0;
   int32_t used = 0;

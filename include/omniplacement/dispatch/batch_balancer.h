@@ -108,6 +108,7 @@ class BatchBalancer {
   std::vector<int32_t> by_frac_;   // [num_ranks]
   std::vector<double> frac_;       // [num_ranks]
   std::vector<T> old_;             // [num_ranks]
+  std::vector<T> old_load_;        // [num_ranks]: fill()'s loads of the expert's ranks
   std::vector<int32_t> cursor_;    // [num_experts]
 };
 
