@@ -85,10 +85,19 @@ void IntervalSearch::split() {
   OMNI_CHECK_MSG(placed.ok(), "omni: the search's slots are not a valid layer");
   // Where each replica (in ranks_ order) sits among the balancer's replica
   // ranks (ascending): the same for every scenario.
+  // An expert with one replica serves its whole load there (the split's
+  // amount is its total); the others are read from the split, every
+  // scenario.
   split_index_.clear();
+  split_experts_.clear();
   for (ExpertId e = 0; e < E_; ++e) {
     const auto& rs = ranks_[static_cast<size_t>(e)];
-    amt_[static_cast<size_t>(e)].assign(static_cast<size_t>(K_) * rs.size(), 0.0);
+    auto& a = amt_[static_cast<size_t>(e)];
+    a.resize(static_cast<size_t>(K_) * rs.size());
+    if (rs.size() == 1)
+      for (int32_t k = 0; k < K_; ++k) a[static_cast<size_t>(k)] = x(k, e);
+    if (rs.size() < 2) continue;
+    split_experts_.push_back(e);
     const auto their = balancer_.replica_ranks(e);
     for (size_t i = 0; i < rs.size(); ++i)
       split_index_.push_back(static_cast<int32_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin()));
@@ -99,7 +108,7 @@ void IntervalSearch::split() {
     const auto loads = balancer_.rank_loads();
     std::copy(loads.begin(), loads.end(), load_.begin() + static_cast<std::ptrdiff_t>(at(k, 0)));
     const int32_t* idx = split_index_.data();
-    for (ExpertId e = 0; e < E_; ++e) {
+    for (ExpertId e : split_experts_) {
       const size_t n = ranks_[static_cast<size_t>(e)].size();
       const auto amounts = balancer_.amounts(e);
       double* a = &amt_[static_cast<size_t>(e)][static_cast<size_t>(k) * n];

@@ -208,6 +208,7 @@ class IntervalSearch {
   std::vector<std::vector<double>> saved_amt_;
   std::vector<std::vector<int32_t>> saved_ranks_;
   std::vector<int32_t> split_index_;           // split(): each replica's index among the balancer's
+  std::vector<ExpertId> split_experts_;        // split(): the experts with several replicas
   std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
   // Static shares, per scenario: bound_of(x)'s parts of replace_bound.
   struct ReplaceBound {
