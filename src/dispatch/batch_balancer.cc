@@ -168,10 +168,11 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
     used = i + 1;
     if (i + 1 == n || level <= static_cast<double>(load_at(ord[i + 1]))) break;
   }
-  for (int32_t k = 0; k < n; ++k) a[k] = T{0};
   if constexpr (std::is_same_v<T, double>) {
     for (int32_t i = 0; i < used; ++i) a[ord[i]] = std::max(0.0, level - load_at(ord[i]));
+    for (int32_t i = used; i < n; ++i) a[ord[i]] = 0.0;
   } else {
+    for (int32_t k = 0; k < n; ++k) a[k] = T{0};
     // Whole tokens: the integer parts first, then one token each to the
     // largest fractional parts (ties: the less loaded first) until all are given.
     int64_t given = 0;
@@ -237,6 +238,7 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
       }
       const T total = totals[static_cast<size_t>(e)];
       fill(e, total);
+      if (changed) continue;  // the pass is run to its end either way
       if constexpr (std::is_same_v<T, double>) {
         const double tol = 1e-9 * (1.0 + total);
         for (size_t k = 0; k < n; ++k) changed |= std::abs(old_[k] - amount_[b + k]) > tol;
