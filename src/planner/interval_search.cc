@@ -138,22 +138,30 @@ namespace {
 
 // The three largest of l[0..n) not flagged in `skip` (may be null), as
 // indices (-1 where fewer), ties to the lower index.
+// The three loads found so far are kept beside their indices (-inf where
+// none yet: every load is finite, so the first three always enter).
 void top3(const double* l, int32_t n, const char* skip, int32_t* t) {
-  t[0] = t[1] = t[2] = -1;
+  int32_t t0 = -1, t1 = -1, t2 = -1;
+  double v0 = -kInf, v1 = -kInf, v2 = -kInf;
   for (int32_t r = 0; r < n; ++r) {
     if (skip != nullptr && skip[r]) continue;
     const double v = l[r];
-    if (t[0] < 0 || v > l[t[0]]) {
-      t[2] = t[1];
-      t[1] = t[0];
-      t[0] = r;
-    } else if (t[1] < 0 || v > l[t[1]]) {
-      t[2] = t[1];
-      t[1] = r;
-    } else if (t[2] < 0 || v > l[t[2]]) {
-      t[2] = r;
+    if (v > v2) {
+      if (v > v0) {
+        t2 = t1, v2 = v1;
+        t1 = t0, v1 = v0;
+        t0 = r, v0 = v;
+      } else if (v > v1) {
+        t2 = t1, v2 = v1;
+        t1 = r, v1 = v;
+      } else {
+        t2 = r, v2 = v;
+      }
     }
   }
+  t[0] = t0;
+  t[1] = t1;
+  t[2] = t2;
 }
 
 }  // namespace
