@@ -386,19 +386,25 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
     }
     return sum / K_ + dcost;
   }
-  // Per-batch: the touched ranks in order (rj, x's ranks, y's other ranks):
+  // Per-batch: the touched ranks in order (rj, y's other ranks):
   // no change for x's ranks (the split decides x's amounts); y's amount on rj
   // goes evenly to its other replicas (a feasible split). Pool ranks move the
   // pool's level (see eval_swap); rj, when x gets a new replica there, may
   // bridge to the pool.
+  // x's ranks change by 0: they leave the level as it is and enter `outside`
+  // with their loads, which max_excluding does when they are not excluded.
   const ExpertId bridge_expert = xe >= 0 ? xe : -1;
   const int32_t bridge_rank = xe >= 0 ? rj : -1;
+  touched_.resize(1);
+  for (int32_t q : ry)
+    if (q != rj) touched_.push_back(q);
+  const auto TB = static_cast<int32_t>(touched_.size());
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
     const char* pool = &in_pool_[at(k, 0)];
     const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
     double level = peak_[static_cast<size_t>(k)];
-    double outside = max_excluding(k, touched_.data(), T, out_top_);
+    double outside = max_excluding(k, touched_.data(), TB, out_top_);
     double bridge_load = -1;
     auto visit = [&](int32_t r, double d) {
       if (pool[r]) {
@@ -413,7 +419,6 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
     double d0 = 0.0;
     if (y >= 0) d0 -= on_rj;
     visit(rj, d0);
-    for (int32_t q : rx) visit(q, 0.0);
     if (y >= 0 && ry.size() > 1) {
       const double dy = 0.0 + on_rj / (cy - 1);
       for (int32_t q : ry)
