@@ -232,6 +232,9 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   in_pool_.assign(static_cast<size_t>(K_) * static_cast<size_t>(R_), 0);
   pool_size_.assign(static_cast<size_t>(K_), 0);
   out_top_.assign(static_cast<size_t>(K_) * 3, -1);
+  bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
+  bound_ready_.assign(static_cast<size_t>(E_), 0);
+  bound_prepared_.clear();
   cost_ = 0;
   for (size_t g = 0; g < G && g < slots.size(); ++g) {
     const ExpertId e = slots[g];
@@ -362,15 +365,34 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
     // Static shares: F after the move, from the busiest untouched rank and
     // each touched rank's new load (x's new replica takes x / (cx + 1) from
     // its others; y's amount on rj goes evenly to its other replicas).
+    // With x's bound_of prepared, the busiest rank outside rj and x's ranks
+    // and the busiest of x's ranks after the move come from there: y's other
+    // ranks only gain (dy >= 0), so leaving them in the first maximum changes
+    // nothing; when that maximum is not >= 0, the loop below decides as before.
+    const ReplaceBound* xb = prepared_bound(xe);
     double sum = 0;
     for (int32_t k = 0; k < K_; ++k) {
-      double m = max_excluding(k, touched_.data(), T, top_);
+      double m = 0;
       double d0 = 0.0;
-      if (xe >= 0) {
-        const double xk = x(k, xe);
-        d0 += xk / (cx + 1);
-        const double dx = 0.0 - (xk / cx - xk / (cx + 1));
-        for (int32_t q : rx) m = std::max(m, load_[at(k, q)] + dx);
+      bool from_bound = false;
+      if (xb != nullptr) {
+        const ReplaceBound& b = xb[k];
+        const bool next = b.first_rank == rj;
+        const double outside = next ? b.second : b.first;
+        if ((next ? b.second_rank : b.first_rank) >= 0 && outside >= 0) {
+          m = std::max(outside, b.own);
+          d0 += x(k, xe) / (cx + 1);
+          from_bound = true;
+        }
+      }
+      if (!from_bound) {
+        m = max_excluding(k, touched_.data(), T, top_);
+        if (xe >= 0) {
+          const double xk = x(k, xe);
+          d0 += xk / (cx + 1);
+          const double dx = 0.0 - (xk / cx - xk / (cx + 1));
+          for (int32_t q : rx) m = std::max(m, load_[at(k, q)] + dx);
+        }
       }
       if (y >= 0) {
         const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
@@ -447,14 +469,16 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
 // slot j of a rank rj: per scenario, the same terms as there for x's ranks,
 // and the busiest rank that is neither rj nor one of x's (y's other ranks
 // only gain load). The same floating-point operations as eval_replace, so
-// the bound holds exactly, rounding included (rounding is monotone). bound_of(xe) prepares it for every rj, replace_bound(rj) gives it.
+// the bound holds exactly, rounding included (rounding is monotone). bound_of(xe) prepares it for every rj (once per scan_hot), replace_bound(xe, rj) gives it.
 void IntervalSearch::bound_of(ExpertId xe) {
+  if (bound_ready_[static_cast<size_t>(xe)]) return;
+  bound_ready_[static_cast<size_t>(xe)] = 1;
+  bound_prepared_.push_back(xe);
   const auto& rx = ranks_[static_cast<size_t>(xe)];
   const double cx = static_cast<double>(rx.size());
-  bound_.resize(static_cast<size_t>(K_));
   auto in_rx = [&](int32_t r) { return std::find(rx.begin(), rx.end(), r) != rx.end(); };
   for (int32_t k = 0; k < K_; ++k) {
-    ReplaceBound& b = bound_[static_cast<size_t>(k)];
+    ReplaceBound& b = bound_[static_cast<size_t>(xe) * static_cast<size_t>(K_) + static_cast<size_t>(k)];
     const double xk = x(k, xe);
     const double d = 0.0 - (xk / cx - xk / (cx + 1));
     b.own = -kInf;
@@ -480,15 +504,17 @@ void IntervalSearch::bound_of(ExpertId xe) {
       }
     }
     b.first_rank = u[0];
+    b.second_rank = u[1];
     b.first = u[0] >= 0 ? load_[at(k, u[0])] : 0.0;
     b.second = u[1] >= 0 ? load_[at(k, u[1])] : 0.0;
   }
 }
 
-double IntervalSearch::replace_bound(int32_t rj) const {
+double IntervalSearch::replace_bound(ExpertId xe, int32_t rj) const {
+  const ReplaceBound* xb = prepared_bound(xe);
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
-    const ReplaceBound& b = bound_[static_cast<size_t>(k)];
+    const ReplaceBound& b = xb[k];
     const double m = std::max(std::max(b.first_rank == rj ? b.second : b.first, 0.0), b.own);
     sum += m - peak_[static_cast<size_t>(k)];
   }
@@ -630,7 +656,6 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       const ExpertId xe = slot_[static_cast<size_t>(i)];
       // An expert of ra gets another replica elsewhere.
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) {
-        bool bound_ready = false;
         for (int32_t rj : partners) {
           if (holds(rj, xe)) continue;
           if (!per_batch()) {
@@ -643,9 +668,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                 const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
                 refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
               }
-            if (!bound_ready) bound_of(xe);
-            bound_ready = true;
-            const double lb = replace_bound(rj) + (priced ? price(rj, xe) - refund : 0.0);
+            bound_of(xe);
+            const double lb = replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
             if (lb >= best.delta) continue;
           }
           for (int32_t t = 0; t < S_; ++t) {
@@ -659,11 +683,17 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       // A spare replica on ra goes to a heavy expert, or is dropped.
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] >= 2) {
         for (ExpertId x2 : takers)
-          if (x2 != xe && !holds(ra, x2) && cnt_[static_cast<size_t>(x2)] < p_.cap) consider({0, 1, -1, i, x2}, best, priced);
+          if (x2 != xe && !holds(ra, x2) && cnt_[static_cast<size_t>(x2)] < p_.cap) {
+            if (!per_batch()) bound_of(x2);  // shared by the evaluations of x2 in this scan
+            consider({0, 1, -1, i, x2}, best, priced);
+          }
         consider({0, 1, -1, i, kEmptySlot}, best, priced);
       }
     }
   }
+  // The loads change with the next move: the prepared bounds are forgotten.
+  for (ExpertId e : bound_prepared_) bound_ready_[static_cast<size_t>(e)] = 0;
+  bound_prepared_.clear();
 }
 
 void IntervalSearch::scan_reverts(Move& best) {

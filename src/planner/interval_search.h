@@ -165,8 +165,10 @@ class IntervalSearch {
   double eval_replace(int32_t j, ExpertId x, bool priced);
   double swap_bound(int32_t ra, int32_t rb) const;
   double swap_refund(int32_t ra, int32_t rb, bool priced) const;
+  // Static shares: prepares x's ReplaceBound (once per scan_hot: the loads do
+  // not change during a scan; scan_hot forgets them when it ends).
   void bound_of(ExpertId x);
-  double replace_bound(int32_t rj) const;
+  double replace_bound(ExpertId x, int32_t rj) const;
   void scan_hot(Move& best, bool priced);
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
@@ -210,14 +212,23 @@ class IntervalSearch {
   std::vector<int32_t> split_index_;           // split(): each replica's index among the balancer's
   std::vector<ExpertId> split_experts_;        // split(): the experts with several replicas
   std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
-  // Static shares, per scenario: bound_of(x)'s parts of replace_bound.
+  // Static shares, per scenario: bound_of(x)'s parts of replace_bound, and
+  // of eval_replace's F for x (the busiest rank outside x's and rj).
   struct ReplaceBound {
     double own = 0;         // the busiest of x's ranks after the move
     double first = 0;       // the busiest rank outside x's, and its load
     double second = 0;      // the next one (used when rj is `first_rank`)
     int32_t first_rank = -1;
+    int32_t second_rank = -1;
   };
-  std::vector<ReplaceBound> bound_;
+  // x's bound_of, or null when not prepared in this scan_hot.
+  const ReplaceBound* prepared_bound(ExpertId x) const {
+    return x >= 0 && bound_ready_[static_cast<size_t>(x)] ? &bound_[static_cast<size_t>(x) * static_cast<size_t>(K_)]
+                                                         : nullptr;
+  }
+  std::vector<ReplaceBound> bound_;           // [E * K]
+  std::vector<char> bound_ready_;              // [E]: bound_of(x) prepared in this scan_hot
+  std::vector<ExpertId> bound_prepared_;       // the experts prepared
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
 };
