@@ -145,6 +145,36 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
   const auto n = static_cast<int32_t>(offset_[static_cast<size_t>(e) + 1] - offset_[static_cast<size_t>(e)]);
   const RankId* rs = ranks_.data() + b;
   T* a = amount_.data() + b;
+  if constexpr (std::is_same_v<T, double>) {
+    if (n == 2) {
+      // The common case written out: the same operations as the general
+      // code below (the less loaded first, ties to the first position; its
+      // level alone, then the two together when it reaches the other's load).
+      double* l0 = &load_[static_cast<size_t>(rs[0])];
+      double* l1 = &load_[static_cast<size_t>(rs[1])];
+      const bool swap = *l1 < *l0;
+      double* lo = swap ? l1 : l0;  // the less loaded rank's load
+      double* hi = swap ? l0 : l1;
+      double* alo = swap ? a + 1 : a;
+      double* ahi = swap ? a : a + 1;
+      double acc = total;
+      acc += *lo;
+      double level = acc / 1.0;
+      if (level <= *hi) {
+        *alo = std::max(0.0, level - *lo);
+        *ahi = 0.0;
+        *lo += *alo;
+      } else {
+        acc += *hi;
+        level = acc / 2.0;
+        *alo = std::max(0.0, level - *lo);
+        *ahi = std::max(0.0, level - *hi);
+        *lo += *alo;
+        *hi += *ahi;
+      }
+      return;
+    }
+  }
   // The loads of e's ranks, read once (fill changes them only at the end).
   T* lo = old_load_.data();
   for (int32_t k = 0; k < n; ++k) lo[k] = load_[static_cast<size_t>(rs[k])];
