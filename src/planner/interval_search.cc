@@ -235,6 +235,11 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.assign(static_cast<size_t>(E_), 0);
   bound_prepared_.clear();
+  rank_amax_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
+  rank_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
+  rank_ready_.assign(static_cast<size_t>(R_), 0);
+  ranks_prepared_.clear();
+  pool_amount_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   cost_ = 0;
   for (size_t g = 0; g < G && g < slots.size(); ++g) {
     const ExpertId e = slots[g];
@@ -544,6 +549,63 @@ double IntervalSearch::swap_bound(int32_t ra, int32_t rb) const {
   return sum / K_;
 }
 
+// Per-batch: a lower bound on the F part of eval_replace(j, xe) for every
+// slot j of rj, from the same floating-point operations with y's amount on
+// rj at its largest over rj's slots (rounding is monotone, so it holds
+// exactly). Per scenario (peak p, pool of n ranks): with rj in the pool the
+// level falls by at most that amount over n; outside it the level stays, or
+// the bridge lowers it to no less than the merged level with the least
+// bridge load, or p less x's amount in the pool over n; y's other ranks only
+// gain; the busiest rank outside the pool other than rj stays.
+double IntervalSearch::split_replace_bound(ExpertId xe, int32_t rj) {
+  const size_t K = static_cast<size_t>(K_);
+  if (!rank_ready_[static_cast<size_t>(rj)]) {
+    rank_ready_[static_cast<size_t>(rj)] = 1;
+    ranks_prepared_.push_back(rj);
+    for (int32_t k = 0; k < K_; ++k) {
+      double amax = 0.0;
+      for (int32_t t = 0; t < S_; ++t) {
+        const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+        const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
+        if (py != nullptr) amax = std::max(amax, py[static_cast<size_t>(k) * ranks_[static_cast<size_t>(y)].size()]);
+      }
+      rank_amax_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = amax;
+      rank_out_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = max_excluding(k, &rj, 1, out_top_);
+    }
+  }
+  if (!bound_ready_[static_cast<size_t>(xe)]) {
+    bound_ready_[static_cast<size_t>(xe)] = 1;
+    bound_prepared_.push_back(xe);
+    const auto& rs = ranks_[static_cast<size_t>(xe)];
+    for (int32_t k = 0; k < K_; ++k) {
+      const char* pool = &in_pool_[at(k, 0)];
+      double in_pool = 0;  // as eval_replace sums it
+      for (size_t i = 0; i < rs.size(); ++i)
+        if (pool[rs[i]]) in_pool += amt_[static_cast<size_t>(xe)][static_cast<size_t>(k) * rs.size() + i];
+      pool_amount_[static_cast<size_t>(xe) * K + static_cast<size_t>(k)] = in_pool;
+    }
+  }
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double p = peak_[static_cast<size_t>(k)];
+    const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+    const double amax = rank_amax_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)];
+    double level = p;
+    if (in_pool_[at(k, rj)]) {
+      level += (0.0 - amax) / n;
+    } else {
+      const double in_pool = pool_amount_[static_cast<size_t>(xe) * K + static_cast<size_t>(k)];
+      if (in_pool > 0) {
+        const double bridge = std::max(load_[at(k, rj)] + (0.0 - amax), 0.0);
+        const double merged = (n * p + bridge) / (n + 1);
+        level = std::min(p, std::max(merged, p - in_pool / n));
+      }
+    }
+    sum += std::max(level, rank_out_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)]) - p;
+  }
+  return sum / K_;
+}
+
 // The most a swap between ra and rb can give back in prices (0 unpriced).
 double IntervalSearch::swap_refund(int32_t ra, int32_t rb, bool priced) const {
   double refund = 0;
@@ -671,6 +733,16 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             bound_of(xe);
             const double lb = replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
             if (lb >= best.delta) continue;
+          } else {
+            // The same with the per-batch split (split_replace_bound).
+            double refund = 0;
+            if (priced)
+              for (int32_t t = 0; t < S_; ++t) {
+                const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+                refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
+              }
+            const double lb = split_replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
+            if (lb >= best.delta) continue;
           }
           for (int32_t t = 0; t < S_; ++t) {
             const int32_t j = rj * S_ + t;
@@ -694,6 +766,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   // The loads change with the next move: the prepared bounds are forgotten.
   for (ExpertId e : bound_prepared_) bound_ready_[static_cast<size_t>(e)] = 0;
   bound_prepared_.clear();
+  for (int32_t r : ranks_prepared_) rank_ready_[static_cast<size_t>(r)] = 0;
+  ranks_prepared_.clear();
 }
 
 void IntervalSearch::scan_reverts(Move& best) {

@@ -165,6 +165,8 @@ class IntervalSearch {
   double eval_replace(int32_t j, ExpertId x, bool priced);
   double swap_bound(int32_t ra, int32_t rb) const;
   double swap_refund(int32_t ra, int32_t rb, bool priced) const;
+  // Per-batch: a lower bound on eval_replace's F change for x given a slot of rj (any slot).
+  double split_replace_bound(ExpertId x, int32_t rj);
   // Static shares: prepares x's ReplaceBound (once per scan_hot: the loads do
   // not change during a scan; scan_hot forgets them when it ends).
   void bound_of(ExpertId x);
@@ -229,6 +231,14 @@ class IntervalSearch {
   std::vector<ReplaceBound> bound_;           // [E * K]
   std::vector<char> bound_ready_;              // [E]: bound_of(x) prepared in this scan_hot
   std::vector<ExpertId> bound_prepared_;       // the experts prepared
+  // Per-batch, prepared once per scan_hot for split_replace_bound: per rank
+  // and scenario the largest amount of an expert on it and the busiest rank
+  // outside the pool other than it; per expert and scenario its amount on
+  // pool ranks.
+  std::vector<double> rank_amax_, rank_out_;   // [R * K]
+  std::vector<char> rank_ready_;               // [R]
+  std::vector<int32_t> ranks_prepared_;
+  std::vector<double> pool_amount_;            // [E * K]
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
 };
