@@ -232,6 +232,9 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   in_pool_.assign(static_cast<size_t>(K_) * static_cast<size_t>(R_), 0);
   pool_size_.assign(static_cast<size_t>(K_), 0);
   out_top_.assign(static_cast<size_t>(K_) * 3, -1);
+  pair_max_.resize(static_cast<size_t>(K_));
+  swap_bmin_.resize(static_cast<size_t>(K_));
+  swap_bmax_.resize(static_cast<size_t>(K_));
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.assign(static_cast<size_t>(E_), 0);
   bound_prepared_.clear();
@@ -684,9 +687,11 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         // Any swap keeps L(ra) + L(rb) in every scenario: a lower bound on its F.
         const int32_t pair[2] = {ra, rb};
         double lb = 0;
-        for (int32_t k = 0; k < K_; ++k)
-          lb += std::max(max_excluding(k, pair, 2, top_), 0.5 * (load_[at(k, ra)] + load_[at(k, rb)])) -
+        for (int32_t k = 0; k < K_; ++k) {
+          pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, top_);
+          lb += std::max(pair_max_[static_cast<size_t>(k)], 0.5 * (load_[at(k, ra)] + load_[at(k, rb)])) -
                 peak_[static_cast<size_t>(k)];
+        }
         lb /= K_;
         double refund = 0;  // the most a swap between ra and rb can give back in prices
         if (priced)
@@ -701,10 +706,48 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         const double refund = swap_refund(ra, rb, priced);
         if (swap_bound(ra, rb) - (refund + 1e-12 * (1.0 + refund)) >= best.delta) continue;
       }
+      // Static shares: per scenario the least and the largest amount that
+      // an expert of rb may bring to ra (0 for an empty slot), and the least
+      // price change it brings, for a bound on every swap of one expert of ra.
+      double dprice_min = kInf;
+      if (!per_batch()) {
+        std::fill(swap_bmin_.begin(), swap_bmin_.end(), kInf);
+        std::fill(swap_bmax_.begin(), swap_bmax_.end(), -kInf);
+        for (int32_t t = 0; t < S_; ++t) {
+          const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
+          if (b >= 0 && holds(ra, b)) continue;
+          const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
+          const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
+          for (int32_t k = 0; k < K_; ++k) {
+            const double bb = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
+            swap_bmin_[static_cast<size_t>(k)] = std::min(swap_bmin_[static_cast<size_t>(k)], bb);
+            swap_bmax_[static_cast<size_t>(k)] = std::max(swap_bmax_[static_cast<size_t>(k)], bb);
+          }
+          dprice_min = std::min(dprice_min, priced && b >= 0 ? price(ra, b) - price(rb, b) : 0.0);
+        }
+        if (dprice_min == kInf) continue;  // no slot of rb can take an expert of ra
+      }
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t i = ra * S_ + s;
         const ExpertId a = slot_[static_cast<size_t>(i)];
         if (a < 0 || holds(rb, a)) continue;
+        if (!per_batch()) {
+          // eval_swap's operations with b's amount at its least on ra and
+          // at its largest on rb, and the least price change (rounding is
+          // monotone: a lower bound on every swap of a with rb).
+          const double* pa = replica_amounts(a, ra);
+          const size_t na = ranks_[static_cast<size_t>(a)].size();
+          double lbs = 0;
+          for (int32_t k = 0; k < K_; ++k) {
+            const double aa = pa[static_cast<size_t>(k) * na];
+            double m = pair_max_[static_cast<size_t>(k)];
+            m = std::max(m, load_[at(k, ra)] + (swap_bmin_[static_cast<size_t>(k)] - aa));
+            m = std::max(m, load_[at(k, rb)] + (aa - swap_bmax_[static_cast<size_t>(k)]));
+            lbs += m - peak_[static_cast<size_t>(k)];
+          }
+          const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
+          if (lbv >= best.delta) continue;
+        }
         for (int32_t t = 0; t < S_; ++t) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];

@@ -239,6 +239,9 @@ class IntervalSearch {
   std::vector<char> rank_ready_;               // [R]
   std::vector<int32_t> ranks_prepared_;
   std::vector<double> pool_amount_;            // [E * K]
+  // Static shares, scan_hot's swaps of ra with rb, per scenario: the busiest
+  // rank other than the two; the least and largest amount rb may give.
+  std::vector<double> pair_max_, swap_bmin_, swap_bmax_;  // [K]
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
 };
