@@ -139,6 +139,38 @@ std::span<const T> BatchBalancer<T>::amounts(ExpertId e) const {
   return std::span<const T>(amount_).subspan(b, static_cast<size_t>(offset_[static_cast<size_t>(e) + 1]) - b);
 }
 
+namespace {
+
+// fill() of an expert with two replica ranks (most of them), in doubles,
+// written out: the same operations as the general code (the less loaded
+// first, ties to the first position; its level alone, then the two together
+// when it reaches the other's load). l0, l1: the two ranks' loads; a: the
+// two amounts.
+inline void fill_two(double* l0, double* l1, double* a, double total) {
+  const bool swap = *l1 < *l0;
+  double* lo = swap ? l1 : l0;  // the less loaded rank's load
+  double* hi = swap ? l0 : l1;
+  double* alo = swap ? a + 1 : a;
+  double* ahi = swap ? a : a + 1;
+  double acc = total;
+  acc += *lo;
+  double level = acc / 1.0;
+  if (level <= *hi) {
+    *alo = std::max(0.0, level - *lo);
+    *ahi = 0.0;
+    *lo += *alo;
+  } else {
+    acc += *hi;
+    level = acc / 2.0;
+    *alo = std::max(0.0, level - *lo);
+    *ahi = std::max(0.0, level - *hi);
+    *lo += *alo;
+    *hi += *ahi;
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void BatchBalancer<T>::fill(ExpertId e, T total) {
   const auto b = static_cast<size_t>(offset_[static_cast<size_t>(e)]);
@@ -147,31 +179,7 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
   T* a = amount_.data() + b;
   if constexpr (std::is_same_v<T, double>) {
     if (n == 2) {
-      // The common case written out: the same operations as the general
-      // code below (the less loaded first, ties to the first position; its
-      // level alone, then the two together when it reaches the other's load).
-      double* l0 = &load_[static_cast<size_t>(rs[0])];
-      double* l1 = &load_[static_cast<size_t>(rs[1])];
-      const bool swap = *l1 < *l0;
-      double* lo = swap ? l1 : l0;  // the less loaded rank's load
-      double* hi = swap ? l0 : l1;
-      double* alo = swap ? a + 1 : a;
-      double* ahi = swap ? a : a + 1;
-      double acc = total;
-      acc += *lo;
-      double level = acc / 1.0;
-      if (level <= *hi) {
-        *alo = std::max(0.0, level - *lo);
-        *ahi = 0.0;
-        *lo += *alo;
-      } else {
-        acc += *hi;
-        level = acc / 2.0;
-        *alo = std::max(0.0, level - *lo);
-        *ahi = std::max(0.0, level - *hi);
-        *lo += *alo;
-        *hi += *ahi;
-      }
+      fill_two(&load_[static_cast<size_t>(rs[0])], &load_[static_cast<size_t>(rs[1])], a, total);
       return;
     }
   }
@@ -262,6 +270,21 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
     for (ExpertId e : order_) {
       const auto b = static_cast<size_t>(offset_[static_cast<size_t>(e)]);
       const auto n = static_cast<size_t>(offset_[static_cast<size_t>(e) + 1]) - b;
+      if constexpr (std::is_same_v<T, double>) {
+        if (n == 2) {  // the loop below, with fill()'s two-rank case inlined
+          double* l0 = &load_[static_cast<size_t>(ranks_[b])];
+          double* l1 = &load_[static_cast<size_t>(ranks_[b + 1])];
+          const double o0 = amount_[b], o1 = amount_[b + 1];
+          *l0 -= o0;
+          *l1 -= o1;
+          const double total = totals[static_cast<size_t>(e)];
+          fill_two(l0, l1, &amount_[b], total);
+          if (changed) continue;
+          const double tol = 1e-9 * (1.0 + total);
+          changed = std::abs(o0 - amount_[b]) > tol || std::abs(o1 - amount_[b + 1]) > tol;
+          continue;
+        }
+      }
       for (size_t k = 0; k < n; ++k) {
         old_[k] = amount_[b + k];
         load_[static_cast<size_t>(ranks_[b + k])] -= amount_[b + k];
