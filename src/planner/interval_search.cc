@@ -706,11 +706,16 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         const double refund = swap_refund(ra, rb, priced);
         if (swap_bound(ra, rb) - (refund + 1e-12 * (1.0 + refund)) >= best.delta) continue;
       }
-      // Static shares: per scenario the least and the largest amount that
-      // an expert of rb may bring to ra (0 for an empty slot), and the least
-      // price change it brings, for a bound on every swap of one expert of ra.
+      // Per scenario the least and the largest amount that an expert of rb
+      // may bring to ra (0 for an empty slot), and the least price change it
+      // brings, for a bound on every swap of one expert of ra; per-batch, the
+      // busiest rank outside the pool other than the two.
       double dprice_min = kInf;
-      if (!per_batch()) {
+      {
+        if (per_batch()) {
+          const int32_t pair[2] = {ra, rb};
+          for (int32_t k = 0; k < K_; ++k) pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, out_top_);
+        }
         std::fill(swap_bmin_.begin(), swap_bmin_.end(), kInf);
         std::fill(swap_bmax_.begin(), swap_bmax_.end(), -kInf);
         for (int32_t t = 0; t < S_; ++t) {
@@ -731,7 +736,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         const int32_t i = ra * S_ + s;
         const ExpertId a = slot_[static_cast<size_t>(i)];
         if (a < 0 || holds(rb, a)) continue;
-        if (!per_batch()) {
+        {
           // eval_swap's operations with b's amount at its least on ra and
           // at its largest on rb, and the least price change (rounding is
           // monotone: a lower bound on every swap of a with rb).
@@ -740,9 +745,27 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           double lbs = 0;
           for (int32_t k = 0; k < K_; ++k) {
             const double aa = pa[static_cast<size_t>(k) * na];
+            const double d0 = swap_bmin_[static_cast<size_t>(k)] - aa, d1 = aa - swap_bmax_[static_cast<size_t>(k)];
             double m = pair_max_[static_cast<size_t>(k)];
-            m = std::max(m, load_[at(k, ra)] + (swap_bmin_[static_cast<size_t>(k)] - aa));
-            m = std::max(m, load_[at(k, rb)] + (aa - swap_bmax_[static_cast<size_t>(k)]));
+            if (!per_batch()) {
+              m = std::max(m, load_[at(k, ra)] + d0);
+              m = std::max(m, load_[at(k, rb)] + d1);
+            } else {
+              const char* pool = &in_pool_[at(k, 0)];
+              const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+              double level = peak_[static_cast<size_t>(k)];
+              if (pool[ra]) {
+                level += d0 / n;
+              } else {
+                m = std::max(m, load_[at(k, ra)] + d0);
+              }
+              if (pool[rb]) {
+                level += d1 / n;
+              } else {
+                m = std::max(m, load_[at(k, rb)] + d1);
+              }
+              m = std::max(level, m);
+            }
             lbs += m - peak_[static_cast<size_t>(k)];
           }
           const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
