@@ -822,7 +822,18 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] >= 2) {
         for (ExpertId x2 : takers)
           if (x2 != xe && !holds(ra, x2) && cnt_[static_cast<size_t>(x2)] < p_.cap) {
-            if (!per_batch()) bound_of(x2);  // shared by the evaluations of x2 in this scan
+            if (!per_batch()) {
+              bound_of(x2);  // shared by the evaluations of x2 in this scan
+            } else {
+              // split_replace_bound holds for every slot of ra, xe's included.
+              double refund = 0;
+              if (priced)
+                for (int32_t t = 0; t < S_; ++t) {
+                  const ExpertId y = slot_[static_cast<size_t>(ra * S_ + t)];
+                  refund = std::max(refund, y >= 0 ? price(ra, y) : 0.0);
+                }
+              if (split_replace_bound(x2, ra) + (priced ? price(ra, x2) - refund : 0.0) >= best.delta) continue;
+            }
             consider({0, 1, -1, i, x2}, best, priced);
           }
         consider({0, 1, -1, i, kEmptySlot}, best, priced);
