@@ -238,6 +238,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.assign(static_cast<size_t>(E_), 0);
   bound_prepared_.clear();
+  bound_sum_.resize(static_cast<size_t>(E_));
   rank_amax_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_ready_.assign(static_cast<size_t>(R_), 0);
@@ -361,12 +362,18 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   static const std::vector<int32_t> kNone;
   const auto& rx = xe >= 0 ? ranks_[static_cast<size_t>(xe)] : kNone;
   const auto& ry = y >= 0 ? ranks_[static_cast<size_t>(y)] : kNone;
-  touched_.clear();
-  touched_.push_back(rj);
-  for (int32_t q : rx) touched_.push_back(q);
-  for (int32_t q : ry)
-    if (q != rj) touched_.push_back(q);
-  const auto T = static_cast<int32_t>(touched_.size());
+  // The touched ranks (rj, x's ranks, y's other ranks), listed when a
+  // static-shares evaluation needs them.
+  int32_t T = -1;
+  auto list_touched = [&] {
+    if (T >= 0) return;
+    touched_.clear();
+    touched_.push_back(rj);
+    for (int32_t q : rx) touched_.push_back(q);
+    for (int32_t q : ry)
+      if (q != rj) touched_.push_back(q);
+    T = static_cast<int32_t>(touched_.size());
+  };
   const double cx = static_cast<double>(rx.size()), cy = static_cast<double>(ry.size());
   const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
   if (!per_batch()) {
@@ -394,6 +401,7 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
         }
       }
       if (!from_bound) {
+        list_touched();
         m = max_excluding(k, touched_.data(), T, top_);
         if (xe >= 0) {
           const double xk = x(k, xe);
@@ -425,7 +433,8 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   // with their loads, which max_excluding does when they are not excluded.
   const ExpertId bridge_expert = xe >= 0 ? xe : -1;
   const int32_t bridge_rank = xe >= 0 ? rj : -1;
-  touched_.resize(1);
+  touched_.clear();
+  touched_.push_back(rj);
   for (int32_t q : ry)
     if (q != rj) touched_.push_back(q);
   const auto TB = static_cast<int32_t>(touched_.size());
@@ -516,10 +525,21 @@ void IntervalSearch::bound_of(ExpertId xe) {
     b.first = u[0] >= 0 ? load_[at(k, u[0])] : 0.0;
     b.second = u[1] >= 0 ? load_[at(k, u[1])] : 0.0;
   }
+  // replace_bound's sum for a rank that is no scenario's first_rank.
+  const ReplaceBound* xb = prepared_bound(xe);
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k)
+    sum += std::max(std::max(xb[k].first, 0.0), xb[k].own) - peak_[static_cast<size_t>(k)];
+  bound_sum_[static_cast<size_t>(xe)] = sum;
 }
 
 double IntervalSearch::replace_bound(ExpertId xe, int32_t rj) const {
   const ReplaceBound* xb = prepared_bound(xe);
+  // Unless rj is the busiest rank outside x's in some scenario, the sum is
+  // bound_of's (the same terms in the same order).
+  bool first = false;
+  for (int32_t k = 0; k < K_; ++k) first |= xb[k].first_rank == rj;
+  if (!first) return bound_sum_[static_cast<size_t>(xe)] / K_;
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
     const ReplaceBound& b = xb[k];
