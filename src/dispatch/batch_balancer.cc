@@ -182,8 +182,39 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
       fill_two(&load_[static_cast<size_t>(rs[0])], &load_[static_cast<size_t>(rs[1])], a, total);
       return;
     }
+    // The general code below for doubles, with the sorted loads kept beside
+    // their positions (sl[i] is the load of position ord[i]): the same
+    // order and the same floating-point operations.
+    double* sl = old_load_.data();
+    int32_t* ord = by_load_.data();
+    for (int32_t k = 0; k < n; ++k) {
+      const double lk = load_[static_cast<size_t>(rs[k])];
+      int32_t i = k;
+      for (; i > 0 && sl[i - 1] > lk; --i) {
+        sl[i] = sl[i - 1];
+        ord[i] = ord[i - 1];
+      }
+      sl[i] = lk;
+      ord[i] = k;
+    }
+    double acc = total, level = 0;
+    int32_t used = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      acc += sl[i];
+      level = acc / static_cast<double>(i + 1);
+      used = i + 1;
+      if (i + 1 == n || level <= sl[i + 1]) break;
+    }
+    for (int32_t i = 0; i < used; ++i) {
+      const double v = std::max(0.0, level - sl[i]);
+      a[ord[i]] = v;
+      load_[static_cast<size_t>(rs[ord[i]])] = sl[i] + v;
+    }
+    for (int32_t i = used; i < n; ++i) a[ord[i]] = 0.0;
+    return;
   }
-  // The loads of e's ranks, read once (fill changes them only at the end).
+  // Whole tokens (doubles return above). The loads of e's ranks, read once
+  // (fill changes them only at the end).
   T* lo = old_load_.data();
   for (int32_t k = 0; k < n; ++k) lo[k] = load_[static_cast<size_t>(rs[k])];
   auto load_at = [&](int32_t k) { return lo[k]; };
