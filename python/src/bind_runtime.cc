@@ -187,6 +187,10 @@ py::dict stats_dict(const PlacementManagerStats& s) {
   OMNI_PY_STAT(bytes_moved);
   OMNI_PY_STAT(bytes_received);
   OMNI_PY_STAT(agreement_collectives);
+  OMNI_PY_STAT(shift_checks);
+  OMNI_PY_STAT(shift_rounds);
+  OMNI_PY_STAT(shift_collectives);
+  OMNI_PY_STAT(shift_check_seconds);
   OMNI_PY_STAT(step_boundary_seconds);
   OMNI_PY_STAT(agreement_seconds);
   OMNI_PY_STAT(commit_seconds);
@@ -307,6 +311,11 @@ void bind_runtime(py::module_& m) {
       .def_readwrite("plan_samples", &O::plan_samples,
                      "The planner also gets the last N aggregated windows one by one (omni forecasts from them).")
       .def_readwrite("layers_per_commit", &O::layers_per_commit, "At most this many layers per commit (0: all).")
+      .def_readwrite("shift_check_steps", &O::shift_check_steps,
+                     "Every this many steps, re-plan at once when the load of those steps costs more than the plan "
+                     "promised (0: off; -1: a tenth of replan_interval_steps).")
+      .def_readwrite("shift_threshold", &O::shift_threshold,
+                     "Max/mean above the plan's promise that counts as a shift (absolute, >= 0).")
       .def_property(
           "stage_wait_ms", [](const O& o) { return static_cast<int64_t>(o.stage_wait.count()); },
           [](O& o, int64_t ms) { o.stage_wait = to_ms(ms, "stage_wait_ms"); },

@@ -132,10 +132,13 @@ def test_dumps_sum_to_what_every_rank_recorded(tmp_path):
 def test_options_from_config_and_errors():
     """Twin: ManagerConfig.EveryManagerKeyFillsItsOption and ManagerConfigErrors."""
     cfg = oio.parse_config("enable_dynamic: true\nplanner: \"omni\"\nreplan_interval_steps: 50\n"
-                           "window_steps: 50\nmax_moves_per_rank: 2\nstaging_bytes_per_rank: 4096\n")
+                           "window_steps: 50\nmax_moves_per_rank: 2\nstaging_bytes_per_rank: 4096\n"
+                           "shift_check_steps: 7\nshift_threshold: 0.25\n")
     o = op.ManagerOptions.from_config(cfg)
     assert (o.dynamic, o.planner_spec, o.replan_interval_steps, o.max_moves_per_rank, o.staging_bytes_per_rank) == (
         True, "omni", 50, 2, 4096)
+    assert (o.shift_check_steps, o.shift_threshold) == (7, 0.25)
+    assert op.ManagerOptions().shift_check_steps == -1  # a tenth of the interval, as omniplace simulate
     assert "planner_spec='omni'" in repr(o)
     with pytest.raises(ValueError, match="'window_steps'"):
         op.ManagerOptions.from_config(oio.parse_config("replan_interval_steps: 50\nwindow_steps: 10\n"))

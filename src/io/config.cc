@@ -204,6 +204,8 @@ const std::vector<KeySpec>& key_specs() {
       int_key("replan_interval_steps", &Config::replan_interval_steps, 1, int64_t{1} << 40),
       int_key("window_steps", &Config::window_steps, 1, int64_t{1} << 40),
       double_key("ema_decay", &Config::ema_decay, 0.0, 1.0),
+      int_key("shift_check_steps", &Config::shift_check_steps, -1, int64_t{1} << 40),
+      double_key("shift_threshold", &Config::shift_threshold, 0.0, 1e6),
       int_key("ranks_per_host", &Config::ranks_per_host, 0, kMaxRanks),
       double_key("min_gain", &Config::min_gain, 0.0, 1.0),
       int_key("max_moves_per_rank", &Config::max_moves_per_rank, -1, kMaxSlotsPerRank),

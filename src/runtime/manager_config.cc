@@ -1,5 +1,6 @@
 #include "omniplacement/runtime/manager_config.h"
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -30,6 +31,12 @@ StatusOr<PlacementManagerOptions> manager_options_from_config(const Config& conf
   if (!(config.ema_decay >= 0 && config.ema_decay < 1))
     return bad("ema_decay", str_cat(config.ema_decay, " is not in [0, 1)"));
   o.ema_decay = config.ema_decay;
+  if (config.shift_check_steps < kShiftCheckAuto)
+    return bad("shift_check_steps", str_cat(config.shift_check_steps, " is not -1 (auto), 0 (off) or a step count"));
+  o.shift_check_steps = config.shift_check_steps;
+  if (!(config.shift_threshold >= 0) || !std::isfinite(config.shift_threshold))
+    return bad("shift_threshold", str_cat(config.shift_threshold, " is not finite and >= 0"));
+  o.shift_threshold = config.shift_threshold;
   if (!(config.min_gain >= 0)) return bad("min_gain", str_cat(config.min_gain, " is not >= 0"));
   o.min_gain = config.min_gain;
   if (config.max_moves_per_rank < -1)

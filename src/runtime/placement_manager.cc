@@ -22,6 +22,34 @@ struct PlacementManager::Job {
   std::shared_ptr<const RoutingSnapshot> base;
   std::vector<RankId> failed;  // failed ranks when the round started (base has none of their slots)
   uint64_t failure_gen = 0;    // a failover after this aborts the round
+  bool shift = false;          // started by shift check `check`: plans on its chunk, window unused
+  int64_t check = -1;
+};
+
+// A shift check handed to the planner thread: this rank's counts of the steps
+// since the last take_window, and the placement in force to price them under.
+struct PlacementManager::CheckJob {
+  int64_t id = 0;
+  LoadMatrix chunk;
+  DumpMetadata meta;
+  std::shared_ptr<const RoutingSnapshot> base;
+};
+
+// Planner-thread state of shift detection.
+struct PlacementManager::ShiftState {
+  // The checks' aggregated chunks since the last round start (the next
+  // regular round's window begins with them).
+  std::optional<LoadMatrix> since_round;
+  DumpMetadata since_meta;
+  // The last check's aggregated chunk (a shift round plans on it).
+  LoadMatrix last_chunk;
+  int64_t last_chunk_id = -1;
+  // The load the last round planned on (empty before the first), and its
+  // price under the placement with checksum promise_for.
+  std::optional<LoadMatrix> planned_on;
+  uint64_t promise_for = 0;
+  double promise = 0;
+  bool promise_valid = false;
 };
 
 struct PlacementManager::Prepared {
@@ -51,6 +79,11 @@ struct PlacementManager::RoundPlan {
 };
 
 namespace {
+
+// A shift check's verdict (the flag collective's first word; max over ranks).
+constexpr int64_t kNotPriced = 0;
+constexpr int64_t kNoShift = 1;
+constexpr int64_t kShift = 2;
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -116,6 +149,11 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   if (!(options.volatility_weight >= 0) || !std::isfinite(options.volatility_weight))
     return invalid_argument_error(
         str_cat("PlacementManager: volatility_weight ", options.volatility_weight, " must be finite and >= 0"));
+  if (options.shift_check_steps < kShiftCheckAuto || !(options.shift_threshold >= 0) ||
+      !std::isfinite(options.shift_threshold))
+    return invalid_argument_error(str_cat("PlacementManager: shift_check_steps ", options.shift_check_steps,
+                                          " must be >= 0 (0: off) or -1 (auto), shift_threshold ",
+                                          options.shift_threshold, " finite and >= 0"));
   if (options.enable_dump && (options.dump_dir.empty() || options.dump_queue_capacity < 1))
     return invalid_argument_error(str_cat("PlacementManager: enable_dump needs a dump_dir (given '", options.dump_dir,
                                           "') and dump_queue_capacity >= 1 (", options.dump_queue_capacity, ")"));
@@ -165,6 +203,9 @@ StatusOr<std::unique_ptr<PlacementManager>> PlacementManager::create(Transport& 
   pm->batch_counts_.resize(static_cast<size_t>(initial.num_layers()));
   pm->batch_splits_.resize(static_cast<size_t>(initial.num_layers()));
   pm->next_round_step_ = options.replan_interval_steps;
+  pm->shift_steps_ =
+      options.dynamic ? resolved_shift_check_steps(options.shift_check_steps, options.replan_interval_steps) : 0;
+  pm->shift_ = std::make_unique<ShiftState>();
   pm->round_.timeout_steps = options.commit_timeout_steps;
   {
     MutexLock lock(pm->mu_);  // no other thread yet; the lock only satisfies the annotations
@@ -350,7 +391,10 @@ Status PlacementManager::step_boundary(int64_t step) {
   }
   // Fast path: no round due or running, or not a cadence step.
   if (broken_) return ok_status();
-  if (!round_.active && step < next_round_step_) return ok_status();
+  if (!round_.active && step < next_round_step_) return shift_steps_ > 0 ? shift_step(step) : ok_status();
+  // A regular round is due: it takes over from a check still pending (every
+  // rank drops it at this same step; its planner still prices it).
+  if (!round_.active) pending_check_ = -1;
   if (step % options_.commit_cadence_steps != 0) return ok_status();
 
   const auto t0 = Clock::now();
@@ -423,7 +467,7 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
       if (round_.active) round_.waited_steps += options_.commit_cadence_steps;
       return;
     case Decision::kStartRound:
-      return start_round();
+      return start_round(step);
     case Decision::kCommit:
       return commit_step(d, step);
     case Decision::kFinish:
@@ -432,7 +476,7 @@ void PlacementManager::apply_decision(const DecisionResult& d, int64_t step) {
   }
 }
 
-void PlacementManager::start_round() {
+void PlacementManager::start_round(int64_t step, int64_t shift_check) {
   auto job = std::make_unique<Job>();
   job->round = next_round_id_++;
   {
@@ -441,9 +485,16 @@ void PlacementManager::start_round() {
     job->failed = failed_;
     job->failure_gen = failure_gen_.load();
   }
-  CaptureWindow w = recorder_->take_window();
-  job->window = std::move(w.load);
-  job->window_meta = window_meta(w, -1, *job->base);
+  if (shift_check < 0) {
+    CaptureWindow w = recorder_->take_window();
+    job->window = std::move(w.load);
+    job->window_meta = window_meta(w, -1, *job->base);
+    last_take_step_ = step;
+  } else {
+    // The steps since the check stay in the recorder: they begin the next window.
+    job->shift = true;
+    job->check = shift_check;
+  }
   round_.active = true;
   round_.round = job->round;
   round_.batch = 0;
@@ -456,6 +507,7 @@ void PlacementManager::start_round() {
     job_ = std::move(job);
     planner_error_.clear();
     ++stats_.rounds_started;
+    if (job_->shift) ++stats_.shift_rounds;
   }
   cv_.notify_all();
 }
@@ -583,11 +635,24 @@ bool PlacementManager::wait_verdict(int64_t round, int64_t batch) {
 void PlacementManager::planner_main() {
   for (;;) {
     std::unique_ptr<Job> job;
+    std::unique_ptr<CheckJob> check;
     {
       MutexLock lock(mu_);
-      cv_.wait(lock.native(), [&]() OMNI_REQUIRES(mu_) { return stop_ || job_ != nullptr; });
+      cv_.wait(lock.native(), [&]() OMNI_REQUIRES(mu_) { return stop_ || job_ != nullptr || !checks_.empty(); });
       if (stop_) return;
-      job = std::move(job_);
+      // Checks first: every one was handed over before the round job waiting
+      // (none is handed over while a round runs), and every rank runs the
+      // same collectives in the same order.
+      if (!checks_.empty()) {
+        check = std::move(checks_.front());
+        checks_.pop_front();
+      } else {
+        job = std::move(job_);
+      }
+    }
+    if (check) {
+      run_check(*check);
+      continue;
     }
     const Status s = run_round(*job);
     if (!s.ok()) {
@@ -615,13 +680,39 @@ Status PlacementManager::run_round(const Job& job) {
   // the same order: a rank that left the sequence early would pair its next
   // collective with another's. So no rank returns between them on its own;
   // the agreement decides for all.
-  OMNI_ASSIGN_OR_RETURN(LoadMatrix load, aggregate_window(job));
+  LoadMatrix load;
+  if (!job.shift) {
+    OMNI_ASSIGN_OR_RETURN(load, aggregate_window(job));
+  }
   const RoundKind kind{leader_of(job.failed, job.base->placement().num_ranks()),
                        count_lost_experts(job.base->placement()) > 0};
-  OMNI_RETURN_IF_ERROR(agree_on_round(job, kind));
+  OMNI_RETURN_IF_ERROR(agree_on_round(job, kind, job.shift && shift_->last_chunk_id != job.check));
+  if (job.shift) {
+    // A shift: the workload moved away from the plan. Only the check's steps
+    // describe it: plan on them alone, and forget the windows before them (the
+    // next round's window begins after the check; the checks' chunks so far
+    // are dumped as one window).
+    if (shift_->since_round) {
+      shift_->since_meta.window = next_window_index_++;
+      submit_dump(*std::move(shift_->since_round), shift_->since_meta);
+      shift_->since_round.reset();
+    }
+    OMNI_ASSIGN_OR_RETURN(history_, WindowHistory::create(history_.options()));
+    load = shift_->last_chunk;
+    shift_->planned_on = load;
+    shift_->promise_valid = false;
+    std::vector<LoadMatrix> samples(1, load);
+    OMNI_ASSIGN_OR_RETURN(std::optional<RoundPlan> plan, plan_round(job, kind, load, samples));
+    if (!plan) return ok_status();
+    return stage_steps(job, *plan);
+  }
   // The planner sees the history's EMA (the window itself unless ema_decay >
   // 0), hedged for volatility when asked, and the last plan_samples windows.
   OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", job.round)));
+  if (shift_steps_ > 0) {
+    shift_->planned_on = history_.ema();  // the promise of this round's plan is priced on it
+    shift_->promise_valid = false;
+  }
   OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
   // The planner's recent windows (PlanInput::samples): windows without a
   // token say nothing of the mix and are left out (omni refuses a window empty
@@ -637,37 +728,164 @@ Status PlacementManager::run_round(const Job& job) {
   return stage_steps(job, *plan);
 }
 
-StatusOr<LoadMatrix> PlacementManager::aggregate_window(const Job& job) {
-  const Placement& current = job.base->placement();
-  const int32_t L = current.num_layers();
-  const int32_t E = current.num_experts();
+StatusOr<LoadMatrix> PlacementManager::aggregate(const LoadMatrix& local, DumpMetadata& meta, const std::string& what) {
+  const Placement& initial = cell_.load()->placement();  // shapes only: the same in every epoch
+  const int32_t L = initial.num_layers();
+  const int32_t E = initial.num_experts();
   // The invalid-id count rides along in a last element, for the dump.
-  std::vector<int64_t> counts(job.window.counts().begin(), job.window.counts().end());
+  std::vector<int64_t> counts(local.counts().begin(), local.counts().end());
   if (counts.size() != static_cast<size_t>(L) * static_cast<size_t>(E))
-    return internal_error(str_cat("round ", job.round, ": recorder window has ", counts.size(), " counts, expected ",
-                                  int64_t{L} * E));
-  counts.push_back(job.window_meta.num_invalid);
+    return internal_error(str_cat(what, ": recorder window has ", counts.size(), " counts, expected ", int64_t{L} * E));
+  counts.push_back(meta.num_invalid);
   OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(counts), ReduceOp::kSum,
                                                       options_.collective_timeout)
-                           .with_context(str_cat("round ", job.round, ": aggregating the window")));
-  DumpMetadata meta = job.window_meta;
+                           .with_context(what));
   meta.num_invalid = counts.back();
   counts.pop_back();
-  OMNI_ASSIGN_OR_RETURN(LoadMatrix load, LoadMatrix::from_counts(L, E, std::move(counts)));
+  return LoadMatrix::from_counts(L, E, std::move(counts));
+}
+
+StatusOr<LoadMatrix> PlacementManager::aggregate_window(const Job& job) {
+  DumpMetadata meta = job.window_meta;
+  OMNI_ASSIGN_OR_RETURN(LoadMatrix load,
+                        aggregate(job.window, meta, str_cat("round ", job.round, ": aggregating the window")));
+  if (shift_->since_round) {
+    // The shift checks took the window's first steps: they come first.
+    OMNI_RETURN_IF_ERROR(shift_->since_round->add(load));
+    load = *std::move(shift_->since_round);
+    shift_->since_round.reset();
+    meta.step_begin = shift_->since_meta.step_begin;
+    meta.num_invalid += shift_->since_meta.num_invalid;
+  }
+  meta.window = next_window_index_++;  // aggregated windows are numbered 0, 1, ... (checks take more recorder windows)
   submit_dump(load, meta);  // queued only (rank 0 with enable_dump); the writer thread does the I/O
   return load;
 }
 
-Status PlacementManager::agree_on_round(const Job& job, const RoundKind& kind) {
+void PlacementManager::run_check(const CheckJob& check) {
+  const auto t0 = Clock::now();
+  int64_t verdict = kNoShift;
+  DumpMetadata meta = check.meta;
+  StatusOr<LoadMatrix> chunk = aggregate(check.chunk, meta, str_cat("shift check ", check.id));
+  std::string error;
+  if (chunk.ok()) {
+    if (shift_->since_round) {
+      Status s = shift_->since_round->add(*chunk);
+      if (!s.ok()) error = s.to_string();
+      shift_->since_meta.step_end = meta.step_end;
+      shift_->since_meta.num_invalid += meta.num_invalid;
+    } else {
+      shift_->since_round = *chunk;
+      shift_->since_meta = meta;
+    }
+    shift_->last_chunk = *std::move(chunk);
+    shift_->last_chunk_id = check.id;
+    // No promise before the first plan: nothing to compare with.
+    if (shift_->planned_on) {
+      const Placement& in_force = check.base->placement();
+      if (!shift_->promise_valid || shift_->promise_for != in_force.checksum()) {
+        auto promised = served_max_over_mean(in_force, *shift_->planned_on, options_.dispatch_mode);
+        shift_->promise_valid = promised.ok();
+        shift_->promise_for = in_force.checksum();
+        if (promised.ok()) shift_->promise = *promised;
+        else error = promised.status().to_string();
+      }
+      auto now = served_max_over_mean(in_force, shift_->last_chunk, options_.dispatch_mode);
+      if (!now.ok()) error = now.status().to_string();
+      else if (shift_->promise_valid && is_shift(*now, shift_->promise, options_.shift_threshold)) verdict = kShift;
+    }
+  } else {
+    error = chunk.status().to_string();  // a failure cut the aggregation short: this chunk is lost
+  }
+  {
+    MutexLock lock(mu_);
+    verdict_check_ = check.id;
+    check_verdict_ = verdict;
+    ++stats_.shift_checks;
+    stats_.shift_check_seconds += seconds_since(t0);
+    if (!error.empty()) stats_.last_abort = str_cat("shift check ", check.id, ": ", error);
+  }
+  cv_.notify_all();  // an engine may wait for the verdict (stage_wait)
+}
+
+Status PlacementManager::shift_step(int64_t step) {
+  if (pending_check_ < 0) {
+    if (step - last_take_step_ < shift_steps_) return ok_status();
+    const auto t0 = Clock::now();
+    auto check = std::make_unique<CheckJob>();
+    check->id = next_check_id_++;
+    check->base = cell_.load();
+    CaptureWindow w = recorder_->take_window();
+    check->chunk = std::move(w.load);
+    check->meta = window_meta(w, -1, *check->base);
+    pending_check_ = check->id;
+    pending_check_step_ = step;
+    last_take_step_ = step;
+    {
+      MutexLock lock(mu_);
+      checks_.push_back(std::move(check));
+      stats_.step_boundary_seconds += seconds_since(t0);
+    }
+    cv_.notify_all();
+    return ok_status();
+  }
+  // The verdict is agreed on the step after the check, then every cadence step.
+  if ((step - pending_check_step_ - 1) % options_.commit_cadence_steps != 0) return ok_status();
+  const auto t0 = Clock::now();
+  // {verdict, planner busy}: the planners all price the same sum, so the
+  // maximum is the verdict as soon as one has it; a round starts only when
+  // every planner is idle (one leaving the last round would reset its vote).
+  std::array<int64_t, 2> v{};
+  {
+    MutexLock lock(mu_);
+    auto idle = [&]() OMNI_REQUIRES(mu_) { return vote_.phase == StagePhase::kIdle && job_ == nullptr; };
+    if (options_.stage_wait.count() > 0)
+      cv_.wait_for(lock.native(), options_.stage_wait,
+                   [&]() OMNI_REQUIRES(mu_) { return stop_ || (verdict_check_ >= pending_check_ && idle()); });
+    v[0] = verdict_check_ == pending_check_ ? check_verdict_ : kNotPriced;
+    v[1] = idle() ? 0 : 1;
+  }
+  const Status s = transport_->all_reduce(std::span<int64_t>(v), ReduceOp::kMax, options_.collective_timeout);
+  if (!s.ok()) {
+    // As the agreement collective: a failure cut it short on every survivor
+    // alike (the check is dropped, serving goes on); any other error switches
+    // dynamic placement off.
+    const bool failure = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kFailedPrecondition;
+    pending_check_ = -1;
+    {
+      MutexLock lock(mu_);
+      stats_.last_abort = str_cat("shift check collective ", failure ? "hit a failure" : "failed", " at step ", step,
+                                  ": ", s.to_string());
+    }
+    if (failure) return ok_status();
+    broken_ = true;
+    return s.with_context(str_cat("step_boundary: rank ", rank_, ", step ", step,
+                                  ": dynamic placement switched off, epoch ", hot_->epoch(), " stays"));
+  }
+  const int64_t check = pending_check_;
+  if (v[0] == kNoShift) pending_check_ = -1;
+  if (v[0] == kShift && v[1] == 0) {
+    pending_check_ = -1;
+    start_round(step, check);
+  }
+  MutexLock lock(mu_);
+  ++stats_.shift_collectives;
+  stats_.step_boundary_seconds += seconds_since(t0);
+  return ok_status();
+}
+
+Status PlacementManager::agree_on_round(const Job& job, const RoundKind& kind, bool missing_chunk) {
   // Each value v rides as (v, -v) in one max all-reduce: every rank sees the
   // same maximum and minimum, hence the same verdict.
-  const int64_t failed = failure_gen_.load() != job.failure_gen ? 1 : 0;
+  const int64_t failed = failure_gen_.load() != job.failure_gen || missing_chunk ? 1 : 0;
   const int64_t base = vote_checksum(job.base->checksum());
   std::array<int64_t, 7> v = {failed, kind.leader, -int64_t{kind.leader}, kind.restore, -int64_t{kind.restore}, base,
                               -base};
   OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(v), ReduceOp::kMax, options_.collective_timeout)
                            .with_context(str_cat("round ", job.round, ": agreeing on the round")));
-  if (v[0] != 0) return aborted_error(str_cat("round ", job.round, ": a rank failed"));
+  if (v[0] != 0)
+    return aborted_error(str_cat("round ", job.round, ": a rank failed",
+                                 job.shift ? " (or lost the shift check's load to a failure)" : ""));
   if (v[1] != -v[2] || v[3] != -v[4] || v[5] != -v[6])
     return failed_precondition_error(str_cat("round ", job.round, ": the ranks started it from different states (leader ",
                                              -v[2], "..", v[1], ", restore ", -v[4], "..", v[3],

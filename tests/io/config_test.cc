@@ -62,12 +62,14 @@ TEST(ConfigTest, EncodeParsesBackToTheSameConfig) {
   c.pattern_path = "a \"quoted\" path\\x.npy";
   c.planner = "eplb(hierarchical)";
   c.ema_decay = 1.0 / 3.0;
+  c.shift_check_steps = 12;
+  c.shift_threshold = 0.07;
   c.enable_dump = true;
   c.ranks_per_host = 4;
   auto back = parse_config(encode_config(c));
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << encode_config(c);
   EXPECT_EQ(*back, c);
-  EXPECT_EQ(config_keys().size(), 17u);
+  EXPECT_EQ(config_keys().size(), 19u);
   EXPECT_EQ(config_keys()[0], "pattern_path");
 }
 

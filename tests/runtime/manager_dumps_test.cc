@@ -209,7 +209,7 @@ TEST(ManagerConfig, EveryManagerKeyFillsItsOption) {
   auto c = parse_config(
       "enable_dynamic: true\nenable_dump: true\ndump_dir: /tmp/d\nplanner: \"omni\"\nreplan_interval_steps: 300\n"
       "window_steps: 300\nema_decay: 0.5\nmin_gain: 0.01\nmax_moves_per_rank: 2\nlayers_per_commit: 4\n"
-      "staging_bytes_per_rank: 4096\n");
+      "staging_bytes_per_rank: 4096\nshift_check_steps: 7\nshift_threshold: 0.25\n");
   ASSERT_TRUE(c.ok()) << c.status();
   auto o = manager_options_from_config(*c);
   ASSERT_TRUE(o.ok()) << o.status();
@@ -223,6 +223,8 @@ TEST(ManagerConfig, EveryManagerKeyFillsItsOption) {
   EXPECT_EQ(o->max_moves_per_rank, 2);
   EXPECT_EQ(o->layers_per_commit, 4);
   EXPECT_EQ(o->staging_bytes_per_rank, 4096);
+  EXPECT_EQ(o->shift_check_steps, 7);
+  EXPECT_EQ(o->shift_threshold, 0.25);
 }
 
 TEST(ManagerConfig, DefaultsAreTheOptionsDefaultsButStatic) {
@@ -236,6 +238,8 @@ TEST(ManagerConfig, DefaultsAreTheOptionsDefaultsButStatic) {
   EXPECT_EQ(o->planner_spec, d.planner_spec);
   EXPECT_EQ(o->replan_interval_steps, d.replan_interval_steps);
   EXPECT_EQ(o->ema_decay, d.ema_decay);
+  EXPECT_EQ(o->shift_check_steps, d.shift_check_steps);
+  EXPECT_EQ(o->shift_threshold, d.shift_threshold);
   EXPECT_EQ(o->min_gain, d.min_gain);
   EXPECT_EQ(o->max_moves_per_rank, d.max_moves_per_rank);
   EXPECT_EQ(o->layers_per_commit, d.layers_per_commit);

@@ -1,6 +1,8 @@
 // PlacementManager::create refuses options it cannot honour, naming the option.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "omniplacement/runtime/placement_manager.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/local_transport.h"
@@ -63,6 +65,14 @@ INSTANTIATE_TEST_SUITE_P(
                     "staging_bytes_per_rank >= 0 (-1)"},
         OptionsCase{"UnlimitedStaging", [](PlacementManagerOptions& o) { o.staging_bytes_per_rank = 0; }, ""},
         OptionsCase{"DecayOne", [](PlacementManagerOptions& o) { o.ema_decay = 1.0; }, "0 <= ema_decay < 1 (1)"},
+        OptionsCase{"ShiftCheckOff", [](PlacementManagerOptions& o) { o.shift_check_steps = 0; }, ""},
+        OptionsCase{"ShiftCheckBelowAuto", [](PlacementManagerOptions& o) { o.shift_check_steps = -2; },
+                    "shift_check_steps -2 must be >= 0 (0: off) or -1 (auto)"},
+        OptionsCase{"NegativeShiftThreshold", [](PlacementManagerOptions& o) { o.shift_threshold = -0.1; },
+                    "shift_threshold -0.1 finite and >= 0"},
+        OptionsCase{"InfiniteShiftThreshold",
+                    [](PlacementManagerOptions& o) { o.shift_threshold = std::numeric_limits<double>::infinity(); },
+                    "shift_threshold inf finite and >= 0"},
         OptionsCase{"NegativeVolatility", [](PlacementManagerOptions& o) { o.volatility_weight = -0.5; },
                     "volatility_weight -0.5 must be finite and >= 0"}),
     [](const auto& info) { return std::string(info.param.name); });

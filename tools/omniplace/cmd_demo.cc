@@ -38,6 +38,8 @@ struct DemoArgs {
   double decay = 0.0;
   double volatility = 0.0;
   int32_t plan_samples = omni::PlacementManagerOptions{}.plan_samples;
+  int64_t shift_check = omni::PlacementManagerOptions{}.shift_check_steps;
+  double shift_threshold = omni::PlacementManagerOptions{}.shift_threshold;
   std::string planner = "omni";
   std::string dispatch = "per-batch";
   std::string transport = "local";
@@ -206,6 +208,11 @@ nlohmann::json to_json(const omni::DemoReport& r, const DemoArgs& a, const omni:
           {"engine_us_per_step", r.engine_us_per_step},
           {"dispatch_us_per_step", r.dispatch_us_per_step},
           {"step_boundary_us_per_step", r.step_boundary_us_per_step},
+          {"shift_check_steps", c.manager.shift_check_steps},
+          {"shift_threshold", c.manager.shift_threshold},
+          {"shift_rounds", m.shift_rounds},
+          {"shift_checks", m.shift_checks},
+          {"shift_collectives", m.shift_collectives},
           {"agreement_collectives", m.agreement_collectives},
           {"agreement_us_mean", m.agreement_collectives ? m.agreement_seconds * 1e6 / m.agreement_collectives : 0.0},
           {"commit_us_mean_excluding_copy", m.batches_committed ? m.commit_seconds * 1e6 / m.batches_committed : 0.0},
@@ -222,6 +229,7 @@ void print_table(const omni::DemoReport& r, const DemoArgs& a, const std::string
   std::cout << "\n  steps                    " << r.steps << "\n"
             << "  re-plans                 " << m.rounds_started << "  (" << m.rounds_completed << " moved, "
             << m.rounds_no_change << " unchanged, " << m.rounds_aborted << " aborted)\n"
+            << "  shift re-plans           " << m.shift_rounds << "  (" << m.shift_checks << " checks)\n"
             << "  epochs committed         " << m.epoch << "\n"
             << "  experts moved            " << m.experts_moved << "\n"
             << "  bytes moved              " << human_bytes(static_cast<double>(m.bytes_moved)) << "\n"
@@ -293,6 +301,13 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
   sub->add_option("--plan-samples", args->plan_samples,
                   "the planner also gets the last N aggregated windows one by one (omni forecasts from them)")
       ->check(omni::cli::int_range(1, 1 << 10))->capture_default_str();
+  sub->add_option("--shift-check", args->shift_check,
+                  "re-plan at once when the load of the last N steps costs more than the plan promised "
+                  "(0: off; -1: a tenth of --interval)")
+      ->check(omni::cli::int_range(-1, omni::cli::kMaxCliSteps))->capture_default_str();
+  sub->add_option("--shift-threshold", args->shift_threshold,
+                  "max/mean above the plan's promise that counts as a shift (with --shift-check)")
+      ->check(omni::cli::number_range(0, 1e6))->capture_default_str();
   sub->add_option("--volatility", args->volatility, "plan on load + this x |load - previous window|")
       ->check(omni::cli::number_range(0, 1e6))->capture_default_str();
   sub->add_option("--dispatch", args->dispatch, "per-batch or shares")
@@ -368,6 +383,8 @@ omni::cli::RunFn setup_demo(CLI::App& app) {
     c.manager.ema_decay = a.decay;
     c.manager.volatility_weight = a.volatility;
     c.manager.plan_samples = a.plan_samples;
+    c.manager.shift_check_steps = a.shift_check;
+    c.manager.shift_threshold = a.shift_threshold;
     c.manager.dispatch_mode = a.dispatch == "shares" ? omni::DispatchMode::kShares : omni::DispatchMode::kPerBatch;
     const bool tty = isatty(fileno(stderr)) != 0;
     c.progress_every = std::max<int64_t>(1, a.steps / 30);

@@ -47,8 +47,10 @@ struct SimulateOptions {
   int32_t history = 1;
   // What the runtime hands its planner: its recent windows, and the dispatch it runs.
   int32_t samples = omni::PlacementManagerOptions{}.plan_samples;
-  int64_t shift_check = 0;
-  double shift_threshold = sim::SimOptions{}.shift_threshold;
+  // Shift detection as the runtime does it (PlacementManagerOptions of the
+  // same names): -1 is a tenth of the interval.
+  int64_t shift_check = omni::PlacementManagerOptions{}.shift_check_steps;
+  double shift_threshold = omni::PlacementManagerOptions{}.shift_threshold;
   int64_t interval = 100;
   std::string migration = "background";  // the runtime moves weights while serving
   // The runtime's migration budget (PlacementManagerOptions of the same names).
@@ -87,7 +89,7 @@ nlohmann::json to_json(const sim::SimResult& r, const SimulateOptions& o, const 
   j["migration"] = o.migration;
   j["staging_bytes_per_rank"] = o.staging_bytes_per_rank;
   j["layers_per_commit"] = o.layers_per_commit;
-  j["shift_check_steps"] = o.shift_check;
+  j["shift_check_steps"] = omni::resolved_shift_check_steps(o.shift_check, o.interval);
   j["shift_threshold"] = o.shift_threshold;
   j["wall_s"] = r.wall_s;
   j["cost"] = {{"expert_bytes", cost.expert_bytes},
@@ -233,7 +235,7 @@ int run_simulate(const SimulateOptions& given) {
   opts.layers_per_commit = o.layers_per_commit;
   opts.history_intervals = o.history;
   opts.sample_intervals = o.samples;
-  opts.shift_check_steps = o.shift_check;
+  opts.shift_check_steps = omni::resolved_shift_check_steps(o.shift_check, o.interval);
   opts.shift_threshold = o.shift_threshold;
   opts.cost = cost;
   opts.record_steps = !o.csv.empty() || !o.plot.empty();
@@ -329,8 +331,8 @@ omni::cli::RunFn setup_simulate(CLI::App& app) {
       ->check(omni::cli::int_range(1, 1 << 20))->capture_default_str();
   sub->add_option("--shift-check", opts->shift_check,
                   "Dynamic policies: every N steps, re-plan at once when the load of those steps is off the plan "
-                  "(0: off)")
-      ->check(omni::cli::int_range(0, omni::cli::kMaxCliSteps))->capture_default_str();
+                  "(0: off; -1: a tenth of --interval, as the runtime)")
+      ->check(omni::cli::int_range(-1, omni::cli::kMaxCliSteps))->capture_default_str();
   sub->add_option("--shift-threshold", opts->shift_threshold,
                   "Shift detection: re-plan when max/mean exceeds what the plan gave on its own load by this")
       ->check(omni::cli::number_range(0, 1e6))->capture_default_str();

@@ -62,6 +62,12 @@ struct Config {
   // Plan on an EMA of the windows: ema = ema_decay * ema + (1 - ema_decay) *
   // window. In [0, 1); 0 = the last window.
   double ema_decay = 0.0;
+  // Shift detection (PlacementManagerOptions of the same names): every this
+  // many steps the load of those steps is priced under the placement in force;
+  // above the plan's promise by more than shift_threshold (max/mean) the
+  // ranks re-plan at once. 0 = off, -1 = a tenth of replan_interval_steps.
+  int64_t shift_check_steps = -1;
+  double shift_threshold = 0.1;
   // Ranks per host (hosts are r / ranks_per_host); 0 = all ranks on one host.
   int32_t ranks_per_host = 0;
   // Keep the placement when the plan lowers the predicted mean max/mean rank

@@ -16,6 +16,8 @@
 //                             everything recorded since the previous round (weight
 //                             history with ema_decay instead)
 //   ema_decay              -> ema_decay
+//   shift_check_steps      -> shift_check_steps (-1: a tenth of the interval, 0: off)
+//   shift_threshold        -> shift_threshold
 //   min_gain               -> min_gain (the plan must lower the predicted mean
 //                             max/mean rank load by at least this, absolute)
 //   max_moves_per_rank     -> max_moves_per_rank

@@ -96,6 +96,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -123,6 +124,7 @@
 #include "omniplacement/runtime/commit_protocol.h"
 #include "omniplacement/runtime/migration_executor.h"
 #include "omniplacement/runtime/routing_snapshot.h"
+#include "omniplacement/runtime/shift_check.h"
 #include "omniplacement/runtime/weight_store.h"
 #include "omniplacement/transport/failure_detector.h"
 #include "omniplacement/transport/transport.h"
@@ -177,6 +179,18 @@ struct PlacementManagerOptions {
   // its own limit too). 0: no limit. >= 0.
   int64_t staging_bytes_per_rank = kDefaultStagingBytesPerRank;
   DispatchMode dispatch_mode = DispatchMode::kShares;
+  // Shift detection (shift_check.h; the simulator's options of the same
+  // names): every shift_check_steps steps while no round runs, the load of
+  // those steps (all ranks summed) is priced under the placement in force with
+  // dispatch_mode; when it exceeds what the last plan gave on the load it was
+  // planned on by more than shift_threshold (mean over layers of max/mean,
+  // absolute), every rank starts a round at the same step, planning on those
+  // steps only, and the rounds after it use only the steps since then.
+  // 0: off; kShiftCheckAuto (-1): a tenth of replan_interval_steps (at least
+  // 1; off when the interval is 1 step). >= -1. No check before the first
+  // round has planned, and none with dynamic off. shift_threshold: finite, >= 0.
+  int64_t shift_check_steps = kShiftCheckAuto;
+  double shift_threshold = 0.1;
   // Activation dumps (the YAML keys enable_dump and dump_dir; see the overview
   // above for who writes what). dump_dir is created if missing; it must be set
   // when enable_dump is. dump_queue_capacity: windows waiting for the writer
@@ -213,6 +227,14 @@ struct PlacementManagerStats {
   int64_t bytes_moved = 0;           // their bytes, all ranks
   int64_t bytes_received = 0;        // bytes this rank staged in committed batches
   int64_t agreement_collectives = 0;
+  // Shift detection: checks priced by this rank's planner thread, rounds
+  // started by a detected shift (all ranks alike), the engine's small flag
+  // collectives, and the planner thread's time in the checks (aggregation and
+  // pricing; engine-thread time is in step_boundary_seconds).
+  int64_t shift_checks = 0;
+  int64_t shift_rounds = 0;
+  int64_t shift_collectives = 0;
+  double shift_check_seconds = 0;
   // Engine thread: total time in step_boundary, split into the agreement
   // collectives, commit work excluding the staging copy, and the staging copy.
   double step_boundary_seconds = 0;
@@ -302,6 +324,8 @@ class PlacementManager {
 
  private:
   struct Job;
+  struct CheckJob;
+  struct ShiftState;
   struct Prepared;
   PlacementManager() = default;
   void planner_main() OMNI_EXCLUDES(mu_, publish_mu_);
@@ -312,9 +336,19 @@ class PlacementManager {
   // moves), stage the steps one at a time and hand each to the engine.
   Status run_round(const Job& job) OMNI_EXCLUDES(mu_, publish_mu_);
   StatusOr<LoadMatrix> aggregate_window(const Job& job) OMNI_EXCLUDES(mu_);
+  // Planner thread: sums `local` over the ranks (planner transport), with the
+  // invalid-id count of meta riding along; meta gets the sum.
+  StatusOr<LoadMatrix> aggregate(const LoadMatrix& local, DumpMetadata& meta, const std::string& what);
+  // Planner thread, one shift check: aggregate the chunk, keep it for the next
+  // round's window, price it and publish the verdict.
+  void run_check(const CheckJob& check) OMNI_EXCLUDES(mu_);
+  // Engine thread, shift detection while no round runs: hand over a check
+  // every shift_check_steps steps, then agree on its verdict (tiny collective).
+  Status shift_step(int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   // Collective: every rank's (leader, restore, placement in force, failure
   // seen) compared; a difference fails the round on every rank alike.
-  Status agree_on_round(const Job& job, const RoundKind& kind);
+  // missing_chunk: a shift round whose check this rank could not aggregate.
+  Status agree_on_round(const Job& job, const RoundKind& kind, bool missing_chunk);
   StatusOr<Placement> leader_plan(const Job& job, RankId leader, const LoadMatrix& load,
                                   const std::vector<LoadMatrix>& samples) OMNI_EXCLUDES(mu_);
   StatusOr<std::optional<RoundPlan>> plan_round(const Job& job, const RoundKind& kind, const LoadMatrix& load,
@@ -328,7 +362,8 @@ class PlacementManager {
   // Engine thread, the decisions of apply_decision(): hand the window to the
   // planner; publish the staged step (epoch + 1); end the round (finished
   // unchanged, or aborted).
-  void start_round() OMNI_EXCLUDES(mu_, publish_mu_);
+  // shift_check >= 0: a round started by that shift check (plans on its chunk).
+  void start_round(int64_t step, int64_t shift_check = -1) OMNI_EXCLUDES(mu_, publish_mu_);
   void commit_step(const DecisionResult& d, int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   void end_round(const DecisionResult& d, int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   // Queues a window to the dump writer (never blocks); counts drops.
@@ -370,6 +405,12 @@ class PlacementManager {
   int64_t next_round_step_ = 0;
   int64_t next_round_id_ = 0;
   bool broken_ = false;
+  // Engine-thread shift detection state (identical on every rank).
+  int64_t shift_steps_ = 0;         // resolved shift_check_steps; 0: off
+  int64_t last_take_step_ = 0;      // step of the last take_window (round start or check)
+  int64_t pending_check_ = -1;      // check handed over, verdict not agreed yet
+  int64_t pending_check_step_ = 0;
+  int64_t next_check_id_ = 0;
   std::atomic<int64_t> steps_{0};  // step_boundary calls (written by the engine thread only)
 
   // Shared between the engine and planner threads (and fail_ranks' caller).
@@ -378,6 +419,9 @@ class PlacementManager {
   Vote vote_ OMNI_GUARDED_BY(mu_);
   std::unique_ptr<Job> job_ OMNI_GUARDED_BY(mu_);
   std::unique_ptr<Prepared> prepared_ OMNI_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<CheckJob>> checks_ OMNI_GUARDED_BY(mu_);  // before job_ (queued earlier)
+  int64_t verdict_check_ OMNI_GUARDED_BY(mu_) = -1;   // the last check priced
+  int64_t check_verdict_ OMNI_GUARDED_BY(mu_) = 0;    // its verdict (kNoShift / kShift in the .cc)
   int64_t verdict_round_ OMNI_GUARDED_BY(mu_) = -1;
   int64_t verdict_batch_ OMNI_GUARDED_BY(mu_) = -1;
   bool verdict_commit_ OMNI_GUARDED_BY(mu_) = false;
@@ -386,6 +430,8 @@ class PlacementManager {
   std::string planner_error_ OMNI_GUARDED_BY(mu_);  // why this rank's planner failed the round in progress
   bool rebuild_pending_ OMNI_GUARDED_BY(mu_) = false;  // a failure awaits its rebuild round
   WindowHistory history_;  // planner thread only: the aggregated windows and their EMA
+  std::unique_ptr<ShiftState> shift_;  // planner thread only: checks' chunks and the plan's promise
+  uint64_t next_window_index_ = 0;     // planner thread only: index of the next aggregated window dumped
   std::unique_ptr<DumpWriter> dump_writer_;  // null unless enable_dump; outlives the planner thread
   std::thread planner_thread_;
 };
