@@ -95,6 +95,30 @@ void BM_StepBoundaryNoCommit(benchmark::State& state) {
 }
 BENCHMARK(BM_StepBoundaryNoCommit);
 
+// step_boundary with shift detection every range(0) steps (0: off), no round
+// due: the engine thread's part of a check (take the recorder's window, queue
+// it; on the next step the two-word verdict collective, here of one rank).
+// The planner thread's aggregation and pricing are not in this thread's CPU time.
+void BM_StepBoundaryShiftCheck(benchmark::State& state) {
+  auto placement = *omni::Placement::contiguous(58, 1, 256, 256);
+  omni::LocalClusterOptions opt;
+  opt.manager.replan_interval_steps = int64_t{1} << 60;
+  opt.manager.shift_check_steps = state.range(0);
+  opt.manager.planner_spec = "eplb";
+  auto cluster = omni::LocalCluster::create(placement, *omni::Topology::single_host(1), std::vector<int64_t>(58, 64), opt);
+  if (!cluster.ok()) return state.SkipWithError(cluster.status().to_string().c_str());
+  omni::PlacementManager& pm = (*cluster)->manager(0);
+  std::vector<omni::ExpertId> ids(1024);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<omni::ExpertId>((i * 37) % 256);
+  int64_t step = 0;
+  for (auto _ : state) {
+    for (omni::LayerId l = 0; l < 58; ++l) pm.record(l, ids);
+    benchmark::DoNotOptimize(pm.step_boundary(step++));
+  }
+  state.SetLabel("58 layers x 256 experts, 1024 ids per layer and step recorded");
+}
+BENCHMARK(BM_StepBoundaryShiftCheck)->Arg(0)->Arg(1)->Arg(10)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 #endif
 

@@ -10,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 # a stall so that shift re-plans are never held back by a background migration in flight.
 args=(--steps 60 --layers 4 --experts 32 --top-k 4 --tokens 512 --ranks 8 --ranks-per-host 4
       --drift 0.01 --phase-period 20 --interval 10 --migration stall --no-progress)
-"$omniplace" simulate "${args[@]}" --json --csv "$work/steps.csv" >"$work/summary.json"
+"$omniplace" simulate "${args[@]}" --shift-check 0 --json --csv "$work/steps.csv" >"$work/summary.json"
 "$omniplace" simulate "${args[@]}" >"$work/table.txt"
 grep -q "^contiguous" "$work/table.txt"
 grep -q "^lower bound" "$work/table.txt"
@@ -45,6 +45,14 @@ for name in ("dynamic-eplb", "dynamic-omni"):
     assert shift[name]["shift_replans"] > 0, shift[name]
     assert shift[name]["replans"] == plain[name]["replans"] + shift[name]["shift_replans"], (plain[name], shift[name])
 assert shift["oracle"]["shift_replans"] == 0 and shift["oracle"]["mean_step_s"] == plain["oracle"]["mean_step_s"]
+PY
+
+# With no flag, shift detection is the runtime's default: a tenth of the interval, its threshold.
+"$omniplace" simulate "${args[@]}" --json >"$work/default.json"
+/usr/bin/python3 - "$work/default.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["shift_check_steps"] == 1 and d["shift_threshold"] == 0.07, (d["shift_check_steps"], d["shift_threshold"])
 PY
 
 # Policy names with commas stay one CSV field (quoted).

@@ -67,7 +67,7 @@ struct Config {
   // above the plan's promise by more than shift_threshold (max/mean) the
   // ranks re-plan at once. 0 = off, -1 = a tenth of replan_interval_steps.
   int64_t shift_check_steps = -1;
-  double shift_threshold = 0.1;
+  double shift_threshold = 0.07;
   // Ranks per host (hosts are r / ranks_per_host); 0 = all ranks on one host.
   int32_t ranks_per_host = 0;
   // Keep the placement when the plan lowers the predicted mean max/mean rank

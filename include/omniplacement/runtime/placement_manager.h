@@ -42,6 +42,17 @@
 // failed or timed-out transfer, a planning error, a checksum mismatch or a
 // disagreement aborts the round: staging is dropped and the old epoch stays.
 //
+// Shift detection (shift_check_steps, shift_threshold; shift_check.h): every
+// shift_check_steps steps while no round runs, step_boundary takes the
+// recorder's window (the steps since the last take) and queues it to the
+// planner thread, which all-reduces it, keeps it as the start of the next
+// round's window and prices it under the placement in force. On the next step,
+// then every commit_cadence_steps steps until decided, the engine threads
+// all-reduce {verdict, planner busy} (two words): a shift, with every planner
+// idle, starts a round at that step on every rank, planning on those steps
+// alone; a regular round due first takes over. The engine thread's cost is the
+// take_window every shift_check_steps steps and the small collective after it.
+//
 // Failures (docs/DESIGN.md, step 6). fail_ranks(failed) — wired to a
 // FailureDetector's on_change (on_membership()) or called by an engine that
 // learned of a failure first — marks the ranks failed on the manager's
@@ -190,7 +201,7 @@ struct PlacementManagerOptions {
   // 1; off when the interval is 1 step). >= -1. No check before the first
   // round has planned, and none with dynamic off. shift_threshold: finite, >= 0.
   int64_t shift_check_steps = kShiftCheckAuto;
-  double shift_threshold = 0.1;
+  double shift_threshold = 0.07;
   // Activation dumps (the YAML keys enable_dump and dump_dir; see the overview
   // above for who writes what). dump_dir is created if missing; it must be set
   // when enable_dump is. dump_queue_capacity: windows waiting for the writer

@@ -103,7 +103,7 @@ struct SimOptions {
   // only the steps since then. A phase shift then costs a few steps instead
   // of the rest of the interval.
   int64_t shift_check_steps = 0;
-  double shift_threshold = 0.1;
+  double shift_threshold = 0.07;  // the runtime's default (PlacementManagerOptions)
   int64_t max_steps = 0;         // stop after this many steps; 0: the whole trace
   bool record_steps = true;      // fill SimResult::steps
   // Called after every interval with (steps done, total steps); may be empty.
