@@ -91,7 +91,8 @@
 //
 // Dumps (enable_dump, dump_dir; io/dump_writer.h): with dynamic placement on,
 // rank 0 writes every aggregated window (the sum over all ranks that the round
-// plans on, id_space "expert", rank -1, file prefix "window") through a
+// plans on; at a shift round, the checked steps since the previous window
+// instead; id_space "expert", rank -1, file prefix "window") through a
 // DumpWriter: the planner thread only queues it, the writer's own thread does
 // the I/O, and a full queue drops the window (counted in stats().dumps_dropped)
 // rather than wait. With dynamic placement off there are no rounds and no
