@@ -62,6 +62,8 @@ const std::vector<BadFlag>& bad_flags() {
         {"demo", "--ema-decay", "1"},
         {"demo", "--plan-samples", "0"},
         {"demo", "--volatility", "-0.5"},
+        {"demo", "--shift-check", "-2"},
+        {"demo", "--shift-threshold", "nan"},
         {"demo", "--seed", "abc"},  // any uint64 is a seed
         {"demo", "--fail-rank", "-1"},
         {"demo", "--fail-host", "-2"},
@@ -78,7 +80,7 @@ const std::vector<BadFlag>& bad_flags() {
         {"simulate", "--layers-per-commit", "-1"},
         {"simulate", "--history", "0"},
         {"simulate", "--samples", "0"},
-        {"simulate", "--shift-check", "-1"},
+        {"simulate", "--shift-check", "-2"},  // -1 is the runtime's default (a tenth of the interval)
         {"simulate", "--shift-threshold", "inf"},
         {"simulate", "--window-steps", "0"},
         {"simulate", "--ranks", "0"},
