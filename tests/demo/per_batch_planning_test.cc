@@ -11,6 +11,7 @@
 
 #include "demo/demo.h"
 #include "demo/qwen_workload.h"
+#include "omniplacement/core/str_cat.h"
 
 namespace omni {
 namespace {
@@ -86,6 +87,56 @@ TEST(PerBatchPlanning, RejectsZeroPlanSamples) {
   auto reports = run_local_demo(2, c, workload);
   ASSERT_FALSE(reports.ok());
   EXPECT_NE(reports.status().message().find("plan_samples 0"), std::string::npos) << reports.status();
+}
+
+}  // namespace
+}  // namespace omni
+
+namespace omni {
+namespace {
+
+// The demo's defaults (12 ranks x 6 slots on 3 hosts, 10 steps x 64 tokens
+// per window, per-batch split, a re-plan every window, shift detection at its
+// defaults) on the demo's first 20 windows (bookcorpus), with commits at
+// load-independent steps: the default omni must beat eplb re-planned from
+// scratch by a clear margin while moving a few percent of the experts eplb
+// moves (issue #16's demo figures). Measured: omni 1.0341 with 485 experts
+// moved, eplb 1.0474 with 20,048 (`omniplace demo --steps 200
+// --stage-wait-ms 60000 --json [--planner eplb]` gives the same figures); the
+// whole demo: 1.041 against 1.050, 1,571 against 61,318 experts. Not a claim
+// this test makes: where the phase changes every 4-6 windows, omni loses
+// (wikitext then wmt19, 6 windows each: 1.072 against eplb's 1.059).
+TEST(PerBatchPlanning, DemoDefaultsOmniBeatsEplbWithAFewPercentOfItsMoves) {
+  auto workload = trace_workload(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv",
+                                 {"bookcorpus"}, /*steps_per_window=*/10, /*tokens_per_rank=*/64, /*top_k=*/4,
+                                 /*seed=*/1);
+  ASSERT_TRUE(workload.ok()) << workload.status();
+  auto run = [&](const std::string& planner) -> StatusOr<DemoReport> {
+    DemoConfig c;
+    c.ranks_per_host = 4;
+    c.slots_per_rank = 6;
+    c.steps = 200;
+    c.manager.planner_spec = planner;
+    c.manager.replan_interval_steps = 10;
+    c.manager.commit_cadence_steps = 1;
+    c.manager.dispatch_mode = DispatchMode::kPerBatch;
+    c.manager.stage_wait = std::chrono::seconds(30);
+    OMNI_ASSIGN_OR_RETURN(auto reports, run_local_demo(12, c, *workload));
+    return reports[0];
+  };
+  auto omni = run("omni");
+  ASSERT_TRUE(omni.ok()) << omni.status();
+  auto eplb = run("eplb");
+  ASSERT_TRUE(eplb.ok()) << eplb.status();
+  for (const DemoReport* r : {&*omni, &*eplb}) {
+    EXPECT_EQ(r->wrong_outputs, 0);
+    EXPECT_EQ(r->manager.rounds_aborted, 0) << r->manager.last_abort;
+  }
+  const std::string figures = str_cat("omni ", omni->overall.dynamic, " (", omni->manager.experts_moved, " moved), eplb ",
+                                      eplb->overall.dynamic, " (", eplb->manager.experts_moved, " moved), oracle ",
+                                      omni->overall.oracle);
+  EXPECT_LT(omni->overall.dynamic, eplb->overall.dynamic - 0.008) << figures;
+  EXPECT_LE(omni->manager.experts_moved * 20, eplb->manager.experts_moved) << figures;
 }
 
 }  // namespace
