@@ -969,6 +969,12 @@ void IntervalSearch::undo(const Move& m, ExpertId replaced) {
   // slots only (BatchBalancer keeps nothing between calls): its loads and
   // amounts come back from the copy instead of a new split. An expert's
   // replica ranks may come back in another order: its amounts follow them.
+  unbook(m, replaced);
+  restore_split();
+}
+
+void IntervalSearch::unbook(const Move& m, ExpertId replaced) {
+  const Move back = m.kind == 0 ? m : Move{0, 1, -1, m.j, replaced};
   ExpertId changed[2] = {kEmptySlot, kEmptySlot};
   if (back.kind == 0) {
     changed[0] = slot_[static_cast<size_t>(back.i)];
@@ -978,6 +984,9 @@ void IntervalSearch::undo(const Move& m, ExpertId replaced) {
     changed[1] = back.x;
   }
   rebook(back, changed);
+}
+
+void IntervalSearch::restore_split() {
   load_.swap(saved_load_);
   for (ExpertId e = 0; e < E_; ++e) {
     const auto& now = ranks_[static_cast<size_t>(e)];
@@ -1054,11 +1063,94 @@ void IntervalSearch::run_path() {
   if (best != slot_) start_from(best);
 }
 
+void IntervalSearch::apply_estimate(const Move& m) {
+  ExpertId changed[2] = {kEmptySlot, kEmptySlot};
+  if (m.kind == 0) {
+    changed[0] = slot_[static_cast<size_t>(m.i)];
+    changed[1] = slot_[static_cast<size_t>(m.j)];
+  } else {
+    changed[0] = slot_[static_cast<size_t>(m.j)];
+    changed[1] = m.x;
+  }
+  if (changed[1] == changed[0]) changed[1] = kEmptySlot;
+  for (int32_t c = 0; c < 2; ++c) {
+    const ExpertId e = changed[c];
+    if (e < 0) continue;
+    reamount(e, -1.0);
+    est_ranks_[static_cast<size_t>(c)] = ranks_[static_cast<size_t>(e)];
+    est_amt_[static_cast<size_t>(c)] = amt_[static_cast<size_t>(e)];
+  }
+  rebook(m, changed);
+  for (int32_t c = 0; c < 2; ++c) {
+    const ExpertId e = changed[c];
+    if (e < 0) continue;
+    const auto& now = ranks_[static_cast<size_t>(e)];
+    const auto& was = est_ranks_[static_cast<size_t>(c)];
+    const auto& b = est_amt_[static_cast<size_t>(c)];
+    auto& a = amt_[static_cast<size_t>(e)];
+    a.assign(static_cast<size_t>(K_) * now.size(), 0.0);
+    // Kept ranks keep their amounts; a rank's amount that leaves goes to the
+    // ranks that came (a swap), else evenly to the others (eval_replace's).
+    int32_t came = 0;
+    for (int32_t q : now)
+      if (std::find(was.begin(), was.end(), q) == was.end()) ++came;
+    for (int32_t k = 0; k < K_; ++k) {
+      double moved = 0;
+      for (size_t w = 0; w < was.size(); ++w)
+        if (std::find(now.begin(), now.end(), was[w]) == now.end()) moved += b[static_cast<size_t>(k) * was.size() + w];
+      for (size_t i = 0; i < now.size(); ++i) {
+        const size_t w = static_cast<size_t>(std::find(was.begin(), was.end(), now[i]) - was.begin());
+        double v = w < was.size() ? b[static_cast<size_t>(k) * was.size() + w] : 0.0;
+        if (came > 0 ? w == was.size() : true) v += moved / (came > 0 ? came : static_cast<double>(now.size()));
+        a[static_cast<size_t>(k) * now.size() + i] = v;
+      }
+    }
+    reamount(e, 1.0);
+  }
+  summarize();
+}
+
+int IntervalSearch::prune_batch() {
+  const double before = value();
+  save_split();
+  batch_.clear();
+  for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) {
+    if (out_of_time()) break;
+    Move best;
+    best.delta = -1e-9 * (1.0 + f_);
+    tabu_.clear();
+    scan_reverts_of(i, best);
+    if (best.kind < 0) continue;
+    const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
+    apply_estimate(best);
+    batch_.push_back({best, replaced});
+  }
+  if (batch_.empty()) return 0;
+  split();
+  summarize();
+  if (value() < before - 1e-9 * (1.0 + before)) {
+    steps_ += static_cast<int64_t>(batch_.size());
+    return 1;
+  }
+  for (auto it = batch_.rbegin(); it != batch_.rend(); ++it) unbook(it->first, it->second);
+  restore_split();
+  return -1;
+}
+
 void IntervalSearch::prune() {
   if (p_.prices == nullptr || p_.reference.empty()) return;
   // Passes over the slots that received an expert; each takes its best
   // give-back when it pays. A few passes: a give-back can make another pay.
+  // Per-batch, a pass first takes every give-back that pays by the estimate
+  // on loads moved as the estimate moves them (prune_batch), with one split
+  // at the end; a pass whose split is not better than before is taken back
+  // and run as below (a split after each give-back).
   for (int32_t pass = 0; pass < kPrunePasses; ++pass) {
+    if (per_batch()) {
+      const int batch = prune_batch();
+      if (batch == 0) return;
+      if (batch > 0) continue;
+    }
     bool any = false;
     for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) {
       if (out_of_time()) return;

@@ -52,6 +52,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "omniplacement/core/ids.h"
@@ -183,6 +184,18 @@ class IntervalSearch {
   // Undoes `m` (applied; `replaced`: the expert slot m.j held before a give-to
   // move). Per-batch: only after save_split() before apply(m).
   void undo(const Move& m, ExpertId replaced);
+  // The slot bookkeeping of undo(m, replaced), without the split.
+  void unbook(const Move& m, ExpertId replaced);
+  // Per-batch: the split of save_split() back (the slots are those of then).
+  void restore_split();
+  // Per-batch: applies `m` with the loads moved as the estimate moves them
+  // (the amounts follow a swapped replica; a dropped replica's amounts go
+  // evenly to the expert's other replicas; a new replica gets none), no split.
+  void apply_estimate(const Move& m);
+  // Per-batch prune pass: every give-back that pays by the estimate, then one
+  // split. 1: the split is better than before the pass (kept); 0: no
+  // give-back pays; -1: not better (the state before the pass is back).
+  int prune_batch();
   void reamount(ExpertId e, double sign);  // adds (sign 1) or removes e's amounts from the loads
   bool out_of_time();
 
@@ -213,6 +226,9 @@ class IntervalSearch {
   std::vector<std::vector<int32_t>> saved_ranks_;
   std::vector<int32_t> split_index_;           // split(): each replica's index among the balancer's
   std::vector<ExpertId> split_experts_;        // split(): the experts with several replicas
+  std::vector<std::pair<Move, ExpertId>> batch_;  // prune_batch(): the moves taken, and `replaced`
+  std::vector<int32_t> est_ranks_[2];          // apply_estimate(): scratch
+  std::vector<double> est_amt_[2];
   std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
   // Static shares, per scenario: bound_of(x)'s parts of replace_bound, and
   // of eval_replace's F for x (the busiest rank outside x's and rj).
