@@ -120,6 +120,12 @@ class Options:
     collective_timeout_ms: int = 30000    # bounds each vote (and the groups' creation)
     transfer_timeout_ms: int = 30000      # bounds each transfer, the window all-reduce and the plan broadcast
     max_replicas: int = 0                 # log2phy width (0: max_replicas_needed(placement))
+    # Shift detection (the C++ options of the same names; module docstring, "Shift detection"):
+    # every shift_check_steps steps while no round runs, the load of those steps (all ranks) is
+    # priced under the placement in force; above the plan's promise by more than shift_threshold
+    # (mean over layers of max/mean rank load), a round starts at once, planned on those steps.
+    shift_check_steps: int = -1           # 0: off; -1: max(1, replan_interval_steps // 10) (0 when that is 1)
+    shift_threshold: float = 0.07         # absolute, finite, >= 0
     # Test hooks, called on the planner thread with a TransferEvent: before_send before each
     # weight this rank sends to another rank, before_transfer before each one it receives (local
     # copies included). An exception fails the batch (this rank votes "failed").
@@ -138,12 +144,25 @@ class Options:
                  ("collective_timeout_ms", self.collective_timeout_ms >= 1, ">= 1"),
                  ("transfer_timeout_ms", self.transfer_timeout_ms >= 1, ">= 1"),
                  ("max_replicas", self.max_replicas >= 0, ">= 0"),
+                 ("shift_check_steps", self.shift_check_steps >= -1, ">= 0 (0: off) or -1 (auto)"),
+                 ("shift_threshold", bool(np.isfinite(self.shift_threshold)) and self.shift_threshold >= 0,
+                  "finite and >= 0"),
                  ("plan_on", self.plan_on in ("all", "leader"), "'all' or 'leader'"),
                  ("collective_timeout_ms", self.collective_timeout_ms > self.stage_wait_ms,
                   f"> stage_wait_ms ({self.stage_wait_ms}: an engine may wait that long before it joins a vote)")]
         for name, ok, want in rules:
             if not ok:
                 raise ValueError(f"omniplacement.torch.Options: {name} must be {want}, got {getattr(self, name)!r}")
+
+    def resolved_shift_check_steps(self):
+        """The shift check period in steps (0: off), as omni::resolved_shift_check_steps
+        resolves it: a positive shift_check_steps is itself, -1 is max(1,
+        replan_interval_steps // 10) (0 for an interval of one step), and dynamic off is 0."""
+        if not self.dynamic:
+            return 0
+        if self.shift_check_steps == -1:
+            return 0 if self.replan_interval_steps <= 1 else max(1, self.replan_interval_steps // 10)
+        return max(0, self.shift_check_steps)
 
     def agreed_fields(self):
         """The fields every rank must share, as one string (hooks excluded)."""
@@ -190,7 +209,8 @@ def _next_multiple(step, interval):
     return (step // interval + 1) * interval
 
 
-_Job = collections.namedtuple("_Job", ["round", "window", "window_ready", "base"])
+# reduced: the window is already summed over the ranks (a shift round's checked steps).
+_Job = collections.namedtuple("_Job", ["round", "window", "window_ready", "base", "reduced"])
 
 
 class _Prepared:
@@ -292,6 +312,11 @@ class PlacementManager:
         self._next_round_id = 0
         self._broken = False
         self._commit_event = None  # CUDA: the last commit's copies (the planner waits before reading slots)
+        # Shift detection (engine thread; identical on every rank).
+        self._shift_steps = self._opts.resolved_shift_check_steps()
+        self._last_take_step = 0      # step of the last window taken (round start or shift check)
+        self._check_base = None       # counts at the last check since the last round start (None: zero)
+        self._promise = None          # (planned-on round, placement checksum, promised max/mean) cached
 
         # Shared with the planner thread, under _cv.
         self._cv = threading.Condition()
@@ -301,13 +326,15 @@ class PlacementManager:
         self._verdict = (-1, -1, "")  # round, batch, decision
         self._stop = False
         self._planner_error = ""
+        self._planned_on = (-1, None)  # (round, LoadMatrix): the load the last round planned on (planner sets it)
         self._stats = dict(steps=0, epoch=0, rounds_started=0, rounds_completed=0, rounds_no_change=0,
                            rounds_aborted=0, rounds_closed=0, last_abort="", aborts=[], batches_committed=0,
                            experts_moved=0, bytes_moved=0, bytes_received=0, agreement_collectives=0,
                            staging_bytes=0, max_staging_bytes=0, transfer_groups=1,
                            step_boundary_cpu_seconds=0.0, commit_cpu_seconds=0.0, agreement_seconds=0.0,
                            planning_seconds=0.0, transfer_seconds=0.0, last_predicted_before=0.0,
-                           last_predicted_after=0.0)
+                           last_predicted_after=0.0, shift_checks=0, shift_rounds=0, shift_check_seconds=0.0,
+                           last_shift_now=0.0, last_shift_promised=0.0)
         self._thread = threading.Thread(target=self._planner_main, name=f"omniplacement.torch planner r{self.rank}",
                                         daemon=True)
         self._thread.start()
@@ -368,12 +395,16 @@ class PlacementManager:
         Most steps return None at once. At cadence steps while a round is due or running it
         votes and applies the decision, returned as a string: 'start-round', 'wait',
         'commit' (an epoch switched at this step), 'finish' (no change worth moving) or
-        'abort'. Raises AgreementError when the vote itself fails (see the module
-        docstring); later calls then return None."""
+        'abort'. With shift detection on, every shift_check_steps-th step while no round
+        runs makes the shift check (module docstring) and returns 'shift-round' when it
+        starts a round, else None. Raises AgreementError when the vote or the check's
+        collective fails (see the module docstring); later calls then return None."""
         self._stats["steps"] += 1
         if not self._opts.dynamic or self._broken:
             return None
         if not self._active and step < self._next_round_step:
+            if self._shift_steps > 0 and step - self._last_take_step >= self._shift_steps:
+                return self._shift_check(step)
             return None
         if step % self._opts.commit_cadence_steps != 0:
             return None
@@ -393,17 +424,7 @@ class PlacementManager:
             self._vote_buf.copy_(torch.from_numpy(words))
             all_reduce(self._vote_pg, self._vote_buf, dist.ReduceOp.MAX)
         except Exception as e:  # noqa: BLE001  (gloo raises RuntimeError; others may differ)
-            self._broken = True
-            msg = f"agreement collective failed at step {step}: {e}"
-            with self._cv:
-                self._note_abort(msg)
-                if self._active:
-                    self._verdict = (self._round, self._batch, "abort")
-                    self._stats["rounds_aborted"] += 1
-                self._cv.notify_all()
-            self._active = False
-            raise AgreementError(f"omniplacement.torch: rank {self.rank}, step {step}: {msg}; dynamic placement "
-                                 f"switched off, epoch {self._epoch} stays") from e
+            self._collective_failed(step, "agreement collective", e)
         agree_s = time.perf_counter() - t0
         reduced = self._vote_buf.cpu().numpy()
         decision, reason, last_batch = _omni.decide_votes(
@@ -416,11 +437,99 @@ class PlacementManager:
             self._stats["step_boundary_cpu_seconds"] += time.thread_time() - t_cpu
         return decision
 
+    def _collective_failed(self, step, what, e):
+        """A failed engine-thread collective: aborts the round in flight, switches dynamic
+        placement off on this rank and raises AgreementError. Engine thread."""
+        self._broken = True
+        msg = f"{what} failed at step {step}: {e}"
+        with self._cv:
+            self._note_abort(msg)
+            if self._active:
+                self._verdict = (self._round, self._batch, "abort")
+                self._stats["rounds_aborted"] += 1
+            self._cv.notify_all()
+        self._active = False
+        raise AgreementError(f"omniplacement.torch: rank {self.rank}, step {step}: {msg}; dynamic placement "
+                             f"switched off, epoch {self._epoch} stays") from e
+
+    def _shift_check(self, step):
+        """One shift check at `step` (no round running, shift_check_steps steps since the last
+        window was taken). Engine thread; collective over the vote group on every rank at the
+        same step. Returns 'shift-round' when a round starts, else None.
+
+        One sum all-reduce carries the counts of the steps since the last check (this rank's
+        [layers, experts]) and four words: 1 when this rank's planner is busy (still leaving
+        the last round), 1 when it has no plan's load yet, and the round that load came from
+        and its square (all ranks hold the same load exactly when R * sum(r^2) == sum(r)^2).
+        Every rank then prices the same sum under the same placement with the same code, so
+        every rank decides the same: a round starts when the load of those steps costs more
+        than the plan promised (the same placement's cost on the load it was planned on) by
+        more than shift_threshold, every planner is idle and all hold the same plan's load."""
+        t_cpu = time.thread_time()
+        L, E = self.num_layers, self.num_experts
+        chunk = self.counts if self._check_base is None else self.counts - self._check_base
+        self._check_base = self.counts.clone()
+        self._last_take_step = step
+        wait_s = self._opts.stage_wait_ms / 1e3
+        with self._cv:
+            idle = lambda: self._vote[2] == _omni.StagePhase.idle and self._job is None  # noqa: E731
+            if wait_s > 0:
+                self._cv.wait_for(lambda: self._stop or idle(), wait_s)
+            busy = 0 if idle() else 1
+            planned_round, planned_on = self._planned_on
+        buf = torch.empty(L * E + 4, dtype=torch.int64, device=self._comm_device)
+        buf[:L * E].copy_(chunk.reshape(-1))
+        buf[L * E:] = torch.tensor([busy, 1 if planned_on is None else 0, planned_round, planned_round * planned_round])
+        try:
+            all_reduce(self._vote_pg, buf, dist.ReduceOp.SUM)
+        except Exception as e:  # noqa: BLE001  (as the vote: a failed collective cannot be agreed on)
+            self._collective_failed(step, "shift check collective", e)
+        words = buf[L * E:].cpu().tolist()
+        load = _omni.LoadMatrix(buf[:L * E].cpu().numpy().reshape(L, E))
+        same_plan = words[1] == 0 and self.num_ranks * words[3] == words[2] * words[2]
+        now = promised = None
+        if same_plan:
+            key = (planned_round, self._placement.checksum)
+            if self._promise is None or self._promise[0] != key:
+                self._promise = (key, _omni.placement_balance(self._placement, planned_on).mean_max_over_mean)
+            promised = self._promise[1]
+            now = _omni.placement_balance(self._placement, load).mean_max_over_mean
+        shift = now is not None and words[0] == 0 and now > promised + self._opts.shift_threshold
+        with self._cv:
+            s = self._stats
+            s["shift_checks"] += 1
+            if now is not None:
+                s["last_shift_now"], s["last_shift_promised"] = now, promised
+            s["shift_check_seconds"] += time.thread_time() - t_cpu
+        if not shift:
+            return None
+        # The round plans on the checked steps alone; the next window starts after them.
+        self.counts.zero_()
+        self._check_base = None
+        window = buf[:L * E].view(L, E)
+        self._start_round(step, window, None, reduced=True)
+        with self._cv:
+            self._stats["shift_rounds"] += 1
+        return "shift-round"
+
+    def _start_round(self, step, window, event, reduced):
+        job = _Job(self._next_round_id, window, event, self._placement, reduced)
+        self._next_round_id += 1
+        self._last_take_step = step
+        self._active, self._round, self._batch, self._waited = True, job.round, 0, 0
+        with self._cv:
+            self._vote = [job.round, 0, _omni.StagePhase.working, False, 0]
+            self._job = job
+            self._planner_error = ""
+            self._stats["rounds_started"] += 1
+            self._cv.notify_all()
+
     def _take_window(self):
         """The recorded window for the planner (on the comm device) and a CUDA event that
         says when it is there; counts start again from zero. Engine thread."""
         window = self.counts.to(self._comm_device, copy=True)
         self.counts.zero_()
+        self._check_base = None
         event = None
         if self._device.type == "cuda":
             event = torch.cuda.Event()
@@ -433,15 +542,7 @@ class PlacementManager:
                 self._waited += self._opts.commit_cadence_steps
         elif decision == "start-round":
             window, event = self._take_window()
-            job = _Job(self._next_round_id, window, event, self._placement)
-            self._next_round_id += 1
-            self._active, self._round, self._batch, self._waited = True, job.round, 0, 0
-            with self._cv:
-                self._vote = [job.round, 0, _omni.StagePhase.working, False, 0]
-                self._job = job
-                self._planner_error = ""
-                self._stats["rounds_started"] += 1
-                self._cv.notify_all()
+            self._start_round(step, window, event, reduced=False)
         elif decision == "commit":
             self._commit(last_batch, step)
         elif decision in ("finish", "abort"):
@@ -673,9 +774,12 @@ class PlacementManager:
             self._fresh_transfer_group()
         if job.window_ready is not None:
             job.window_ready.synchronize()
-        # 1. The window summed over the ranks.
-        all_reduce(self._transfer_pg, job.window, dist.ReduceOp.SUM)
+        # 1. The window summed over the ranks (a shift round's is summed already).
+        if not job.reduced:
+            all_reduce(self._transfer_pg, job.window, dist.ReduceOp.SUM)
         load = _omni.LoadMatrix(job.window.cpu().numpy())
+        with self._cv:
+            self._planned_on = (job.round, load)  # the shift checks' promise is priced on it
         current = job.base
         # 2. Plan; keep the placement unless it is worth moving.
         nxt = self._plan(load, current)
