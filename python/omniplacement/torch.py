@@ -40,6 +40,19 @@ routing tables, in place, at that step: a new epoch. A failed or timed-out trans
 planning error or a disagreement aborts the round: staging is dropped and the old
 placement stays, and serving goes on.
 
+Shift detection (Options.shift_check_steps, shift_threshold; the C++ options of the same
+names, include/omniplacement/runtime/shift_check.h). Every shift_check_steps steps while no
+round runs, step_boundary() all-reduces (sum, vote group) the counts of those steps and prices
+them under the placement in force with the dispatch in force (placement_balance: dispatch()
+splits each expert evenly over its replicas), against what that placement gives on the load
+the last round planned on (its promise). When the steps cost more than the promise by more
+than shift_threshold (mean over layers of max/mean rank load), every rank starts a round at
+that same step, planned on those steps alone; the next window starts after them. Every rank
+prices the same sum under the same placement, so every rank decides alike; a check decides
+nothing before the first plan, while a planner is still leaving its last round, or when the
+ranks hold different plans' loads (an aborted round). Unlike the C++ manager, whose planner
+thread aggregates and prices a check, here both run on the engine thread at the check step.
+
 Threads. The engine thread (the one that runs the forward pass) calls record(),
 dispatch() and step_boundary(), on every rank in the same order; on CUDA they run in the
 order of its current stream. The planner thread (one per manager, started here) does the
@@ -627,8 +640,10 @@ class PlacementManager:
         bytes_received (this rank), staging_bytes and max_staging_bytes (this rank, now and
         at most), transfer_groups (made so far), agreement_collectives, engine-thread CPU
         seconds in step_boundary (agreement steps) and in commits, wall seconds in the
-        votes, planner-thread seconds planning and transferring, and the last plan's
-        predicted mean max/mean rank load before and after."""
+        votes, planner-thread seconds planning and transferring, the last plan's
+        predicted mean max/mean rank load before and after, and shift detection's
+        shift_checks, shift_rounds (rounds it started), shift_check_seconds (engine-thread
+        CPU) and the last check's last_shift_now and last_shift_promised (mean max/mean)."""
         with self._cv:
             out = dict(self._stats)
             out["aborts"] = list(out["aborts"])

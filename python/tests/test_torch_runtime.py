@@ -265,14 +265,14 @@ def test_bad_arguments_are_refused(one_rank):
 
 
 # ------------------------------------------------------------------------------ faults between processes
-def run_worker(scenario):
+def run_worker(scenario, *extra):
     # Imported (not run as a script), so that its processes fork from one forkserver that has
     # torch imported already: the CPU cost of each scenario stays small.
     if HERE not in sys.path:
         sys.path.insert(0, HERE)  # stays: the worker processes import it from there
     import torch_runtime_worker
     return torch_runtime_worker.run_scenario(
-        torch_runtime_worker.parse_args(["--scenario", scenario, "--timeout-ms", "3000"]))
+        torch_runtime_worker.parse_args(["--scenario", scenario, "--timeout-ms", "3000", *extra]))
 
 
 def test_a_failed_transfer_aborts_the_round_on_every_rank_at_the_same_step():
@@ -309,3 +309,60 @@ def test_a_killed_peer_aborts_the_round_and_the_survivors_keep_the_old_placement
     assert survivors[0]["epoch"] == survivors[1]["epoch"]
     assert survivors[0]["placement_checksum"] == survivors[1]["placement_checksum"]
     assert survivors[0]["agreement_error_step"] == survivors[1]["agreement_error_step"]
+
+
+# ------------------------------------------------------------------------------ shift detection between processes
+def shift_run(shift_step, shift_check, steps):
+    res = run_worker("shift", "--shift-step", str(shift_step), "--shift-check", str(shift_check),
+                     "--steps", str(steps))
+    assert res["hung"] == [] and res["exit_codes"] == [0, 0, 0]
+    ranks = [res["ranks"][str(r)] for r in range(3)]
+    for r in ranks:
+        assert r["status"] == "ok", r["error"]
+        assert r["weights_consistent"] and r["tables_consistent"]
+        assert r["stats"]["rounds_aborted"] == 0, r["stats"]["aborts"]
+    decisions = [r["decisions"] for r in ranks]
+    assert decisions[0] == decisions[1] == decisions[2]  # the same decision at the same step everywhere
+    assert len({r["placement_checksum"] for r in ranks}) == 1
+    return decisions[0], [r["stats"] for r in ranks]
+
+
+def test_a_shift_mid_interval_starts_a_round_within_one_check_on_every_rank():
+    # Interval 40 (rounds start at steps 40, 80, ...), a check every 4 steps; the first round
+    # at step 40 plans on the steady load, then every token moves to another expert at step 62.
+    decisions, stats = shift_run(62, 4, 76)
+    starts = [i for i, d in enumerate(decisions) if d == "shift-round"]
+    assert len(starts) == 1, decisions
+    assert 62 <= starts[0] < 62 + 4, starts  # the first check whose steps include the shift
+    assert decisions.count("start-round") == 1 and decisions.index("start-round") == 40, decisions
+    assert "commit" in decisions[starts[0]:], decisions  # the shift round moved experts
+    for s in stats:
+        assert s["shift_rounds"] == 1 and s["shift_checks"] >= 10, s
+        assert s["rounds_started"] == 2 and s["rounds_completed"] == 2, s
+
+
+def test_a_steady_load_starts_no_shift_round_and_zero_turns_checks_off():
+    decisions, stats = shift_run(-1, 4, 76)
+    assert "shift-round" not in decisions and decisions.index("start-round") == 40, decisions
+    for s in stats:
+        assert s["shift_checks"] >= 10 and s["shift_rounds"] == 0, s
+        assert abs(s["last_shift_now"] - s["last_shift_promised"]) < 1e-9, s  # priced alike: the same mix
+    decisions, stats = shift_run(62, 0, 76)
+    assert "shift-round" not in decisions and decisions.count("start-round") == 1, decisions
+    for s in stats:
+        assert s["shift_checks"] == 0 and s["shift_rounds"] == 0, s
+
+
+def test_shift_options_are_checked_and_resolved():
+    assert Options(replan_interval_steps=1000).resolved_shift_check_steps() == 100
+    assert Options(replan_interval_steps=6).resolved_shift_check_steps() == 1
+    assert Options(replan_interval_steps=1).resolved_shift_check_steps() == 0
+    assert Options(shift_check_steps=7).resolved_shift_check_steps() == 7
+    assert Options(shift_check_steps=7, dynamic=False).resolved_shift_check_steps() == 0
+    assert Options(shift_check_steps=0).resolved_shift_check_steps() == 0
+    with pytest.raises(ValueError, match="shift_check_steps must be >= 0"):
+        Options(shift_check_steps=-2).check()
+    with pytest.raises(ValueError, match="shift_threshold must be finite and >= 0"):
+        Options(shift_threshold=float("nan")).check()
+    with pytest.raises(ValueError, match="shift_threshold must be finite and >= 0"):
+        Options(shift_threshold=-0.1).check()

@@ -12,6 +12,9 @@ Scenarios (rank 1 is the faulty one):
   kill          rank 1 exits (os._exit) in its first weight send of round 1: the survivors'
                 transfers fail, their vote fails (AgreementError), the round aborts, the old
                 placement stays, and they keep stepping on it (dispatch still works).
+  shift         no faults; the routing is the same every step (steady) until --shift-step, where
+                every token of every layer goes to one other expert; replan_interval_steps 40 and
+                --shift-check steps per shift check (0: off). --shift-step -1: steady throughout.
 """
 import argparse
 import datetime
@@ -44,6 +47,19 @@ def routing(step, rank, layer):
     hot = (step // 6 + layer) % E
     ids = torch.randint(0, E, (T, K), generator=g)
     ids[: T // 2, 0] = hot
+    return ids
+
+
+SHIFT_INTERVAL = 40
+
+
+def steady_routing(step, rank, layer, shift_step):
+    """The same ids every step (so each check's steps cost exactly what the plan promised)
+    until shift_step; from there on every token takes expert (layer + 6) % E."""
+    if 0 <= shift_step <= step:
+        return torch.full((T, K), (layer + 6) % E, dtype=torch.int64)
+    t = torch.arange(T)
+    ids = torch.stack([(t + 5 * rank + layer) % E, torch.where(t < T // 2, layer % E, (7 * t + rank) % E)], 1)
     return ids
 
 
@@ -88,11 +104,15 @@ def run(rank, args, res):
     opts = Options(planner_spec="omni(forecast=false)", replan_interval_steps=6, commit_cadence_steps=2, stage_wait_ms=20000,
                    transfer_timeout_ms=args.timeout_ms, collective_timeout_ms=30000,
                    before_transfer=before_transfer, before_send=before_send)
+    if args.scenario == "shift":
+        opts.replan_interval_steps = SHIFT_INTERVAL
+        opts.shift_check_steps = args.shift_check
     pm = PlacementManager(placement, weights, options=opts)
     epoch_at_error = None
     for step in range(args.steps):
         for l in range(L):
-            ids = routing(step, rank, l)
+            ids = (steady_routing(step, rank, l, args.shift_step) if args.scenario == "shift"
+                   else routing(step, rank, l))
             pm.record(l, ids)
             slots = pm.dispatch(l, ids)
             # Serving check on the manager's side: every slot holds the expert asked for.
@@ -122,10 +142,12 @@ def run(rank, args, res):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scenario", choices=["planner-fail", "kill"], required=True)
+    ap.add_argument("--scenario", choices=["planner-fail", "kill", "shift"], required=True)
     ap.add_argument("--nprocs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--timeout-ms", type=int, default=5000)
+    ap.add_argument("--shift-step", type=int, default=-1, help="shift: the step the routing changes (-1: never)")
+    ap.add_argument("--shift-check", type=int, default=4, help="shift: Options.shift_check_steps")
     return ap.parse_args(argv)
 
 
