@@ -163,6 +163,7 @@ def serve(rank, args, result):
                       commit_cadence_steps=args.cadence, layers_per_commit=args.layers_per_commit,
                       staging_bytes_per_rank=args.staging_bytes_per_rank, stage_wait_ms=args.stage_wait_ms,
                       transfer_timeout_ms=args.transfer_timeout_ms, collective_timeout_ms=args.collective_timeout_ms,
+                      shift_check_steps=args.shift_check, shift_threshold=args.shift_threshold,
                       before_send=make_hooks(rank, args, result))
     outputs = torch.zeros(args.steps, L, T, H, dtype=torch.float64)
     served = torch.zeros(args.steps, L, dtype=torch.int64)
@@ -354,6 +355,7 @@ def run(args):
         report.update(epochs_committed=s0["epoch"], rounds_started=s0["rounds_started"],
                       rounds_completed=s0["rounds_completed"], rounds_no_change=s0["rounds_no_change"],
                       rounds_aborted=s0["rounds_aborted"], rounds_closed=s0["rounds_closed"], aborts=s0["aborts"],
+                      shift_checks=s0["shift_checks"], shift_rounds=s0["shift_rounds"],
                       experts_moved=s0["experts_moved"], bytes_moved=s0["bytes_moved"],
                       transfer_groups=s0["transfer_groups"],
                       max_staging_bytes=max(res["stats"]["max_staging_bytes"] for res in live),
@@ -401,7 +403,8 @@ def engine_cpu(live):
 def print_table(report):
     print(f"  processes                {report['nprocs']} (gloo), {report['steps']} steps, planner "
           f"'{report['planner']}', {report['wall_seconds']} s wall")
-    for key in ("rounds_started", "rounds_completed", "rounds_no_change", "rounds_aborted", "epochs_committed",
+    for key in ("rounds_started", "shift_rounds", "rounds_completed", "rounds_no_change", "rounds_aborted",
+                "epochs_committed",
                 "experts_moved", "bytes_moved", "max_staging_bytes", "outputs_checked", "wrong_outputs"):
         if key in report:
             print(f"  {key.replace('_', ' '):24s} {report[key]}")
@@ -430,6 +433,9 @@ def parse_args(argv):
     ap.add_argument("--interval", type=int, default=10, help="re-plan every this many steps")
     ap.add_argument("--metric-steps", type=int, default=10,
                     help="max/mean rank load is taken over blocks of this many steps summed")
+    ap.add_argument("--shift-check", type=int, default=-1,
+                    help="shift check every this many steps (0: off; -1: a tenth of --interval, at least 1)")
+    ap.add_argument("--shift-threshold", type=float, default=0.07, help="max/mean above the plan's promise")
     ap.add_argument("--cadence", type=int, default=2, help="vote every this many steps during a round")
     ap.add_argument("--layers-per-commit", type=int, default=4, help="layers per commit (0: as staging allows)")
     ap.add_argument("--staging-bytes-per-rank", type=int, default=1 << 30, help="staging per rank and batch")
