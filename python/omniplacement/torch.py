@@ -167,6 +167,29 @@ class Options:
             if not ok:
                 raise ValueError(f"omniplacement.torch.Options: {name} must be {want}, got {getattr(self, name)!r}")
 
+    # The fields ManagerOptions (the C++ PlacementManagerOptions) shares with these, by name.
+    _CONFIG_FIELDS = ("dynamic", "planner_spec", "replan_interval_steps", "commit_cadence_steps",
+                      "commit_timeout_steps", "min_gain", "layers_per_commit", "staging_bytes_per_rank",
+                      "stage_wait_ms", "collective_timeout_ms", "transfer_timeout_ms", "shift_check_steps",
+                      "shift_threshold")
+
+    @classmethod
+    def from_config(cls, config, **overrides):
+        """Options from a parsed YAML config (omniplacement.io.read_config / parse_config),
+        read by the C++ loader (omniplacement.ManagerOptions.from_config, ValueError naming a
+        bad key): the fields of the same names (dynamic from enable_dynamic, off unless the
+        config says true), the C++ defaults where the config is silent
+        (staging_bytes_per_rank 0, "no limit" there, becomes 2**62 here); then
+        `overrides` (e.g. hooks, plan_on). ValueError from Options.check. Any thread."""
+        mo = _omni.ManagerOptions.from_config(config)
+        kw = {name: getattr(mo, name) for name in cls._CONFIG_FIELDS}
+        if kw["staging_bytes_per_rank"] == 0:
+            kw["staging_bytes_per_rank"] = 1 << 62
+        kw.update(overrides)
+        out = cls(**kw)
+        out.check()
+        return out
+
     def resolved_shift_check_steps(self):
         """The shift check period in steps (0: off), as omni::resolved_shift_check_steps
         resolves it: a positive shift_check_steps is itself, -1 is max(1,

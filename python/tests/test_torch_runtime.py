@@ -366,3 +366,17 @@ def test_shift_options_are_checked_and_resolved():
         Options(shift_threshold=float("nan")).check()
     with pytest.raises(ValueError, match="shift_threshold must be finite and >= 0"):
         Options(shift_threshold=-0.1).check()
+
+
+def test_options_from_config_read_the_shift_keys():
+    import omniplacement.io as oio
+    text = ("enable_dynamic: true\nreplan_interval_steps: 50\nwindow_steps: 50\n"
+            "shift_check_steps: 3\nshift_threshold: 0.2\n")
+    o = Options.from_config(oio.parse_config(text), plan_on="leader")
+    assert (o.replan_interval_steps, o.shift_check_steps, o.shift_threshold, o.plan_on) == (50, 3, 0.2, "leader")
+    assert o.resolved_shift_check_steps() == 3
+    d = Options.from_config(oio.parse_config("enable_dynamic: true\nreplan_interval_steps: 50\nwindow_steps: 50\n"))
+    assert (d.shift_check_steps, d.shift_threshold) == (-1, 0.07) and d.resolved_shift_check_steps() == 5
+    assert Options.from_config(oio.parse_config("shift_check_steps: 3\n")).resolved_shift_check_steps() == 0  # off
+    with pytest.raises(ValueError, match="shift"):
+        Options.from_config(oio.parse_config("shift_threshold: -1\n"))
