@@ -91,7 +91,16 @@ void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, in
     else ++free_slots[g / Sz];
   }
   std::vector<char> done(static_cast<size_t>(E), 0);
+  // Rank loads, each summed over its slots in slot order; a placed replica
+  // changes only the ranks that hold its expert, which are summed again.
   std::vector<double> load(static_cast<size_t>(R));
+  auto sum_rank = [&](int32_t r) {
+    double sum = 0.0;
+    for (size_t g = static_cast<size_t>(r) * Sz; g < static_cast<size_t>(r + 1) * Sz; ++g)
+      if (row[g] >= 0) sum += w[static_cast<size_t>(row[g])] / cnt[static_cast<size_t>(row[g])];
+    load[static_cast<size_t>(r)] = sum;
+  };
+  for (int32_t r = 0; r < R; ++r) sum_rank(r);
   for (;;) {
     ExpertId x = -1;
     for (ExpertId e = 0; e < E; ++e) {
@@ -100,9 +109,6 @@ void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, in
       if (x < 0 || w[ue] * cnt[static_cast<size_t>(x)] > w[static_cast<size_t>(x)] * cnt[ue]) x = e;
     }
     if (x < 0) return;
-    std::fill(load.begin(), load.end(), 0.0);
-    for (size_t g = 0; g < row.size(); ++g)
-      if (row[g] >= 0) load[g / Sz] += w[static_cast<size_t>(row[g])] / cnt[static_cast<size_t>(row[g])];
     int32_t to = -1;
     for (int32_t r = 0; r < R; ++r) {
       if (free_slots[static_cast<size_t>(r)] == 0) continue;
@@ -119,6 +125,8 @@ void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, in
     row[g] = x;
     ++cnt[static_cast<size_t>(x)];
     --free_slots[static_cast<size_t>(to)];
+    for (size_t h = 0; h < row.size(); ++h)
+      if (row[h] == x) sum_rank(static_cast<int32_t>(h / Sz));
   }
 }
 
