@@ -36,6 +36,9 @@ IntervalSearch::IntervalSearch(const IntervalProblem& problem)
       balancer_(*BatchBalancer<double>::create(problem.num_ranks, problem.num_experts)) {
   if (p_.max_steps <= 0) p_.max_steps = std::max<int64_t>(16, R_);
   noise_gain_ = p_.prices != nullptr ? 0.5 * p_.prices->min_price() : 0.0;
+  total_.assign(static_cast<size_t>(E_), 0.0);
+  for (ExpertId e = 0; e < E_; ++e)
+    for (int32_t k = 0; k < K_; ++k) total_[static_cast<size_t>(e)] += x(k, e);
 }
 
 const double* IntervalSearch::replica_amounts(ExpertId e, int32_t r) const {
@@ -256,10 +259,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
 
 void IntervalSearch::add_missing() {
   std::vector<double> mean(static_cast<size_t>(E_), 0.0);
-  for (ExpertId e = 0; e < E_; ++e) {
-    for (int32_t k = 0; k < K_; ++k) mean[static_cast<size_t>(e)] += x(k, e);
-    mean[static_cast<size_t>(e)] /= K_;
-  }
+  for (ExpertId e = 0; e < E_; ++e) mean[static_cast<size_t>(e)] = total_[static_cast<size_t>(e)] / K_;
   std::vector<ExpertId> missing;
   for (ExpertId e = 0; e < E_; ++e)
     if (cnt_[static_cast<size_t>(e)] == 0) missing.push_back(e);
@@ -671,10 +671,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   std::vector<ExpertId> takers(static_cast<size_t>(E_));
   std::iota(takers.begin(), takers.end(), 0);
   std::vector<double> per_replica(static_cast<size_t>(E_), 0.0);
-  for (ExpertId e = 0; e < E_; ++e) {
-    for (int32_t k = 0; k < K_; ++k) per_replica[static_cast<size_t>(e)] += x(k, e);
-    per_replica[static_cast<size_t>(e)] /= std::max(1, cnt_[static_cast<size_t>(e)]);
-  }
+  for (ExpertId e = 0; e < E_; ++e)
+    per_replica[static_cast<size_t>(e)] = total_[static_cast<size_t>(e)] / std::max(1, cnt_[static_cast<size_t>(e)]);
   const auto nt = static_cast<size_t>(std::min(kReplicaTakers, E_));
   std::partial_sort(takers.begin(), takers.begin() + static_cast<std::ptrdiff_t>(nt), takers.end(),
                     [&](ExpertId a, ExpertId b) {
@@ -1175,9 +1173,7 @@ void IntervalSearch::prune() {
 }
 
 void IntervalSearch::fill_empty() {
-  std::vector<double> tokens(static_cast<size_t>(E_), 0.0);
-  for (ExpertId e = 0; e < E_; ++e)
-    for (int32_t k = 0; k < K_; ++k) tokens[static_cast<size_t>(e)] += x(k, e);
+  const std::vector<double>& tokens = total_;
   struct Candidate {
     double delta, per_replica;
     ExpertId e;

@@ -216,6 +216,7 @@ class IntervalSearch {
   std::vector<int32_t> pool_size_;             // [K]
   std::vector<int32_t> out_top_;               // [K * 3]
   std::vector<int32_t> received_;              // [R]: experts received (not held in the reference)
+  std::vector<double> total_;                  // [E]: tokens over the scenarios (summed in scenario order)
   double f_ = 0, cost_ = 0;
   double noise_gain_ = 0;                      // run(false): smallest gain worth a step
   int64_t steps_ = 0;
