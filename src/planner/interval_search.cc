@@ -245,6 +245,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   rank_amax_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_ready_.assign(static_cast<size_t>(R_), 0);
+  first_of_.assign(static_cast<size_t>(R_), 0);
   ranks_prepared_.clear();
   pool_amount_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   cost_ = 0;
@@ -802,6 +803,15 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       const ExpertId xe = slot_[static_cast<size_t>(i)];
       // An expert of ra gets another replica elsewhere.
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) {
+        // Static shares: x's bound, and the ranks for which replace_bound is
+        // not bound_of's sum (some scenario's busiest rank outside x's).
+        const ReplaceBound* xb = nullptr;
+        if (!per_batch()) {
+          bound_of(xe);
+          xb = prepared_bound(xe);
+          for (int32_t k = 0; k < K_; ++k)
+            if (xb[k].first_rank >= 0) first_of_[static_cast<size_t>(xb[k].first_rank)] = 1;
+        }
         for (int32_t rj : partners) {
           if (holds(rj, xe)) continue;
           if (!per_batch()) {
@@ -814,8 +824,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                 const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
                 refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
               }
-            bound_of(xe);
-            const double lb = replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
+            const double bound =
+                first_of_[static_cast<size_t>(rj)] ? replace_bound(xe, rj) : bound_sum_[static_cast<size_t>(xe)] / K_;
+            const double lb = bound + (priced ? price(rj, xe) - refund : 0.0);
             if (lb >= best.delta) continue;
           } else {
             // The same with the per-batch split (split_replace_bound).
@@ -835,6 +846,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             consider({0, 1, -1, j, xe}, best, priced);
           }
         }
+        if (xb != nullptr)
+          for (int32_t k = 0; k < K_; ++k)
+            if (xb[k].first_rank >= 0) first_of_[static_cast<size_t>(xb[k].first_rank)] = 0;
       }
       // A spare replica on ra goes to a heavy expert, or is dropped.
       if (xe >= 0 && cnt_[static_cast<size_t>(xe)] >= 2) {

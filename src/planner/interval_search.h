@@ -249,6 +249,7 @@ class IntervalSearch {
   std::vector<char> bound_ready_;              // [E]: bound_of(x) prepared in this scan_hot
   std::vector<double> bound_sum_;              // [E]: replace_bound's sum for most ranks
   std::vector<ExpertId> bound_prepared_;       // the experts prepared
+  std::vector<char> first_of_;                 // [R]: scan_hot, the first_rank of some scenario in x's bound
   // Per-batch, prepared once per scan_hot for split_replace_bound: per rank
   // and scenario the largest amount of an expert on it and the busiest rank
   // outside the pool other than it; per expert and scenario its amount on
