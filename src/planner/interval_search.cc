@@ -856,6 +856,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           if (x2 != xe && !holds(ra, x2) && cnt_[static_cast<size_t>(x2)] < p_.cap) {
             if (!per_batch()) {
               bound_of(x2);  // shared by the evaluations of x2 in this scan
+              // replace_bound is a lower bound on x2 taking any slot of ra
+              // (see the partners above); the price change is exactly eval_replace's.
+              if (replace_bound(x2, ra) + (priced ? price(ra, x2) - price(ra, xe) : 0.0) >= best.delta) continue;
             } else {
               // split_replace_bound holds for every slot of ra, xe's included.
               double refund = 0;
