@@ -226,8 +226,11 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   slot_.assign(G, kEmptySlot);
   cnt_.assign(static_cast<size_t>(E_), 0);
   has_.assign(static_cast<size_t>(R_) * static_cast<size_t>(E_), 0);
-  ranks_.assign(static_cast<size_t>(E_), {});
-  amt_.assign(static_cast<size_t>(E_), {});
+  // Emptied, not freed: their storage serves the next start.
+  ranks_.resize(static_cast<size_t>(E_));
+  amt_.resize(static_cast<size_t>(E_));
+  for (auto& rs : ranks_) rs.clear();
+  for (auto& a : amt_) a.clear();
   received_.assign(static_cast<size_t>(R_), 0);
   load_.assign(static_cast<size_t>(K_) * static_cast<size_t>(R_), 0.0);
   peak_.assign(static_cast<size_t>(K_), 0.0);
