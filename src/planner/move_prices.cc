@@ -23,20 +23,27 @@ MovePrices::MovePrices(std::span<const ExpertId> reference, int32_t num_ranks, i
     on_host[h * E + static_cast<size_t>(e)] = 1;
     anywhere[static_cast<size_t>(e)] = 1;
   }
-  price_.assign(R * E, 0.0);
-  if (expert_bytes <= 0) return;
+  if (expert_bytes <= 0) {
+    price_.assign(R * E, 0.0);
+    return;
+  }
+  price_.resize(R * E);
   // The ranks receive in parallel: a plan's moves, spread over the ranks, take
   // the time of one rank's share of them.
   const double parallel = static_cast<double>(num_ranks);
   const double same_host = (links.latency_s + expert_bytes / links.same_host_bytes_per_s) / token_seconds / parallel;
   const double cross_host = (links.latency_s + expert_bytes / links.cross_host_bytes_per_s) / token_seconds / parallel;
+  // Each host's row of prices, copied to its ranks; a rank's own experts cost 0.
+  std::vector<double> host_price(static_cast<size_t>(H) * E);
+  for (size_t h = 0; h < static_cast<size_t>(H); ++h)
+    for (size_t e = 0; e < E; ++e) host_price[h * E + e] = anywhere[e] && on_host[h * E + e] ? same_host : cross_host;
   for (size_t r = 0; r < R; ++r) {
     const size_t h = host_of_rank.empty() ? 0 : static_cast<size_t>(host_of_rank[r]);
-    for (size_t e = 0; e < E; ++e) {
-      if (held_[r * E + e]) continue;
-      price_[r * E + e] = anywhere[e] && on_host[h * E + e] ? same_host : cross_host;
-    }
+    std::copy_n(host_price.begin() + static_cast<std::ptrdiff_t>(h * E), E,
+                price_.begin() + static_cast<std::ptrdiff_t>(r * E));
   }
+  for (size_t g = 0; g < reference.size(); ++g)
+    if (reference[g] >= 0) price_[g / static_cast<size_t>(slots_per_rank) * E + static_cast<size_t>(reference[g])] = 0.0;
   min_price_ = std::min(same_host, cross_host);
 }
 
