@@ -41,13 +41,6 @@ IntervalSearch::IntervalSearch(const IntervalProblem& problem)
     for (int32_t k = 0; k < K_; ++k) total_[static_cast<size_t>(e)] += x(k, e);
 }
 
-const double* IntervalSearch::replica_amounts(ExpertId e, int32_t r) const {
-  const auto& rs = ranks_[static_cast<size_t>(e)];
-  for (size_t i = 0; i < rs.size(); ++i)
-    if (rs[i] == r) return amt_[static_cast<size_t>(e)].data() + i;
-  return nullptr;
-}
-
 void IntervalSearch::put(int32_t g, ExpertId e) {
   const int32_t r = g / S_;
   slot_[static_cast<size_t>(g)] = e;

@@ -144,7 +144,13 @@ class IntervalSearch {
   bool per_batch() const { return p_.dispatch == DispatchMode::kPerBatch; }
   // e's amount on rank r in scenario 0 (scenario k at k x ranks_[e].size()
   // further), null when r holds no replica of e.
-  const double* replica_amounts(ExpertId e, int32_t r) const;
+  // Defined here so that the evaluations inline it.
+  const double* replica_amounts(ExpertId e, int32_t r) const {
+    const auto& rs = ranks_[static_cast<size_t>(e)];
+    for (size_t i = 0; i < rs.size(); ++i)
+      if (rs[i] == r) return amt_[static_cast<size_t>(e)].data() + i;
+    return nullptr;
+  }
 
   // Bookkeeping of slot contents (no loads).
   void put(int32_t g, ExpertId e);
