@@ -242,6 +242,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   rank_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_ready_.assign(static_cast<size_t>(R_), 0);
   first_of_.assign(static_cast<size_t>(R_), 0);
+  touched_mark_.assign(static_cast<size_t>(R_), 0);
   ranks_prepared_.clear();
   pool_amount_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   cost_ = 0;
@@ -935,20 +936,67 @@ void IntervalSearch::apply(const Move& m) {
     changed[0] = slot_[static_cast<size_t>(m.j)];
     changed[1] = m.x;
   }
-  if (!per_batch())
-    for (ExpertId e : changed)
-      if (e >= 0) reamount(e, -1.0);
-  rebook(m, changed);
   if (per_batch()) {
+    rebook(m, changed);
     split();
-  } else {
-    for (ExpertId e : changed)
-      if (e >= 0) {
-        even_amounts(e);
-        reamount(e, 1.0);
-      }
+    summarize();
+    return;
   }
-  summarize();
+  // Static shares: only the ranks of the changed experts (before and after)
+  // change load.
+  touched_.clear();
+  auto mark = [&](ExpertId e) {
+    for (int32_t q : ranks_[static_cast<size_t>(e)])
+      if (!touched_mark_[static_cast<size_t>(q)]) {
+        touched_mark_[static_cast<size_t>(q)] = 1;
+        touched_.push_back(q);
+      }
+  };
+  for (ExpertId e : changed)
+    if (e >= 0) {
+      mark(e);
+      reamount(e, -1.0);
+    }
+  rebook(m, changed);
+  for (ExpertId e : changed)
+    if (e >= 0) {
+      mark(e);
+      even_amounts(e);
+      reamount(e, 1.0);
+    }
+  summarize_touched();
+  for (int32_t q : touched_) touched_mark_[static_cast<size_t>(q)] = 0;
+}
+
+// Static shares: summarize() when only the ranks in touched_ (marked in
+// touched_mark_) changed load. A scenario's three busiest ranks stay where
+// none of them was touched, unless a touched rank now ranks above one (the
+// order of top3: load descending, ties to the lower rank); else it is
+// computed again.
+void IntervalSearch::summarize_touched() {
+  f_ = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double* l = &load_[at(k, 0)];
+    int32_t* t = &top_[static_cast<size_t>(k) * 3];
+    bool again = t[2] < 0;
+    for (int32_t i = 0; i < 3 && !again; ++i) again = touched_mark_[static_cast<size_t>(t[i])] != 0;
+    if (again) {
+      top3(l, R_, nullptr, t);
+    } else {
+      for (int32_t r : touched_) {
+        // Insert r where it ranks among t[0..2] (the last one drops out).
+        int32_t pos = 3;
+        while (pos > 0 && (l[r] > l[t[pos - 1]] || (l[r] == l[t[pos - 1]] && r < t[pos - 1]))) --pos;
+        if (pos == 3) continue;
+        for (int32_t i = 2; i > pos; --i) t[i] = t[i - 1];
+        t[pos] = r;
+      }
+    }
+    const double peak = l[t[0]];
+    peak_[static_cast<size_t>(k)] = peak;
+    f_ += peak;
+  }
+  f_ /= K_;
 }
 
 void IntervalSearch::rebook(const Move& m, const ExpertId* changed) {

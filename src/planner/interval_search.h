@@ -161,6 +161,7 @@ class IntervalSearch {
   void even_amounts(ExpertId e);
   void split();
   void summarize();
+  void summarize_touched();
 
   double max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
   double max_excluding_scan(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
@@ -269,6 +270,7 @@ class IntervalSearch {
   std::vector<double> pair_max_, swap_bmin_, swap_bmax_;  // [K]
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
+  std::vector<char> touched_mark_;             // [R]: apply() (static shares), the ranks in touched_
 };
 
 }  // namespace omni::detail
