@@ -100,10 +100,10 @@ namespace {
 // defaults) on the demo's first 20 windows (bookcorpus), with commits at
 // load-independent steps: the default omni must beat eplb re-planned from
 // scratch by a clear margin while moving a few percent of the experts eplb
-// moves (issue #16's demo figures). Measured: omni 1.0341 with 485 experts
+// moves (issue #16's demo figures). Measured: omni 1.0338 with 427 experts
 // moved, eplb 1.0474 with 20,048 (`omniplace demo --steps 200
 // --stage-wait-ms 60000 --json [--planner eplb]` gives the same figures); the
-// whole demo: 1.041 against 1.050, 1,571 against 61,318 experts. Not a claim
+// whole demo: 1.038 against 1.050, 1,267 against 61,318 experts. Not a claim
 // this test makes: where the phase changes every 4-6 windows, omni loses
 // (wikitext then wmt19, 6 windows each: 1.072 against eplb's 1.059).
 TEST(PerBatchPlanning, DemoDefaultsOmniBeatsEplbWithAFewPercentOfItsMoves) {
