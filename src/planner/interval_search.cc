@@ -264,10 +264,7 @@ void IntervalSearch::reamount(ExpertId e, double sign) {
     for (size_t i = 0; i < rs.size(); ++i) load_[at(k, rs[i])] += sign * a[static_cast<size_t>(k) * rs.size() + i];
 }
 
-void IntervalSearch::apply(const Move& m) {
-  // The experts whose replicas change; with static shares only their
-  // amounts and the loads of their ranks are updated.
-  ExpertId changed[2] = {kEmptySlot, kEmptySlot};
+void IntervalSearch::changed_by(const Move& m, ExpertId* changed) const {
   if (m.kind == 0) {
     changed[0] = slot_[static_cast<size_t>(m.i)];
     changed[1] = slot_[static_cast<size_t>(m.j)];
@@ -275,6 +272,13 @@ void IntervalSearch::apply(const Move& m) {
     changed[0] = slot_[static_cast<size_t>(m.j)];
     changed[1] = m.x;
   }
+}
+
+void IntervalSearch::apply(const Move& m) {
+  // The experts whose replicas change; with static shares only their
+  // amounts and the loads of their ranks are updated.
+  ExpertId changed[2];
+  changed_by(m, changed);
   if (per_batch()) {
     rebook(m, changed);
     split();
@@ -373,14 +377,8 @@ void IntervalSearch::undo(const Move& m, ExpertId replaced) {
 
 void IntervalSearch::unbook(const Move& m, ExpertId replaced) {
   const Move back = m.kind == 0 ? m : Move{0, 1, -1, m.j, replaced};
-  ExpertId changed[2] = {kEmptySlot, kEmptySlot};
-  if (back.kind == 0) {
-    changed[0] = slot_[static_cast<size_t>(back.i)];
-    changed[1] = slot_[static_cast<size_t>(back.j)];
-  } else {
-    changed[0] = slot_[static_cast<size_t>(back.j)];
-    changed[1] = back.x;
-  }
+  ExpertId changed[2];
+  changed_by(back, changed);
   rebook(back, changed);
 }
 
@@ -462,14 +460,8 @@ void IntervalSearch::run_path() {
 }
 
 void IntervalSearch::apply_estimate(const Move& m) {
-  ExpertId changed[2] = {kEmptySlot, kEmptySlot};
-  if (m.kind == 0) {
-    changed[0] = slot_[static_cast<size_t>(m.i)];
-    changed[1] = slot_[static_cast<size_t>(m.j)];
-  } else {
-    changed[0] = slot_[static_cast<size_t>(m.j)];
-    changed[1] = m.x;
-  }
+  ExpertId changed[2];
+  changed_by(m, changed);
   if (changed[1] == changed[0]) changed[1] = kEmptySlot;
   for (int32_t c = 0; c < 2; ++c) {
     const ExpertId e = changed[c];

@@ -172,6 +172,8 @@ class IntervalSearch {
   double eval_swap(int32_t i, int32_t j, bool priced);
   double eval_replace(int32_t j, ExpertId x, bool priced);
   double swap_bound(int32_t ra, int32_t rb) const;
+  // Per-batch: max(pool level, busiest outside) after ra changes by d0 and rb by d1.
+  double pool_pair_max(int32_t k, int32_t ra, double d0, int32_t rb, double d1, double outside) const;
   double swap_refund(int32_t ra, int32_t rb, bool priced) const;
   // Per-batch: a lower bound on eval_replace's F change for x given a slot of rj (any slot).
   double split_replace_bound(ExpertId x, int32_t rj);
@@ -183,6 +185,9 @@ class IntervalSearch {
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
   // Applies a move and updates the loads, the busiest ranks and F.
+  // The two experts move m changes (before it is applied): a swap's two, or
+  // the replaced expert and the incoming one (-1: none). changed: [2].
+  void changed_by(const Move& m, ExpertId* changed) const;
   void apply(const Move& m);
   // The slot bookkeeping of apply(m); `changed`: the two experts m moves (-1: none).
   void rebook(const Move& m, const ExpertId* changed);

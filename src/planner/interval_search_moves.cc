@@ -54,6 +54,27 @@ double IntervalSearch::max_excluding_scan(int32_t k, const int32_t* ranks, int32
   return m;
 }
 
+// Per-batch: the busiest of scenario k's pool level and the ranks outside it
+// after ra's load changes by d0 and rb's by d1; `outside` is the busiest
+// untouched rank outside the pool (or a bound on it).
+inline double IntervalSearch::pool_pair_max(int32_t k, int32_t ra, double d0, int32_t rb, double d1,
+                                            double outside) const {
+  const char* pool = &in_pool_[at(k, 0)];
+  const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+  double level = peak_[static_cast<size_t>(k)];
+  if (pool[ra]) {
+    level += d0 / n;
+  } else {
+    outside = std::max(outside, load_[at(k, ra)] + d0);
+  }
+  if (pool[rb]) {
+    level += d1 / n;
+  } else {
+    outside = std::max(outside, load_[at(k, rb)] + d1);
+  }
+  return std::max(level, outside);
+}
+
 double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
   const int32_t ra = i / S_, rb = j / S_;
   const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
@@ -92,21 +113,7 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
       m = std::max(m, load_[at(k, ra)] + d0);
       m = std::max(m, load_[at(k, rb)] + d1);
     } else {
-      const char* pool = &in_pool_[at(k, 0)];
-      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-      double level = peak_[static_cast<size_t>(k)];
-      double outside = max_excluding(k, pair, 2, out_top_);
-      if (pool[ra]) {
-        level += d0 / n;
-      } else {
-        outside = std::max(outside, load_[at(k, ra)] + d0);
-      }
-      if (pool[rb]) {
-        level += d1 / n;
-      } else {
-        outside = std::max(outside, load_[at(k, rb)] + d1);
-      }
-      m = std::max(level, outside);
+      m = pool_pair_max(k, ra, d0, rb, d1, max_excluding(k, pair, 2, out_top_));
     }
     sum += m - peak_[static_cast<size_t>(k)];
   }
@@ -531,20 +538,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               m = std::max(m, load_[at(k, ra)] + d0);
               m = std::max(m, load_[at(k, rb)] + d1);
             } else {
-              const char* pool = &in_pool_[at(k, 0)];
-              const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-              double level = peak_[static_cast<size_t>(k)];
-              if (pool[ra]) {
-                level += d0 / n;
-              } else {
-                m = std::max(m, load_[at(k, ra)] + d0);
-              }
-              if (pool[rb]) {
-                level += d1 / n;
-              } else {
-                m = std::max(m, load_[at(k, rb)] + d1);
-              }
-              m = std::max(level, m);
+              m = pool_pair_max(k, ra, d0, rb, d1, m);
             }
             lbs += m - peak_[static_cast<size_t>(k)];
           }
