@@ -104,8 +104,9 @@ namespace {
 // moved, eplb 1.0474 with 20,048 (`omniplace demo --steps 200
 // --stage-wait-ms 60000 --json [--planner eplb]` gives the same figures); the
 // whole demo: 1.038 against 1.050, 1,267 against 61,318 experts. Not a claim
-// this test makes: where the phase changes every 4-6 windows, omni loses
-// (wikitext then wmt19, 6 windows each: 1.072 against eplb's 1.059).
+// this test makes: where the phase changes every 4-6 windows, omni lost to
+// eplb in a scratch run (docs/BENCHMARKS.md, "Re-planning for the next
+// interval").
 TEST(PerBatchPlanning, DemoDefaultsOmniBeatsEplbWithAFewPercentOfItsMoves) {
   auto workload = trace_workload(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv",
                                  {"bookcorpus"}, /*steps_per_window=*/10, /*tokens_per_rank=*/64, /*top_k=*/4,
