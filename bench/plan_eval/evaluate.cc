@@ -168,6 +168,17 @@ StatusOr<std::vector<PolicyFigures>> evaluate(const EvalWorkload& w, const EvalO
             mo.expert_bytes = static_cast<int64_t>(in.serving.expert_bytes);
             OMNI_ASSIGN_OR_RETURN(MigrationPlan mig, diff(current, r->placement, topo, mo));
             f.migration_s += mig.total_seconds;
+            f.transfers_same_host += mig.transfers_by_link[static_cast<size_t>(LinkClass::kSameHost)];
+            f.transfers_cross_host += mig.transfers_by_link[static_cast<size_t>(LinkClass::kCrossHost)];
+            std::vector<double> receive(static_cast<size_t>(w.num_ranks), 0.0);
+            for (const MigrationRound& round : mig.rounds)
+              for (const Transfer& x : round.transfers)
+                receive[static_cast<size_t>(x.dst_rank)] +=
+                    topo.transfer_seconds(x.src_rank, x.dst_rank, static_cast<double>(x.bytes));
+            double sum = 0;
+            for (double v : receive) sum += v;
+            f.receive_busiest_s += *std::max_element(receive.begin(), receive.end());
+            f.receive_mean_s += sum / static_cast<double>(w.num_ranks);
           }
           current = std::move(r->placement);
           OMNI_ASSIGN_OR_RETURN(Served fit, serve(current, w, plan_on, Dispatch::kShares));
@@ -240,10 +251,12 @@ std::string figures_json(const EvalWorkload& w, const std::vector<PolicyFigures>
     std::snprintf(line, sizeof line,
                   "{\"workload\": \"%s\", \"held_out\": %s, \"dispatch\": \"%s\", \"policy\": \"%s\", \"realised\": %.6f, "
                   "\"realised_sum\": %.6f, \"fitted\": %.6f, \"moves\": %lld, \"replans\": %d, \"cpu_ms_mean\": %.4f, "
-                  "\"cpu_ms_max\": %.4f, \"compute_s\": %.6f, \"migration_s\": %.6f, \"error\": \"%s\"}\n",
+                  "\"cpu_ms_max\": %.4f, \"compute_s\": %.6f, \"migration_s\": %.6f, \"transfers_same_host\": %lld, "
+                  "\"transfers_cross_host\": %lld, \"receive_busiest_s\": %.6f, \"receive_mean_s\": %.6f, \"error\": \"%s\"}\n",
                   w.name.c_str(), w.held_out ? "true" : "false", dispatch_name(f.dispatch), f.policy.c_str(), f.realised,
                   f.realised_sum, f.fitted, static_cast<long long>(f.moves), f.replans, f.cpu_ms_mean, f.cpu_ms_max,
-                  f.compute_s, f.migration_s, f.error.c_str());
+                  f.compute_s, f.migration_s, static_cast<long long>(f.transfers_same_host),
+                  static_cast<long long>(f.transfers_cross_host), f.receive_busiest_s, f.receive_mean_s, f.error.c_str());
     os << line;
   }
   return os.str();

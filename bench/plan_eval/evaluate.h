@@ -52,6 +52,16 @@ struct PolicyFigures {
   // Their sum is what a re-plan costs and saves, moves included.
   double compute_s = 0;
   double migration_s = 0;
+  // Where the moves' bytes go (diff()'s transfers, summed over re-plans): the
+  // transfers within a host and across hosts; per re-plan, the busiest
+  // receiving rank's summed link time (latency + bytes / bandwidth of each
+  // transfer into it) and the mean over ranks of that time, summed over
+  // re-plans. busiest / mean is how far the moves pile onto some receivers
+  // (1: spread evenly). JSON rows only.
+  int64_t transfers_same_host = 0;
+  int64_t transfers_cross_host = 0;
+  double receive_busiest_s = 0;
+  double receive_mean_s = 0;
   double cpu_ms_mean = 0;     // planner CPU time per re-plan (this thread)
   double cpu_ms_max = 0;
   std::string error;          // non-empty: the policy failed
