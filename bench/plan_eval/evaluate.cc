@@ -247,7 +247,7 @@ std::string figures_table(const EvalWorkload& w, const std::vector<PolicyFigures
 std::string figures_json(const EvalWorkload& w, const std::vector<PolicyFigures>& figures) {
   std::ostringstream os;
   for (const PolicyFigures& f : figures) {
-    char line[1024];
+    char line[2048];
     std::snprintf(line, sizeof line,
                   "{\"workload\": \"%s\", \"held_out\": %s, \"dispatch\": \"%s\", \"policy\": \"%s\", \"realised\": %.6f, "
                   "\"realised_sum\": %.6f, \"fitted\": %.6f, \"moves\": %lld, \"replans\": %d, \"cpu_ms_mean\": %.4f, "
