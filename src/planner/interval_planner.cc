@@ -200,10 +200,12 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       // from it; the from-scratch fit relabelled onto the ranks in force with
       // every move that does not pay given back; on small layers, a priced
       // search from the best of these.
+      // The placement in force is scored by the search that starts from it.
       IntervalSearch scorer(problem);
-      scorer.start_from(cur);
-      std::vector<ExpertId> best_row = scorer.aligned_slots(cur);
-      double best_value = scorer.value();
+      IntervalSearch path(problem);
+      path.start_from(cur);
+      std::vector<ExpertId> best_row = path.aligned_slots(cur);
+      double best_value = path.value();
       auto consider = [&](const std::vector<ExpertId>& row) {
         scorer.start_from(row);
         scorer.fill_empty();
@@ -213,8 +215,6 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
           best_row = scorer.aligned_slots(cur);
         }
       };
-      IntervalSearch path(problem);
-      path.start_from(cur);
       path.run_path();
       if (path.value() < best_value) {
         best_value = path.value();
