@@ -86,9 +86,14 @@ void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, in
   const auto Sz = static_cast<size_t>(S);
   std::vector<int32_t> cnt(static_cast<size_t>(E), 0);
   std::vector<int32_t> free_slots(static_cast<size_t>(R), 0);
+  size_t free_total = 0;
   for (size_t g = 0; g < row.size(); ++g) {
-    if (row[g] >= 0) ++cnt[static_cast<size_t>(row[g])];
-    else ++free_slots[g / Sz];
+    if (row[g] >= 0) {
+      ++cnt[static_cast<size_t>(row[g])];
+    } else {
+      ++free_slots[g / Sz];
+      ++free_total;
+    }
   }
   std::vector<char> done(static_cast<size_t>(E), 0);
   // Rank loads, each summed over its slots in slot order; a placed replica
@@ -102,6 +107,9 @@ void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, in
   };
   for (int32_t r = 0; r < R; ++r) sum_rank(r);
   for (;;) {
+    // No free slot left: every expert still offered would find no rank and
+    // be set aside, placing nothing.
+    if (free_total == 0) return;
     ExpertId x = -1;
     for (ExpertId e = 0; e < E; ++e) {
       const auto ue = static_cast<size_t>(e);
@@ -125,6 +133,7 @@ void fill_like_eplb(const std::vector<double>& w, std::vector<ExpertId>& row, in
     row[g] = x;
     ++cnt[static_cast<size_t>(x)];
     --free_slots[static_cast<size_t>(to)];
+    --free_total;
     for (size_t h = 0; h < row.size(); ++h)
       if (row[h] == x) sum_rank(static_cast<int32_t>(h / Sz));
   }
