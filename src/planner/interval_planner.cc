@@ -2,6 +2,7 @@
 #include "interval_planner.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "omniplacement/core/str_cat.h"
 #include "omniplacement/planner/rank_matching.h"
@@ -163,6 +164,17 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       static_cast<double>(serving.window_steps);
   const double token_seconds = serving.seconds_per_token * interval_windows;
 
+  // The searches, kept from layer to layer (reset()): their storage serves the next layer.
+  std::optional<IntervalSearch> scorer_kept, path_kept, search_kept, last_kept;
+  auto for_layer = [](std::optional<IntervalSearch>& kept, const IntervalProblem& problem) -> IntervalSearch& {
+    if (kept) {
+      kept->reset(problem);
+    } else {
+      kept.emplace(problem);
+    }
+    return *kept;
+  };
+
   IntervalPlan out;
   out.phy2log.resize(static_cast<size_t>(L));
   if (opt.shares) out.shares.resize(static_cast<size_t>(L));
@@ -210,8 +222,8 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       // every move that does not pay given back; on small layers, a priced
       // search from the best of these.
       // The placement in force is scored by the search that starts from it.
-      IntervalSearch scorer(problem);
-      IntervalSearch path(problem);
+      IntervalSearch& scorer = for_layer(scorer_kept, problem);
+      IntervalSearch& path = for_layer(path_kept, problem);
       path.start_from(cur);
       std::vector<ExpertId> best_row = path.aligned_slots(cur);
       double best_value = path.value();
@@ -245,7 +257,7 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       }
       if (within_cap) consider(relabelled);
       if (static_cast<int64_t>(R) * S <= kPolishSlots) {
-        IntervalSearch search(problem);
+        IntervalSearch& search = for_layer(search_kept, problem);
         search.start_from(best_row);
         search.run(true);
         if (search.value() < best_value) {
@@ -258,14 +270,14 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       // Empty slots left (the reference's, or a candidate's whose refill
       // would raise the value) get what does not raise it.
       if (std::find(best_row.begin(), best_row.end(), kEmptySlot) != best_row.end()) {
-        IntervalSearch last(problem);
+        IntervalSearch& last = for_layer(last_kept, problem);
         last.start_from(best_row);
         last.fill_empty();
         best_row = last.aligned_slots(cur);
       }
       plan = std::move(best_row);
     } else {
-      IntervalSearch search(problem);
+      IntervalSearch& search = for_layer(search_kept, problem);
       search.start_from(scratch);
       search.fill_empty();
       search.run(false);

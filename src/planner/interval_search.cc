@@ -31,6 +31,21 @@ IntervalSearch::IntervalSearch(const IntervalProblem& problem)
       E_(problem.num_experts),
       K_(static_cast<int32_t>(problem.scenarios->size())),
       balancer_(*BatchBalancer<double>::create(problem.num_ranks, problem.num_experts)) {
+  reset(problem);
+}
+
+void IntervalSearch::reset(const IntervalProblem& problem) {
+  // The balancer keeps nothing between splits but its sizes.
+  if (problem.num_ranks != R_ || problem.num_experts != E_)
+    balancer_ = *BatchBalancer<double>::create(problem.num_ranks, problem.num_experts);
+  p_ = problem;
+  R_ = problem.num_ranks;
+  S_ = problem.slots_per_rank;
+  E_ = problem.num_experts;
+  K_ = static_cast<int32_t>(problem.scenarios->size());
+  steps_ = 0;
+  budget_hit_ = false;
+  tabu_.clear();
   if (p_.max_steps <= 0) p_.max_steps = std::max<int64_t>(16, R_);
   noise_gain_ = p_.prices != nullptr ? 0.5 * p_.prices->min_price() : 0.0;
   total_.assign(static_cast<size_t>(E_), 0.0);

@@ -84,6 +84,10 @@ struct IntervalProblem {
 class IntervalSearch {
  public:
   explicit IntervalSearch(const IntervalProblem& problem);
+  // Takes another problem (the next layer's; any sizes): the search is then
+  // as if constructed with it, its storage kept for reuse (fewer allocations
+  // than a new search per layer). start_from() comes next.
+  void reset(const IntervalProblem& problem);
 
   // Starts from `slots` ([R * S], -1 empty; a second replica of an expert on
   // a rank starts empty): experts without a replica first take the slot
