@@ -227,6 +227,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   touched_mark_.assign(static_cast<size_t>(R_), 0);
   ranks_prepared_.clear();
   pool_amount_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
+  group_pool_.resize(static_cast<size_t>(K_));
   cost_ = 0;
   for (size_t g = 0; g < G && g < slots.size(); ++g) {
     const ExpertId e = slots[g];

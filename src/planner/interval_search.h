@@ -181,6 +181,11 @@ class IntervalSearch {
   double swap_refund(int32_t ra, int32_t rb, bool priced) const;
   // Per-batch: a lower bound on eval_replace's F change for x given a slot of rj (any slot).
   double split_replace_bound(ExpertId x, int32_t rj);
+  // Its parts: rj's (rank_amax_, rank_out_) and x's (pool_amount_), each
+  // prepared once per scan_hot; the bound with the pool amounts given ([K]).
+  void prepare_split_rank(int32_t rj);
+  void prepare_split_expert(ExpertId x);
+  double split_replace_bound_at(int32_t rj, const double* pool_amount) const;
   // Static shares: prepares x's ReplaceBound (once per scan_hot: the loads do
   // not change during a scan; scan_hot forgets them when it ends).
   void bound_of(ExpertId x);
@@ -274,6 +279,9 @@ class IntervalSearch {
   std::vector<char> rank_ready_;               // [R]
   std::vector<int32_t> ranks_prepared_;
   std::vector<double> pool_amount_;            // [E * K]
+  // scan_hot (per-batch): the largest pool amount of ra's experts ([K]) and
+  // the bound per partner rank.
+  std::vector<double> group_pool_, group_bound_;
   // Static shares, scan_hot's swaps of ra with rb, per scenario: the busiest
   // rank other than the two; the least and largest amount rb may give.
   std::vector<double> pair_max_, swap_bmin_, swap_bmax_;  // [K]

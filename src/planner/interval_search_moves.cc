@@ -350,6 +350,12 @@ double IntervalSearch::swap_bound(int32_t ra, int32_t rb) const {
 // bridge load, or p less x's amount in the pool over n; y's other ranks only
 // gain; the busiest rank outside the pool other than rj stays.
 double IntervalSearch::split_replace_bound(ExpertId xe, int32_t rj) {
+  prepare_split_rank(rj);
+  prepare_split_expert(xe);
+  return split_replace_bound_at(rj, &pool_amount_[static_cast<size_t>(xe) * static_cast<size_t>(K_)]);
+}
+
+void IntervalSearch::prepare_split_rank(int32_t rj) {
   const size_t K = static_cast<size_t>(K_);
   if (!rank_ready_[static_cast<size_t>(rj)]) {
     rank_ready_[static_cast<size_t>(rj)] = 1;
@@ -365,6 +371,10 @@ double IntervalSearch::split_replace_bound(ExpertId xe, int32_t rj) {
       rank_out_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = max_excluding(k, &rj, 1, out_top_);
     }
   }
+}
+
+void IntervalSearch::prepare_split_expert(ExpertId xe) {
+  const size_t K = static_cast<size_t>(K_);
   if (!bound_ready_[static_cast<size_t>(xe)]) {
     bound_ready_[static_cast<size_t>(xe)] = 1;
     bound_prepared_.push_back(xe);
@@ -377,6 +387,10 @@ double IntervalSearch::split_replace_bound(ExpertId xe, int32_t rj) {
       pool_amount_[static_cast<size_t>(xe) * K + static_cast<size_t>(k)] = in_pool;
     }
   }
+}
+
+double IntervalSearch::split_replace_bound_at(int32_t rj, const double* pool_amount) const {
+  const size_t K = static_cast<size_t>(K_);
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
     const double p = peak_[static_cast<size_t>(k)];
@@ -386,7 +400,7 @@ double IntervalSearch::split_replace_bound(ExpertId xe, int32_t rj) {
     if (in_pool_[at(k, rj)]) {
       level += (0.0 - amax) / n;
     } else {
-      const double in_pool = pool_amount_[static_cast<size_t>(xe) * K + static_cast<size_t>(k)];
+      const double in_pool = pool_amount[k];
       if (in_pool > 0) {
         const double bridge = std::max(load_[at(k, rj)] + (0.0 - amax), 0.0);
         const double merged = (n * p + bridge) / (n + 1);
@@ -553,6 +567,41 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         }
       }
     }
+    // Per-batch: per partner rank, a lower bound on every give-a-replica
+    // move below of an expert of ra to it (split_replace_bound's operations
+    // with the largest pool amount of those experts, which lowers the level
+    // no less, and the least price), so that a partner none of them can use
+    // is skipped without a bound per expert.
+    if (per_batch()) {
+      std::fill(group_pool_.begin(), group_pool_.end(), 0.0);
+      bool any = false;
+      for (int32_t s = 0; s < S_; ++s) {
+        const ExpertId xe = slot_[static_cast<size_t>(ra * S_ + s)];
+        if (xe < 0 || cnt_[static_cast<size_t>(xe)] >= p_.cap) continue;
+        any = true;
+        prepare_split_expert(xe);
+        for (int32_t k = 0; k < K_; ++k)
+          group_pool_[static_cast<size_t>(k)] =
+              std::max(group_pool_[static_cast<size_t>(k)], pool_amount_[static_cast<size_t>(xe) * static_cast<size_t>(K_) + static_cast<size_t>(k)]);
+      }
+      group_bound_.assign(partners.size(), kInf);
+      for (size_t pi = 0; pi < partners.size() && any; ++pi) {
+        const int32_t rj = partners[pi];
+        double refund = 0, least = kInf;
+        if (priced) {
+          for (int32_t t = 0; t < S_; ++t) {
+            const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+            refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
+          }
+          for (int32_t s = 0; s < S_; ++s) {
+            const ExpertId xe = slot_[static_cast<size_t>(ra * S_ + s)];
+            if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) least = std::min(least, price(rj, xe));
+          }
+        }
+        prepare_split_rank(rj);
+        group_bound_[pi] = split_replace_bound_at(rj, group_pool_.data()) + (priced ? least - refund : 0.0);
+      }
+    }
     for (int32_t s = 0; s < S_; ++s) {
       const int32_t i = ra * S_ + s;
       const ExpertId xe = slot_[static_cast<size_t>(i)];
@@ -567,7 +616,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           for (int32_t k = 0; k < K_; ++k)
             if (xb[k].first_rank >= 0) first_of_[static_cast<size_t>(xb[k].first_rank)] = 1;
         }
-        for (int32_t rj : partners) {
+        for (size_t pi = 0; pi < partners.size(); ++pi) {
+          const int32_t rj = partners[pi];
           if (holds(rj, xe)) continue;
           if (!per_batch()) {
             // Whatever slot of rj x takes, F is at least replace_bound's (the
@@ -585,6 +635,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (lb >= best.delta) continue;
           } else {
             // The same with the per-batch split (split_replace_bound).
+            if (group_bound_[pi] >= best.delta) continue;
             double refund = 0;
             if (priced)
               for (int32_t t = 0; t < S_; ++t) {
