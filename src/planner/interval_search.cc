@@ -358,6 +358,73 @@ void IntervalSearch::summarize_touched() {
   f_ /= K_;
 }
 
+namespace {
+
+// Inserts the ranks in `touched` that `skip` (may be null) does not flag into
+// t[0..2], the three largest of l (top3's order: load descending, ties to the
+// lower rank; the last drops out), when t holds three and none of them is
+// marked in `mark`: the same as top3 on l when only the touched ranks changed
+// (in load or in `skip`) since t was found. Returns false, t unchanged,
+// otherwise.
+bool insert_touched(const double* l, const char* skip, const std::vector<int32_t>& touched, const char* mark,
+                    int32_t* t) {
+  if (t[2] < 0) return false;
+  for (int32_t i = 0; i < 3; ++i)
+    if (mark[t[i]]) return false;
+  for (int32_t r : touched) {
+    if (skip != nullptr && skip[r]) continue;
+    int32_t pos = 3;
+    while (pos > 0 && (l[r] > l[t[pos - 1]] || (l[r] == l[t[pos - 1]] && r < t[pos - 1]))) --pos;
+    if (pos == 3) continue;
+    for (int32_t i = 2; i > pos; --i) t[i] = t[i - 1];
+    t[pos] = r;
+  }
+  return true;
+}
+
+}  // namespace
+
+// Per-batch: summarize() when only the ranks in touched_ (marked in
+// touched_mark_) changed load. The three busiest ranks as summarize_touched
+// finds them; where the peak is the same, only the touched ranks can enter
+// or leave the pool (its threshold is the same) and the three busiest
+// outside it are updated as the three busiest are; else the pool and those
+// three are found again.
+void IntervalSearch::summarize_pools_touched() {
+  f_ = 0;
+  const char* mark = touched_mark_.data();
+  for (int32_t k = 0; k < K_; ++k) {
+    const double* l = &load_[at(k, 0)];
+    int32_t* t = &top_[static_cast<size_t>(k) * 3];
+    if (!insert_touched(l, nullptr, touched_, mark, t)) top3(l, R_, nullptr, t);
+    const double peak = l[t[0]];
+    const bool same_peak = peak == peak_[static_cast<size_t>(k)];
+    peak_[static_cast<size_t>(k)] = peak;
+    f_ += peak;
+    char* pool = &in_pool_[at(k, 0)];
+    int32_t* o = &out_top_[static_cast<size_t>(k) * 3];
+    if (same_peak) {
+      int32_t n = pool_size_[static_cast<size_t>(k)];
+      for (int32_t r : touched_) {
+        const char now = l[r] >= peak - 1e-7 * (1.0 + peak) ? 1 : 0;
+        n += now - pool[r];
+        pool[r] = now;
+      }
+      pool_size_[static_cast<size_t>(k)] = n;
+      if (!insert_touched(l, pool, touched_, mark, o)) top3(l, R_, pool, o);
+    } else {
+      int32_t n = 0;
+      for (int32_t r = 0; r < R_; ++r) {
+        pool[r] = l[r] >= peak - 1e-7 * (1.0 + peak) ? 1 : 0;
+        n += pool[r];
+      }
+      pool_size_[static_cast<size_t>(k)] = n;
+      top3(l, R_, pool, o);
+    }
+  }
+  f_ /= K_;
+}
+
 void IntervalSearch::rebook(const Move& m, const ExpertId* changed) {
   if (m.kind == 0) {
     const ExpertId a = changed[0], b = changed[1];
@@ -479,9 +546,20 @@ void IntervalSearch::apply_estimate(const Move& m) {
   ExpertId changed[2];
   changed_by(m, changed);
   if (changed[1] == changed[0]) changed[1] = kEmptySlot;
+  // The ranks of the changed experts (before and after), the only ones
+  // whose loads change.
+  touched_.clear();
+  auto mark = [&](ExpertId e) {
+    for (int32_t q : ranks_[static_cast<size_t>(e)])
+      if (!touched_mark_[static_cast<size_t>(q)]) {
+        touched_mark_[static_cast<size_t>(q)] = 1;
+        touched_.push_back(q);
+      }
+  };
   for (int32_t c = 0; c < 2; ++c) {
     const ExpertId e = changed[c];
     if (e < 0) continue;
+    mark(e);
     reamount(e, -1.0);
     est_ranks_[static_cast<size_t>(c)] = ranks_[static_cast<size_t>(e)];
     est_amt_[static_cast<size_t>(c)] = amt_[static_cast<size_t>(e)];
@@ -511,9 +589,11 @@ void IntervalSearch::apply_estimate(const Move& m) {
         a[static_cast<size_t>(k) * now.size() + i] = v;
       }
     }
+    mark(e);
     reamount(e, 1.0);
   }
-  summarize();
+  summarize_pools_touched();
+  for (int32_t q : touched_) touched_mark_[static_cast<size_t>(q)] = 0;
 }
 
 int IntervalSearch::prune_batch() {

@@ -166,6 +166,7 @@ class IntervalSearch {
   void split();
   void summarize();
   void summarize_touched();
+  void summarize_pools_touched();
 
   double max_excluding(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
   double max_excluding_scan(int32_t k, const int32_t* ranks, int32_t n, const std::vector<int32_t>& top) const;
@@ -287,7 +288,7 @@ class IntervalSearch {
   std::vector<double> pair_max_, swap_bmin_, swap_bmax_;  // [K]
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
-  std::vector<char> touched_mark_;             // [R]: apply() (static shares), the ranks in touched_
+  std::vector<char> touched_mark_;             // [R]: apply() (static shares) and apply_estimate(), the ranks in touched_
 };
 
 }  // namespace omni::detail
