@@ -39,22 +39,43 @@ std::vector<RankId> match_onto(std::span<const ExpertId> cur, const std::vector<
                                int32_t E) {
   if (R <= kExactMatchRanks) return match_ranks(cur, next, R);
   const size_t S = next.size() / static_cast<size_t>(R);
-  std::vector<char> held(static_cast<size_t>(R) * static_cast<size_t>(E), 0);
-  for (size_t g = 0; g < cur.size(); ++g)
-    if (cur[g] >= 0) held[(g / S) * static_cast<size_t>(E) + static_cast<size_t>(cur[g])] = 1;
+  // The ranks holding each expert in `cur` (each once, ascending): the
+  // overlap of q with r counts q's slots whose expert r holds.
+  std::vector<int32_t> first(static_cast<size_t>(E) + 1, 0), holder;
+  std::vector<int32_t> last_rank(static_cast<size_t>(E), -1);
+  for (size_t g = 0; g < cur.size(); ++g) {
+    const ExpertId e = cur[g];
+    if (e < 0 || last_rank[static_cast<size_t>(e)] == static_cast<int32_t>(g / S)) continue;
+    last_rank[static_cast<size_t>(e)] = static_cast<int32_t>(g / S);
+    ++first[static_cast<size_t>(e) + 1];
+  }
+  for (size_t e = 0; e < static_cast<size_t>(E); ++e) first[e + 1] += first[e];
+  holder.resize(static_cast<size_t>(first.back()));
+  std::vector<int32_t> fill(first.begin(), first.end() - 1);
+  std::fill(last_rank.begin(), last_rank.end(), -1);
+  for (size_t g = 0; g < cur.size(); ++g) {
+    const ExpertId e = cur[g];
+    if (e < 0 || last_rank[static_cast<size_t>(e)] == static_cast<int32_t>(g / S)) continue;
+    last_rank[static_cast<size_t>(e)] = static_cast<int32_t>(g / S);
+    holder[static_cast<size_t>(fill[static_cast<size_t>(e)]++)] = static_cast<int32_t>(g / S);
+  }
   struct Pair {
     int32_t overlap, q, r;
   };
   std::vector<Pair> pairs;
-  for (int32_t q = 0; q < R; ++q)
-    for (int32_t r = 0; r < R; ++r) {
-      int32_t o = 0;
-      for (size_t s = 0; s < S; ++s) {
-        const ExpertId e = next[static_cast<size_t>(q) * S + s];
-        if (e >= 0) o += held[static_cast<size_t>(r) * static_cast<size_t>(E) + static_cast<size_t>(e)];
-      }
-      if (o > 0) pairs.push_back({o, q, r});
+  std::vector<int32_t> overlap(static_cast<size_t>(R), 0);
+  for (int32_t q = 0; q < R; ++q) {
+    for (size_t s = 0; s < S; ++s) {
+      const ExpertId e = next[static_cast<size_t>(q) * S + s];
+      if (e < 0) continue;
+      for (int32_t h = first[static_cast<size_t>(e)]; h < first[static_cast<size_t>(e) + 1]; ++h)
+        ++overlap[static_cast<size_t>(holder[static_cast<size_t>(h)])];
     }
+    for (int32_t r = 0; r < R; ++r) {
+      if (overlap[static_cast<size_t>(r)] > 0) pairs.push_back({overlap[static_cast<size_t>(r)], q, r});
+      overlap[static_cast<size_t>(r)] = 0;
+    }
+  }
   std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.overlap > b.overlap; });
   std::vector<RankId> to(static_cast<size_t>(R), -1);
   std::vector<char> taken(static_cast<size_t>(R), 0);
