@@ -496,6 +496,8 @@ void PlacementManager::commit_step(const DecisionResult& d, int64_t step) {
   if (d.last_batch) {
     round_.active = false;
     next_round_step_ = next_multiple(step, options_.replan_interval_steps);
+    // Every rank staged the same plan, so every rank agrees on this.
+    if (prep->shift) next_round_step_ = std::min(next_round_step_, step + kShiftFollowUpChecks * shift_steps_);
   }
 }
 

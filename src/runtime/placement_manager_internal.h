@@ -50,6 +50,10 @@ struct PlacementManager::ShiftState {
   // The load the last round planned on (empty before the first), and its
   // price under the placement with checksum promise_for.
   std::optional<LoadMatrix> planned_on;
+  // The last round planned on a shift's newest steps alone: its promise is a
+  // fit to a few steps, and the round after it (the follow-up) plans on the
+  // steps since the shift rather than testing its own newest steps again.
+  bool planned_on_shift = false;
   uint64_t promise_for = 0;
   double promise = 0;
   bool promise_valid = false;
@@ -64,6 +68,7 @@ struct PlacementManager::Prepared {
   int64_t bytes_moved = 0;
   int64_t bytes_received = 0;
   bool restore = false;  // a restore round's batch (weights from the backup)
+  bool shift = false;    // a batch of a plan made on a shift's newest steps alone
 };
 
 // What every rank must agree on before a round's later collectives: who
@@ -79,6 +84,7 @@ struct PlacementManager::RoundPlan {
   std::vector<MigrationStep> steps;
   int64_t plan_checksum = 0;
   bool restore = false;  // a restore round (weights from the backup)
+  bool shift = false;    // planned on a shift's newest steps alone (a follow-up round comes early)
 };
 
 namespace manager_internal {
@@ -104,6 +110,12 @@ inline RankId leader_of(std::span<const RankId> failed, int32_t num_ranks) {
 // Rounds start at multiples of the interval (not interval steps after the
 // previous one ended), so that re-plans stay aligned with the step count.
 inline int64_t next_multiple(int64_t step, int64_t interval) { return (step / interval + 1) * interval; }
+
+// After a plan made on a shift's newest steps (a few check periods at most),
+// the next round comes once this many check periods have passed since its
+// commit, or at the regular interval if that is sooner: it plans on the
+// steps since the shift, a sample this many times larger.
+inline constexpr int64_t kShiftFollowUpChecks = 4;
 
 // What a dump of window w says about itself; rank -1 for aggregated windows.
 inline DumpMetadata window_meta(const CaptureWindow& w, RankId rank, const RoutingSnapshot& in_force) {

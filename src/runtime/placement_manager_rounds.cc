@@ -70,17 +70,31 @@ Status PlacementManager::run_round(const Job& job) {
   // the same order: a rank that left the sequence early would pair its next
   // collective with another's. So no rank returns between them on its own;
   // the agreement decides for all.
-  LoadMatrix load;
+  LoadMatrix load, newest;
   if (!job.shift) {
-    OMNI_ASSIGN_OR_RETURN(load, aggregate_window(job));
+    OMNI_ASSIGN_OR_RETURN(load, aggregate_window(job, shift_steps_ > 0 ? &newest : nullptr));
   }
   const RoundKind kind{leader_of(job.failed, job.base->placement().num_ranks()),
                        count_lost_experts(job.base->placement()) > 0};
   OMNI_RETURN_IF_ERROR(agree_on_round(job, kind, job.shift && shift_->last_chunk_id != job.check));
-  if (job.shift) {
-    // A shift: the workload moved away from the plan. Only the check's steps
-    // describe it: plan on them alone, and forget the windows before them (the
-    // next round's window begins after the check; the checks' chunks so far
+  // A regular round checks its newest steps as a shift check would: a shift
+  // that began after the last check (at a phase change, typically just
+  // before the round was due) is planned for now rather than one check
+  // later. Every rank prices the same sums under the same placement, so all
+  // reach the same verdict.
+  bool shifted = job.shift;
+  if (!job.shift && shift_steps_ > 0 && !shift_->planned_on_shift) {
+    OMNI_ASSIGN_OR_RETURN(shifted, is_shifted(job.base->placement(), newest));
+    if (shifted) {
+      MutexLock lock(mu_);
+      ++stats_.shift_rounds;
+    }
+  }
+  if (shifted) {
+    // A shift: the workload moved away from the plan. Only the newest steps
+    // (the check's, or the regular round's own since the last check)
+    // describe it: plan on them alone, and forget the windows before them
+    // (the next round's window begins after them; the checks' chunks so far
     // are dumped as one window).
     if (shift_->since_round) {
       shift_->since_meta.window = next_window_index_++;
@@ -88,12 +102,14 @@ Status PlacementManager::run_round(const Job& job) {
       shift_->since_round.reset();
     }
     OMNI_ASSIGN_OR_RETURN(history_, WindowHistory::create(history_.options()));
-    load = shift_->last_chunk;
+    load = job.shift ? shift_->last_chunk : std::move(newest);
     shift_->planned_on = load;
+    shift_->planned_on_shift = true;
     shift_->promise_valid = false;
     std::vector<LoadMatrix> samples(1, load);
     OMNI_ASSIGN_OR_RETURN(std::optional<RoundPlan> plan, plan_round(job, kind, load, samples));
     if (!plan) return ok_status();
+    plan->shift = true;
     return stage_steps(job, *plan);
   }
   // The planner sees the history's EMA (the window itself unless ema_decay >
@@ -101,6 +117,7 @@ Status PlacementManager::run_round(const Job& job) {
   OMNI_RETURN_IF_ERROR(history_.add(std::move(load)).with_context(str_cat("round ", job.round)));
   if (shift_steps_ > 0) {
     shift_->planned_on = history_.ema();  // the promise of this round's plan is priced on it
+    shift_->planned_on_shift = false;
     shift_->promise_valid = false;
   }
   OMNI_ASSIGN_OR_RETURN(load, history_.with_volatility(options_.volatility_weight));
@@ -135,10 +152,11 @@ StatusOr<LoadMatrix> PlacementManager::aggregate(const LoadMatrix& local, DumpMe
   return LoadMatrix::from_counts(L, E, std::move(counts));
 }
 
-StatusOr<LoadMatrix> PlacementManager::aggregate_window(const Job& job) {
+StatusOr<LoadMatrix> PlacementManager::aggregate_window(const Job& job, LoadMatrix* newest) {
   DumpMetadata meta = job.window_meta;
   OMNI_ASSIGN_OR_RETURN(LoadMatrix load,
                         aggregate(job.window, meta, str_cat("round ", job.round, ": aggregating the window")));
+  if (newest != nullptr) *newest = load;
   if (shift_->since_round) {
     // The shift checks took the window's first steps: they come first.
     OMNI_RETURN_IF_ERROR(shift_->since_round->add(load));
@@ -170,20 +188,9 @@ void PlacementManager::run_check(const CheckJob& check) {
     }
     shift_->last_chunk = *std::move(chunk);
     shift_->last_chunk_id = check.id;
-    // No promise before the first plan: nothing to compare with.
-    if (shift_->planned_on) {
-      const Placement& in_force = check.base->placement();
-      if (!shift_->promise_valid || shift_->promise_for != in_force.checksum()) {
-        auto promised = served_max_over_mean(in_force, *shift_->planned_on, options_.dispatch_mode);
-        shift_->promise_valid = promised.ok();
-        shift_->promise_for = in_force.checksum();
-        if (promised.ok()) shift_->promise = *promised;
-        else error = promised.status().to_string();
-      }
-      auto now = served_max_over_mean(in_force, shift_->last_chunk, options_.dispatch_mode);
-      if (!now.ok()) error = now.status().to_string();
-      else if (shift_->promise_valid && is_shift(*now, shift_->promise, options_.shift_threshold)) verdict = kShift;
-    }
+    StatusOr<bool> shifted = is_shifted(check.base->placement(), shift_->last_chunk);
+    if (!shifted.ok()) error = shifted.status().to_string();
+    else if (*shifted) verdict = kShift;
   } else {
     error = chunk.status().to_string();  // a failure cut the aggregation short: this chunk is lost
   }
@@ -196,6 +203,18 @@ void PlacementManager::run_check(const CheckJob& check) {
     if (!error.empty()) stats_.last_abort = str_cat("shift check ", check.id, ": ", error);
   }
   cv_.notify_all();  // an engine may wait for the verdict (stage_wait)
+}
+
+StatusOr<bool> PlacementManager::is_shifted(const Placement& in_force, const LoadMatrix& chunk) {
+  if (!shift_->planned_on) return false;  // no promise before the first plan: nothing to compare with
+  if (!shift_->promise_valid || shift_->promise_for != in_force.checksum()) {
+    shift_->promise_valid = false;
+    OMNI_ASSIGN_OR_RETURN(shift_->promise, served_max_over_mean(in_force, *shift_->planned_on, options_.dispatch_mode));
+    shift_->promise_valid = true;
+    shift_->promise_for = in_force.checksum();
+  }
+  OMNI_ASSIGN_OR_RETURN(double now, served_max_over_mean(in_force, chunk, options_.dispatch_mode));
+  return is_shift(now, shift_->promise, options_.shift_threshold);
 }
 
 Status PlacementManager::agree_on_round(const Job& job, const RoundKind& kind, bool missing_chunk) {
@@ -321,6 +340,7 @@ Status PlacementManager::stage_steps(const Job& job, const RoundPlan& plan) {
     prep->batch = static_cast<int64_t>(b);
     prep->snapshot = snap;
     prep->restore = plan.restore;
+    prep->shift = plan.shift;
     const auto tt = Clock::now();
     // A failover, shutdown or a verdict against this round stops the transfers.
     auto aborted = [&] {

@@ -107,6 +107,28 @@ TEST_P(ShiftDetection, SteadyLoadStartsNoShiftRound) {
   }
 }
 
+TEST_P(ShiftDetection, ShiftJustBeforeARegularRoundIsPlannedForByThatRound) {
+  // Expert 5 turns hot at step 78, two steps before the round due at 80. The
+  // last check (steps 73-76) saw old load; the round's own newest steps
+  // (77-80, three of them new) show the shift, so that round plans on them
+  // alone instead of on steps 41-80, and is counted as a shift round: the
+  // count grows by the commit step (81 with stage_wait), where a check after
+  // the round would flag it at step 85 at the earliest. The next round then
+  // comes kShiftFollowUpChecks (4) checks after the commit, on the steps since
+  // the shift, long before the regular one at 120.
+  const auto runs = serve(shift_options(GetParam()), 110, /*shift_at=*/78);
+  for (const RankRun& r : runs) {
+    EXPECT_EQ(r.first_shift_step, runs[0].first_shift_step);
+    EXPECT_EQ(r.stats.shift_rounds, 1);
+    EXPECT_EQ(r.stats.epoch, runs[0].stats.epoch);
+    EXPECT_EQ(r.stats.placement_checksum, runs[0].stats.placement_checksum);
+    EXPECT_EQ(r.stats.rounds_aborted, 0) << r.stats.last_abort;
+  }
+  EXPECT_GE(runs[0].first_shift_step, 80);
+  EXPECT_LE(runs[0].first_shift_step, 82);
+  EXPECT_EQ(runs[0].stats.rounds_started, 3);  // 40, 80 (the shift), the follow-up at 81 + 16
+}
+
 TEST_P(ShiftDetection, DynamicOffChecksNothing) {
   PlacementManagerOptions o = shift_options(GetParam());
   o.dynamic = false;

@@ -50,8 +50,13 @@
 // then every commit_cadence_steps steps until decided, the engine threads
 // all-reduce {verdict, planner busy} (two words): a shift, with every planner
 // idle, starts a round at that step on every rank, planning on those steps
-// alone; a regular round due first takes over. The engine thread's cost is the
-// take_window every shift_check_steps steps and the small collective after it.
+// alone. A regular round due first takes over, and prices its own newest
+// steps (those since the last check) the same way on the planner thread: a
+// shift there makes it plan on them alone too (counted in shift_rounds). After a plan made on a shift's steps alone, the
+// next round comes kShiftFollowUpChecks (4) check periods after its commit, or
+// at the regular interval if sooner, and plans on the steps since the shift.
+// The engine thread's cost is the take_window every shift_check_steps steps
+// and the small collective after it.
 //
 // Failures (docs/DESIGN.md, step 6). fail_ranks(failed) — wired to a
 // FailureDetector's on_change (on_membership()) or called by an engine that
@@ -240,7 +245,8 @@ struct PlacementManagerStats {
   int64_t bytes_received = 0;        // bytes this rank staged in committed batches
   int64_t agreement_collectives = 0;
   // Shift detection: checks priced by this rank's planner thread, rounds
-  // started by a detected shift (all ranks alike), the engine's small flag
+  // started by a detected shift or regular rounds whose newest steps showed
+  // one (all ranks alike), the engine's small flag
   // collectives, and the planner thread's time in the checks (aggregation and
   // pricing; engine-thread time is in step_boundary_seconds).
   int64_t shift_checks = 0;
@@ -347,7 +353,13 @@ class PlacementManager {
   // leader's plan or a restore, and the migration steps; nullopt when nothing
   // moves), stage the steps one at a time and hand each to the engine.
   Status run_round(const Job& job) OMNI_EXCLUDES(mu_, publish_mu_);
-  StatusOr<LoadMatrix> aggregate_window(const Job& job) OMNI_EXCLUDES(mu_);
+  // The round's window summed over the ranks (the checks' chunks since the
+  // last round first); newest, when not null, gets the steps the round took
+  // from the recorder alone (those since the last check).
+  StatusOr<LoadMatrix> aggregate_window(const Job& job, LoadMatrix* newest) OMNI_EXCLUDES(mu_);
+  // Planner thread: the shift test of a chunk (aggregated) under `in_force`
+  // against the promise of the last plan; false before the first plan.
+  StatusOr<bool> is_shifted(const Placement& in_force, const LoadMatrix& chunk);
   // Planner thread: sums `local` over the ranks (planner transport), with the
   // invalid-id count of meta riding along; meta gets the sum.
   StatusOr<LoadMatrix> aggregate(const LoadMatrix& local, DumpMetadata& meta, const std::string& what);
