@@ -96,17 +96,19 @@ namespace omni {
 namespace {
 
 // The demo's defaults (12 ranks x 6 slots on 3 hosts, 10 steps x 64 tokens
-// per window, per-batch split, a re-plan every window, shift detection at its
+// per window, per-batch split, a re-plan every 5 steps, shift detection at its
 // defaults) on the demo's first 20 windows (bookcorpus), with commits at
 // load-independent steps: the default omni must beat eplb re-planned from
-// scratch by a clear margin while moving a few percent of the experts eplb
-// moves (issue #16's demo figures). Measured: omni 1.0338 with 427 experts
-// moved, eplb 1.0474 with 20,048 (`omniplace demo --steps 200
-// --stage-wait-ms 60000 --json [--planner eplb]` gives the same figures); the
-// whole demo: 1.038 against 1.050, 1,267 against 61,318 experts. Not a claim
-// this test makes: where the phase changes every 4-6 windows, omni lost to
-// eplb in a scratch run (docs/BENCHMARKS.md, "Re-planning for the next
-// interval").
+// scratch while moving a few percent of the experts eplb moves (issue #16's
+// demo figures). Measured: omni 1.0292 with 319 experts moved, eplb 1.0327
+// with 30,897 (`omniplace demo --steps 200 --stage-wait-ms 60000 --json
+// [--planner eplb]` gives the same figures); the whole demo: 1.0293 against
+// eplb's 1.035. The margin is smaller than it was at a 10-step interval
+// before regular rounds tested their newest steps for a shift (0.014): that
+// change helps eplb, which re-plans every expert, more than omni on this
+// phase. Not a claim this test makes: where the phase changes every 4-6
+// windows, omni lost to eplb in a scratch run (docs/BENCHMARKS.md,
+// "Re-planning for the next interval").
 TEST(PerBatchPlanning, DemoDefaultsOmniBeatsEplbWithAFewPercentOfItsMoves) {
   auto workload = trace_workload(std::string(OMNI_SOURCE_DIR) + "/data/traces/qwen15moe_expert_freq_by_iteration.csv",
                                  {"bookcorpus"}, /*steps_per_window=*/10, /*tokens_per_rank=*/64, /*top_k=*/4,
@@ -118,7 +120,7 @@ TEST(PerBatchPlanning, DemoDefaultsOmniBeatsEplbWithAFewPercentOfItsMoves) {
     c.slots_per_rank = 6;
     c.steps = 200;
     c.manager.planner_spec = planner;
-    c.manager.replan_interval_steps = 10;
+    c.manager.replan_interval_steps = 5;
     c.manager.commit_cadence_steps = 1;
     c.manager.dispatch_mode = DispatchMode::kPerBatch;
     c.manager.stage_wait = std::chrono::seconds(30);
@@ -136,7 +138,8 @@ TEST(PerBatchPlanning, DemoDefaultsOmniBeatsEplbWithAFewPercentOfItsMoves) {
   const std::string figures = str_cat("omni ", omni->overall.dynamic, " (", omni->manager.experts_moved, " moved), eplb ",
                                       eplb->overall.dynamic, " (", eplb->manager.experts_moved, " moved), oracle ",
                                       omni->overall.oracle);
-  EXPECT_LT(omni->overall.dynamic, eplb->overall.dynamic - 0.008) << figures;
+  EXPECT_LT(omni->overall.dynamic, eplb->overall.dynamic - 0.002) << figures;
+  EXPECT_LT(omni->overall.dynamic, 1.031) << figures;  // issue #16's 1.03, on this phase
   EXPECT_LE(omni->manager.experts_moved * 20, eplb->manager.experts_moved) << figures;
 }
 
