@@ -118,14 +118,15 @@ TEST_P(ShiftDetection, ShiftJustBeforeARegularRoundIsPlannedForByThatRound) {
   // the shift, long before the regular one at 120.
   const auto runs = serve(shift_options(GetParam()), 110, /*shift_at=*/78);
   for (const RankRun& r : runs) {
-    EXPECT_EQ(r.first_shift_step, runs[0].first_shift_step);
+    // Counted by each rank's planner thread, so seen at step 80 or 81
+    // depending on thread timing; by the commit at 81 on every rank.
+    EXPECT_GE(r.first_shift_step, 80);
+    EXPECT_LE(r.first_shift_step, 81);
     EXPECT_EQ(r.stats.shift_rounds, 1);
     EXPECT_EQ(r.stats.epoch, runs[0].stats.epoch);
     EXPECT_EQ(r.stats.placement_checksum, runs[0].stats.placement_checksum);
     EXPECT_EQ(r.stats.rounds_aborted, 0) << r.stats.last_abort;
   }
-  EXPECT_GE(runs[0].first_shift_step, 80);
-  EXPECT_LE(runs[0].first_shift_step, 82);
   EXPECT_EQ(runs[0].stats.rounds_started, 3);  // 40, 80 (the shift), the follow-up at 81 + 16
 }
 
