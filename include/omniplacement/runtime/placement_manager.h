@@ -52,9 +52,10 @@
 // idle, starts a round at that step on every rank, planning on those steps
 // alone. A regular round due first takes over, and prices its own newest
 // steps (those since the last check) the same way on the planner thread: a
-// shift there makes it plan on them alone too (counted in shift_rounds). After a plan made on a shift's steps alone, the
-// next round comes kShiftFollowUpChecks (4) check periods after its commit, or
-// at the regular interval if sooner, and plans on the steps since the shift.
+// shift there makes it plan on them alone too (counted in shift_rounds).
+// After a plan made on a shift's steps alone, the next round comes
+// kShiftFollowUpChecks (4) check periods after its commit, or at the regular
+// interval if sooner, and plans on the steps since the shift.
 // The engine thread's cost is the take_window every shift_check_steps steps
 // and the small collective after it.
 //
@@ -246,9 +247,9 @@ struct PlacementManagerStats {
   int64_t agreement_collectives = 0;
   // Shift detection: checks priced by this rank's planner thread, rounds
   // started by a detected shift or regular rounds whose newest steps showed
-  // one (all ranks alike), the engine's small flag
-  // collectives, and the planner thread's time in the checks (aggregation and
-  // pricing; engine-thread time is in step_boundary_seconds).
+  // one (all ranks alike), the engine's small flag collectives, and the
+  // planner thread's time in the checks (aggregation and pricing;
+  // engine-thread time is in step_boundary_seconds).
   int64_t shift_checks = 0;
   int64_t shift_rounds = 0;
   int64_t shift_collectives = 0;
