@@ -216,6 +216,8 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   pair_max_.resize(static_cast<size_t>(K_));
   swap_bmin_.resize(static_cast<size_t>(K_));
   swap_bmax_.resize(static_cast<size_t>(K_));
+  swap_b_.resize(static_cast<size_t>(S_) * static_cast<size_t>(K_));
+  pair_load_.resize(2 * static_cast<size_t>(K_));
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.assign(static_cast<size_t>(E_), 0);
   bound_prepared_.clear();

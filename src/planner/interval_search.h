@@ -175,6 +175,11 @@ class IntervalSearch {
   bool step(bool priced, bool hot = true);
   void consider(Move m, Move& best, bool priced);
   double eval_swap(int32_t i, int32_t j, bool priced);
+  // Static shares, in scan_hot with pair_max_, swap_b_ and pair_load_
+  // prepared for ra = i / S and rb = j / S: eval_swap(i, j, priced) (the
+  // same operations in the same order, so the same value), for a move that
+  // no per-rank limit can refuse.
+  double swap_on_pair(int32_t i, int32_t j, bool priced) const;
   double eval_replace(int32_t j, ExpertId x, bool priced);
   double swap_bound(int32_t ra, int32_t rb) const;
   // Per-batch: max(pool level, busiest outside) after ra changes by d0 and rb by d1.
@@ -286,6 +291,11 @@ class IntervalSearch {
   // Static shares, scan_hot's swaps of ra with rb, per scenario: the busiest
   // rank other than the two; the least and largest amount rb may give.
   std::vector<double> pair_max_, swap_bmin_, swap_bmax_;  // [K]
+  // Static shares, scan_hot's swaps of ra with rb: the amount of the expert
+  // of each slot t of rb on rb ([S * K], 0 for an empty slot or an expert ra
+  // holds), and the loads of ra and rb ([2 * K]), for eval_swap's operations
+  // without its look-ups (swap_on_pair).
+  std::vector<double> swap_b_, pair_load_;
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
   std::vector<char> touched_mark_;             // [R]: apply() (static shares) and apply_estimate(), the ranks in touched_

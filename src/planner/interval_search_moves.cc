@@ -120,6 +120,32 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
   return sum / K_ + dcost;
 }
 
+double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
+  const int32_t ra = i / S_, rb = j / S_;
+  const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
+  double dcost = 0;
+  if (priced) {
+    dcost += price(rb, a) - price(ra, a);
+    if (b >= 0) dcost += price(ra, b) - price(rb, b);
+  }
+  const double* pa = replica_amounts(a, ra);
+  const size_t na = ranks_[static_cast<size_t>(a)].size();
+  const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
+  const double* la = pair_load_.data();
+  const double* lb = la + K_;
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double aa = pa[static_cast<size_t>(k) * na];
+    const double bb = pb[k];
+    const double d0 = bb - aa, d1 = aa - bb;
+    double m = pair_max_[static_cast<size_t>(k)];
+    m = std::max(m, la[k] + d0);
+    m = std::max(m, lb[k] + d1);
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_ + dcost;
+}
+
 double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   const int32_t rj = j / S_;
   const ExpertId y = slot_[static_cast<size_t>(j)];
@@ -524,15 +550,25 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           if (b >= 0 && holds(ra, b)) continue;
           const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
           const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
+          double* sb = &swap_b_[static_cast<size_t>(t) * static_cast<size_t>(K_)];
           for (int32_t k = 0; k < K_; ++k) {
             const double bb = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
+            sb[k] = bb;
             swap_bmin_[static_cast<size_t>(k)] = std::min(swap_bmin_[static_cast<size_t>(k)], bb);
             swap_bmax_[static_cast<size_t>(k)] = std::max(swap_bmax_[static_cast<size_t>(k)], bb);
           }
           dprice_min = std::min(dprice_min, priced && b >= 0 ? price(ra, b) - price(rb, b) : 0.0);
         }
         if (dprice_min == kInf) continue;  // no slot of rb can take an expert of ra
+        if (!per_batch())
+          for (int32_t k = 0; k < K_; ++k) {
+            pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
+            pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
+          }
       }
+      // Static shares with no per-rank limit and no move set aside: the
+      // swaps evaluated from what was just prepared (swap_on_pair).
+      const bool on_pair = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t i = ra * S_ + s;
         const ExpertId a = slot_[static_cast<size_t>(i)];
@@ -563,6 +599,11 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
+          if (on_pair) {
+            const double d = swap_on_pair(i, j, priced);
+            if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
+            continue;
+          }
           consider({0, 0, i, j, kEmptySlot}, best, priced);
         }
       }
