@@ -180,6 +180,13 @@ class IntervalSearch {
   // same operations in the same order, so the same value), for a move that
   // no per-rank limit can refuse.
   double swap_on_pair(int32_t i, int32_t j, bool priced) const;
+  // Static shares, in scan_hot: prepares y_on_ and y_max_ for the slots of rj.
+  void prepare_replace_rank(int32_t rj);
+  // Static shares, in scan_hot with bound_of(xe) and prepare_replace_rank(j / S)
+  // done: eval_replace(j, xe, priced) (the same operations in the same
+  // order) when every scenario takes its terms from the bound; else NaN
+  // (eval_replace decides). xe >= 0; no per-rank limit.
+  double replace_on_rank(int32_t j, ExpertId xe, bool priced) const;
   double eval_replace(int32_t j, ExpertId x, bool priced);
   double swap_bound(int32_t ra, int32_t rb) const;
   // Per-batch: max(pool level, busiest outside) after ra changes by d0 and rb by d1.
@@ -266,6 +273,7 @@ class IntervalSearch {
     double second = 0;      // the next one (used when rj is `first_rank`)
     int32_t first_rank = -1;
     int32_t second_rank = -1;
+    double share = 0;       // x's amount on a new replica: x / (cx + 1)
   };
   // x's bound_of, or null when not prepared in this scan_hot.
   const ReplaceBound* prepared_bound(ExpertId x) const {
@@ -296,6 +304,13 @@ class IntervalSearch {
   // holds), and the loads of ra and rb ([2 * K]), for eval_swap's operations
   // without its look-ups (swap_on_pair).
   std::vector<double> swap_b_, pair_load_;
+  // Static shares, scan_hot's give-a-replica moves to a slot t of rank rj,
+  // prepared once per rank and scan (prepare_replace_rank): the amount of
+  // the slot's expert y on rj and the busiest of y's other ranks after
+  // that amount goes evenly to them (-inf: none), [R * S * K].
+  std::vector<double> y_on_, y_max_;
+  std::vector<char> y_ready_;                  // [R]
+  std::vector<int32_t> y_prepared_;
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
   std::vector<char> touched_mark_;             // [R]: apply() (static shares) and apply_estimate(), the ranks in touched_

@@ -146,6 +146,62 @@ double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
   return sum / K_ + dcost;
 }
 
+void IntervalSearch::prepare_replace_rank(int32_t rj) {
+  if (y_ready_[static_cast<size_t>(rj)]) return;
+  y_ready_[static_cast<size_t>(rj)] = 1;
+  y_prepared_.push_back(rj);
+  for (int32_t t = 0; t < S_; ++t) {
+    const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
+    const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+    if (y < 0) continue;  // not read: replace_on_rank checks y
+    const auto& ry = ranks_[static_cast<size_t>(y)];
+    const double cy = static_cast<double>(ry.size());
+    const double* py = replica_amounts(y, rj);
+    for (int32_t k = 0; k < K_; ++k) {
+      // eval_replace's operations for y (static shares).
+      const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
+      double m = -kInf;
+      if (ry.size() > 1) {
+        const double dy = 0.0 + on_rj / (cy - 1);
+        for (int32_t q : ry)
+          if (q != rj) m = std::max(m, load_[at(k, q)] + dy);
+      }
+      y_on_[base + static_cast<size_t>(k)] = on_rj;
+      y_max_[base + static_cast<size_t>(k)] = m;
+    }
+  }
+}
+
+double IntervalSearch::replace_on_rank(int32_t j, ExpertId xe, bool priced) const {
+  const int32_t rj = j / S_;
+  const ExpertId y = slot_[static_cast<size_t>(j)];
+  const double dcost = priced ? price(rj, xe) - (y >= 0 ? price(rj, y) : 0.0) : 0.0;
+  const ReplaceBound* xb = prepared_bound(xe);
+  const size_t base = static_cast<size_t>(j) * static_cast<size_t>(K_);
+  const double* on = &y_on_[base];
+  const double* ym = &y_max_[base];
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const ReplaceBound& b = xb[k];
+    const bool next = b.first_rank == rj;
+    const double outside = next ? b.second : b.first;
+    if (!((next ? b.second_rank : b.first_rank) >= 0 && outside >= 0))
+      return std::numeric_limits<double>::quiet_NaN();
+    double m = std::max(outside, b.own);
+    double d0 = 0.0;
+    d0 += b.share;
+    if (y >= 0) {
+      d0 -= on[k];
+      // y's other ranks: the largest of their loads after the move (max is
+      // exact, so taking them together gives eval_replace's value).
+      m = std::max(m, ym[k]);
+    }
+    m = std::max(m, load_[at(k, rj)] + d0);
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_ + dcost;
+}
+
 double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   const int32_t rj = j / S_;
   const ExpertId y = slot_[static_cast<size_t>(j)];
@@ -293,6 +349,7 @@ void IntervalSearch::bound_of(ExpertId xe) {
     ReplaceBound& b = bound_[static_cast<size_t>(xe) * static_cast<size_t>(K_) + static_cast<size_t>(k)];
     const double xk = x(k, xe);
     const double d = 0.0 - (xk / cx - xk / (cx + 1));
+    b.share = xk / (cx + 1);
     b.own = -kInf;
     for (size_t i = 0; i < rx.size(); ++i) b.own = std::max(b.own, load_[at(k, rx[i])] + d);
     // The two busiest ranks outside rx: from the three busiest, or a scan.
@@ -506,6 +563,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
     std::sort(partners.begin(), partners.end());
   }
 
+  // Static shares with no per-rank limit and no move set aside: give-a-
+  // replica moves evaluated from what is prepared per rank (replace_on_rank).
+  const bool on_rank = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
   for (int32_t ra : hot) {
     // Swaps of a replica of ra with any slot of a partner rank.
     for (int32_t rb : partners) {
@@ -686,10 +746,18 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             const double lb = split_replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
             if (lb >= best.delta) continue;
           }
+          if (on_rank) prepare_replace_rank(rj);
           for (int32_t t = 0; t < S_; ++t) {
             const int32_t j = rj * S_ + t;
             const ExpertId y = slot_[static_cast<size_t>(j)];
             if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
+            if (on_rank) {
+              const double d = replace_on_rank(j, xe, priced);
+              if (!std::isnan(d)) {
+                if (d < best.delta) best = Move{d, 1, -1, j, xe};
+                continue;
+              }
+            }
             consider({0, 1, -1, j, xe}, best, priced);
           }
         }
@@ -727,6 +795,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   bound_prepared_.clear();
   for (int32_t r : ranks_prepared_) rank_ready_[static_cast<size_t>(r)] = 0;
   ranks_prepared_.clear();
+  for (int32_t r : y_prepared_) y_ready_[static_cast<size_t>(r)] = 0;
+  y_prepared_.clear();
 }
 
 void IntervalSearch::scan_reverts(Move& best) {
