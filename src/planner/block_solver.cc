@@ -617,6 +617,7 @@ std::span<const int32_t> BlockSolver::where(int32_t e) const {
 // squared loads; it makes room for the max-rank steps to continue.
 bool BlockSolver::pair_sweep() {
   bool any = false;
+  refresh_slot_sizes();  // do_swap keeps them
   for (int32_t r1 = 0; r1 < m_; ++r1) {
     for (int32_t r2 = r1 + 1; r2 < m_; ++r2) {
       const bool first_high = load_[static_cast<size_t>(r1)] >= load_[static_cast<size_t>(r2)];
@@ -626,18 +627,28 @@ bool BlockSolver::pair_sweep() {
       double best_gap = diff * (1 - 1e-9);
       size_t bi = 0, bj = 0;
       bool found = false;
+      // lo's slot sizes, the least and the largest: an expert of hi whose
+      // size less the largest is >= diff, or less the least is <= 0, has no
+      // partner below (subtraction rounds monotonically).
+      const double* lo_size = slot_size_.data() + idx(lo, 0);
+      double lo_min = std::numeric_limits<double>::infinity(), lo_max = -lo_min;
+      for (int32_t t = 0; t < S_; ++t) {
+        lo_min = std::min(lo_min, lo_size[t]);
+        lo_max = std::max(lo_max, lo_size[t]);
+      }
       for (int32_t s = 0; s < S_; ++s) {
         const size_t i = idx(hi, s);
         const int32_t a = slot_[i];
         if (a < 0 || holds(lo, a) || !spread_ok(a, hi, lo)) continue;
         const double sa = size_of(a);
+        if (sa - lo_min <= 0 || sa - lo_max >= diff) continue;
         for (int32_t t = 0; t < S_; ++t) {
-          const size_t j = idx(lo, t);
-          const int32_t b = slot_[j];
-          const double d = sa - size_of(b);
+          const double d = sa - lo_size[t];
           if (d <= 0 || d >= diff) continue;
           const double gap = std::abs(diff - 2 * d);
           if (gap >= best_gap) continue;
+          const size_t j = idx(lo, t);
+          const int32_t b = slot_[j];
           if (b >= 0 && (holds(hi, b) || !spread_ok(b, lo, hi))) continue;
           if (!swap_in_budget(i, j)) continue;
           best_gap = gap;
