@@ -175,11 +175,14 @@ class IntervalSearch {
   bool step(bool priced, bool hot = true);
   void consider(Move m, Move& best, bool priced);
   double eval_swap(int32_t i, int32_t j, bool priced);
-  // Static shares, in scan_hot with pair_max_, swap_b_ and pair_load_
-  // prepared for ra = i / S and rb = j / S: eval_swap(i, j, priced) (the
+  // Static shares, with pair_max_, swap_b_ and pair_load_ prepared for
+  // ra = i / S and rb = j / S (scan_hot, prepare_pair): eval_swap(i, j, priced) (the
   // same operations in the same order, so the same value), for a move that
   // no per-rank limit can refuse.
   double swap_on_pair(int32_t i, int32_t j, bool priced) const;
+  // Static shares: prepares pair_max_, pair_load_ and swap_b_ (the slots of
+  // rb whose expert ra does not hold) for swap_on_pair between ra and rb.
+  void prepare_pair(int32_t ra, int32_t rb);
   // Static shares, in scan_hot: prepares y_on_ and y_max_ for the slots of rj.
   void prepare_replace_rank(int32_t rj);
   // Static shares, in scan_hot with bound_of(xe) and prepare_replace_rank(j / S)

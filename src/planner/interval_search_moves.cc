@@ -146,6 +146,23 @@ double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
   return sum / K_ + dcost;
 }
 
+void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
+  const int32_t pair[2] = {ra, rb};
+  for (int32_t k = 0; k < K_; ++k) {
+    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, top_);
+    pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
+    pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
+  }
+  for (int32_t t = 0; t < S_; ++t) {
+    const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
+    if (b >= 0 && holds(ra, b)) continue;
+    const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
+    const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
+    double* sb = &swap_b_[static_cast<size_t>(t) * static_cast<size_t>(K_)];
+    for (int32_t k = 0; k < K_; ++k) sb[k] = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
+  }
+}
+
 void IntervalSearch::prepare_replace_rank(int32_t rj) {
   if (y_ready_[static_cast<size_t>(rj)]) return;
   y_ready_[static_cast<size_t>(rj)] = 1;
@@ -809,13 +826,22 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   const ExpertId a = slot_[static_cast<size_t>(i)];
   const int32_t ra = i / S_;
   if (a < 0 || !received(ra, a)) return;
-  // a goes back to a rank that held it, in exchange for any slot there.
+  // a goes back to a rank that held it, in exchange for any slot there
+  // (static shares with no per-rank limit and no move set aside: evaluated
+  // by swap_on_pair, the same value as eval_swap's).
+  const bool on_pair = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
   for (int32_t rb = 0; rb < R_; ++rb) {
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
+    if (on_pair) prepare_pair(ra, rb);
     for (int32_t t = 0; t < S_; ++t) {
       const int32_t j = rb * S_ + t;
       const ExpertId b = slot_[static_cast<size_t>(j)];
       if (b >= 0 && holds(ra, b)) continue;
+      if (on_pair) {
+        const double d = swap_on_pair(i, j, true);
+        if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
+        continue;
+      }
       consider({0, 0, i, j, kEmptySlot}, best, true);
     }
   }
