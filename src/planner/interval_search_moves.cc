@@ -791,6 +791,14 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               // replace_bound is a lower bound on x2 taking any slot of ra
               // (see the partners above); the price change is exactly eval_replace's.
               if (replace_bound(x2, ra) + (priced ? price(ra, x2) - price(ra, xe) : 0.0) >= best.delta) continue;
+              if (on_rank) {
+                prepare_replace_rank(ra);
+                const double d = replace_on_rank(i, x2, priced);
+                if (!std::isnan(d)) {
+                  if (d < best.delta) best = Move{d, 1, -1, i, x2};
+                  continue;
+                }
+              }
             } else {
               // split_replace_bound holds for every slot of ra, xe's included.
               double refund = 0;
