@@ -27,7 +27,9 @@ MovePrices::MovePrices(std::span<const ExpertId> reference, int32_t num_ranks, i
     price_.assign(R * E, 0.0);
     return;
   }
-  price_.resize(R * E);
+  // Filled row by row below (no zero fill first).
+  price_.clear();
+  price_.reserve(R * E);
   // The ranks receive in parallel: a plan's moves, spread over the ranks, take
   // the time of one rank's share of them.
   const double parallel = static_cast<double>(num_ranks);
@@ -39,8 +41,8 @@ MovePrices::MovePrices(std::span<const ExpertId> reference, int32_t num_ranks, i
     for (size_t e = 0; e < E; ++e) host_price[h * E + e] = anywhere[e] && on_host[h * E + e] ? same_host : cross_host;
   for (size_t r = 0; r < R; ++r) {
     const size_t h = host_of_rank.empty() ? 0 : static_cast<size_t>(host_of_rank[r]);
-    std::copy_n(host_price.begin() + static_cast<std::ptrdiff_t>(h * E), E,
-                price_.begin() + static_cast<std::ptrdiff_t>(r * E));
+    price_.insert(price_.end(), host_price.begin() + static_cast<std::ptrdiff_t>(h * E),
+                  host_price.begin() + static_cast<std::ptrdiff_t>((h + 1) * E));
   }
   for (size_t g = 0; g < reference.size(); ++g)
     if (reference[g] >= 0) price_[g / static_cast<size_t>(slots_per_rank) * E + static_cast<size_t>(reference[g])] = 0.0;
