@@ -361,7 +361,10 @@ void IntervalSearch::bound_of(ExpertId xe) {
   bound_prepared_.push_back(xe);
   const auto& rx = ranks_[static_cast<size_t>(xe)];
   const double cx = static_cast<double>(rx.size());
-  auto in_rx = [&](int32_t r) { return std::find(rx.begin(), rx.end(), r) != rx.end(); };
+  // x has few replicas: a plain loop (std::find's unrolled search costs more here).
+  const int32_t* rxp = rx.data();
+  const auto nrx = static_cast<int32_t>(rx.size());
+  auto in_rx = [&](int32_t r) { return excluded_rank(r, rxp, nrx); };
   for (int32_t k = 0; k < K_; ++k) {
     ReplaceBound& b = bound_[static_cast<size_t>(xe) * static_cast<size_t>(K_) + static_cast<size_t>(k)];
     const double xk = x(k, xe);
