@@ -3,9 +3,11 @@
 // preserving bounds that skip moves which cannot beat the best one found
 // (bound_of, replace_bound, swap_bound, split_replace_bound), and the scans
 // over the busiest ranks and the moves already made (scan_hot,
-// scan_reverts). The state they read and the loop that applies the best move
-// are in interval_search.cc.
+// scan_reverts). The evaluations from what a scan prepares per pair of ranks
+// or per rank are in interval_search_prepared.cc; the state they read and the
+// loop that applies the best move are in interval_search.cc.
 #include "interval_search.h"
+#include "interval_search_inline.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,7 +20,6 @@ namespace omni::detail {
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
 // Busiest ranks of a scenario's pool tried as move sources (per-batch).
 constexpr int32_t kPoolSources = 3;
 // Experts offered a spare replica of a busiest rank: the heaviest per replica.
@@ -26,24 +27,7 @@ constexpr int32_t kReplicaTakers = 8;
 // Ranks a busiest rank trades with: the least loaded ones.
 constexpr int32_t kPartners = 16;
 
-bool excluded_rank(int32_t r, const int32_t* ranks, int32_t n) {
-  for (int32_t i = 0; i < n; ++i)
-    if (ranks[i] == r) return true;
-  return false;
-}
-
 }  // namespace
-
-// The common case (one of the three busiest untouched) stays small enough to
-// inline into the evaluations; the scan is out of line.
-inline double IntervalSearch::max_excluding(int32_t k, const int32_t* ranks, int32_t n,
-                                            const std::vector<int32_t>& top) const {
-  const int32_t* t = &top[static_cast<size_t>(k) * 3];
-  for (int32_t i = 0; i < 3; ++i)
-    if (t[i] >= 0 && !excluded_rank(t[i], ranks, n)) return load_[at(k, t[i])];
-  if (t[2] < 0) return 0.0;  // fewer than three candidates, all touched
-  return max_excluding_scan(k, ranks, n, top);
-}
 
 double IntervalSearch::max_excluding_scan(int32_t k, const int32_t* ranks, int32_t n,
                                           const std::vector<int32_t>& top) const {
@@ -115,105 +99,6 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
     } else {
       m = pool_pair_max(k, ra, d0, rb, d1, max_excluding(k, pair, 2, out_top_));
     }
-    sum += m - peak_[static_cast<size_t>(k)];
-  }
-  return sum / K_ + dcost;
-}
-
-double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
-  const int32_t ra = i / S_, rb = j / S_;
-  const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
-  double dcost = 0;
-  if (priced) {
-    dcost += price(rb, a) - price(ra, a);
-    if (b >= 0) dcost += price(ra, b) - price(rb, b);
-  }
-  const double* pa = replica_amounts(a, ra);
-  const size_t na = ranks_[static_cast<size_t>(a)].size();
-  const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
-  const double* la = pair_load_.data();
-  const double* lb = la + K_;
-  double sum = 0;
-  for (int32_t k = 0; k < K_; ++k) {
-    const double aa = pa[static_cast<size_t>(k) * na];
-    const double bb = pb[k];
-    const double d0 = bb - aa, d1 = aa - bb;
-    double m = pair_max_[static_cast<size_t>(k)];
-    m = std::max(m, la[k] + d0);
-    m = std::max(m, lb[k] + d1);
-    sum += m - peak_[static_cast<size_t>(k)];
-  }
-  return sum / K_ + dcost;
-}
-
-void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
-  const int32_t pair[2] = {ra, rb};
-  for (int32_t k = 0; k < K_; ++k) {
-    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, top_);
-    pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
-    pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
-  }
-  for (int32_t t = 0; t < S_; ++t) {
-    const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
-    if (b >= 0 && holds(ra, b)) continue;
-    const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
-    const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
-    double* sb = &swap_b_[static_cast<size_t>(t) * static_cast<size_t>(K_)];
-    for (int32_t k = 0; k < K_; ++k) sb[k] = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
-  }
-}
-
-void IntervalSearch::prepare_replace_rank(int32_t rj) {
-  if (y_ready_[static_cast<size_t>(rj)]) return;
-  y_ready_[static_cast<size_t>(rj)] = 1;
-  y_prepared_.push_back(rj);
-  for (int32_t t = 0; t < S_; ++t) {
-    const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
-    const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
-    if (y < 0) continue;  // not read: replace_on_rank checks y
-    const auto& ry = ranks_[static_cast<size_t>(y)];
-    const double cy = static_cast<double>(ry.size());
-    const double* py = replica_amounts(y, rj);
-    for (int32_t k = 0; k < K_; ++k) {
-      // eval_replace's operations for y (static shares).
-      const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
-      double m = -kInf;
-      if (ry.size() > 1) {
-        const double dy = 0.0 + on_rj / (cy - 1);
-        for (int32_t q : ry)
-          if (q != rj) m = std::max(m, load_[at(k, q)] + dy);
-      }
-      y_on_[base + static_cast<size_t>(k)] = on_rj;
-      y_max_[base + static_cast<size_t>(k)] = m;
-    }
-  }
-}
-
-double IntervalSearch::replace_on_rank(int32_t j, ExpertId xe, bool priced) const {
-  const int32_t rj = j / S_;
-  const ExpertId y = slot_[static_cast<size_t>(j)];
-  const double dcost = priced ? price(rj, xe) - (y >= 0 ? price(rj, y) : 0.0) : 0.0;
-  const ReplaceBound* xb = prepared_bound(xe);
-  const size_t base = static_cast<size_t>(j) * static_cast<size_t>(K_);
-  const double* on = &y_on_[base];
-  const double* ym = &y_max_[base];
-  double sum = 0;
-  for (int32_t k = 0; k < K_; ++k) {
-    const ReplaceBound& b = xb[k];
-    const bool next = b.first_rank == rj;
-    const double outside = next ? b.second : b.first;
-    if (!((next ? b.second_rank : b.first_rank) >= 0 && outside >= 0))
-      return std::numeric_limits<double>::quiet_NaN();
-    double m = std::max(outside, b.own);
-    double d0 = 0.0;
-    d0 += b.share;
-    if (y >= 0) {
-      d0 -= on[k];
-      // y's other ranks: the largest of their loads after the move (max is
-      // exact, so taking them together gives eval_replace's value).
-      m = std::max(m, ym[k]);
-    }
-    m = std::max(m, load_[at(k, rj)] + d0);
     sum += m - peak_[static_cast<size_t>(k)];
   }
   return sum / K_ + dcost;

@@ -1,0 +1,116 @@
+// IntervalSearch, the candidate moves evaluated from what a scan prepares once
+// per pair of ranks or per rank (see interval_search.h; static shares):
+// prepare_pair and swap_on_pair for the swaps between two ranks,
+// prepare_replace_rank and replace_on_rank (with bound_of's terms) for giving a
+// slot of a rank to another expert. The same operations in the same order as
+// eval_swap and eval_replace (interval_search_moves.cc), so the same values.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "interval_search.h"
+#include "interval_search_inline.h"
+
+namespace omni::detail {
+
+double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
+  const int32_t ra = i / S_, rb = j / S_;
+  const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
+  double dcost = 0;
+  if (priced) {
+    dcost += price(rb, a) - price(ra, a);
+    if (b >= 0) dcost += price(ra, b) - price(rb, b);
+  }
+  const double* pa = replica_amounts(a, ra);
+  const size_t na = ranks_[static_cast<size_t>(a)].size();
+  const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
+  const double* la = pair_load_.data();
+  const double* lb = la + K_;
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double aa = pa[static_cast<size_t>(k) * na];
+    const double bb = pb[k];
+    const double d0 = bb - aa, d1 = aa - bb;
+    double m = pair_max_[static_cast<size_t>(k)];
+    m = std::max(m, la[k] + d0);
+    m = std::max(m, lb[k] + d1);
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_ + dcost;
+}
+
+void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
+  const int32_t pair[2] = {ra, rb};
+  for (int32_t k = 0; k < K_; ++k) {
+    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, top_);
+    pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
+    pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
+  }
+  for (int32_t t = 0; t < S_; ++t) {
+    const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
+    if (b >= 0 && holds(ra, b)) continue;
+    const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
+    const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
+    double* sb = &swap_b_[static_cast<size_t>(t) * static_cast<size_t>(K_)];
+    for (int32_t k = 0; k < K_; ++k) sb[k] = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
+  }
+}
+
+void IntervalSearch::prepare_replace_rank(int32_t rj) {
+  if (y_ready_[static_cast<size_t>(rj)]) return;
+  y_ready_[static_cast<size_t>(rj)] = 1;
+  y_prepared_.push_back(rj);
+  for (int32_t t = 0; t < S_; ++t) {
+    const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
+    const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+    if (y < 0) continue;  // not read: replace_on_rank checks y
+    const auto& ry = ranks_[static_cast<size_t>(y)];
+    const double cy = static_cast<double>(ry.size());
+    const double* py = replica_amounts(y, rj);
+    for (int32_t k = 0; k < K_; ++k) {
+      // eval_replace's operations for y (static shares).
+      const double on_rj = py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
+      double m = -kInf;
+      if (ry.size() > 1) {
+        const double dy = 0.0 + on_rj / (cy - 1);
+        for (int32_t q : ry)
+          if (q != rj) m = std::max(m, load_[at(k, q)] + dy);
+      }
+      y_on_[base + static_cast<size_t>(k)] = on_rj;
+      y_max_[base + static_cast<size_t>(k)] = m;
+    }
+  }
+}
+
+double IntervalSearch::replace_on_rank(int32_t j, ExpertId xe, bool priced) const {
+  const int32_t rj = j / S_;
+  const ExpertId y = slot_[static_cast<size_t>(j)];
+  const double dcost = priced ? price(rj, xe) - (y >= 0 ? price(rj, y) : 0.0) : 0.0;
+  const ReplaceBound* xb = prepared_bound(xe);
+  const size_t base = static_cast<size_t>(j) * static_cast<size_t>(K_);
+  const double* on = &y_on_[base];
+  const double* ym = &y_max_[base];
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const ReplaceBound& b = xb[k];
+    const bool next = b.first_rank == rj;
+    const double outside = next ? b.second : b.first;
+    if (!((next ? b.second_rank : b.first_rank) >= 0 && outside >= 0))
+      return std::numeric_limits<double>::quiet_NaN();
+    double m = std::max(outside, b.own);
+    double d0 = 0.0;
+    d0 += b.share;
+    if (y >= 0) {
+      d0 -= on[k];
+      // y's other ranks: the largest of their loads after the move (max is
+      // exact, so taking them together gives eval_replace's value).
+      m = std::max(m, ym[k]);
+    }
+    m = std::max(m, load_[at(k, rj)] + d0);
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_ + dcost;
+}
+
+}  // namespace omni::detail
