@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "omniplacement/core/str_cat.h"
 
@@ -169,6 +170,65 @@ inline void fill_two(double* l0, double* l1, double* a, double total) {
   }
 }
 
+// fill() of an expert with n >= 3 replica ranks rs[0..n), in doubles: the
+// general code for whole tokens below with the sorted loads kept beside their
+// positions (sl[i] is the load of position ord[i]; both scratch of n): the
+// same order and the same floating-point operations. load: every rank's load;
+// a: the n amounts.
+inline void fill_many(double* load, const RankId* rs, double* a, int32_t n, double total, double* sl,
+                      int32_t* ord) {
+  if (n == 3) {
+    // Three: a stable sorting network (swap only when strictly greater), the
+    // one order the insertion sort below gives.
+    double s0 = load[static_cast<size_t>(rs[0])], s1 = load[static_cast<size_t>(rs[1])],
+           s2 = load[static_cast<size_t>(rs[2])];
+    int32_t o0 = 0, o1 = 1, o2 = 2;
+    if (s0 > s1) std::swap(s0, s1), std::swap(o0, o1);
+    if (s1 > s2) std::swap(s1, s2), std::swap(o1, o2);
+    if (s0 > s1) std::swap(s0, s1), std::swap(o0, o1);
+    sl[0] = s0, sl[1] = s1, sl[2] = s2;
+    ord[0] = o0, ord[1] = o1, ord[2] = o2;
+  } else if (n == 4) {
+    // Four: the same with bubble sort's six comparisons.
+    double s0 = load[static_cast<size_t>(rs[0])], s1 = load[static_cast<size_t>(rs[1])],
+           s2 = load[static_cast<size_t>(rs[2])], s3 = load[static_cast<size_t>(rs[3])];
+    int32_t o0 = 0, o1 = 1, o2 = 2, o3 = 3;
+    if (s0 > s1) std::swap(s0, s1), std::swap(o0, o1);
+    if (s1 > s2) std::swap(s1, s2), std::swap(o1, o2);
+    if (s2 > s3) std::swap(s2, s3), std::swap(o2, o3);
+    if (s0 > s1) std::swap(s0, s1), std::swap(o0, o1);
+    if (s1 > s2) std::swap(s1, s2), std::swap(o1, o2);
+    if (s0 > s1) std::swap(s0, s1), std::swap(o0, o1);
+    sl[0] = s0, sl[1] = s1, sl[2] = s2, sl[3] = s3;
+    ord[0] = o0, ord[1] = o1, ord[2] = o2, ord[3] = o3;
+  } else {
+    for (int32_t k = 0; k < n; ++k) {
+      const double lk = load[static_cast<size_t>(rs[k])];
+      int32_t i = k;
+      for (; i > 0 && sl[i - 1] > lk; --i) {
+        sl[i] = sl[i - 1];
+        ord[i] = ord[i - 1];
+      }
+      sl[i] = lk;
+      ord[i] = k;
+    }
+  }
+  double acc = total, level = 0;
+  int32_t used = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    acc += sl[i];
+    level = acc / static_cast<double>(i + 1);
+    used = i + 1;
+    if (i + 1 == n || level <= sl[i + 1]) break;
+  }
+  for (int32_t i = 0; i < used; ++i) {
+    const double v = std::max(0.0, level - sl[i]);
+    a[ord[i]] = v;
+    load[static_cast<size_t>(rs[ord[i]])] = sl[i] + v;
+  }
+  for (int32_t i = used; i < n; ++i) a[ord[i]] = 0.0;
+}
+
 }  // namespace
 
 template <typename T>
@@ -182,35 +242,7 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
       fill_two(&load_[static_cast<size_t>(rs[0])], &load_[static_cast<size_t>(rs[1])], a, total);
       return;
     }
-    // The general code below for doubles, with the sorted loads kept beside
-    // their positions (sl[i] is the load of position ord[i]): the same
-    // order and the same floating-point operations.
-    double* sl = old_load_.data();
-    int32_t* ord = by_load_.data();
-    for (int32_t k = 0; k < n; ++k) {
-      const double lk = load_[static_cast<size_t>(rs[k])];
-      int32_t i = k;
-      for (; i > 0 && sl[i - 1] > lk; --i) {
-        sl[i] = sl[i - 1];
-        ord[i] = ord[i - 1];
-      }
-      sl[i] = lk;
-      ord[i] = k;
-    }
-    double acc = total, level = 0;
-    int32_t used = 0;
-    for (int32_t i = 0; i < n; ++i) {
-      acc += sl[i];
-      level = acc / static_cast<double>(i + 1);
-      used = i + 1;
-      if (i + 1 == n || level <= sl[i + 1]) break;
-    }
-    for (int32_t i = 0; i < used; ++i) {
-      const double v = std::max(0.0, level - sl[i]);
-      a[ord[i]] = v;
-      load_[static_cast<size_t>(rs[ord[i]])] = sl[i] + v;
-    }
-    for (int32_t i = used; i < n; ++i) a[ord[i]] = 0.0;
+    fill_many(load_.data(), rs, a, n, total, old_load_.data(), by_load_.data());
     return;
   }
   // Whole tokens (doubles return above). The loads of e's ranks, read once
@@ -321,7 +353,13 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
         load_[static_cast<size_t>(ranks_[b + k])] -= amount_[b + k];
       }
       const T total = totals[static_cast<size_t>(e)];
-      fill(e, total);
+      if constexpr (std::is_same_v<T, double>) {
+        // fill() of n >= 3 replica ranks, its offsets already read.
+        fill_many(load_.data(), &ranks_[b], &amount_[b], static_cast<int32_t>(n), total, old_load_.data(),
+                  by_load_.data());
+      } else {
+        fill(e, total);
+      }
       if (changed) continue;  // the pass is run to its end either way
       if constexpr (std::is_same_v<T, double>) {
         const double tol = 1e-9 * (1.0 + total);
