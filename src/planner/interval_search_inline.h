@@ -1,6 +1,6 @@
 // Internal (not installed): what the files evaluating IntervalSearch's
 // candidate moves share (interval_search_moves.cc, interval_search_prepared.cc):
-// kInf, excluded_rank and max_excluding, defined here so that each file inlines
+// kInf, excluded_rank, max_excluding and pool_pair_max, defined here so that each file inlines
 // them into its evaluations.
 #pragma once
 
@@ -36,6 +36,27 @@ inline double IntervalSearch::max_excluding(int32_t k, const int32_t* ranks, int
     if (t[i] >= 0 && !excluded_rank(t[i], ranks, n)) return load_[at(k, t[i])];
   if (t[2] < 0) return 0.0;  // fewer than three candidates, all touched
   return max_excluding_scan(k, ranks, n, top);
+}
+
+// Per-batch: the busiest of scenario k's pool level and the ranks outside it
+// after ra's load changes by d0 and rb's by d1; `outside` is the busiest
+// untouched rank outside the pool (or a bound on it).
+inline double IntervalSearch::pool_pair_max(int32_t k, int32_t ra, double d0, int32_t rb, double d1,
+                                            double outside) const {
+  const char* pool = &in_pool_[at(k, 0)];
+  const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+  double level = peak_[static_cast<size_t>(k)];
+  if (pool[ra]) {
+    level += d0 / n;
+  } else {
+    outside = std::max(outside, load_[at(k, ra)] + d0);
+  }
+  if (pool[rb]) {
+    level += d1 / n;
+  } else {
+    outside = std::max(outside, load_[at(k, rb)] + d1);
+  }
+  return std::max(level, outside);
 }
 
 }  // namespace omni::detail

@@ -38,27 +38,6 @@ double IntervalSearch::max_excluding_scan(int32_t k, const int32_t* ranks, int32
   return m;
 }
 
-// Per-batch: the busiest of scenario k's pool level and the ranks outside it
-// after ra's load changes by d0 and rb's by d1; `outside` is the busiest
-// untouched rank outside the pool (or a bound on it).
-inline double IntervalSearch::pool_pair_max(int32_t k, int32_t ra, double d0, int32_t rb, double d1,
-                                            double outside) const {
-  const char* pool = &in_pool_[at(k, 0)];
-  const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-  double level = peak_[static_cast<size_t>(k)];
-  if (pool[ra]) {
-    level += d0 / n;
-  } else {
-    outside = std::max(outside, load_[at(k, ra)] + d0);
-  }
-  if (pool[rb]) {
-    level += d1 / n;
-  } else {
-    outside = std::max(outside, load_[at(k, rb)] + d1);
-  }
-  return std::max(level, outside);
-}
-
 double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
   const int32_t ra = i / S_, rb = j / S_;
   const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
@@ -531,9 +510,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
           }
       }
-      // Static shares with no per-rank limit and no move set aside: the
-      // swaps evaluated from what was just prepared (swap_on_pair).
-      const bool on_pair = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
+      // With no per-rank limit and no move set aside: the swaps evaluated
+      // from what was just prepared (swap_on_pair; per-batch swap_on_pool_pair).
+      const bool on_pair = p_.max_moves_per_rank < 0 && tabu_.empty();
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t i = ra * S_ + s;
         const ExpertId a = slot_[static_cast<size_t>(i)];
@@ -565,7 +544,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
           if (on_pair) {
-            const double d = swap_on_pair(i, j, priced);
+            const double d = per_batch() ? swap_on_pool_pair(i, j, priced) : swap_on_pair(i, j, priced);
             if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
             continue;
           }

@@ -1,6 +1,7 @@
 // IntervalSearch, the candidate moves evaluated from what a scan prepares once
-// per pair of ranks or per rank (see interval_search.h; static shares):
-// prepare_pair and swap_on_pair for the swaps between two ranks,
+// per pair of ranks or per rank (see interval_search.h; static shares unless said):
+// prepare_pair and swap_on_pair for the swaps between two ranks (per-batch:
+// swap_on_pool_pair from what scan_hot prepares),
 // prepare_replace_rank and replace_on_rank (with bound_of's terms) for giving a
 // slot of a rank to another expert. The same operations in the same order as
 // eval_swap and eval_replace (interval_search_moves.cc), so the same values.
@@ -35,6 +36,28 @@ double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
     double m = pair_max_[static_cast<size_t>(k)];
     m = std::max(m, la[k] + d0);
     m = std::max(m, lb[k] + d1);
+    sum += m - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_ + dcost;
+}
+
+double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) const {
+  const int32_t ra = i / S_, rb = j / S_;
+  const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
+  double dcost = 0;
+  if (priced) {
+    dcost += price(rb, a) - price(ra, a);
+    if (b >= 0) dcost += price(ra, b) - price(rb, b);
+  }
+  const double* pa = replica_amounts(a, ra);
+  const size_t na = ranks_[static_cast<size_t>(a)].size();
+  const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    const double aa = pa[static_cast<size_t>(k) * na];
+    const double bb = pb[k];
+    const double d0 = bb - aa, d1 = aa - bb;
+    const double m = pool_pair_max(k, ra, d0, rb, d1, pair_max_[static_cast<size_t>(k)]);
     sum += m - peak_[static_cast<size_t>(k)];
   }
   return sum / K_ + dcost;
