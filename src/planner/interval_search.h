@@ -180,13 +180,15 @@ class IntervalSearch {
   // same operations in the same order, so the same value), for a move that
   // no per-rank limit can refuse.
   double swap_on_pair(int32_t i, int32_t j, bool priced) const;
-  // Per-batch, in scan_hot with pair_max_ (the busiest rank outside the pool
-  // other than ra and rb) and swap_b_ prepared for ra = i / S and rb = j / S:
+  // Per-batch, with pair_max_ (the busiest rank outside the pool other than
+  // ra and rb) and swap_b_ prepared for ra = i / S and rb = j / S (scan_hot,
+  // prepare_pair):
   // eval_swap(i, j, priced) (the same operations in the same order), for a
   // move that no per-rank limit can refuse; slot i holds an expert.
   double swap_on_pool_pair(int32_t i, int32_t j, bool priced) const;
-  // Static shares: prepares pair_max_, pair_load_ and swap_b_ (the slots of
-  // rb whose expert ra does not hold) for swap_on_pair between ra and rb.
+  // Prepares pair_max_, pair_load_ and swap_b_ (the slots of rb whose expert
+  // ra does not hold) for swap_on_pair between ra and rb (per-batch:
+  // pair_max_ outside the pool, for swap_on_pool_pair).
   void prepare_pair(int32_t ra, int32_t rb);
   // Static shares, in scan_hot: prepares y_on_ and y_max_ for the slots of rj.
   void prepare_replace_rank(int32_t rj);

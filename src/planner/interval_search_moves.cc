@@ -702,9 +702,9 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   const int32_t ra = i / S_;
   if (a < 0 || !received(ra, a)) return;
   // a goes back to a rank that held it, in exchange for any slot there
-  // (static shares with no per-rank limit and no move set aside: evaluated
-  // by swap_on_pair, the same value as eval_swap's).
-  const bool on_pair = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
+  // (with no per-rank limit and no move set aside: evaluated by swap_on_pair,
+  // per-batch swap_on_pool_pair, the same value as eval_swap's).
+  const bool on_pair = p_.max_moves_per_rank < 0 && tabu_.empty();
   for (int32_t rb = 0; rb < R_; ++rb) {
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
     if (on_pair) prepare_pair(ra, rb);
@@ -713,7 +713,7 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
       const ExpertId b = slot_[static_cast<size_t>(j)];
       if (b >= 0 && holds(ra, b)) continue;
       if (on_pair) {
-        const double d = swap_on_pair(i, j, true);
+        const double d = per_batch() ? swap_on_pool_pair(i, j, true) : swap_on_pair(i, j, true);
         if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
         continue;
       }

@@ -66,7 +66,7 @@ double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) cons
 void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
   const int32_t pair[2] = {ra, rb};
   for (int32_t k = 0; k < K_; ++k) {
-    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, top_);
+    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, per_batch() ? out_top_ : top_);
     pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
     pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
   }
