@@ -513,6 +513,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       // With no per-rank limit and no move set aside: the swaps evaluated
       // from what was just prepared (swap_on_pair; per-batch swap_on_pool_pair).
       const bool on_pair = p_.max_moves_per_rank < 0 && tabu_.empty();
+      const bool pool_pair = per_batch();
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t i = ra * S_ + s;
         const ExpertId a = slot_[static_cast<size_t>(i)];
@@ -544,7 +545,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
           if (on_pair) {
-            const double d = per_batch() ? swap_on_pool_pair(i, j, priced) : swap_on_pair(i, j, priced);
+            const double d = pool_pair ? swap_on_pool_pair(i, j, priced) : swap_on_pair(i, j, priced);
             if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
             continue;
           }
@@ -705,6 +706,7 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   // (with no per-rank limit and no move set aside: evaluated by swap_on_pair,
   // per-batch swap_on_pool_pair, the same value as eval_swap's).
   const bool on_pair = p_.max_moves_per_rank < 0 && tabu_.empty();
+  const bool pool_pair = per_batch();
   for (int32_t rb = 0; rb < R_; ++rb) {
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
     if (on_pair) prepare_pair(ra, rb);
@@ -713,7 +715,7 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
       const ExpertId b = slot_[static_cast<size_t>(j)];
       if (b >= 0 && holds(ra, b)) continue;
       if (on_pair) {
-        const double d = per_batch() ? swap_on_pool_pair(i, j, true) : swap_on_pair(i, j, true);
+        const double d = pool_pair ? swap_on_pool_pair(i, j, true) : swap_on_pair(i, j, true);
         if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
         continue;
       }

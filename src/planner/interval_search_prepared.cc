@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "interval_search.h"
 #include "interval_search_inline.h"
@@ -65,8 +66,9 @@ double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) cons
 
 void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
   const int32_t pair[2] = {ra, rb};
+  const std::vector<int32_t>& top = per_batch() ? out_top_ : top_;
   for (int32_t k = 0; k < K_; ++k) {
-    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, per_batch() ? out_top_ : top_);
+    pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, top);
     pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
     pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
   }
