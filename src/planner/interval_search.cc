@@ -221,6 +221,11 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   y_on_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_max_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_ready_.assign(static_cast<size_t>(R_), 0);
+  if (per_batch()) {
+    y_level_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
+    y_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
+    y_bridge_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
+  }
   y_prepared_.clear();
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.assign(static_cast<size_t>(E_), 0);

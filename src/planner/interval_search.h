@@ -197,6 +197,12 @@ class IntervalSearch {
   // order) when every scenario takes its terms from the bound; else NaN
   // (eval_replace decides). xe >= 0; no per-rank limit.
   double replace_on_rank(int32_t j, ExpertId xe, bool priced) const;
+  // Per-batch, in scan_hot: prepares y_level_, y_out_ and y_bridge_ for the slots of rj.
+  void prepare_pool_replace_rank(int32_t rj);
+  // Per-batch, in scan_hot with prepare_split_expert(xe) and
+  // prepare_pool_replace_rank(j / S) done: eval_replace(j, xe, priced) (the
+  // same operations in the same order). xe >= 0; no per-rank limit.
+  double pool_replace_on_rank(int32_t j, ExpertId xe, bool priced) const;
   double eval_replace(int32_t j, ExpertId x, bool priced);
   double swap_bound(int32_t ra, int32_t rb) const;
   // Per-batch: max(pool level, busiest outside) after ra changes by d0 and rb by d1.
@@ -319,6 +325,11 @@ class IntervalSearch {
   // the slot's expert y on rj and the busiest of y's other ranks after
   // that amount goes evenly to them (-inf: none), [R * S * K].
   std::vector<double> y_on_, y_max_;
+  // Per-batch, the same per rank and scan (prepare_pool_replace_rank), for a
+  // new replica of some expert in slot t of rj: eval_replace's pool level,
+  // busiest rank outside the pool and bridge load (-1: rj in the pool) after
+  // the slot's expert y leaves rj, before the bridge, [R * S * K].
+  std::vector<double> y_level_, y_out_, y_bridge_;
   std::vector<char> y_ready_;                  // [R]
   std::vector<int32_t> y_prepared_;
   // Scratch of the evaluations.

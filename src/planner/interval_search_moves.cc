@@ -450,6 +450,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   // Static shares with no per-rank limit and no move set aside: give-a-
   // replica moves evaluated from what is prepared per rank (replace_on_rank).
   const bool on_rank = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
+  // Per-batch, the same (pool_replace_on_rank).
+  const bool on_pool_rank = per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
   for (int32_t ra : hot) {
     // Swaps of a replica of ra with any slot of a partner rank.
     for (int32_t rb : partners) {
@@ -632,10 +634,16 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (lb >= best.delta) continue;
           }
           if (on_rank) prepare_replace_rank(rj);
+          if (on_pool_rank) prepare_pool_replace_rank(rj);  // x's pool amounts: split_replace_bound above
           for (int32_t t = 0; t < S_; ++t) {
             const int32_t j = rj * S_ + t;
             const ExpertId y = slot_[static_cast<size_t>(j)];
             if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
+            if (on_pool_rank) {
+              const double d = pool_replace_on_rank(j, xe, priced);
+              if (d < best.delta) best = Move{d, 1, -1, j, xe};
+              continue;
+            }
             if (on_rank) {
               const double d = replace_on_rank(j, xe, priced);
               if (!std::isnan(d)) {
@@ -676,6 +684,12 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                   refund = std::max(refund, y >= 0 ? price(ra, y) : 0.0);
                 }
               if (split_replace_bound(x2, ra) + (priced ? price(ra, x2) - refund : 0.0) >= best.delta) continue;
+              if (on_pool_rank) {
+                prepare_pool_replace_rank(ra);  // x2's pool amounts: split_replace_bound just now
+                const double d = pool_replace_on_rank(i, x2, priced);
+                if (d < best.delta) best = Move{d, 1, -1, i, x2};
+                continue;
+              }
             }
             consider({0, 1, -1, i, x2}, best, priced);
           }

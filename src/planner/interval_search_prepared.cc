@@ -138,4 +138,80 @@ double IntervalSearch::replace_on_rank(int32_t j, ExpertId xe, bool priced) cons
   return sum / K_ + dcost;
 }
 
+void IntervalSearch::prepare_pool_replace_rank(int32_t rj) {
+  if (y_ready_[static_cast<size_t>(rj)]) return;
+  y_ready_[static_cast<size_t>(rj)] = 1;
+  y_prepared_.push_back(rj);
+  for (int32_t t = 0; t < S_; ++t) {
+    const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
+    const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
+    static const std::vector<int32_t> kNone;
+    const auto& ry = y >= 0 ? ranks_[static_cast<size_t>(y)] : kNone;
+    const double cy = static_cast<double>(ry.size());
+    const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
+    // eval_replace's operations (per-batch) up to the bridge, with the
+    // bridge at rj (x >= 0).
+    touched_.clear();
+    touched_.push_back(rj);
+    for (int32_t q : ry)
+      if (q != rj) touched_.push_back(q);
+    const auto TB = static_cast<int32_t>(touched_.size());
+    for (int32_t k = 0; k < K_; ++k) {
+      const char* pool = &in_pool_[at(k, 0)];
+      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+      double level = peak_[static_cast<size_t>(k)];
+      double outside = max_excluding(k, touched_.data(), TB, out_top_);
+      double bridge_load = -1;
+      auto visit = [&](int32_t r, double d) {
+        if (pool[r]) {
+          level += d / n;
+        } else if (r == rj) {
+          bridge_load = load_[at(k, r)] + d;
+        } else {
+          outside = std::max(outside, load_[at(k, r)] + d);
+        }
+      };
+      const double on_rj = y >= 0 && py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
+      double d0 = 0.0;
+      if (y >= 0) d0 -= on_rj;
+      visit(rj, d0);
+      if (y >= 0 && ry.size() > 1) {
+        const double dy = 0.0 + on_rj / (cy - 1);
+        for (int32_t q : ry)
+          if (q != rj) visit(q, dy);
+      }
+      y_level_[base + static_cast<size_t>(k)] = level;
+      y_out_[base + static_cast<size_t>(k)] = outside;
+      y_bridge_[base + static_cast<size_t>(k)] = bridge_load;
+    }
+  }
+}
+
+double IntervalSearch::pool_replace_on_rank(int32_t j, ExpertId xe, bool priced) const {
+  const int32_t rj = j / S_;
+  const ExpertId y = slot_[static_cast<size_t>(j)];
+  const double dcost = priced ? price(rj, xe) - (y >= 0 ? price(rj, y) : 0.0) : 0.0;
+  const size_t base = static_cast<size_t>(j) * static_cast<size_t>(K_);
+  const double* pool_amount = &pool_amount_[static_cast<size_t>(xe) * static_cast<size_t>(K_)];
+  double sum = 0;
+  for (int32_t k = 0; k < K_; ++k) {
+    double level = y_level_[base + static_cast<size_t>(k)];
+    double outside = y_out_[base + static_cast<size_t>(k)];
+    const double bridge_load = y_bridge_[base + static_cast<size_t>(k)];
+    if (bridge_load >= 0) {
+      // eval_replace's bridge, x's pool amount summed as it sums it.
+      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+      const double in_pool = pool_amount[k];
+      if (in_pool > 0 && bridge_load < level) {
+        const double merged = (n * level + bridge_load) / (n + 1);
+        level = std::max(merged, level - in_pool / n);
+      } else {
+        outside = std::max(outside, bridge_load);
+      }
+    }
+    sum += std::max(level, outside) - peak_[static_cast<size_t>(k)];
+  }
+  return sum / K_ + dcost;
+}
+
 }  // namespace omni::detail
