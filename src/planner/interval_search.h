@@ -137,6 +137,12 @@ class IntervalSearch {
   };
 
   size_t at(int32_t k, int32_t r) const { return static_cast<size_t>(k) * static_cast<size_t>(R_) + static_cast<size_t>(r); }
+  // Whether m is a move set aside in this step (tabu_; consider() passes over it).
+  bool set_aside(const Move& m) const {
+    for (const Move& t : tabu_)
+      if (t == m) return true;
+    return false;
+  }
   bool holds(int32_t r, ExpertId e) const {
     return has_[static_cast<size_t>(r) * static_cast<size_t>(E_) + static_cast<size_t>(e)] != 0;
   }

@@ -450,8 +450,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   // Static shares with no per-rank limit and no move set aside: give-a-
   // replica moves evaluated from what is prepared per rank (replace_on_rank).
   const bool on_rank = !per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
-  // Per-batch, the same (pool_replace_on_rank).
-  const bool on_pool_rank = per_batch() && p_.max_moves_per_rank < 0 && tabu_.empty();
+  // Per-batch, the same (pool_replace_on_rank) for a move not set aside
+  // (set_aside; consider() passes over it).
+  const bool on_pool_rank = per_batch() && p_.max_moves_per_rank < 0;
   for (int32_t ra : hot) {
     // Swaps of a replica of ra with any slot of a partner rank.
     for (int32_t rb : partners) {
@@ -512,9 +513,10 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
           }
       }
-      // With no per-rank limit and no move set aside: the swaps evaluated
-      // from what was just prepared (swap_on_pair; per-batch swap_on_pool_pair).
-      const bool on_pair = p_.max_moves_per_rank < 0 && tabu_.empty();
+      // With no per-rank limit: the swaps evaluated
+      // from what was just prepared (swap_on_pair; per-batch swap_on_pool_pair,
+      // for a swap not set aside: the moves set aside are per-batch only).
+      const bool on_pair = p_.max_moves_per_rank < 0;
       const bool pool_pair = per_batch();
       for (int32_t s = 0; s < S_; ++s) {
         const int32_t i = ra * S_ + s;
@@ -546,7 +548,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
-          if (on_pair) {
+          if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
             const double d = pool_pair ? swap_on_pool_pair(i, j, priced) : swap_on_pair(i, j, priced);
             if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
             continue;
@@ -639,7 +641,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             const int32_t j = rj * S_ + t;
             const ExpertId y = slot_[static_cast<size_t>(j)];
             if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
-            if (on_pool_rank) {
+            if (on_pool_rank && !set_aside({0, 1, -1, j, xe})) {
               const double d = pool_replace_on_rank(j, xe, priced);
               if (d < best.delta) best = Move{d, 1, -1, j, xe};
               continue;
@@ -684,7 +686,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                   refund = std::max(refund, y >= 0 ? price(ra, y) : 0.0);
                 }
               if (split_replace_bound(x2, ra) + (priced ? price(ra, x2) - refund : 0.0) >= best.delta) continue;
-              if (on_pool_rank) {
+              if (on_pool_rank && !set_aside({0, 1, -1, i, x2})) {
                 prepare_pool_replace_rank(ra);  // x2's pool amounts: split_replace_bound just now
                 const double d = pool_replace_on_rank(i, x2, priced);
                 if (d < best.delta) best = Move{d, 1, -1, i, x2};
@@ -717,9 +719,9 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   const int32_t ra = i / S_;
   if (a < 0 || !received(ra, a)) return;
   // a goes back to a rank that held it, in exchange for any slot there
-  // (with no per-rank limit and no move set aside: evaluated by swap_on_pair,
+  // (with no per-rank limit, a swap not set aside: evaluated by swap_on_pair,
   // per-batch swap_on_pool_pair, the same value as eval_swap's).
-  const bool on_pair = p_.max_moves_per_rank < 0 && tabu_.empty();
+  const bool on_pair = p_.max_moves_per_rank < 0;
   const bool pool_pair = per_batch();
   for (int32_t rb = 0; rb < R_; ++rb) {
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
@@ -728,7 +730,7 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
       const int32_t j = rb * S_ + t;
       const ExpertId b = slot_[static_cast<size_t>(j)];
       if (b >= 0 && holds(ra, b)) continue;
-      if (on_pair) {
+      if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
         const double d = pool_pair ? swap_on_pool_pair(i, j, true) : swap_on_pair(i, j, true);
         if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
         continue;
