@@ -218,6 +218,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   swap_bmax_.resize(static_cast<size_t>(K_));
   swap_b_.resize(static_cast<size_t>(S_) * static_cast<size_t>(K_));
   pair_load_.resize(2 * static_cast<size_t>(K_));
+  pool_pair_.resize(static_cast<size_t>(K_));
   y_on_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_max_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_ready_.assign(static_cast<size_t>(R_), 0);

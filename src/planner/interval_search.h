@@ -186,9 +186,9 @@ class IntervalSearch {
   // same operations in the same order, so the same value), for a move that
   // no per-rank limit can refuse.
   double swap_on_pair(int32_t i, int32_t j, bool priced) const;
-  // Per-batch, with pair_max_ (the busiest rank outside the pool other than
-  // ra and rb) and swap_b_ prepared for ra = i / S and rb = j / S (scan_hot,
-  // prepare_pair):
+  // Per-batch, with pool_pair_ (from pair_max_, the busiest rank outside the
+  // pool other than ra and rb) and swap_b_ prepared for ra = i / S and
+  // rb = j / S (scan_hot, prepare_pair):
   // eval_swap(i, j, priced) (the same operations in the same order), for a
   // move that no per-rank limit can refuse; slot i holds an expert.
   double swap_on_pool_pair(int32_t i, int32_t j, bool priced) const;
@@ -196,6 +196,9 @@ class IntervalSearch {
   // ra does not hold) for swap_on_pair between ra and rb (per-batch:
   // pair_max_ outside the pool, for swap_on_pool_pair).
   void prepare_pair(int32_t ra, int32_t rb);
+  // Per-batch, with pair_max_ prepared for ra and rb: pool_pair_ (what
+  // pool_pair_max reads, per scenario) for swap_on_pool_pair.
+  void prepare_pool_pair(int32_t ra, int32_t rb);
   // Static shares, in scan_hot: prepares y_on_ and y_max_ for the slots of rj.
   void prepare_replace_rank(int32_t rj);
   // Static shares, in scan_hot with bound_of(xe) and prepare_replace_rank(j / S)
@@ -326,6 +329,14 @@ class IntervalSearch {
   // holds), and the loads of ra and rb ([2 * K]), for eval_swap's operations
   // without its look-ups (swap_on_pair).
   std::vector<double> swap_b_, pair_load_;
+  // Per-batch, the same pair: per scenario the peak, the pool's size, the
+  // busiest rank outside the pool other than the two (pair_max_), the loads
+  // of ra and rb and whether each is in the pool ([K], prepare_pool_pair).
+  struct PoolPairTerms {
+    double peak = 0, n = 0, outside = 0, load_a = 0, load_b = 0;
+    bool a_in_pool = false, b_in_pool = false;
+  };
+  std::vector<PoolPairTerms> pool_pair_;
   // Static shares, scan_hot's give-a-replica moves to a slot t of rank rj,
   // prepared once per rank and scan (prepare_replace_rank): the amount of
   // the slot's expert y on rj and the busiest of y's other ranks after

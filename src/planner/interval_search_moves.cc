@@ -489,6 +489,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         if (per_batch()) {
           const int32_t pair[2] = {ra, rb};
           for (int32_t k = 0; k < K_; ++k) pair_max_[static_cast<size_t>(k)] = max_excluding(k, pair, 2, out_top_);
+          prepare_pool_pair(ra, rb);
         }
         std::fill(swap_bmin_.begin(), swap_bmin_.end(), kInf);
         std::fill(swap_bmax_.begin(), swap_bmax_.end(), -kInf);

@@ -42,6 +42,19 @@ double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
   return sum / K_ + dcost;
 }
 
+void IntervalSearch::prepare_pool_pair(int32_t ra, int32_t rb) {
+  for (int32_t k = 0; k < K_; ++k) {
+    PoolPairTerms& q = pool_pair_[static_cast<size_t>(k)];
+    q.peak = peak_[static_cast<size_t>(k)];
+    q.n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+    q.outside = pair_max_[static_cast<size_t>(k)];
+    q.load_a = load_[at(k, ra)];
+    q.load_b = load_[at(k, rb)];
+    q.a_in_pool = in_pool_[at(k, ra)] != 0;
+    q.b_in_pool = in_pool_[at(k, rb)] != 0;
+  }
+}
+
 double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) const {
   const int32_t ra = i / S_, rb = j / S_;
   const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
@@ -58,8 +71,22 @@ double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) cons
     const double aa = pa[static_cast<size_t>(k) * na];
     const double bb = pb[k];
     const double d0 = bb - aa, d1 = aa - bb;
-    const double m = pool_pair_max(k, ra, d0, rb, d1, pair_max_[static_cast<size_t>(k)]);
-    sum += m - peak_[static_cast<size_t>(k)];
+    // pool_pair_max(k, ra, d0, rb, d1, pair_max_[k]) from pool_pair_.
+    const PoolPairTerms& q = pool_pair_[static_cast<size_t>(k)];
+    double level = q.peak;
+    double outside = q.outside;
+    if (q.a_in_pool) {
+      level += d0 / q.n;
+    } else {
+      outside = std::max(outside, q.load_a + d0);
+    }
+    if (q.b_in_pool) {
+      level += d1 / q.n;
+    } else {
+      outside = std::max(outside, q.load_b + d1);
+    }
+    const double m = std::max(level, outside);
+    sum += m - q.peak;
   }
   return sum / K_ + dcost;
 }
@@ -72,6 +99,7 @@ void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
     pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
     pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
   }
+  if (per_batch()) prepare_pool_pair(ra, rb);
   for (int32_t t = 0; t < S_; ++t) {
     const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
     if (b >= 0 && holds(ra, b)) continue;
