@@ -232,7 +232,8 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   bound_ready_.assign(static_cast<size_t>(E_), 0);
   bound_prepared_.clear();
   bound_sum_.resize(static_cast<size_t>(E_));
-  rank_amax_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
+  rank_term_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
+  rank_merged_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_ready_.assign(static_cast<size_t>(R_), 0);
   first_of_.assign(static_cast<size_t>(R_), 0);

@@ -219,7 +219,7 @@ class IntervalSearch {
   double swap_refund(int32_t ra, int32_t rb, bool priced) const;
   // Per-batch: a lower bound on eval_replace's F change for x given a slot of rj (any slot).
   double split_replace_bound(ExpertId x, int32_t rj);
-  // Its parts: rj's (rank_amax_, rank_out_) and x's (pool_amount_), each
+  // Its parts: rj's (rank_out_, rank_term_, rank_merged_) and x's (pool_amount_), each
   // prepared once per scan_hot; the bound with the pool amounts given ([K]).
   void prepare_split_rank(int32_t rj);
   void prepare_split_expert(ExpertId x);
@@ -311,10 +311,12 @@ class IntervalSearch {
   std::vector<ExpertId> bound_prepared_;       // the experts prepared
   std::vector<char> first_of_;                 // [R]: scan_hot, the first_rank of some scenario in x's bound
   // Per-batch, prepared once per scan_hot for split_replace_bound: per rank
-  // and scenario the largest amount of an expert on it and the busiest rank
-  // outside the pool other than it; per expert and scenario its amount on
-  // pool ranks.
-  std::vector<double> rank_amax_, rank_out_;   // [R * K]
+  // and scenario the busiest rank outside the pool other than it, the
+  // bound's term where it does not depend on the expert (the rank in the
+  // pool, or the expert without amount in the pool) and the merged level
+  // with the rank's least bridge load (rank outside the pool); per expert
+  // and scenario its amount on pool ranks.
+  std::vector<double> rank_out_, rank_term_, rank_merged_;  // [R * K]
   std::vector<char> rank_ready_;               // [R]
   std::vector<int32_t> ranks_prepared_;
   std::vector<double> pool_amount_;            // [E * K]

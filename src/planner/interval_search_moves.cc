@@ -334,8 +334,20 @@ void IntervalSearch::prepare_split_rank(int32_t rj) {
         const double* py = y >= 0 ? replica_amounts(y, rj) : nullptr;
         if (py != nullptr) amax = std::max(amax, py[static_cast<size_t>(k) * ranks_[static_cast<size_t>(y)].size()]);
       }
-      rank_amax_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = amax;
-      rank_out_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = max_excluding(k, &rj, 1, out_top_);
+      const double out = max_excluding(k, &rj, 1, out_top_);
+      rank_out_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = out;
+      // split_replace_bound_at's operations that do not depend on x: the
+      // term with rj in the pool, or with the level at p; the merged level.
+      const double p = peak_[static_cast<size_t>(k)];
+      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+      double level = p;
+      if (in_pool_[at(k, rj)]) {
+        level += (0.0 - amax) / n;
+      } else {
+        const double bridge = std::max(load_[at(k, rj)] + (0.0 - amax), 0.0);
+        rank_merged_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = (n * p + bridge) / (n + 1);
+      }
+      rank_term_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)] = std::max(level, out) - p;
     }
   }
 }
@@ -360,21 +372,18 @@ double IntervalSearch::split_replace_bound_at(int32_t rj, const double* pool_amo
   const size_t K = static_cast<size_t>(K_);
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
+    const size_t rk = static_cast<size_t>(rj) * K + static_cast<size_t>(k);
+    // rj in the pool, or x has no amount there: the level does not depend
+    // on x (prepare_split_rank's term).
+    const double in_pool = pool_amount[k];
+    if (in_pool_[at(k, rj)] || !(in_pool > 0)) {
+      sum += rank_term_[rk];
+      continue;
+    }
     const double p = peak_[static_cast<size_t>(k)];
     const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-    const double amax = rank_amax_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)];
-    double level = p;
-    if (in_pool_[at(k, rj)]) {
-      level += (0.0 - amax) / n;
-    } else {
-      const double in_pool = pool_amount[k];
-      if (in_pool > 0) {
-        const double bridge = std::max(load_[at(k, rj)] + (0.0 - amax), 0.0);
-        const double merged = (n * p + bridge) / (n + 1);
-        level = std::min(p, std::max(merged, p - in_pool / n));
-      }
-    }
-    sum += std::max(level, rank_out_[static_cast<size_t>(rj) * K + static_cast<size_t>(k)]) - p;
+    const double level = std::min(p, std::max(rank_merged_[rk], p - in_pool / n));
+    sum += std::max(level, rank_out_[rk]) - p;
   }
   return sum / K_;
 }
