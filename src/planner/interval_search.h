@@ -49,6 +49,7 @@
 // Thread safety: one thread per instance.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -321,8 +322,8 @@ class IntervalSearch {
   std::vector<int32_t> ranks_prepared_;
   std::vector<double> pool_amount_;            // [E * K]
   // scan_hot (per-batch): the largest pool amount of ra's experts ([K]) and
-  // the bound per partner rank.
-  std::vector<double> group_pool_, group_bound_;
+  // the bound per partner rank, and the dearest price a partner rank gives up (priced).
+  std::vector<double> group_pool_, group_bound_, group_refund_;
   // Static shares, scan_hot's swaps of ra with rb, per scenario: the busiest
   // rank other than the two; the least and largest amount rb may give.
   std::vector<double> pair_max_, swap_bmin_, swap_bmax_;  // [K]
@@ -337,6 +338,22 @@ class IntervalSearch {
   struct PoolPairTerms {
     double peak = 0, n = 0, outside = 0, load_a = 0, load_b = 0;
     bool a_in_pool = false, b_in_pool = false;
+    // pool_pair_max(k, ra, d0, rb, d1, outside): the same operations.
+    double max_after(double d0, double d1) const {
+      double level = peak;
+      double out = outside;
+      if (a_in_pool) {
+        level += d0 / n;
+      } else {
+        out = std::max(out, load_a + d0);
+      }
+      if (b_in_pool) {
+        level += d1 / n;
+      } else {
+        out = std::max(out, load_b + d1);
+      }
+      return std::max(level, out);
+    }
   };
   std::vector<PoolPairTerms> pool_pair_;
   // Static shares, scan_hot's give-a-replica moves to a slot t of rank rj,

@@ -547,7 +547,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               m = std::max(m, load_[at(k, ra)] + d0);
               m = std::max(m, load_[at(k, rb)] + d1);
             } else {
-              m = pool_pair_max(k, ra, d0, rb, d1, m);
+              m = pool_pair_[static_cast<size_t>(k)].max_after(d0, d1);  // pool_pair_max(k, ra, d0, rb, d1, m)
             }
             lbs += m - peak_[static_cast<size_t>(k)];
           }
@@ -585,6 +585,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               std::max(group_pool_[static_cast<size_t>(k)], pool_amount_[static_cast<size_t>(xe) * static_cast<size_t>(K_) + static_cast<size_t>(k)]);
       }
       group_bound_.assign(partners.size(), kInf);
+      group_refund_.assign(partners.size(), 0.0);
       for (size_t pi = 0; pi < partners.size() && any; ++pi) {
         const int32_t rj = partners[pi];
         double refund = 0, least = kInf;
@@ -593,6 +594,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
             refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
           }
+          group_refund_[pi] = refund;
           for (int32_t s = 0; s < S_; ++s) {
             const ExpertId xe = slot_[static_cast<size_t>(ra * S_ + s)];
             if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) least = std::min(least, price(rj, xe));
@@ -636,12 +638,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           } else {
             // The same with the per-batch split (split_replace_bound).
             if (group_bound_[pi] >= best.delta) continue;
-            double refund = 0;
-            if (priced)
-              for (int32_t t = 0; t < S_; ++t) {
-                const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
-                refund = std::max(refund, y >= 0 ? price(rj, y) : 0.0);
-              }
+            const double refund = group_refund_[pi];  // computed as above, per partner
             const double lb = split_replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
             if (lb >= best.delta) continue;
           }

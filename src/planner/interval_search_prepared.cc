@@ -73,19 +73,7 @@ double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) cons
     const double d0 = bb - aa, d1 = aa - bb;
     // pool_pair_max(k, ra, d0, rb, d1, pair_max_[k]) from pool_pair_.
     const PoolPairTerms& q = pool_pair_[static_cast<size_t>(k)];
-    double level = q.peak;
-    double outside = q.outside;
-    if (q.a_in_pool) {
-      level += d0 / q.n;
-    } else {
-      outside = std::max(outside, q.load_a + d0);
-    }
-    if (q.b_in_pool) {
-      level += d1 / q.n;
-    } else {
-      outside = std::max(outside, q.load_b + d1);
-    }
-    const double m = std::max(level, outside);
+    const double m = q.max_after(d0, d1);
     sum += m - q.peak;
   }
   return sum / K_ + dcost;
