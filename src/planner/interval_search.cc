@@ -609,16 +609,21 @@ void IntervalSearch::apply_estimate(const Move& m) {
   for (int32_t q : touched_) touched_mark_[static_cast<size_t>(q)] = 0;
 }
 
+IntervalSearch::Move IntervalSearch::best_give_back(int32_t i) {
+  Move best;
+  best.delta = -1e-9 * (1.0 + f_);
+  tabu_.clear();
+  scan_reverts_of(i, best);
+  return best;
+}
+
 int IntervalSearch::prune_batch() {
   const double before = value();
   save_split();
   batch_.clear();
   for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) {
     if (out_of_time()) break;
-    Move best;
-    best.delta = -1e-9 * (1.0 + f_);
-    tabu_.clear();
-    scan_reverts_of(i, best);
+    const Move best = best_give_back(i);
     if (best.kind < 0) continue;
     const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
     apply_estimate(best);
@@ -653,10 +658,7 @@ void IntervalSearch::prune() {
     bool any = false;
     for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) {
       if (out_of_time()) return;
-      Move best;
-      best.delta = -1e-9 * (1.0 + f_);
-      tabu_.clear();
-      scan_reverts_of(i, best);
+      const Move best = best_give_back(i);
       if (best.kind < 0) continue;
       const double before = value();
       const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;

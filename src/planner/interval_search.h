@@ -180,6 +180,8 @@ class IntervalSearch {
 
   void add_missing();
   bool step(bool priced, bool hot = true);
+  // The price change of swapping a (on ra) and b (on rb); -1 = an empty slot.
+  double swap_price(int32_t ra, int32_t rb, ExpertId a, ExpertId b) const;
   void consider(Move m, Move& best, bool priced);
   double eval_swap(int32_t i, int32_t j, bool priced);
   // Static shares, with pair_max_, swap_b_ and pair_load_ prepared for
@@ -217,6 +219,15 @@ class IntervalSearch {
   double swap_bound(int32_t ra, int32_t rb) const;
   // Per-batch: max(pool level, busiest outside) after ra changes by d0 and rb by d1.
   double pool_pair_max(int32_t k, int32_t ra, double d0, int32_t rb, double d1, double outside) const;
+  // Per-batch, scenario k of eval_replace with y (ranks ry, cy of them,
+  // amounts py) leaving rj: the pool's level and the busiest rank outside it
+  // before any bridge, and the load of bridge_rank (-1: none) or -1 when it
+  // is not touched outside the pool. touched_ holds rj and y's other ranks.
+  struct ReplaceTerms {
+    double level, outside, bridge_load;
+  };
+  ReplaceTerms replace_terms(int32_t k, int32_t rj, int32_t bridge_rank, ExpertId y, const std::vector<int32_t>& ry,
+                             double cy, const double* py) const;
   double swap_refund(int32_t ra, int32_t rb, bool priced) const;
   // Per-batch: a lower bound on eval_replace's F change for x given a slot of rj (any slot).
   double split_replace_bound(ExpertId x, int32_t rj);
@@ -256,6 +267,9 @@ class IntervalSearch {
   // split. 1: the split is better than before the pass (kept); 0: no
   // give-back pays; -1: not better (the state before the pass is back).
   int prune_batch();
+  // prune's best give-back for slot i (scan_reverts_of, nothing set aside;
+  // kind -1 when none pays).
+  Move best_give_back(int32_t i);
   void reamount(ExpertId e, double sign);  // adds (sign 1) or removes e's amounts from the loads
   bool out_of_time();
 

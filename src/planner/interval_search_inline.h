@@ -1,9 +1,10 @@
 // Internal (not installed): what the files evaluating IntervalSearch's
 // candidate moves share (interval_search_moves.cc, interval_search_prepared.cc):
-// kInf, excluded_rank, max_excluding and pool_pair_max, defined here so that each file inlines
+// kInf, excluded_rank, bridge_to_pool, max_excluding, pool_pair_max and replace_terms, defined here so that each file inlines
 // them into its evaluations.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -22,8 +23,22 @@ inline bool excluded_rank(int32_t r, const int32_t* ranks, int32_t n) {
   return false;
 }
 
+// Per-batch: a new replica of an expert with in_pool of its load in the pool
+// (n ranks at `level`) on a rank outside it loaded bridge_load links that
+// rank to the pool: the pool spreads onto the rank as far as that load
+// allows; otherwise the rank stands outside the pool.
+inline void bridge_to_pool(double n, double in_pool, double bridge_load, double& level, double& outside) {
+  if (in_pool > 0 && bridge_load < level) {
+    const double merged = (n * level + bridge_load) / (n + 1);
+    level = std::max(merged, level - in_pool / n);
+  } else {
+    outside = std::max(outside, bridge_load);
+  }
+}
+
 }  // namespace interval_search_internal
 
+using interval_search_internal::bridge_to_pool;
 using interval_search_internal::excluded_rank;
 using interval_search_internal::kInf;
 
@@ -57,6 +72,41 @@ inline double IntervalSearch::pool_pair_max(int32_t k, int32_t ra, double d0, in
     outside = std::max(outside, load_[at(k, rb)] + d1);
   }
   return std::max(level, outside);
+}
+
+inline double IntervalSearch::swap_price(int32_t ra, int32_t rb, ExpertId a, ExpertId b) const {
+  double dcost = 0;
+  if (a >= 0) dcost += price(rb, a) - price(ra, a);
+  if (b >= 0) dcost += price(ra, b) - price(rb, b);
+  return dcost;
+}
+
+inline IntervalSearch::ReplaceTerms IntervalSearch::replace_terms(int32_t k, int32_t rj, int32_t bridge_rank, ExpertId y,
+                                                                 const std::vector<int32_t>& ry, double cy,
+                                                                 const double* py) const {
+  const char* pool = &in_pool_[at(k, 0)];
+  const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+  ReplaceTerms t{peak_[static_cast<size_t>(k)],
+                 max_excluding(k, touched_.data(), static_cast<int32_t>(touched_.size()), out_top_), -1};
+  auto visit = [&](int32_t r, double d) {
+    if (pool[r]) {
+      t.level += d / n;
+    } else if (r == bridge_rank) {
+      t.bridge_load = load_[at(k, r)] + d;
+    } else {
+      t.outside = std::max(t.outside, load_[at(k, r)] + d);
+    }
+  };
+  const double on_rj = y >= 0 && py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
+  double d0 = 0.0;
+  if (y >= 0) d0 -= on_rj;
+  visit(rj, d0);
+  if (y >= 0 && ry.size() > 1) {
+    const double dy = 0.0 + on_rj / (cy - 1);
+    for (int32_t q : ry)
+      if (q != rj) visit(q, dy);
+  }
+  return t;
 }
 
 }  // namespace omni::detail

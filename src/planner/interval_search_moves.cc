@@ -48,11 +48,7 @@ double IntervalSearch::eval_swap(int32_t i, int32_t j, bool priced) {
         (nb > p_.max_moves_per_rank && nb > received_[static_cast<size_t>(rb)]))
       return kInf;
   }
-  double dcost = 0;
-  if (priced) {
-    if (a >= 0) dcost += price(rb, a) - price(ra, a);
-    if (b >= 0) dcost += price(ra, b) - price(rb, b);
-  }
+  const double dcost = priced ? swap_price(ra, rb, a, b) : 0.0;
   // a's amounts on ra and b's on rb: column `ia` (`ib`) of amt_ every
   // scenario (the replica's index among the expert's ranks), found once.
   const double* pa = a >= 0 ? replica_amounts(a, ra) : nullptr;
@@ -169,45 +165,17 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
   touched_.push_back(rj);
   for (int32_t q : ry)
     if (q != rj) touched_.push_back(q);
-  const auto TB = static_cast<int32_t>(touched_.size());
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
-    const char* pool = &in_pool_[at(k, 0)];
-    const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-    double level = peak_[static_cast<size_t>(k)];
-    double outside = max_excluding(k, touched_.data(), TB, out_top_);
-    double bridge_load = -1;
-    auto visit = [&](int32_t r, double d) {
-      if (pool[r]) {
-        level += d / n;
-      } else if (r == bridge_rank) {
-        bridge_load = load_[at(k, r)] + d;
-      } else {
-        outside = std::max(outside, load_[at(k, r)] + d);
-      }
-    };
-    const double on_rj = y >= 0 && py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
-    double d0 = 0.0;
-    if (y >= 0) d0 -= on_rj;
-    visit(rj, d0);
-    if (y >= 0 && ry.size() > 1) {
-      const double dy = 0.0 + on_rj / (cy - 1);
-      for (int32_t q : ry)
-        if (q != rj) visit(q, dy);
-    }
+    auto [level, outside, bridge_load] = replace_terms(k, rj, bridge_rank, y, ry, cy, py);
     if (bridge_load >= 0) {
-      // A new replica of an expert with load in the pool links this rank to
-      // it: the pool spreads onto the rank as far as that expert's load allows.
+      // A new replica of an expert with load in the pool links this rank to it.
+      const char* pool = &in_pool_[at(k, 0)];
       double in_pool = 0;
       const auto& rs = ranks_[static_cast<size_t>(bridge_expert)];
       for (size_t i = 0; i < rs.size(); ++i)
         if (pool[rs[i]]) in_pool += amt_[static_cast<size_t>(bridge_expert)][static_cast<size_t>(k) * rs.size() + i];
-      if (in_pool > 0 && bridge_load < level) {
-        const double merged = (n * level + bridge_load) / (n + 1);
-        level = std::max(merged, level - in_pool / n);
-      } else {
-        outside = std::max(outside, bridge_load);
-      }
+      bridge_to_pool(static_cast<double>(pool_size_[static_cast<size_t>(k)]), in_pool, bridge_load, level, outside);
     }
     sum += std::max(level, outside) - peak_[static_cast<size_t>(k)];
   }

@@ -19,11 +19,7 @@ namespace omni::detail {
 double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
   const int32_t ra = i / S_, rb = j / S_;
   const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
-  double dcost = 0;
-  if (priced) {
-    dcost += price(rb, a) - price(ra, a);
-    if (b >= 0) dcost += price(ra, b) - price(rb, b);
-  }
+  const double dcost = priced ? swap_price(ra, rb, a, b) : 0.0;
   const double* pa = replica_amounts(a, ra);
   const size_t na = ranks_[static_cast<size_t>(a)].size();
   const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
@@ -58,11 +54,7 @@ void IntervalSearch::prepare_pool_pair(int32_t ra, int32_t rb) {
 double IntervalSearch::swap_on_pool_pair(int32_t i, int32_t j, bool priced) const {
   const int32_t ra = i / S_, rb = j / S_;
   const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
-  double dcost = 0;
-  if (priced) {
-    dcost += price(rb, a) - price(ra, a);
-    if (b >= 0) dcost += price(ra, b) - price(rb, b);
-  }
+  const double dcost = priced ? swap_price(ra, rb, a, b) : 0.0;
   const double* pa = replica_amounts(a, ra);
   const size_t na = ranks_[static_cast<size_t>(a)].size();
   const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
@@ -171,31 +163,8 @@ void IntervalSearch::prepare_pool_replace_rank(int32_t rj) {
     touched_.push_back(rj);
     for (int32_t q : ry)
       if (q != rj) touched_.push_back(q);
-    const auto TB = static_cast<int32_t>(touched_.size());
     for (int32_t k = 0; k < K_; ++k) {
-      const char* pool = &in_pool_[at(k, 0)];
-      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-      double level = peak_[static_cast<size_t>(k)];
-      double outside = max_excluding(k, touched_.data(), TB, out_top_);
-      double bridge_load = -1;
-      auto visit = [&](int32_t r, double d) {
-        if (pool[r]) {
-          level += d / n;
-        } else if (r == rj) {
-          bridge_load = load_[at(k, r)] + d;
-        } else {
-          outside = std::max(outside, load_[at(k, r)] + d);
-        }
-      };
-      const double on_rj = y >= 0 && py != nullptr ? py[static_cast<size_t>(k) * ry.size()] : 0.0;
-      double d0 = 0.0;
-      if (y >= 0) d0 -= on_rj;
-      visit(rj, d0);
-      if (y >= 0 && ry.size() > 1) {
-        const double dy = 0.0 + on_rj / (cy - 1);
-        for (int32_t q : ry)
-          if (q != rj) visit(q, dy);
-      }
+      const auto [level, outside, bridge_load] = replace_terms(k, rj, rj, y, ry, cy, py);
       y_level_[base + static_cast<size_t>(k)] = level;
       y_out_[base + static_cast<size_t>(k)] = outside;
       y_bridge_[base + static_cast<size_t>(k)] = bridge_load;
@@ -216,14 +185,8 @@ double IntervalSearch::pool_replace_on_rank(int32_t j, ExpertId xe, bool priced)
     const double bridge_load = y_bridge_[base + static_cast<size_t>(k)];
     if (bridge_load >= 0) {
       // eval_replace's bridge, x's pool amount summed as it sums it.
-      const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
-      const double in_pool = pool_amount[k];
-      if (in_pool > 0 && bridge_load < level) {
-        const double merged = (n * level + bridge_load) / (n + 1);
-        level = std::max(merged, level - in_pool / n);
-      } else {
-        outside = std::max(outside, bridge_load);
-      }
+      bridge_to_pool(static_cast<double>(pool_size_[static_cast<size_t>(k)]), pool_amount[k], bridge_load, level,
+                     outside);
     }
     sum += std::max(level, outside) - peak_[static_cast<size_t>(k)];
   }
