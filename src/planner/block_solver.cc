@@ -30,17 +30,38 @@ BlockSolver::BlockSolver(std::vector<double> w, int32_t num_ranks, int32_t slots
 
 // Runs steps 1-3. Requires n_ <= m_ * S_.
 void BlockSolver::solve() {
-  run(0);
+  water_fill(0);
   // Small problems also try replica counts capped at ceil(k x load / mean
   // rank load) for k = 1, 2: water-filling can leave more items above half
   // a rank's share than there are ranks, which no packing can pair up well.
-  if (static_cast<int64_t>(m_) * S_ > kVariantSlots) return;
+  const bool variants = static_cast<int64_t>(m_) * S_ <= kVariantSlots;
+  // The counts each run started from and the steps it took: a run is
+  // determined by its water-filled counts, so a variant that fills the same
+  // counts as an earlier one would end where that run did, which never
+  // replaces the best kept (the same max and sum of squares); it is not run
+  // again, its steps counted as if it were.
+  std::vector<std::vector<int32_t>> filled;
+  std::vector<int64_t> filled_moves;
+  if (variants) filled.push_back(cnt_);
+  int64_t before = moves_;
+  run();
+  if (!variants) return;
+  filled_moves.push_back(moves_ - before);
   std::vector<int32_t> best = slot_;
   std::vector<int32_t> best_cnt = cnt_;
   double best_max = max_load(), best_sq = sum_sq();
   for (int32_t k = 1; k <= 2; ++k) {
     if (out_of_time()) break;
-    run(k);
+    water_fill(k);
+    const auto same = std::find(filled.begin(), filled.end(), cnt_);
+    if (same != filled.end()) {
+      moves_ += filled_moves[static_cast<size_t>(same - filled.begin())];
+      continue;
+    }
+    filled.push_back(cnt_);
+    before = moves_;
+    run();
+    filled_moves.push_back(moves_ - before);
     const double mx = max_load(), sq = sum_sq();
     if (mx < best_max * (1 - 1e-12) || (mx <= best_max && sq < best_sq)) {
       best = slot_;
@@ -178,9 +199,8 @@ double BlockSolver::sum_sq() const {
   return s;
 }
 
-void BlockSolver::run(int32_t variant) {
+void BlockSolver::run() {
   sweeps_ = 0;
-  water_fill(variant);
   pack();
   if (hard_spread_) repair_spread();
   local_search();

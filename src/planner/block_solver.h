@@ -73,7 +73,8 @@ class BlockSolver {
   // expert a host.
   void repair_spread();
   double sum_sq() const;
-  void run(int32_t variant);
+  // Steps 2-3 from the water-filled counts (cnt_, size_): packing, then local search.
+  void run();
   // Replica counts: water-filling under the cap; variant k > 0 also caps each
   // expert at ceil(k x load / mean rank load) replicas (slots left over stay empty).
   void water_fill(int32_t variant);
