@@ -25,6 +25,7 @@ BlockSolver::BlockSolver(std::vector<double> w, int32_t num_ranks, int32_t slots
   spread_ = (opt_.locality == Locality::kSpread || opt_.spread_hosts) && !host_.empty();
   if (spread_) num_hosts_ = *std::max_element(host_.begin(), host_.end()) + 1;
   hard_spread_ = spread_ && opt_.spread_hosts && num_hosts_ > 1;
+  rank_stamp_.assign(static_cast<size_t>(m_), 0);
   set_min_counts();
 }
 
@@ -462,6 +463,7 @@ void BlockSolver::do_swap(size_t i, size_t j) {
   mark(rj, a, 1);
   std::swap(slot_[i], slot_[j]);
   if (sizes_ok_) std::swap(slot_size_[i], slot_size_[j]);
+  rank_stamp_[static_cast<size_t>(ri)] = rank_stamp_[static_cast<size_t>(rj)] = ++clock_;
   recompute(ri);
   recompute(rj);
   ++moves_;
@@ -528,6 +530,7 @@ void BlockSolver::refresh_slot_sizes() {
   slot_size_.resize(slot_.size());
   for (size_t g = 0; g < slot_.size(); ++g) slot_size_[g] = size_of(slot_[g]);
   sizes_ok_ = true;
+  sizes_stamp_ = ++clock_;
 }
 
 // Re-allocation: one replica slot moves from expert y (count >= 2, or an
@@ -638,8 +641,18 @@ std::span<const int32_t> BlockSolver::where(int32_t e) const {
 bool BlockSolver::pair_sweep() {
   bool any = false;
   refresh_slot_sizes();  // do_swap keeps them
+  // A pair found without a swap is passed over while neither rank has
+  // swapped since and no slot or size changed otherwise (what the pair's
+  // search reads is then the same; with host rules it also reads the host
+  // counts of its experts, which other ranks' swaps change: not kept).
+  const auto M = static_cast<size_t>(m_);
+  if (pair_seen_.size() != M * M) pair_seen_.assign(M * M, 0);
   for (int32_t r1 = 0; r1 < m_; ++r1) {
     for (int32_t r2 = r1 + 1; r2 < m_; ++r2) {
+      int64_t& seen = pair_seen_[static_cast<size_t>(r1) * M + static_cast<size_t>(r2)];
+      if (!spread_ && seen > sizes_stamp_ && seen > rank_stamp_[static_cast<size_t>(r1)] &&
+          seen > rank_stamp_[static_cast<size_t>(r2)])
+        continue;
       const bool first_high = load_[static_cast<size_t>(r1)] >= load_[static_cast<size_t>(r2)];
       const int32_t hi = first_high ? r1 : r2, lo = first_high ? r2 : r1;
       const double diff = load_[static_cast<size_t>(hi)] - load_[static_cast<size_t>(lo)];
@@ -680,6 +693,8 @@ bool BlockSolver::pair_sweep() {
       if (found) {
         do_swap(bi, bj);
         any = true;
+      } else {
+        seen = ++clock_;
       }
     }
   }

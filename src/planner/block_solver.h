@@ -153,6 +153,14 @@ class BlockSolver {
   std::vector<int32_t> aff_;                                  // realloc_step scratch: affected ranks
   std::vector<double> slot_size_;                             // [m * S]: see refresh_slot_sizes()
   bool sizes_ok_ = false;
+  // pair_sweep's memo, on one clock (++clock_ per event): when slot_size_ was
+  // last rebuilt (any change but a swap comes before a rebuild), when each
+  // rank last swapped ([m]), and when each pair r1 < r2 was last searched
+  // without a swap found ([m * m], 0: never).
+  int64_t clock_ = 0;
+  int64_t sizes_stamp_ = 0;
+  std::vector<int64_t> rank_stamp_;
+  std::vector<int64_t> pair_seen_;
   std::vector<int32_t> ref_;      // incremental: the starting slots (empty otherwise)
   std::vector<int32_t> changes_;  // incremental: per rank, slots differing from ref_
   int32_t change_budget_ = -1;
