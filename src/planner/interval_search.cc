@@ -46,6 +46,7 @@ void IntervalSearch::reset(const IntervalProblem& problem) {
   steps_ = 0;
   budget_hit_ = false;
   tabu_.clear();
+  next_ready_ = false;
   if (p_.max_steps <= 0) p_.max_steps = std::max<int64_t>(16, R_);
   noise_gain_ = p_.prices != nullptr ? 0.5 * p_.prices->min_price() : 0.0;
   total_.assign(static_cast<size_t>(E_), 0.0);
@@ -510,17 +511,42 @@ bool IntervalSearch::out_of_time() {
 bool IntervalSearch::step(bool priced, bool hot) {
   Move best;
   best.delta = -std::max(1e-9 * (1.0 + f_), priced ? 0.0 : noise_gain_);
-  if (hot) scan_hot(best, priced);
-  if (priced) scan_reverts(best);
+  if (next_ready_ && next_priced_ == priced && hot && next_threshold_ == best.delta) {
+    // The scans' result, known from the step that set the last move aside.
+    best = next_;
+  } else {
+    second_ = best;
+    next_threshold_ = best.delta;
+    passed_lb_ = kInf;
+    if (hot) scan_hot(best, priced);
+    if (priced) scan_reverts(best);
+  }
+  next_ready_ = false;
   if (best.kind < 0) return false;
   const double before = f_ + (priced ? cost_ : 0.0);
   const ExpertId replaced = best.kind == 1 ? slot_[static_cast<size_t>(best.j)] : kEmptySlot;
+  ExpertId changed[2];
+  changed_by(best, changed);
   if (per_batch()) save_split();
   apply(best);
   if (per_batch() && f_ + (priced ? cost_ : 0.0) >= before - 1e-9 * (1.0 + before)) {
     // The split did not follow the estimate: undo, and skip this move in this step.
     undo(best, replaced);
     tabu_.push_back(best);
+    // The scans again, with best set aside, would find the runner-up unless
+    // a move passed over by its bound could reach it (a bound equal to the
+    // runner-up's change: it may come first in scan order), or undo gave
+    // a changed expert its replica ranks back in another order (the scans
+    // and sums over them would then run in another order).
+    auto same_order = [&](ExpertId e) {
+      return e < 0 || ranks_[static_cast<size_t>(e)] == saved_ranks_[static_cast<size_t>(e)];
+    };
+    if (hot && !(second_ == best) && same_order(changed[0]) && same_order(changed[1]) &&
+        (passed_lb_ > second_.delta || (second_.kind < 0 && passed_lb_ >= second_.delta))) {
+      next_ = second_;
+      next_ready_ = true;
+      next_priced_ = priced;
+    }
     return true;
   }
   tabu_.clear();
@@ -529,6 +555,7 @@ bool IntervalSearch::step(bool priced, bool hot) {
 
 void IntervalSearch::run(bool priced) {
   tabu_.clear();
+  next_ready_ = false;
   for (int64_t n = 0; n < p_.max_steps; ++n) {
     if (out_of_time()) return;
     const int64_t tried = static_cast<int64_t>(tabu_.size());
@@ -539,6 +566,7 @@ void IntervalSearch::run(bool priced) {
 
 void IntervalSearch::run_path() {
   tabu_.clear();
+  next_ready_ = false;
   std::vector<ExpertId> best(slot_);
   double best_value = value();
   for (int64_t n = 0; n < p_.max_steps; ++n) {
@@ -613,6 +641,8 @@ IntervalSearch::Move IntervalSearch::best_give_back(int32_t i) {
   Move best;
   best.delta = -1e-9 * (1.0 + f_);
   tabu_.clear();
+  next_ready_ = false;
+  second_ = best;  // offer()'s runner-up starts at the threshold
   scan_reverts_of(i, best);
   return best;
 }

@@ -183,6 +183,30 @@ class IntervalSearch {
   // The price change of swapping a (on ra) and b (on rb); -1 = an empty slot.
   double swap_price(int32_t ra, int32_t rb, ExpertId a, ExpertId b) const;
   void consider(Move m, Move& best, bool priced);
+  // m (evaluated, m.delta) against the best move so far, keeping the
+  // runner-up in second_ (ties: the first in scan order; a move equal to
+  // best is not its own runner-up). second_.delta >= best.delta: most moves
+  // take the first comparison only.
+  void offer(const Move& m, Move& best) {
+    if (m.delta < second_.delta) {
+      if (m.delta < best.delta) {
+        if (!(m == best)) second_ = best;
+        best = m;
+      } else if (!(m == best)) {
+        second_ = m;
+      }
+    }
+  }
+  // Whether the moves with a lower bound `lb` on their change are passed
+  // over (lb >= best.delta). One at or above the runner-up then is never
+  // chosen after best is set aside (the runner-up only falls, and a tie goes
+  // to it, found first); the least other such bound is kept in passed_lb_.
+  bool passes(double lb, const Move& best) {
+    if (lb >= second_.delta) return true;
+    if (lb < best.delta) return false;
+    passed_lb_ = std::min(passed_lb_, lb);
+    return true;
+  }
   double eval_swap(int32_t i, int32_t j, bool priced);
   // Static shares, with pair_max_, swap_b_ and pair_load_ prepared for
   // ra = i / S and rb = j / S (scan_hot, prepare_pair): eval_swap(i, j, priced) (the
@@ -305,6 +329,18 @@ class IntervalSearch {
   std::vector<int32_t> est_ranks_[2];          // apply_estimate(): scratch
   std::vector<double> est_amt_[2];
   std::vector<Move> tabu_;                     // per-batch: moves whose split disappointed, this step
+  // step()'s scans: the runner-up (kind -1: none below the starting
+  // threshold) and the least lower bound of the per-batch moves passed over
+  // by a bound. When the best move is set aside, the next step's scans
+  // (the same state, that move set aside) would find the runner-up if no
+  // move passed over can reach it: then it is kept in next_ (next_ready_)
+  // for that step instead of scanning again.
+  Move second_;
+  double passed_lb_ = 0;
+  Move next_;
+  bool next_ready_ = false;
+  bool next_priced_ = false;
+  double next_threshold_ = 0;                  // the scans' starting threshold (the best move's change below it)
   // Static shares, per scenario: bound_of(x)'s parts of replace_bound, and
   // of eval_replace's F for x (the busiest rank outside x's and rj).
   struct ReplaceBound {

@@ -369,11 +369,8 @@ double IntervalSearch::swap_refund(int32_t ra, int32_t rb, bool priced) const {
 
 void IntervalSearch::consider(Move m, Move& best, bool priced) {
   if (!tabu_.empty() && std::find(tabu_.begin(), tabu_.end(), m) != tabu_.end()) return;
-  const double d = m.kind == 0 ? eval_swap(m.i, m.j, priced) : eval_replace(m.j, m.x, priced);
-  if (d < best.delta) {
-    m.delta = d;
-    best = m;
-  }
+  m.delta = m.kind == 0 ? eval_swap(m.i, m.j, priced) : eval_replace(m.j, m.x, priced);
+  offer(m, best);
 }
 
 void IntervalSearch::scan_hot(Move& best, bool priced) {
@@ -455,7 +452,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         // The same for the per-batch split (swap_bound), the refund with a
         // slack for the rounding of eval_swap's price terms.
         const double refund = swap_refund(ra, rb, priced);
-        if (swap_bound(ra, rb) - (refund + 1e-12 * (1.0 + refund)) >= best.delta) continue;
+        const double lb = swap_bound(ra, rb) - (refund + 1e-12 * (1.0 + refund));
+        if (passes(lb, best)) continue;
       }
       // Per scenario the least and the largest amount that an expert of rb
       // may bring to ra (0 for an empty slot), and the least price change it
@@ -520,15 +518,20 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             lbs += m - peak_[static_cast<size_t>(k)];
           }
           const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
-          if (lbv >= best.delta) continue;
+          if (passes(lbv, best)) continue;
         }
         for (int32_t t = 0; t < S_; ++t) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
           if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
-            const double d = pool_pair ? swap_on_pool_pair(i, j, priced) : swap_on_pair(i, j, priced);
-            if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
+            if (pool_pair) {
+              offer(Move{swap_on_pool_pair(i, j, priced), 0, i, j, kEmptySlot}, best);
+            } else {
+              // Static shares set no move aside: no runner-up kept.
+              const double d = swap_on_pair(i, j, priced);
+              if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
+            }
             continue;
           }
           consider({0, 0, i, j, kEmptySlot}, best, priced);
@@ -605,10 +608,10 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (lb >= best.delta) continue;
           } else {
             // The same with the per-batch split (split_replace_bound).
-            if (group_bound_[pi] >= best.delta) continue;
+            if (passes(group_bound_[pi], best)) continue;
             const double refund = group_refund_[pi];  // computed as above, per partner
             const double lb = split_replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
-            if (lb >= best.delta) continue;
+            if (passes(lb, best)) continue;
           }
           if (on_rank) prepare_replace_rank(rj);
           if (on_pool_rank) prepare_pool_replace_rank(rj);  // x's pool amounts: split_replace_bound above
@@ -618,7 +621,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
             if (on_pool_rank && !set_aside({0, 1, -1, j, xe})) {
               const double d = pool_replace_on_rank(j, xe, priced);
-              if (d < best.delta) best = Move{d, 1, -1, j, xe};
+              offer(Move{d, 1, -1, j, xe}, best);
               continue;
             }
             if (on_rank) {
@@ -660,11 +663,12 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                   const ExpertId y = slot_[static_cast<size_t>(ra * S_ + t)];
                   refund = std::max(refund, y >= 0 ? price(ra, y) : 0.0);
                 }
-              if (split_replace_bound(x2, ra) + (priced ? price(ra, x2) - refund : 0.0) >= best.delta) continue;
+              const double lb = split_replace_bound(x2, ra) + (priced ? price(ra, x2) - refund : 0.0);
+              if (passes(lb, best)) continue;
               if (on_pool_rank && !set_aside({0, 1, -1, i, x2})) {
                 prepare_pool_replace_rank(ra);  // x2's pool amounts: split_replace_bound just now
                 const double d = pool_replace_on_rank(i, x2, priced);
-                if (d < best.delta) best = Move{d, 1, -1, i, x2};
+                offer(Move{d, 1, -1, i, x2}, best);
                 continue;
               }
             }
@@ -707,7 +711,7 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
       if (b >= 0 && holds(ra, b)) continue;
       if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
         const double d = pool_pair ? swap_on_pool_pair(i, j, true) : swap_on_pair(i, j, true);
-        if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
+        offer(Move{d, 0, i, j, kEmptySlot}, best);
         continue;
       }
       consider({0, 0, i, j, kEmptySlot}, best, true);
