@@ -571,6 +571,23 @@ bool BlockSolver::realloc_step() {
         const double sy = size_of(y);
         if (load_[static_cast<size_t>(r)] + nx - sy >= best) continue;
         if (!set_in_budget(j, x)) continue;
+        // A rank of y other than r that lacks x gains dy >= 0 (once per
+        // replica of y there, as delta sums it below): if its load plus dy
+        // alone is at or above `best`, so is the max below, and the move
+        // is out.
+        if (y >= 0) {
+          const double dy = w_[static_cast<size_t>(y)] / (cnt_[static_cast<size_t>(y)] - 1) - sy;
+          const auto xr = where(x);  // (not holds(): its bitmap can miss a duplicate left in the start)
+          bool over = false;
+          for (int32_t q : where(y)) {
+            if (q == r || std::find(xr.begin(), xr.end(), q) != xr.end()) continue;
+            if (load_[static_cast<size_t>(q)] + dy >= best) {
+              over = true;
+              break;
+            }
+          }
+          if (over) continue;
+        }
         // New loads of the affected ranks.
         std::vector<int32_t>& aff = aff_;
         aff.clear();
