@@ -549,6 +549,20 @@ bool BlockSolver::realloc_step() {
   double best = lmax - 1e-9 * lmax;
   size_t best_j = 0;
   int32_t best_x = -1;
+  // The slots that may take x, per rank in slot order (give_off_[r] ..
+  // give_off_[r + 1] in give_slot_): empty, or of an expert y above its
+  // least count. They do not depend on x.
+  give_off_.resize(static_cast<size_t>(m_) + 1);
+  give_slot_.clear();
+  for (int32_t r = 0; r < m_; ++r) {
+    give_off_[static_cast<size_t>(r)] = static_cast<int32_t>(give_slot_.size());
+    for (int32_t t = 0; t < S_; ++t) {
+      const int32_t y = slot_[idx(r, t)];
+      if (y >= 0 && cnt_[static_cast<size_t>(y)] <= min_cnt_[static_cast<size_t>(y)]) continue;
+      give_slot_.push_back(t);
+    }
+  }
+  give_off_[static_cast<size_t>(m_)] = static_cast<int32_t>(give_slot_.size());
   for (int32_t s = 0; s < S_; ++s) {
     const int32_t x = slot_[idx(rmax, s)];
     if (x < 0 || cnt_[static_cast<size_t>(x)] >= cap_) continue;
@@ -558,10 +572,9 @@ bool BlockSolver::realloc_step() {
     if (lmax - dx >= best) continue;
     for (int32_t r = 0; r < m_; ++r) {
       if (holds(r, x)) continue;
-      for (int32_t t = 0; t < S_; ++t) {
-        const size_t j = idx(r, t);
+      for (int32_t u = give_off_[static_cast<size_t>(r)]; u < give_off_[static_cast<size_t>(r) + 1]; ++u) {
+        const size_t j = idx(r, give_slot_[static_cast<size_t>(u)]);
         const int32_t y = slot_[j];
-        if (y >= 0 && cnt_[static_cast<size_t>(y)] <= min_cnt_[static_cast<size_t>(y)]) continue;
         if (hard_spread_ && single_host_after_add(x, r)) continue;
         if (y >= 0 && spread_ && host_count(y, host_[static_cast<size_t>(r)]) == 1 &&
             cnt_[static_cast<size_t>(y)] > 1) {
