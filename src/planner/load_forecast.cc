@@ -124,7 +124,8 @@ RegimeFit fit_regime(const std::vector<std::vector<double>>& y) {
       // within the two segments when that is larger (a volatile expert swings
       // without jumping).
       double within = 0;
-      for (size_t i = 0; i < n; ++i) within += (y[i][e] - (i < j ? m1 : m2)) * (y[i][e] - (i < j ? m1 : m2));
+      for (size_t i = 0; i < j; ++i) within += (y[i][e] - m1) * (y[i][e] - m1);
+      for (size_t i = j; i < n; ++i) within += (y[i][e] - m2) * (y[i][e] - m2);
       within = n > 2 ? within / static_cast<double>(n - 2) : 0.0;
       const double var = std::max(phi * std::max(1.0, 0.5 * (m1 + m2)), within);
       const double se = std::sqrt(var * (1.0 / static_cast<double>(j) + 1.0 / static_cast<double>(n - j)));
@@ -133,7 +134,8 @@ RegimeFit fit_regime(const std::vector<std::vector<double>>& y) {
         best_z = z;
         from = j;
         step_ss = 0;
-        for (size_t i = 0; i < n; ++i) step_ss += (y[i][e] - (i < j ? m1 : m2)) * (y[i][e] - (i < j ? m1 : m2));
+        for (size_t i = 0; i < j; ++i) step_ss += (y[i][e] - m1) * (y[i][e] - m1);
+        for (size_t i = j; i < n; ++i) step_ss += (y[i][e] - m2) * (y[i][e] - m2);
       }
     }
     if (from > 0 && n >= 3) {
