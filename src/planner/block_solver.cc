@@ -693,18 +693,22 @@ bool BlockSolver::pair_sweep() {
       // lo's slot sizes, the least and the largest: an expert of hi whose
       // size less the largest is >= diff, or less the least is <= 0, has no
       // partner below (subtraction rounds monotonically).
+      // Sorted (lo_sorted_): for an expert of hi, the least d > 0 comes
+      // from the largest size below sa; when that d is not below diff, no
+      // slot of lo passes the test below.
       const double* lo_size = slot_size_.data() + idx(lo, 0);
-      double lo_min = std::numeric_limits<double>::infinity(), lo_max = -lo_min;
-      for (int32_t t = 0; t < S_; ++t) {
-        lo_min = std::min(lo_min, lo_size[t]);
-        lo_max = std::max(lo_max, lo_size[t]);
-      }
+      lo_sorted_.assign(lo_size, lo_size + S_);
+      std::sort(lo_sorted_.begin(), lo_sorted_.end());
+      const double lo_min = lo_sorted_.front(), lo_max = lo_sorted_.back();
       for (int32_t s = 0; s < S_; ++s) {
         const size_t i = idx(hi, s);
         const int32_t a = slot_[i];
         if (a < 0 || holds(lo, a) || !spread_ok(a, hi, lo)) continue;
         const double sa = size_of(a);
         if (sa - lo_min <= 0 || sa - lo_max >= diff) continue;
+        size_t below = lo_sorted_.size();  // lo_min < sa: at least one size below sa
+        while (!(lo_sorted_[below - 1] < sa)) --below;
+        if (sa - lo_sorted_[below - 1] >= diff) continue;
         for (int32_t t = 0; t < S_; ++t) {
           const double d = sa - lo_size[t];
           if (d <= 0 || d >= diff) continue;

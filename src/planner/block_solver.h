@@ -152,6 +152,7 @@ class BlockSolver {
   std::vector<int32_t> where_off_, where_rank_, where_fill_;  // build_where(): ranks of expert e
   std::vector<int32_t> aff_;                                  // realloc_step scratch: affected ranks
   std::vector<int32_t> give_off_, give_slot_;                 // realloc_step scratch: slots that may take x
+  std::vector<double> lo_sorted_;                             // pair_sweep scratch: the lower rank's slot sizes, ascending
   std::vector<double> slot_size_;                             // [m * S]: see refresh_slot_sizes()
   bool sizes_ok_ = false;
   // pair_sweep's memo, on one clock (++clock_ per event): when slot_size_ was
