@@ -102,13 +102,6 @@ void BlockSolver::solve_from(const std::vector<int32_t>& start, int32_t max_chan
   local_search();
 }
 
-bool BlockSolver::holds(int32_t r, int32_t e) const {
-  if (!has_.empty()) return has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] != 0;
-  for (int32_t s = 0; s < S_; ++s)
-    if (slot_[idx(r, s)] == e) return true;
-  return false;
-}
-
 // Keeps the rank x expert bitmap (when used) in step with slot_.
 void BlockSolver::mark(int32_t r, int32_t e, char v) {
   if (!has_.empty() && e >= 0) has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] = v;

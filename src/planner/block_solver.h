@@ -54,7 +54,13 @@ class BlockSolver {
   double max_load() const { return *std::max_element(load_.begin(), load_.end()); }
 
  private:
-  bool holds(int32_t r, int32_t e) const;
+  // Defined here so that the search loops inline it.
+  bool holds(int32_t r, int32_t e) const {
+    if (!has_.empty()) return has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] != 0;
+    for (int32_t s = 0; s < S_; ++s)
+      if (slot_[idx(r, s)] == e) return true;
+    return false;
+  }
   // Keeps the rank x expert bitmap (when used) in step with slot_.
   void mark(int32_t r, int32_t e, char v);
   int32_t& host_count(int32_t e, int32_t h);
