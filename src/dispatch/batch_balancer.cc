@@ -21,7 +21,9 @@ BatchBalancer<T>::BatchBalancer(int32_t num_ranks, int32_t num_experts)
       old_load_(static_cast<size_t>(num_ranks)),
       cursor_(static_cast<size_t>(num_experts)) {
   flexible_.reserve(static_cast<size_t>(num_experts));
+  single_.reserve(static_cast<size_t>(num_experts));
   order_.reserve(static_cast<size_t>(num_experts));
+  pass_.reserve(static_cast<size_t>(num_experts));
 }
 
 template <typename T>
@@ -41,6 +43,7 @@ Status BatchBalancer<T>::set_slots(std::span<const ExpertId> phy2log, int32_t sl
     ranks_.clear();
     amount_.clear();
     flexible_.clear();
+    single_.clear();
     return s;
   };
   if (slots_per_rank <= 0)
@@ -92,6 +95,7 @@ Status BatchBalancer<T>::set_replica_ranks(std::span<const std::vector<RankId>> 
     ranks_.clear();
     amount_.clear();
     flexible_.clear();
+    single_.clear();
     return s;
   };
   if (ranks_of.size() != E)
@@ -122,8 +126,12 @@ Status BatchBalancer<T>::set_replica_ranks(std::span<const std::vector<RankId>> 
 template <typename T>
 void BatchBalancer<T>::index_flexible() {
   flexible_.clear();
-  for (ExpertId e = 0; e < num_experts_; ++e)
-    if (offset_[static_cast<size_t>(e) + 1] - offset_[static_cast<size_t>(e)] > 1) flexible_.push_back(e);
+  single_.clear();
+  for (ExpertId e = 0; e < num_experts_; ++e) {
+    const int32_t n = offset_[static_cast<size_t>(e) + 1] - offset_[static_cast<size_t>(e)];
+    if (n > 1) flexible_.push_back(e);
+    if (n == 1) single_.push_back(e);
+  }
 }
 
 template <typename T>
@@ -302,16 +310,17 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
     return invalid_argument_error(
         str_cat("BatchBalancer::balance: ", totals.size(), " expert totals, expected ", num_experts_));
   std::fill(load_.begin(), load_.end(), T{0});
-  // Experts with one replica rank load it; the range check rides along.
+  // Experts with one replica rank load it (ascending id); the range check first.
   bool bad = false;
   for (size_t e = 0; e < E; ++e) {
     const T t = totals[e];
     bad |= !(t >= T{0} && t <= kMaxTotal);
-    const auto b = static_cast<size_t>(offset_[e]);
-    if (offset_[e + 1] - offset_[e] == 1) {
-      load_[static_cast<size_t>(ranks_[b])] += t;
-      amount_[b] = t;
-    }
+  }
+  for (ExpertId e : single_) {
+    const T t = totals[static_cast<size_t>(e)];
+    const auto b = static_cast<size_t>(offset_[static_cast<size_t>(e)]);
+    load_[static_cast<size_t>(ranks_[b])] += t;
+    amount_[b] = t;
   }
   if (bad) {
     for (size_t e = 0; e < E; ++e)
@@ -328,49 +337,72 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
   for (ExpertId e : order_) fill(e, totals[static_cast<size_t>(e)]);
   // Refinement: re-fill each with all others in place until a pass changes
   // nothing (a block-coordinate descent on the most loaded rank).
-  for (int pass = 0; pass < kMaxPasses; ++pass) {
-    bool changed = false;
-    for (ExpertId e : order_) {
-      const auto b = static_cast<size_t>(offset_[static_cast<size_t>(e)]);
-      const auto n = static_cast<size_t>(offset_[static_cast<size_t>(e) + 1]) - b;
-      if constexpr (std::is_same_v<T, double>) {
-        if (n == 2) {  // the loop below, with fill()'s two-rank case inlined
-          double* l0 = &load_[static_cast<size_t>(ranks_[b])];
-          double* l1 = &load_[static_cast<size_t>(ranks_[b + 1])];
-          const double o0 = amount_[b], o1 = amount_[b + 1];
-          *l0 -= o0;
-          *l1 -= o1;
-          const double total = totals[static_cast<size_t>(e)];
-          fill_two(l0, l1, &amount_[b], total);
-          if (changed) continue;
-          const double tol = 1e-9 * (1.0 + total);
-          changed = std::abs(o0 - amount_[b]) > tol || std::abs(o1 - amount_[b + 1]) > tol;
-          continue;
+  if constexpr (std::is_same_v<T, double>) {
+    refine_doubles(totals);
+  } else {
+    for (int pass = 0; pass < kMaxPasses; ++pass) {
+      bool changed = false;
+      for (ExpertId e : order_) {
+        const auto b = static_cast<size_t>(offset_[static_cast<size_t>(e)]);
+        const auto n = static_cast<size_t>(offset_[static_cast<size_t>(e) + 1]) - b;
+        for (size_t k = 0; k < n; ++k) {
+          old_[k] = amount_[b + k];
+          load_[static_cast<size_t>(ranks_[b + k])] -= amount_[b + k];
         }
-      }
-      for (size_t k = 0; k < n; ++k) {
-        old_[k] = amount_[b + k];
-        load_[static_cast<size_t>(ranks_[b + k])] -= amount_[b + k];
-      }
-      const T total = totals[static_cast<size_t>(e)];
-      if constexpr (std::is_same_v<T, double>) {
-        // fill() of n >= 3 replica ranks, its offsets already read.
-        fill_many(load_.data(), &ranks_[b], &amount_[b], static_cast<int32_t>(n), total, old_load_.data(),
-                  by_load_.data());
-      } else {
-        fill(e, total);
-      }
-      if (changed) continue;  // the pass is run to its end either way
-      if constexpr (std::is_same_v<T, double>) {
-        const double tol = 1e-9 * (1.0 + total);
-        for (size_t k = 0; k < n; ++k) changed |= std::abs(old_[k] - amount_[b + k]) > tol;
-      } else {
+        fill(e, totals[static_cast<size_t>(e)]);
+        if (changed) continue;  // the pass is run to its end either way
         for (size_t k = 0; k < n; ++k) changed |= old_[k] != amount_[b + k];
       }
+      if (!changed) break;
     }
-    if (!changed) break;
   }
   return ok_status();
+}
+
+// The refinement of balance() in doubles: the same passes, the same
+// operations in the same order, each expert's offsets, ranks and total read
+// once per balance (pass_) instead of once per pass.
+template <typename T>
+void BatchBalancer<T>::refine_doubles(std::span<const T> totals) {
+  if constexpr (std::is_same_v<T, double>) {
+    pass_.clear();
+    for (ExpertId e : order_) {
+      const int32_t b = offset_[static_cast<size_t>(e)];
+      pass_.push_back({b, offset_[static_cast<size_t>(e) + 1] - b, ranks_[static_cast<size_t>(b)],
+                       ranks_[static_cast<size_t>(b) + 1], totals[static_cast<size_t>(e)]});
+    }
+    double* load = load_.data();
+    double* amount = amount_.data();
+    for (int pass = 0; pass < kMaxPasses; ++pass) {
+      bool changed = false;
+      for (const PassEntry& p : pass_) {
+        const auto b = static_cast<size_t>(p.b);
+        const double total = p.total;
+        if (p.n == 2) {
+          double* l0 = &load[static_cast<size_t>(p.r0)];
+          double* l1 = &load[static_cast<size_t>(p.r1)];
+          const double o0 = amount[b], o1 = amount[b + 1];
+          *l0 -= o0;
+          *l1 -= o1;
+          fill_two(l0, l1, &amount[b], total);
+          if (changed) continue;
+          const double tol = 1e-9 * (1.0 + total);
+          changed = std::abs(o0 - amount[b]) > tol || std::abs(o1 - amount[b + 1]) > tol;
+          continue;
+        }
+        const auto n = static_cast<size_t>(p.n);
+        for (size_t k = 0; k < n; ++k) {
+          old_[k] = amount[b + k];
+          load[static_cast<size_t>(ranks_[b + k])] -= amount[b + k];
+        }
+        fill_many(load, &ranks_[b], &amount[b], p.n, total, old_load_.data(), by_load_.data());
+        if (changed) continue;  // the pass is run to its end either way
+        const double tol = 1e-9 * (1.0 + total);
+        for (size_t k = 0; k < n; ++k) changed |= std::abs(old_[k] - amount[b + k]) > tol;
+      }
+      if (!changed) break;
+    }
+  }
 }
 
 template class BatchBalancer<int64_t>;

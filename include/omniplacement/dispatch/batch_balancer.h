@@ -92,6 +92,8 @@ class BatchBalancer {
   void index_flexible();
   // Water-fills `total` of expert e over its ranks and adds it to load_.
   void fill(ExpertId e, T total);
+  // balance()'s refinement passes in doubles (T = double only).
+  void refine_doubles(std::span<const T> totals);
 
   int32_t num_ranks_ = 0;
   int32_t num_experts_ = 0;
@@ -101,6 +103,15 @@ class BatchBalancer {
   std::vector<RankId> ranks_;
   std::vector<T> amount_;
   std::vector<ExpertId> flexible_;  // experts with >= 2 replica ranks, ascending id
+  std::vector<ExpertId> single_;    // experts with one replica rank, ascending id
+  // What a refinement pass reads of order_[i] (doubles): its first position
+  // in ranks_ and amount_, its replica count, its first two ranks, its total.
+  struct PassEntry {
+    int32_t b, n;
+    RankId r0, r1;
+    double total;
+  };
+  std::vector<PassEntry> pass_;     // [order_.size()] (per balance, doubles)
   std::vector<ExpertId> order_;     // flexible_ by descending total (per balance)
   std::vector<T> load_;             // [num_ranks]
   // Scratch of fill() and set_slots(), sized once.
