@@ -305,6 +305,18 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
 
 template <typename T>
 Status BatchBalancer<T>::balance(std::span<const T> totals) {
+  return balance_passes(totals, false);
+}
+
+template <typename T>
+Status BatchBalancer<T>::balance_all_passes(std::span<const T> totals) {
+  return balance_passes(totals, true);
+}
+
+template <typename T>
+Status BatchBalancer<T>::balance_passes(std::span<const T> totals, bool all_passes) {
+  passes_ = 0;
+  changed_passes_ = 0;
   const auto E = static_cast<size_t>(num_experts_);
   if (totals.size() != E)
     return invalid_argument_error(
@@ -338,7 +350,7 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
   // Refinement: re-fill each with all others in place until a pass changes
   // nothing (a block-coordinate descent on the most loaded rank).
   if constexpr (std::is_same_v<T, double>) {
-    refine_doubles(totals);
+    refine_doubles(totals, all_passes);
   } else {
     for (int pass = 0; pass < kMaxPasses; ++pass) {
       bool changed = false;
@@ -353,7 +365,9 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
         if (changed) continue;  // the pass is run to its end either way
         for (size_t k = 0; k < n; ++k) changed |= old_[k] != amount_[b + k];
       }
-      if (!changed) break;
+      passes_ = pass + 1;
+      if (changed) changed_passes_ |= 1u << pass;
+      if (!changed && !all_passes) break;
     }
   }
   return ok_status();
@@ -363,7 +377,7 @@ Status BatchBalancer<T>::balance(std::span<const T> totals) {
 // operations in the same order, each expert's offsets, ranks and total read
 // once per balance (pass_) instead of once per pass.
 template <typename T>
-void BatchBalancer<T>::refine_doubles(std::span<const T> totals) {
+void BatchBalancer<T>::refine_doubles(std::span<const T> totals, bool all_passes) {
   if constexpr (std::is_same_v<T, double>) {
     pass_.clear();
     for (ExpertId e : order_) {
@@ -400,7 +414,9 @@ void BatchBalancer<T>::refine_doubles(std::span<const T> totals) {
         const double tol = 1e-9 * (1.0 + total);
         for (size_t k = 0; k < n; ++k) changed |= std::abs(old_[k] - amount[b + k]) > tol;
       }
-      if (!changed) break;
+      passes_ = pass + 1;
+      if (changed) changed_passes_ |= 1u << pass;
+      if (!changed && !all_passes) break;
     }
   }
 }

@@ -89,7 +89,9 @@ void IntervalSearch::even_amounts(ExpertId e) {
 // The runtime's per-batch split (dispatch_mode.h, kPerBatch) of every
 // scenario, in doubles: the one water-fill the runtime and the simulator run
 // (BatchBalancer, dispatch/batch_balancer.h).
-void IntervalSearch::split() {
+void IntervalSearch::split() { split_scenarios(nullptr); }
+
+void IntervalSearch::split_scenarios(const std::vector<char>* only) {
   const Status placed = balancer_.set_slots(slot_, S_);
   OMNI_CHECK_MSG(placed.ok(), "omni: the search's slots are not a valid layer");
   // Where each replica (in ranks_ order) sits among the balancer's replica
@@ -111,9 +113,12 @@ void IntervalSearch::split() {
     for (size_t i = 0; i < rs.size(); ++i)
       split_index_.push_back(static_cast<int32_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin()));
   }
+  split_full_.resize(static_cast<size_t>(K_));
   for (int32_t k = 0; k < K_; ++k) {
+    if (only != nullptr && !(*only)[static_cast<size_t>(k)]) continue;
     const Status split = balancer_.balance((*p_.scenarios)[static_cast<size_t>(k)]);
     OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
+    split_full_[static_cast<size_t>(k)] = balancer_.passes() == BatchBalancer<double>::kMaxPasses ? 1 : 0;
     const auto loads = balancer_.rank_loads();
     std::copy(loads.begin(), loads.end(), load_.begin() + static_cast<std::ptrdiff_t>(at(k, 0)));
     const int32_t* idx = split_index_.data();
@@ -125,6 +130,82 @@ void IntervalSearch::split() {
       idx += n;
     }
   }
+}
+
+bool IntervalSearch::split_part(const std::vector<int32_t>& touched) {
+  if (split_full_.size() != static_cast<size_t>(K_)) return false;
+  for (char full : split_full_)
+    if (!full) return false;
+  // The ranks linked to the touched ones by experts with several replicas.
+  const auto R = static_cast<size_t>(R_);
+  part_root_.resize(R);
+  std::iota(part_root_.begin(), part_root_.end(), 0);
+  auto find = [&](int32_t r) {
+    while (part_root_[static_cast<size_t>(r)] != r) {
+      part_root_[static_cast<size_t>(r)] = part_root_[static_cast<size_t>(part_root_[static_cast<size_t>(r)])];
+      r = part_root_[static_cast<size_t>(r)];
+    }
+    return r;
+  };
+  for (ExpertId e = 0; e < E_; ++e) {
+    const auto& rs = ranks_[static_cast<size_t>(e)];
+    for (size_t i = 1; i < rs.size(); ++i) {
+      const int32_t a = find(rs[0]), b = find(rs[i]);
+      if (a != b) part_root_[static_cast<size_t>(std::max(a, b))] = std::min(a, b);
+    }
+  }
+  part_mark_.assign(R, 0);
+  for (int32_t q : touched) part_mark_[static_cast<size_t>(find(q))] = 1;
+  part_ranks_.clear();
+  for (int32_t r = 0; r < R_; ++r)
+    if (part_mark_[static_cast<size_t>(find(r))]) part_ranks_.push_back(r);
+  if (part_ranks_.size() == R) return false;  // the whole layer: split() does the same
+  part_ranks_of_.resize(static_cast<size_t>(E_));
+  part_experts_.clear();
+  for (ExpertId e = 0; e < E_; ++e) {
+    const auto& rs = ranks_[static_cast<size_t>(e)];
+    auto& mine = part_ranks_of_[static_cast<size_t>(e)];
+    mine.clear();
+    if (rs.empty() || !part_mark_[static_cast<size_t>(find(rs[0]))]) continue;
+    mine.assign(rs.begin(), rs.end());
+    std::sort(mine.begin(), mine.end());
+    part_experts_.push_back(e);
+  }
+  const Status placed = balancer_.set_replica_ranks(part_ranks_of_);
+  OMNI_CHECK_MSG(placed.ok(), "omni: the search's slots are not a valid layer");
+  // Every pass but the last changes an amount in the part: the whole
+  // layer's split runs all passes too, and the rest keeps its amounts.
+  // A scenario where it does not is split whole (split_scenarios).
+  constexpr uint32_t kAllButLast = (1u << (BatchBalancer<double>::kMaxPasses - 1)) - 1;
+  part_whole_.assign(static_cast<size_t>(K_), 0);
+  bool whole = false;
+  for (int32_t k = 0; k < K_; ++k) {
+    const Status split = balancer_.balance_all_passes((*p_.scenarios)[static_cast<size_t>(k)]);
+    OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
+    if ((balancer_.changed_passes() & kAllButLast) != kAllButLast) {
+      part_whole_[static_cast<size_t>(k)] = 1;
+      whole = true;
+      continue;
+    }
+    const auto loads = balancer_.rank_loads();
+    for (int32_t r : part_ranks_) load_[at(k, r)] = loads[static_cast<size_t>(r)];
+    for (ExpertId e : part_experts_) {
+      const auto& rs = ranks_[static_cast<size_t>(e)];
+      auto& a = amt_[static_cast<size_t>(e)];
+      a.resize(static_cast<size_t>(K_) * rs.size());
+      double* ak = a.data() + static_cast<size_t>(k) * rs.size();
+      if (rs.size() == 1) {
+        ak[0] = x(k, e);
+        continue;
+      }
+      const auto their = balancer_.replica_ranks(e);
+      const auto amounts = balancer_.amounts(e);
+      for (size_t i = 0; i < rs.size(); ++i)
+        ak[i] = amounts[static_cast<size_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin())];
+    }
+  }
+  if (whole) split_scenarios(&part_whole_);
+  return true;
 }
 
 void IntervalSearch::evaluate() {
@@ -310,8 +391,15 @@ void IntervalSearch::apply(const Move& m) {
   ExpertId changed[2];
   changed_by(m, changed);
   if (per_batch()) {
+    part_touched_.clear();
+    for (int32_t c = 0; c < 2; ++c)
+      if (changed[c] >= 0)
+        for (int32_t q : ranks_[static_cast<size_t>(changed[c])]) part_touched_.push_back(q);
     rebook(m, changed);
-    split();
+    for (int32_t c = 0; c < 2; ++c)
+      if (changed[c] >= 0)
+        for (int32_t q : ranks_[static_cast<size_t>(changed[c])]) part_touched_.push_back(q);
+    if (!split_part(part_touched_)) split();
     summarize();
     return;
   }
@@ -453,6 +541,7 @@ void IntervalSearch::rebook(const Move& m, const ExpertId* changed) {
 }
 
 void IntervalSearch::save_split() {
+  saved_split_full_ = split_full_;
   saved_load_ = load_;
   saved_amt_ = amt_;
   saved_ranks_ = ranks_;
@@ -480,6 +569,7 @@ void IntervalSearch::unbook(const Move& m, ExpertId replaced) {
 }
 
 void IntervalSearch::restore_split() {
+  split_full_.swap(saved_split_full_);
   load_.swap(saved_load_);
   for (ExpertId e = 0; e < E_; ++e) {
     const auto& now = ranks_[static_cast<size_t>(e)];
@@ -584,6 +674,7 @@ void IntervalSearch::run_path() {
 }
 
 void IntervalSearch::apply_estimate(const Move& m) {
+  std::fill(split_full_.begin(), split_full_.end(), 0);  // the loads are the estimate's now
   ExpertId changed[2];
   changed_by(m, changed);
   if (changed[1] == changed[0]) changed[1] = kEmptySlot;

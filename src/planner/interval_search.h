@@ -171,6 +171,16 @@ class IntervalSearch {
   void evaluate();
   void even_amounts(ExpertId e);
   void split();
+  // split() of the scenarios flagged in `only` ([K]; null: all); the others
+  // keep their loads and amounts (they must be the split of the current slots).
+  void split_scenarios(const std::vector<char>* only);
+  // Per-batch, after a move whose changed experts had or now have a replica
+  // on the ranks in `touched`: the split again of the part of the layer
+  // linked to them only (BatchBalancer::balance_all_passes), the rest kept,
+  // when that gives split()'s result to the bit (every scenario's last split
+  // ran all passes, and so does the part's; a scenario where the part's
+  // does not is split whole); else false, nothing done.
+  bool split_part(const std::vector<int32_t>& touched);
   void summarize();
   void summarize_touched();
   void summarize_pools_touched();
@@ -324,6 +334,16 @@ class IntervalSearch {
   std::vector<std::vector<double>> saved_amt_;
   std::vector<std::vector<int32_t>> saved_ranks_;
   std::vector<int32_t> split_index_;           // split(): each replica's index among the balancer's
+  // Per-batch, per scenario: 1 when its loads and amounts are the balancer's
+  // split of the current slots and that split ran all passes ([K]).
+  std::vector<char> split_full_, saved_split_full_;
+  // split_part(): scratch.
+  std::vector<int32_t> part_root_;             // [R]: union-find over ranks linked by an expert
+  std::vector<char> part_mark_;                // [R]: a root of the part
+  std::vector<std::vector<RankId>> part_ranks_of_;  // [E]: the part's experts' ranks, ascending
+  std::vector<ExpertId> part_experts_;
+  std::vector<int32_t> part_ranks_, part_touched_;
+  std::vector<char> part_whole_;               // [K]: scenarios split_part leaves to split_scenarios
   std::vector<ExpertId> split_experts_;        // split(): the experts with several replicas
   std::vector<std::pair<Move, ExpertId>> batch_;  // prune_batch(): the moves taken, and `replaced`
   std::vector<int32_t> est_ranks_[2];          // apply_estimate(): scratch

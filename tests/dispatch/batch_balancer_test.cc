@@ -128,6 +128,74 @@ TEST(BatchBalancerProperty, SlotsAndRankListsAgreeAndTokensAreConserved) {
   }
 }
 
+// The planner splits again only the part of a layer a move touches
+// (IntervalSearch::split_part): where the whole layer's split runs all
+// passes, a connected part (ranks linked by experts with several replica
+// ranks) split alone with balance_all_passes gets the same amounts and
+// loads, to the bit. Layers of DeepSeek-V3's shape (64 ranks, 256 experts,
+// 64 extra replicas of the hottest), where the split runs all passes.
+TEST(BatchBalancerProperty, ConnectedPartSplitAloneMatchesTheWholeToTheBit) {
+  std::mt19937_64 rng(29);
+  constexpr int32_t R = 64, E = 256;
+  int compared = 0;
+  for (int trial = 0; trial < 6; ++trial) {
+    std::vector<std::vector<RankId>> ranks_of(static_cast<size_t>(E));
+    for (ExpertId e = 0; e < E; ++e) ranks_of[static_cast<size_t>(e)].push_back(e % R);
+    for (int extra = 0; extra < R; ++extra) {
+      const auto e = static_cast<size_t>(std::uniform_int_distribution<int32_t>(0, 31)(rng));
+      const RankId r = std::uniform_int_distribution<RankId>(0, R - 1)(rng);
+      auto& rs = ranks_of[e];
+      if (std::find(rs.begin(), rs.end(), r) == rs.end()) rs.push_back(r);
+    }
+    for (auto& rs : ranks_of) std::sort(rs.begin(), rs.end());
+    std::vector<double> totals(static_cast<size_t>(E));
+    for (ExpertId e = 0; e < E; ++e)
+      totals[static_cast<size_t>(e)] =
+          1000.0 / std::sqrt(1.0 + e) * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+    auto whole = *BatchBalancer<double>::create(R, E);
+    ASSERT_TRUE(whole.set_replica_ranks(ranks_of).ok());
+    ASSERT_TRUE(whole.balance(totals).ok());
+    if (whole.passes() != BatchBalancer<double>::kMaxPasses) continue;
+    // The connected parts: ranks linked by an expert's replica ranks.
+    std::vector<int32_t> part(static_cast<size_t>(R));
+    std::iota(part.begin(), part.end(), 0);
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (const auto& rs : ranks_of) {
+        int32_t least = R;
+        for (RankId r : rs) least = std::min(least, part[static_cast<size_t>(r)]);
+        for (RankId r : rs)
+          if (part[static_cast<size_t>(r)] != least) part[static_cast<size_t>(r)] = least, moved = true;
+      }
+    }
+    for (int32_t id = 0; id < R; ++id) {
+      std::vector<std::vector<RankId>> mine(static_cast<size_t>(E));
+      bool any = false;
+      for (ExpertId e = 0; e < E; ++e)
+        if (part[static_cast<size_t>(ranks_of[static_cast<size_t>(e)][0])] == id) {
+          mine[static_cast<size_t>(e)] = ranks_of[static_cast<size_t>(e)];
+          any = true;
+        }
+      if (!any) continue;
+      auto alone = *BatchBalancer<double>::create(R, E);
+      ASSERT_TRUE(alone.set_replica_ranks(mine).ok());
+      ASSERT_TRUE(alone.balance_all_passes(totals).ok());
+      EXPECT_EQ(alone.passes(), BatchBalancer<double>::kMaxPasses);
+      for (RankId r = 0; r < R; ++r) {
+        if (part[static_cast<size_t>(r)] != id) continue;
+        EXPECT_EQ(alone.rank_loads()[static_cast<size_t>(r)], whole.rank_loads()[static_cast<size_t>(r)])
+            << "trial " << trial << " rank " << r;
+      }
+      for (ExpertId e = 0; e < E; ++e) {
+        if (mine[static_cast<size_t>(e)].empty()) continue;
+        EXPECT_EQ(to_vector(alone.amounts(e)), to_vector(whole.amounts(e))) << "trial " << trial << " expert " << e;
+      }
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 10);  // layers whose split ran all passes, and their parts
+}
+
 TEST(BatchBalancer, RejectsBadInput) {
   EXPECT_EQ(BatchBalancer<int64_t>::create(0, 3).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(BatchBalancer<double>::create(2, -1).status().code(), StatusCode::kInvalidArgument);

@@ -75,6 +75,18 @@ class BatchBalancer {
   // describe the split until the next call of a non-const member; on error
   // they are unspecified.
   Status balance(std::span<const T> totals);
+  // balance(totals) running all kMaxPasses refinement passes whether or not
+  // a pass changes anything. Where balance(totals) of a placement runs all
+  // passes (passes() == kMaxPasses), the experts whose replica ranks are
+  // linked to no other expert's (a connected part of the placement) get
+  // from balance_all_passes of a placement holding only that part the same
+  // amounts, and their ranks the same loads, to the bit: a caller that
+  // changes one part of a placement (the planner's search) splits only it.
+  Status balance_all_passes(std::span<const T> totals);
+  // Refinement passes the last balance run, and which of them changed an
+  // amount (bit p: pass p, from 0).
+  int passes() const { return passes_; }
+  uint32_t changed_passes() const { return changed_passes_; }
 
   // Tokens each rank serves under the last balance(), [num_ranks].
   std::span<const T> rank_loads() const { return load_; }
@@ -93,7 +105,8 @@ class BatchBalancer {
   // Water-fills `total` of expert e over its ranks and adds it to load_.
   void fill(ExpertId e, T total);
   // balance()'s refinement passes in doubles (T = double only).
-  void refine_doubles(std::span<const T> totals);
+  void refine_doubles(std::span<const T> totals, bool all_passes);
+  Status balance_passes(std::span<const T> totals, bool all_passes);
 
   int32_t num_ranks_ = 0;
   int32_t num_experts_ = 0;
@@ -102,6 +115,8 @@ class BatchBalancer {
   std::vector<int32_t> offset_;
   std::vector<RankId> ranks_;
   std::vector<T> amount_;
+  int passes_ = 0;
+  uint32_t changed_passes_ = 0;
   std::vector<ExpertId> flexible_;  // experts with >= 2 replica ranks, ascending id
   std::vector<ExpertId> single_;    // experts with one replica rank, ascending id
   // What a refinement pass reads of order_[i] (doubles): its first position
