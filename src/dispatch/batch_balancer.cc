@@ -19,7 +19,8 @@ BatchBalancer<T>::BatchBalancer(int32_t num_ranks, int32_t num_experts)
       frac_(static_cast<size_t>(num_ranks)),
       old_(static_cast<size_t>(num_ranks)),
       old_load_(static_cast<size_t>(num_ranks)),
-      cursor_(static_cast<size_t>(num_experts)) {
+      cursor_(static_cast<size_t>(num_experts)),
+      change_mask_(static_cast<size_t>(num_experts), 0) {
   flexible_.reserve(static_cast<size_t>(num_experts));
   single_.reserve(static_cast<size_t>(num_experts));
   order_.reserve(static_cast<size_t>(num_experts));
@@ -305,16 +306,21 @@ void BatchBalancer<T>::fill(ExpertId e, T total) {
 
 template <typename T>
 Status BatchBalancer<T>::balance(std::span<const T> totals) {
-  return balance_passes(totals, false);
+  return balance_passes(totals, false, false);
+}
+
+template <typename T>
+Status BatchBalancer<T>::balance_tracked(std::span<const T> totals) {
+  return balance_passes(totals, false, true);
 }
 
 template <typename T>
 Status BatchBalancer<T>::balance_all_passes(std::span<const T> totals) {
-  return balance_passes(totals, true);
+  return balance_passes(totals, true, true);
 }
 
 template <typename T>
-Status BatchBalancer<T>::balance_passes(std::span<const T> totals, bool all_passes) {
+Status BatchBalancer<T>::balance_passes(std::span<const T> totals, bool all_passes, bool track) {
   passes_ = 0;
   changed_passes_ = 0;
   const auto E = static_cast<size_t>(num_experts_);
@@ -350,7 +356,7 @@ Status BatchBalancer<T>::balance_passes(std::span<const T> totals, bool all_pass
   // Refinement: re-fill each with all others in place until a pass changes
   // nothing (a block-coordinate descent on the most loaded rank).
   if constexpr (std::is_same_v<T, double>) {
-    refine_doubles(totals, all_passes);
+    refine_doubles(totals, all_passes, track);
   } else {
     for (int pass = 0; pass < kMaxPasses; ++pass) {
       bool changed = false;
@@ -377,13 +383,14 @@ Status BatchBalancer<T>::balance_passes(std::span<const T> totals, bool all_pass
 // operations in the same order, each expert's offsets, ranks and total read
 // once per balance (pass_) instead of once per pass.
 template <typename T>
-void BatchBalancer<T>::refine_doubles(std::span<const T> totals, bool all_passes) {
+void BatchBalancer<T>::refine_doubles(std::span<const T> totals, bool all_passes, bool track) {
   if constexpr (std::is_same_v<T, double>) {
     pass_.clear();
     for (ExpertId e : order_) {
       const int32_t b = offset_[static_cast<size_t>(e)];
       pass_.push_back({b, offset_[static_cast<size_t>(e) + 1] - b, ranks_[static_cast<size_t>(b)],
-                       ranks_[static_cast<size_t>(b) + 1], totals[static_cast<size_t>(e)]});
+                       ranks_[static_cast<size_t>(b) + 1], e, totals[static_cast<size_t>(e)]});
+      change_mask_[static_cast<size_t>(e)] = 0;
     }
     double* load = load_.data();
     double* amount = amount_.data();
@@ -399,9 +406,11 @@ void BatchBalancer<T>::refine_doubles(std::span<const T> totals, bool all_passes
           *l0 -= o0;
           *l1 -= o1;
           fill_two(l0, l1, &amount[b], total);
-          if (changed) continue;
+          if (changed && !track) continue;
           const double tol = 1e-9 * (1.0 + total);
-          changed = std::abs(o0 - amount[b]) > tol || std::abs(o1 - amount[b + 1]) > tol;
+          const bool moved = std::abs(o0 - amount[b]) > tol || std::abs(o1 - amount[b + 1]) > tol;
+          if (moved && track) change_mask_[static_cast<size_t>(p.e)] |= static_cast<uint8_t>(1u << pass);
+          changed |= moved;
           continue;
         }
         const auto n = static_cast<size_t>(p.n);
@@ -410,9 +419,12 @@ void BatchBalancer<T>::refine_doubles(std::span<const T> totals, bool all_passes
           load[static_cast<size_t>(ranks_[b + k])] -= amount[b + k];
         }
         fill_many(load, &ranks_[b], &amount[b], p.n, total, old_load_.data(), by_load_.data());
-        if (changed) continue;  // the pass is run to its end either way
+        if (changed && !track) continue;  // the pass is run to its end either way
         const double tol = 1e-9 * (1.0 + total);
-        for (size_t k = 0; k < n; ++k) changed |= std::abs(old_[k] - amount[b + k]) > tol;
+        bool moved = false;
+        for (size_t k = 0; k < n; ++k) moved |= std::abs(old_[k] - amount[b + k]) > tol;
+        if (moved && track) change_mask_[static_cast<size_t>(p.e)] |= static_cast<uint8_t>(1u << pass);
+        changed |= moved;
       }
       passes_ = pass + 1;
       if (changed) changed_passes_ |= 1u << pass;

@@ -114,11 +114,19 @@ void IntervalSearch::split_scenarios(const std::vector<char>* only) {
       split_index_.push_back(static_cast<int32_t>(std::lower_bound(their.begin(), their.end(), rs[i]) - their.begin()));
   }
   split_full_.resize(static_cast<size_t>(K_));
+  part_change_.resize(static_cast<size_t>(K_) * static_cast<size_t>(E_));
   for (int32_t k = 0; k < K_; ++k) {
     if (only != nullptr && !(*only)[static_cast<size_t>(k)]) continue;
-    const Status split = balancer_.balance((*p_.scenarios)[static_cast<size_t>(k)]);
+    // The passes each expert changed in are kept where the scenario's last
+    // split ran all passes (where split_part is likely to serve next); else
+    // none are (0: split_part then takes none from the others).
+    const bool track = split_full_[static_cast<size_t>(k)] != 0;
+    const auto& totals = (*p_.scenarios)[static_cast<size_t>(k)];
+    const Status split = track ? balancer_.balance_tracked(totals) : balancer_.balance(totals);
     OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
     split_full_[static_cast<size_t>(k)] = balancer_.passes() == BatchBalancer<double>::kMaxPasses ? 1 : 0;
+    uint8_t* mask = &part_change_[static_cast<size_t>(k) * static_cast<size_t>(E_)];
+    for (ExpertId e : split_experts_) mask[e] = track ? balancer_.change_mask(e) : 0;
     const auto loads = balancer_.rank_loads();
     std::copy(loads.begin(), loads.end(), load_.begin() + static_cast<std::ptrdiff_t>(at(k, 0)));
     const int32_t* idx = split_index_.data();
@@ -162,19 +170,25 @@ bool IntervalSearch::split_part(const std::vector<int32_t>& touched) {
   if (part_ranks_.size() == R) return false;  // the whole layer: split() does the same
   part_ranks_of_.resize(static_cast<size_t>(E_));
   part_experts_.clear();
+  part_rest_.clear();
   for (ExpertId e = 0; e < E_; ++e) {
     const auto& rs = ranks_[static_cast<size_t>(e)];
     auto& mine = part_ranks_of_[static_cast<size_t>(e)];
     mine.clear();
-    if (rs.empty() || !part_mark_[static_cast<size_t>(find(rs[0]))]) continue;
+    if (rs.empty()) continue;
+    if (!part_mark_[static_cast<size_t>(find(rs[0]))]) {
+      if (rs.size() > 1) part_rest_.push_back(e);
+      continue;
+    }
     mine.assign(rs.begin(), rs.end());
     std::sort(mine.begin(), mine.end());
     part_experts_.push_back(e);
   }
   const Status placed = balancer_.set_replica_ranks(part_ranks_of_);
   OMNI_CHECK_MSG(placed.ok(), "omni: the search's slots are not a valid layer");
-  // Every pass but the last changes an amount in the part: the whole
-  // layer's split runs all passes too, and the rest keeps its amounts.
+  // Every pass but the last changes an amount in the part or in the rest
+  // (part_change_, from the rest's last split, which ran all passes): the
+  // whole layer's split runs all passes too, and the rest keeps its amounts.
   // A scenario where it does not is split whole (split_scenarios).
   constexpr uint32_t kAllButLast = (1u << (BatchBalancer<double>::kMaxPasses - 1)) - 1;
   part_whole_.assign(static_cast<size_t>(K_), 0);
@@ -182,15 +196,20 @@ bool IntervalSearch::split_part(const std::vector<int32_t>& touched) {
   for (int32_t k = 0; k < K_; ++k) {
     const Status split = balancer_.balance_all_passes((*p_.scenarios)[static_cast<size_t>(k)]);
     OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
-    if ((balancer_.changed_passes() & kAllButLast) != kAllButLast) {
+    const uint8_t* mask = &part_change_[static_cast<size_t>(k) * static_cast<size_t>(E_)];
+    uint32_t changes = balancer_.changed_passes();
+    for (ExpertId e : part_rest_) changes |= mask[e];
+    if ((changes & kAllButLast) != kAllButLast) {
       part_whole_[static_cast<size_t>(k)] = 1;
       whole = true;
       continue;
     }
     const auto loads = balancer_.rank_loads();
     for (int32_t r : part_ranks_) load_[at(k, r)] = loads[static_cast<size_t>(r)];
+    uint8_t* part_mask = &part_change_[static_cast<size_t>(k) * static_cast<size_t>(E_)];
     for (ExpertId e : part_experts_) {
       const auto& rs = ranks_[static_cast<size_t>(e)];
+      if (rs.size() > 1) part_mask[e] = balancer_.change_mask(e);
       auto& a = amt_[static_cast<size_t>(e)];
       a.resize(static_cast<size_t>(K_) * rs.size());
       double* ak = a.data() + static_cast<size_t>(k) * rs.size();
@@ -542,6 +561,7 @@ void IntervalSearch::rebook(const Move& m, const ExpertId* changed) {
 
 void IntervalSearch::save_split() {
   saved_split_full_ = split_full_;
+  saved_part_change_ = part_change_;
   saved_load_ = load_;
   saved_amt_ = amt_;
   saved_ranks_ = ranks_;
@@ -570,6 +590,7 @@ void IntervalSearch::unbook(const Move& m, ExpertId replaced) {
 
 void IntervalSearch::restore_split() {
   split_full_.swap(saved_split_full_);
+  part_change_.swap(saved_part_change_);
   load_.swap(saved_load_);
   for (ExpertId e = 0; e < E_; ++e) {
     const auto& now = ranks_[static_cast<size_t>(e)];

@@ -337,11 +337,14 @@ class IntervalSearch {
   // Per-batch, per scenario: 1 when its loads and amounts are the balancer's
   // split of the current slots and that split ran all passes ([K]).
   std::vector<char> split_full_, saved_split_full_;
+  // Per-batch, [K * E]: in which refinement passes each expert with several
+  // replica ranks changed its amounts in the split it last had (change_mask).
+  std::vector<uint8_t> part_change_, saved_part_change_;
   // split_part(): scratch.
   std::vector<int32_t> part_root_;             // [R]: union-find over ranks linked by an expert
   std::vector<char> part_mark_;                // [R]: a root of the part
   std::vector<std::vector<RankId>> part_ranks_of_;  // [E]: the part's experts' ranks, ascending
-  std::vector<ExpertId> part_experts_;
+  std::vector<ExpertId> part_experts_, part_rest_;  // the part's experts; the others with several ranks
   std::vector<int32_t> part_ranks_, part_touched_;
   std::vector<char> part_whole_;               // [K]: scenarios split_part leaves to split_scenarios
   std::vector<ExpertId> split_experts_;        // split(): the experts with several replicas

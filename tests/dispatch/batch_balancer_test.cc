@@ -155,6 +155,18 @@ TEST(BatchBalancerProperty, ConnectedPartSplitAloneMatchesTheWholeToTheBit) {
     auto whole = *BatchBalancer<double>::create(R, E);
     ASSERT_TRUE(whole.set_replica_ranks(ranks_of).ok());
     ASSERT_TRUE(whole.balance(totals).ok());
+    // balance_tracked: the same split, and the passes each expert changed in
+    // make up the passes that changed an amount.
+    auto tracked = *BatchBalancer<double>::create(R, E);
+    ASSERT_TRUE(tracked.set_replica_ranks(ranks_of).ok());
+    ASSERT_TRUE(tracked.balance_tracked(totals).ok());
+    EXPECT_EQ(to_vector(tracked.rank_loads()), to_vector(whole.rank_loads()));
+    EXPECT_EQ(tracked.passes(), whole.passes());
+    EXPECT_EQ(tracked.changed_passes(), whole.changed_passes());
+    uint32_t masks = 0;
+    for (ExpertId e = 0; e < E; ++e)
+      if (ranks_of[static_cast<size_t>(e)].size() > 1) masks |= tracked.change_mask(e);
+    EXPECT_EQ(masks, whole.changed_passes()) << "trial " << trial;
     if (whole.passes() != BatchBalancer<double>::kMaxPasses) continue;
     // The connected parts: ranks linked by an expert's replica ranks.
     std::vector<int32_t> part(static_cast<size_t>(R));

@@ -83,10 +83,16 @@ class BatchBalancer {
   // amounts, and their ranks the same loads, to the bit: a caller that
   // changes one part of a placement (the planner's search) splits only it.
   Status balance_all_passes(std::span<const T> totals);
+  // balance(totals), the same result, that also records change_mask() (doubles).
+  Status balance_tracked(std::span<const T> totals);
   // Refinement passes the last balance run, and which of them changed an
   // amount (bit p: pass p, from 0).
   int passes() const { return passes_; }
   uint32_t changed_passes() const { return changed_passes_; }
+  // T = double, after balance_tracked() or balance_all_passes(): the passes
+  // in which expert e's amounts changed (bit p: pass p, from 0), for e with
+  // several replica ranks; with whole tokens, or after balance(), unspecified.
+  uint8_t change_mask(ExpertId e) const { return change_mask_[static_cast<size_t>(e)]; }
 
   // Tokens each rank serves under the last balance(), [num_ranks].
   std::span<const T> rank_loads() const { return load_; }
@@ -105,8 +111,8 @@ class BatchBalancer {
   // Water-fills `total` of expert e over its ranks and adds it to load_.
   void fill(ExpertId e, T total);
   // balance()'s refinement passes in doubles (T = double only).
-  void refine_doubles(std::span<const T> totals, bool all_passes);
-  Status balance_passes(std::span<const T> totals, bool all_passes);
+  void refine_doubles(std::span<const T> totals, bool all_passes, bool track);
+  Status balance_passes(std::span<const T> totals, bool all_passes, bool track);
 
   int32_t num_ranks_ = 0;
   int32_t num_experts_ = 0;
@@ -124,6 +130,7 @@ class BatchBalancer {
   struct PassEntry {
     int32_t b, n;
     RankId r0, r1;
+    ExpertId e;
     double total;
   };
   std::vector<PassEntry> pass_;     // [order_.size()] (per balance, doubles)
@@ -136,6 +143,7 @@ class BatchBalancer {
   std::vector<T> old_;             // [num_ranks]
   std::vector<T> old_load_;        // [num_ranks]: fill()'s loads of the expert's ranks
   std::vector<int32_t> cursor_;    // [num_experts]
+  std::vector<uint8_t> change_mask_;  // [num_experts]: change_mask()
 };
 
 extern template class BatchBalancer<int64_t>;
