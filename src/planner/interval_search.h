@@ -223,12 +223,23 @@ class IntervalSearch {
   // same operations in the same order, so the same value), for a move that
   // no per-rank limit can refuse.
   double swap_on_pair(int32_t i, int32_t j, bool priced) const;
+  // What swap_on_pool_pair reads of slot i (which holds an expert a), found
+  // once for all the slots of one rank rb (the scans' loop over them): a's
+  // amounts on ra = i / S (replica_amounts, scenario k at k * na) and, when
+  // priced, the part of the price change that a's move makes (swap_price's
+  // first term, by the same operations).
+  struct SwapFrom {
+    const double* pa;
+    size_t na;
+    double dcost_a;
+  };
+  SwapFrom swap_from(int32_t i, int32_t rb, bool priced) const;
   // Per-batch, with pool_pair_ (from pair_max_, the busiest rank outside the
   // pool other than ra and rb) and swap_b_ prepared for ra = i / S and
-  // rb = j / S (scan_hot, prepare_pair):
+  // rb = j / S (scan_hot, prepare_pair), and from = swap_from(i, rb, priced):
   // eval_swap(i, j, priced) (the same operations in the same order), for a
   // move that no per-rank limit can refuse; slot i holds an expert.
-  double swap_on_pool_pair(int32_t i, int32_t j, bool priced) const;
+  double swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const;
   // Prepares pair_max_, pair_load_ and swap_b_ (the slots of rb whose expert
   // ra does not hold) for swap_on_pair between ra and rb (per-batch:
   // pair_max_ outside the pool, for swap_on_pool_pair).

@@ -1,6 +1,6 @@
 // Internal (not installed): what the files evaluating IntervalSearch's
 // candidate moves share (interval_search_moves.cc, interval_search_prepared.cc):
-// kInf, excluded_rank, bridge_to_pool, max_excluding, pool_pair_max and replace_terms, defined here so that each file inlines
+// kInf, excluded_rank, bridge_to_pool, max_excluding, pool_pair_max, replace_terms and swap_from, defined here so that each file inlines
 // them into its evaluations.
 #pragma once
 
@@ -107,6 +107,15 @@ inline IntervalSearch::ReplaceTerms IntervalSearch::replace_terms(int32_t k, int
       if (q != rj) visit(q, dy);
   }
   return t;
+}
+
+inline IntervalSearch::SwapFrom IntervalSearch::swap_from(int32_t i, int32_t rb, bool priced) const {
+  const int32_t ra = i / S_;
+  const ExpertId a = slot_[static_cast<size_t>(i)];
+  SwapFrom f{replica_amounts(a, ra), ranks_[static_cast<size_t>(a)].size(), 0.0};
+  // swap_price's first term (a >= 0): from 0, += the difference.
+  if (priced) f.dcost_a += price(rb, a) - price(ra, a);
+  return f;
 }
 
 }  // namespace omni::detail
