@@ -218,12 +218,7 @@ class IntervalSearch {
     return true;
   }
   double eval_swap(int32_t i, int32_t j, bool priced);
-  // Static shares, with pair_max_, swap_b_ and pair_load_ prepared for
-  // ra = i / S and rb = j / S (scan_hot, prepare_pair): eval_swap(i, j, priced) (the
-  // same operations in the same order, so the same value), for a move that
-  // no per-rank limit can refuse.
-  double swap_on_pair(int32_t i, int32_t j, bool priced) const;
-  // What swap_on_pool_pair reads of slot i (which holds an expert a), found
+  // What swap_on_pair and swap_on_pool_pair read of slot i (which holds an expert a), found
   // once for all the slots of one rank rb (the scans' loop over them): a's
   // amounts on ra = i / S (replica_amounts, scenario k at k * na) and, when
   // priced, the part of the price change that a's move makes (swap_price's
@@ -234,6 +229,12 @@ class IntervalSearch {
     double dcost_a;
   };
   SwapFrom swap_from(int32_t i, int32_t rb, bool priced) const;
+  // Static shares, with pair_max_, swap_b_ and pair_load_ prepared for
+  // ra = i / S and rb = j / S (scan_hot, prepare_pair), and
+  // from = swap_from(i, rb, priced): eval_swap(i, j, priced) (the same
+  // operations in the same order, so the same value), for a move that no
+  // per-rank limit can refuse; slot i holds an expert.
+  double swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const;
   // Per-batch, with pool_pair_ (from pair_max_, the busiest rank outside the
   // pool other than ra and rb) and swap_b_ prepared for ra = i / S and
   // rb = j / S (scan_hot, prepare_pair), and from = swap_from(i, rb, priced):

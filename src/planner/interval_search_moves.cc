@@ -520,7 +520,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
           if (passes(lbv, best)) continue;
         }
-        const SwapFrom from = pool_pair ? swap_from(i, rb, priced) : SwapFrom{nullptr, 0, 0.0};
+        const SwapFrom from = on_pair ? swap_from(i, rb, priced) : SwapFrom{nullptr, 0, 0.0};
         for (int32_t t = 0; t < S_; ++t) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];
@@ -530,7 +530,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               offer(Move{swap_on_pool_pair(from, i, j, priced), 0, i, j, kEmptySlot}, best);
             } else {
               // Static shares set no move aside: no runner-up kept.
-              const double d = swap_on_pair(i, j, priced);
+              const double d = swap_on_pair(from, i, j, priced);
               if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
             }
             continue;
@@ -706,13 +706,13 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   for (int32_t rb = 0; rb < R_; ++rb) {
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
     if (on_pair) prepare_pair(ra, rb);
-    const SwapFrom from = on_pair && pool_pair ? swap_from(i, rb, true) : SwapFrom{nullptr, 0, 0.0};
+    const SwapFrom from = on_pair ? swap_from(i, rb, true) : SwapFrom{nullptr, 0, 0.0};
     for (int32_t t = 0; t < S_; ++t) {
       const int32_t j = rb * S_ + t;
       const ExpertId b = slot_[static_cast<size_t>(j)];
       if (b >= 0 && holds(ra, b)) continue;
       if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
-        const double d = pool_pair ? swap_on_pool_pair(from, i, j, true) : swap_on_pair(i, j, true);
+        const double d = pool_pair ? swap_on_pool_pair(from, i, j, true) : swap_on_pair(from, i, j, true);
         offer(Move{d, 0, i, j, kEmptySlot}, best);
         continue;
       }

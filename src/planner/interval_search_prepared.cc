@@ -16,12 +16,14 @@
 
 namespace omni::detail {
 
-double IntervalSearch::swap_on_pair(int32_t i, int32_t j, bool priced) const {
+double IntervalSearch::swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
   const int32_t ra = i / S_, rb = j / S_;
-  const ExpertId a = slot_[static_cast<size_t>(i)], b = slot_[static_cast<size_t>(j)];
-  const double dcost = priced ? swap_price(ra, rb, a, b) : 0.0;
-  const double* pa = replica_amounts(a, ra);
-  const size_t na = ranks_[static_cast<size_t>(a)].size();
+  const ExpertId b = slot_[static_cast<size_t>(j)];
+  // swap_price's second term.
+  double dcost = from.dcost_a;
+  if (priced && b >= 0) dcost += price(ra, b) - price(rb, b);
+  const double* pa = from.pa;
+  const size_t na = from.na;
   const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
   const double* la = pair_load_.data();
   const double* lb = la + K_;
