@@ -182,24 +182,21 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   pool_pair_.resize(static_cast<size_t>(K_));
   y_on_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_max_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
-  y_ready_.assign(static_cast<size_t>(R_), 0);
+  y_ready_.reset(static_cast<size_t>(R_));
   if (per_batch()) {
     y_level_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
     y_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
     y_bridge_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   }
-  y_prepared_.clear();
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
-  bound_ready_.assign(static_cast<size_t>(E_), 0);
-  bound_prepared_.clear();
+  bound_ready_.reset(static_cast<size_t>(E_));
   bound_sum_.resize(static_cast<size_t>(E_));
   rank_term_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_merged_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
   rank_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(K_));
-  rank_ready_.assign(static_cast<size_t>(R_), 0);
+  rank_ready_.reset(static_cast<size_t>(R_));
   first_of_.assign(static_cast<size_t>(R_), 0);
   touched_mark_.assign(static_cast<size_t>(R_), 0);
-  ranks_prepared_.clear();
   pool_amount_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   group_pool_.resize(static_cast<size_t>(K_));
   cost_ = 0;
@@ -270,14 +267,16 @@ void IntervalSearch::apply(const Move& m) {
   ExpertId changed[2];
   changed_by(m, changed);
   if (per_batch()) {
+    // The ranks the changed experts have before the move and after it.
+    auto touch_ranks_of_changed = [&] {
+      for (int32_t c = 0; c < 2; ++c)
+        if (changed[c] >= 0)
+          for (int32_t q : ranks_[static_cast<size_t>(changed[c])]) part_touched_.push_back(q);
+    };
     part_touched_.clear();
-    for (int32_t c = 0; c < 2; ++c)
-      if (changed[c] >= 0)
-        for (int32_t q : ranks_[static_cast<size_t>(changed[c])]) part_touched_.push_back(q);
+    touch_ranks_of_changed();
     rebook(m, changed);
-    for (int32_t c = 0; c < 2; ++c)
-      if (changed[c] >= 0)
-        for (int32_t q : ranks_[static_cast<size_t>(changed[c])]) part_touched_.push_back(q);
+    touch_ranks_of_changed();
     if (!split_part(part_touched_)) split();
     summarize();
     return;

@@ -82,6 +82,33 @@ struct IntervalProblem {
   const std::chrono::steady_clock::time_point* deadline = nullptr;
 };
 
+// The indices in [0, n) whose per-scan terms were prepared since the last
+// forget(): each is prepared once per scan (bound_of, prepare_split_rank,
+// prepare_replace_rank, ...). claim(i) says whether i is new (and marks it);
+// forget() unmarks the marked ones only, not all n.
+class PreparedMarks {
+ public:
+  void reset(size_t n) {
+    ready_.assign(n, 0);
+    marked_.clear();
+  }
+  bool has(int32_t i) const { return ready_[static_cast<size_t>(i)] != 0; }
+  bool claim(int32_t i) {
+    if (ready_[static_cast<size_t>(i)]) return false;
+    ready_[static_cast<size_t>(i)] = 1;
+    marked_.push_back(i);
+    return true;
+  }
+  void forget() {
+    for (int32_t i : marked_) ready_[static_cast<size_t>(i)] = 0;
+    marked_.clear();
+  }
+
+ private:
+  std::vector<char> ready_;
+  std::vector<int32_t> marked_;
+};
+
 class IntervalSearch {
  public:
   explicit IntervalSearch(const IntervalProblem& problem);
@@ -388,13 +415,12 @@ class IntervalSearch {
   };
   // x's bound_of, or null when not prepared in this scan_hot.
   const ReplaceBound* prepared_bound(ExpertId x) const {
-    return x >= 0 && bound_ready_[static_cast<size_t>(x)] ? &bound_[static_cast<size_t>(x) * static_cast<size_t>(K_)]
+    return x >= 0 && bound_ready_.has(x) ? &bound_[static_cast<size_t>(x) * static_cast<size_t>(K_)]
                                                          : nullptr;
   }
   std::vector<ReplaceBound> bound_;           // [E * K]
-  std::vector<char> bound_ready_;              // [E]: bound_of(x) prepared in this scan_hot
+  PreparedMarks bound_ready_;                  // [E]: bound_of(x) / prepare_split_expert(x) done in this scan_hot
   std::vector<double> bound_sum_;              // [E]: replace_bound's sum for most ranks
-  std::vector<ExpertId> bound_prepared_;       // the experts prepared
   std::vector<char> first_of_;                 // [R]: scan_hot, the first_rank of some scenario in x's bound
   // Per-batch, prepared once per scan_hot for split_replace_bound: per rank
   // and scenario the busiest rank outside the pool other than it, the
@@ -403,8 +429,7 @@ class IntervalSearch {
   // with the rank's least bridge load (rank outside the pool); per expert
   // and scenario its amount on pool ranks.
   std::vector<double> rank_out_, rank_term_, rank_merged_;  // [R * K]
-  std::vector<char> rank_ready_;               // [R]
-  std::vector<int32_t> ranks_prepared_;
+  PreparedMarks rank_ready_;                   // [R]: prepare_split_rank(r) done
   std::vector<double> pool_amount_;            // [E * K]
   // scan_hot (per-batch): the largest pool amount of ra's experts ([K]) and
   // the bound per partner rank, and the dearest price a partner rank gives up (priced).
@@ -451,8 +476,7 @@ class IntervalSearch {
   // busiest rank outside the pool and bridge load (-1: rj in the pool) after
   // the slot's expert y leaves rj, before the bridge, [R * S * K].
   std::vector<double> y_level_, y_out_, y_bridge_;
-  std::vector<char> y_ready_;                  // [R]
-  std::vector<int32_t> y_prepared_;
+  PreparedMarks y_ready_;                      // [R]: prepare_replace_rank / prepare_pool_replace_rank(r) done
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
   std::vector<char> touched_mark_;             // [R]: apply() (static shares) and apply_estimate(), the ranks in touched_

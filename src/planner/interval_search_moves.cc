@@ -188,9 +188,7 @@ double IntervalSearch::eval_replace(int32_t j, ExpertId xe, bool priced) {
 // only gain load). The same floating-point operations as eval_replace, so
 // the bound holds exactly, rounding included (rounding is monotone). bound_of(xe) prepares it for every rj (once per scan_hot), replace_bound(xe, rj) gives it.
 void IntervalSearch::bound_of(ExpertId xe) {
-  if (bound_ready_[static_cast<size_t>(xe)]) return;
-  bound_ready_[static_cast<size_t>(xe)] = 1;
-  bound_prepared_.push_back(xe);
+  if (!bound_ready_.claim(xe)) return;
   const auto& rx = ranks_[static_cast<size_t>(xe)];
   const double cx = static_cast<double>(rx.size());
   // x has few replicas: a plain loop (std::find's unrolled search costs more here).
@@ -292,9 +290,7 @@ double IntervalSearch::split_replace_bound(ExpertId xe, int32_t rj) {
 
 void IntervalSearch::prepare_split_rank(int32_t rj) {
   const size_t K = static_cast<size_t>(K_);
-  if (!rank_ready_[static_cast<size_t>(rj)]) {
-    rank_ready_[static_cast<size_t>(rj)] = 1;
-    ranks_prepared_.push_back(rj);
+  if (rank_ready_.claim(rj)) {
     for (int32_t k = 0; k < K_; ++k) {
       double amax = 0.0;
       for (int32_t t = 0; t < S_; ++t) {
@@ -322,9 +318,7 @@ void IntervalSearch::prepare_split_rank(int32_t rj) {
 
 void IntervalSearch::prepare_split_expert(ExpertId xe) {
   const size_t K = static_cast<size_t>(K_);
-  if (!bound_ready_[static_cast<size_t>(xe)]) {
-    bound_ready_[static_cast<size_t>(xe)] = 1;
-    bound_prepared_.push_back(xe);
+  if (bound_ready_.claim(xe)) {
     const auto& rs = ranks_[static_cast<size_t>(xe)];
     for (int32_t k = 0; k < K_; ++k) {
       const char* pool = &in_pool_[at(k, 0)];
@@ -680,12 +674,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
     }
   }
   // The loads change with the next move: the prepared bounds are forgotten.
-  for (ExpertId e : bound_prepared_) bound_ready_[static_cast<size_t>(e)] = 0;
-  bound_prepared_.clear();
-  for (int32_t r : ranks_prepared_) rank_ready_[static_cast<size_t>(r)] = 0;
-  ranks_prepared_.clear();
-  for (int32_t r : y_prepared_) y_ready_[static_cast<size_t>(r)] = 0;
-  y_prepared_.clear();
+  bound_ready_.forget();
+  rank_ready_.forget();
+  y_ready_.forget();
 }
 
 void IntervalSearch::scan_reverts(Move& best) {

@@ -95,9 +95,7 @@ void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
 }
 
 void IntervalSearch::prepare_replace_rank(int32_t rj) {
-  if (y_ready_[static_cast<size_t>(rj)]) return;
-  y_ready_[static_cast<size_t>(rj)] = 1;
-  y_prepared_.push_back(rj);
+  if (!y_ready_.claim(rj)) return;
   for (int32_t t = 0; t < S_; ++t) {
     const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
     const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
@@ -151,9 +149,7 @@ double IntervalSearch::replace_on_rank(int32_t j, ExpertId xe, bool priced) cons
 }
 
 void IntervalSearch::prepare_pool_replace_rank(int32_t rj) {
-  if (y_ready_[static_cast<size_t>(rj)]) return;
-  y_ready_[static_cast<size_t>(rj)] = 1;
-  y_prepared_.push_back(rj);
+  if (!y_ready_.claim(rj)) return;
   for (int32_t t = 0; t < S_; ++t) {
     const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
     const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];

@@ -120,7 +120,7 @@ bool IntervalSearch::split_part(const std::vector<int32_t>& touched) {
   for (int32_t k = 0; k < K_; ++k) {
     const Status split = balancer_.balance_all_passes((*p_.scenarios)[static_cast<size_t>(k)]);
     OMNI_CHECK_MSG(split.ok(), "omni: a scenario load out of the split's range");
-    const uint8_t* mask = &part_change_[static_cast<size_t>(k) * static_cast<size_t>(E_)];
+    uint8_t* mask = &part_change_[static_cast<size_t>(k) * static_cast<size_t>(E_)];
     uint32_t changes = balancer_.changed_passes();
     for (ExpertId e : part_rest_) changes |= mask[e];
     if ((changes & kAllButLast) != kAllButLast) {
@@ -130,10 +130,9 @@ bool IntervalSearch::split_part(const std::vector<int32_t>& touched) {
     }
     const auto loads = balancer_.rank_loads();
     for (int32_t r : part_ranks_) load_[at(k, r)] = loads[static_cast<size_t>(r)];
-    uint8_t* part_mask = &part_change_[static_cast<size_t>(k) * static_cast<size_t>(E_)];
     for (ExpertId e : part_experts_) {
       const auto& rs = ranks_[static_cast<size_t>(e)];
-      if (rs.size() > 1) part_mask[e] = balancer_.change_mask(e);
+      if (rs.size() > 1) mask[e] = balancer_.change_mask(e);
       auto& a = amt_[static_cast<size_t>(e)];
       a.resize(static_cast<size_t>(K_) * rs.size());
       double* ak = a.data() + static_cast<size_t>(k) * rs.size();
