@@ -316,6 +316,10 @@ class IntervalSearch {
   void scan_hot(Move& best, bool priced);
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
+  // Whether rank r is in no scenario's pool (per-batch, in_pool_) or is no
+  // scenario's busiest rank (static shares, top_): moves that take load
+  // only off such ranks leave F where it is or raise it (scan_reverts_of).
+  bool cool(int32_t r) const;
   // Applies a move and updates the loads, the busiest ranks and F.
   // The two experts move m changes (before it is applied): a swap's two, or
   // the replaced expert and the incoming one (-1: none). changed: [2].

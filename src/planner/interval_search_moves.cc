@@ -684,11 +684,31 @@ void IntervalSearch::scan_reverts(Move& best) {
   for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) scan_reverts_of(i, best);
 }
 
+bool IntervalSearch::cool(int32_t r) const {
+  for (int32_t k = 0; k < K_; ++k)
+    if (per_batch() ? in_pool_[at(k, r)] != 0 : top_[static_cast<size_t>(k) * 3] == r) return false;
+  return true;
+}
+
 void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   const auto& ref = p_.reference;
   const ExpertId a = slot_[static_cast<size_t>(i)];
   const int32_t ra = i / S_;
   if (a < 0 || !received(ra, a)) return;
+  // A move whose ranks that lose load are all cool (in no scenario's pool,
+  // per-batch; no scenario's busiest rank, static shares), and, giving a
+  // slot to x, whose x's ranks are cool too (per-batch: no bridge to the
+  // pool; static shares: they lose load), leaves every scenario's busiest
+  // level (the peak, or the pool's level) where it is or raises it: each
+  // scenario's term of its F change is >= 0 (rounding is monotone), so its
+  // change is at least its price change, found by the same operations as
+  // the evaluation's. Such a move is passed over by that bound (passes()).
+  const bool ra_cool = cool(ra);
+  auto x_cool = [&](ExpertId x) {
+    for (int32_t q : ranks_[static_cast<size_t>(x)])
+      if (!cool(q)) return false;
+    return true;
+  };
   // a goes back to a rank that held it, in exchange for any slot there
   // (with no per-rank limit, a swap not set aside: evaluated by swap_on_pair,
   // per-batch swap_on_pool_pair, the same value as eval_swap's).
@@ -696,13 +716,17 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   const bool pool_pair = per_batch();
   for (int32_t rb = 0; rb < R_; ++rb) {
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
-    if (on_pair) prepare_pair(ra, rb);
+    const bool off = ra_cool && cool(rb);
+    bool prepared = false;  // prepare_pair(ra, rb), at the first swap evaluated
     const SwapFrom from = on_pair ? swap_from(i, rb, true) : SwapFrom{nullptr, 0, 0.0};
     for (int32_t t = 0; t < S_; ++t) {
       const int32_t j = rb * S_ + t;
       const ExpertId b = slot_[static_cast<size_t>(j)];
       if (b >= 0 && holds(ra, b)) continue;
+      if (off && passes(swap_price(ra, rb, a, b), best)) continue;
       if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
+        if (!prepared) prepare_pair(ra, rb);
+        prepared = true;
         const double d = pool_pair ? swap_on_pool_pair(from, i, j, true) : swap_on_pair(from, i, j, true);
         offer(Move{d, 0, i, j, kEmptySlot}, best);
         continue;
@@ -718,15 +742,25 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
     if (b < 0 || holds(ra, b)) continue;
     for (int32_t rb : ranks_[static_cast<size_t>(b)]) {
       if (holds(rb, a)) continue;
+      const bool off = ra_cool && cool(rb);
       for (int32_t t = 0; t < S_; ++t) {
         const int32_t j = rb * S_ + t;
-        if (slot_[static_cast<size_t>(j)] == b) consider({0, 0, i, j, kEmptySlot}, best, true);
+        if (slot_[static_cast<size_t>(j)] != b) continue;
+        if (off && passes(swap_price(ra, rb, a, b), best)) continue;
+        consider({0, 0, i, j, kEmptySlot}, best, true);
       }
     }
-    if (cnt_[static_cast<size_t>(a)] >= 2 && cnt_[static_cast<size_t>(b)] < p_.cap) consider({0, 1, -1, i, b}, best, true);
+    if (cnt_[static_cast<size_t>(a)] >= 2 && cnt_[static_cast<size_t>(b)] < p_.cap) {
+      // eval_replace's price change.
+      if (ra_cool && x_cool(b) && passes(price(ra, b) - price(ra, a), best)) continue;
+      consider({0, 1, -1, i, b}, best, true);
+    }
   }
   // A spare replica that was moved in is dropped (its slot stays empty).
-  if (cnt_[static_cast<size_t>(a)] >= 2) consider({0, 1, -1, i, kEmptySlot}, best, true);
+  if (cnt_[static_cast<size_t>(a)] >= 2) {
+    if (ra_cool && passes(0.0 - price(ra, a), best)) return;
+    consider({0, 1, -1, i, kEmptySlot}, best, true);
+  }
 }
 
 }  // namespace omni::detail
