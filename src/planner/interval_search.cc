@@ -53,6 +53,30 @@ void IntervalSearch::reset(const IntervalProblem& problem) {
   total_.assign(static_cast<size_t>(E_), 0.0);
   for (ExpertId e = 0; e < E_; ++e)
     for (int32_t k = 0; k < K_; ++k) total_[static_cast<size_t>(e)] += x(k, e);
+  ref_ready_ = false;
+}
+
+void IntervalSearch::list_reference_ranks() {
+  ref_ready_ = true;
+  // Counted, then filled in slot order (ascending ranks); a rank holding an
+  // expert twice is listed once (its rank is then the last one listed).
+  const auto G = std::min(p_.reference.size(), static_cast<size_t>(R_) * static_cast<size_t>(S_));
+  ref_start_.assign(static_cast<size_t>(E_) + 1, 0);
+  for (size_t g = 0; g < G; ++g) {
+    const ExpertId e = p_.reference[g];
+    if (e >= 0 && e < E_) ++ref_start_[static_cast<size_t>(e) + 1];
+  }
+  for (ExpertId e = 0; e < E_; ++e) ref_start_[static_cast<size_t>(e) + 1] += ref_start_[static_cast<size_t>(e)];
+  ref_ranks_.resize(static_cast<size_t>(ref_start_.back()));
+  ref_end_.assign(ref_start_.begin(), ref_start_.end() - 1);
+  for (size_t g = 0; g < G; ++g) {
+    const ExpertId e = p_.reference[g];
+    if (e < 0 || e >= E_) continue;
+    const auto r = static_cast<int32_t>(g / static_cast<size_t>(S_));
+    int32_t& end = ref_end_[static_cast<size_t>(e)];
+    if (end > ref_start_[static_cast<size_t>(e)] && ref_ranks_[static_cast<size_t>(end - 1)] == r) continue;
+    ref_ranks_[static_cast<size_t>(end++)] = r;
+  }
 }
 
 void IntervalSearch::put(int32_t g, ExpertId e) {

@@ -72,7 +72,7 @@ struct IntervalProblem {
   // Scenario loads [K][E] (K >= 1, tokens, >= 0). Borrowed.
   const std::vector<std::vector<double>>* scenarios = nullptr;
   // Prices of moves against the placement in force (`reference`, [R * S],
-  // -1 empty); null: moves are free. Both borrowed.
+  // -1 empty; the prices' own placement); null: moves are free. Both borrowed.
   const MovePrices* prices = nullptr;
   std::span<const ExpertId> reference;
   // Most experts one rank may receive (held there in no reference slot); -1: no limit.
@@ -316,6 +316,8 @@ class IntervalSearch {
   void scan_hot(Move& best, bool priced);
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
+  // Lists the ranks holding each expert in the reference (ref_ranks_).
+  void list_reference_ranks();
   // Whether rank r is in no scenario's pool (per-batch, in_pool_) or is no
   // scenario's busiest rank (static shares, top_): moves that take load
   // only off such ranks leave F where it is or raise it (scan_reverts_of).
@@ -368,6 +370,10 @@ class IntervalSearch {
   std::vector<int32_t> out_top_;               // [K * 3]
   std::vector<int32_t> received_;              // [R]: experts received (not held in the reference)
   std::vector<double> total_;                  // [E]: tokens over the scenarios (summed in scenario order)
+  // The ranks holding expert e in the reference: ref_ranks_[ref_start_[e] ..
+  // ref_end_[e]), ascending; listed at the first scan_reverts_of after reset() (ref_ready_).
+  std::vector<int32_t> ref_start_, ref_end_, ref_ranks_;
+  bool ref_ready_ = false;
   double f_ = 0, cost_ = 0;
   double noise_gain_ = 0;                      // run(false): smallest gain worth a step
   int64_t steps_ = 0;

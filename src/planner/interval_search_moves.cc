@@ -714,7 +714,11 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   // per-batch swap_on_pool_pair, the same value as eval_swap's).
   const bool on_pair = p_.max_moves_per_rank < 0;
   const bool pool_pair = per_batch();
-  for (int32_t rb = 0; rb < R_; ++rb) {
+  // The ranks that held a: those holding it in the reference (the prices' placement).
+  if (!ref_ready_) list_reference_ranks();
+  const int32_t* held_by = ref_ranks_.data();
+  for (int32_t h = ref_start_[static_cast<size_t>(a)]; h < ref_end_[static_cast<size_t>(a)]; ++h) {
+    const int32_t rb = held_by[h];
     if (rb == ra || !p_.prices->held(rb, a) || holds(rb, a)) continue;
     const bool off = ra_cool && cool(rb);
     bool prepared = false;  // prepare_pair(ra, rb), at the first swap evaluated
