@@ -684,9 +684,14 @@ void IntervalSearch::scan_reverts(Move& best) {
   for (int32_t i = 0; i < static_cast<int32_t>(slot_.size()); ++i) scan_reverts_of(i, best);
 }
 
-bool IntervalSearch::cool(int32_t r) const {
+bool IntervalSearch::cool(int32_t r) {
+  const auto ur = static_cast<size_t>(r);
+  if (cool_stamp_[ur] == summary_stamp_) return cool_[ur] != 0;
+  cool_stamp_[ur] = summary_stamp_;
+  cool_[ur] = 0;
   for (int32_t k = 0; k < K_; ++k)
     if (per_batch() ? in_pool_[at(k, r)] != 0 : top_[static_cast<size_t>(k) * 3] == r) return false;
+  cool_[ur] = 1;
   return true;
 }
 
