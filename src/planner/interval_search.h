@@ -316,6 +316,9 @@ class IntervalSearch {
   void scan_hot(Move& best, bool priced);
   void scan_reverts(Move& best);
   void scan_reverts_of(int32_t i, Move& best);
+  // Per-batch: whether x given a slot on ra bridges to no pool in any
+  // scenario (ra in the pool, or none of x's ranks in it; eval_replace).
+  bool no_bridge(int32_t ra, ExpertId x) const;
   // Lists the ranks holding each expert in the reference (ref_ranks_).
   void list_reference_ranks();
   // Whether rank r is in no scenario's pool (per-batch, in_pool_) or is no

@@ -745,6 +745,14 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   }
   // An expert that ra held comes back into a's slot: by a swap with one of
   // its replicas, or (a has another replica) as a new replica.
+  // Per-batch, x given a's slot with no bridge to a pool (no_bridge) changes
+  // F as dropping a's replica there does, bit for bit (the same touched
+  // ranks, the same operations but for ra's load after the move, which
+  // eval_replace leaves out of `outside` when negative and is at most the
+  // level either way); with the same price change (x held there: price 0),
+  // the two changes are the same: found once (drop_delta).
+  double drop_delta = 0;
+  bool drop_known = false;
   for (int32_t s = 0; s < S_; ++s) {
     const size_t g = static_cast<size_t>(ra * S_ + s);
     const ExpertId b = g < ref.size() ? ref[g] : kEmptySlot;
@@ -760,16 +768,35 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
       }
     }
     if (cnt_[static_cast<size_t>(a)] >= 2 && cnt_[static_cast<size_t>(b)] < p_.cap) {
-      // eval_replace's price change.
-      if (ra_cool && x_cool(b) && passes(price(ra, b) - price(ra, a), best)) continue;
-      consider({0, 1, -1, i, b}, best, true);
+      const double dcost = price(ra, b) - price(ra, a);  // eval_replace's price change
+      if (ra_cool && x_cool(b) && passes(dcost, best)) continue;
+      const Move m{0, 1, -1, i, b};
+      if (set_aside(m)) continue;  // as consider()
+      const bool like_drop = per_batch() && dcost == 0.0 - price(ra, a) && no_bridge(ra, b);
+      const double d = like_drop && drop_known ? drop_delta : eval_replace(i, b, true);
+      if (like_drop) {
+        drop_delta = d;
+        drop_known = true;
+      }
+      offer(Move{d, 1, -1, i, b}, best);
     }
   }
   // A spare replica that was moved in is dropped (its slot stays empty).
   if (cnt_[static_cast<size_t>(a)] >= 2) {
     if (ra_cool && passes(0.0 - price(ra, a), best)) return;
-    consider({0, 1, -1, i, kEmptySlot}, best, true);
+    const Move m{0, 1, -1, i, kEmptySlot};
+    if (set_aside(m)) return;  // as consider()
+    offer(Move{drop_known ? drop_delta : eval_replace(i, kEmptySlot, true), 1, -1, i, kEmptySlot}, best);
   }
+}
+
+bool IntervalSearch::no_bridge(int32_t ra, ExpertId x) const {
+  for (int32_t k = 0; k < K_; ++k) {
+    if (in_pool_[at(k, ra)]) continue;
+    for (int32_t q : ranks_[static_cast<size_t>(x)])
+      if (in_pool_[at(k, q)]) return false;
+  }
+  return true;
 }
 
 }  // namespace omni::detail
