@@ -779,10 +779,12 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
     }
     if (cnt_[static_cast<size_t>(a)] >= 2 && cnt_[static_cast<size_t>(b)] < p_.cap) {
       const double dcost = price(ra, b) - price(ra, a);  // eval_replace's price change
-      if (ra_cool && x_cool(b) && passes(dcost, best)) continue;
+      const bool all_cool = ra_cool && x_cool(b);
+      if (all_cool && passes(dcost, best)) continue;
       const Move m{0, 1, -1, i, b};
       if (set_aside(m)) continue;  // as consider()
-      const bool like_drop = per_batch() && dcost == 0.0 - price(ra, a) && no_bridge(ra, b);
+      // (All cool: no pool holds ra or b, so no bridge.)
+      const bool like_drop = per_batch() && dcost == 0.0 - price(ra, a) && (all_cool || no_bridge(ra, b));
       const double d = like_drop && drop_known ? drop_delta : eval_replace(i, b, true);
       if (like_drop) {
         drop_delta = d;
