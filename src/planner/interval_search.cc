@@ -203,8 +203,12 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   swap_bmin_.resize(static_cast<size_t>(K_));
   swap_bmax_.resize(static_cast<size_t>(K_));
   swap_b_.resize(static_cast<size_t>(S_) * static_cast<size_t>(K_));
+  slot_amt_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
+  amt_ready_.reset(static_cast<size_t>(R_));
   pair_load_.resize(2 * static_cast<size_t>(K_));
   pool_pair_.resize(static_cast<size_t>(K_));
+  swap_floor_.resize(static_cast<size_t>(K_));
+  swap_aabs_.resize(static_cast<size_t>(K_));
   y_on_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_max_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_ready_.reset(static_cast<size_t>(R_));
@@ -212,6 +216,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
     y_level_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
     y_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
     y_bridge_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
+    y_floor_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_));
   }
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.reset(static_cast<size_t>(E_));

@@ -51,6 +51,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -256,6 +257,8 @@ class IntervalSearch {
     double dcost_a;
   };
   SwapFrom swap_from(int32_t i, int32_t rb, bool priced) const;
+  // The same with a's amounts on ra given (scenario k at k * na).
+  SwapFrom swap_from_at(const double* pa, size_t na, int32_t i, int32_t rb, bool priced) const;
   // Static shares, with pair_max_, swap_b_ and pair_load_ prepared for
   // ra = i / S and rb = j / S (scan_hot, prepare_pair), and
   // from = swap_from(i, rb, priced): eval_swap(i, j, priced) (the same
@@ -456,6 +459,16 @@ class IntervalSearch {
   // holds), and the loads of ra and rb ([2 * K]), for eval_swap's operations
   // without its look-ups (swap_on_pair).
   std::vector<double> swap_b_, pair_load_;
+  // What swap_on_pair and swap_on_pool_pair read as rb's rows of swap_b_:
+  // swap_b_ (prepare_pair) or rb's slot_amounts (scan_hot).
+  const double* swap_b_rows_ = nullptr;
+  // scan_hot: per slot g of a rank r prepared in this scan, the amount of
+  // g's expert on r per scenario ([R * S * K], 0 for an empty slot).
+  std::vector<double> slot_amt_;
+  PreparedMarks amt_ready_;                    // [R]: slot_amounts(r) done in this scan_hot
+  // Rank r's rows of slot_amt_ (prepared once per scan_hot: the amounts do
+  // not change during a scan).
+  const double* slot_amounts(int32_t r);
   // Per-batch, the same pair: per scenario the peak, the pool's size, the
   // busiest rank outside the pool other than the two (pair_max_), the loads
   // of ra and rb and whether each is in the pool ([K], prepare_pool_pair).
@@ -478,8 +491,33 @@ class IntervalSearch {
       }
       return std::max(level, out);
     }
+    // A lower bound on max_after(-u, u) for every u with |u| <= spread: a
+    // swap moves u = (a's amount - b's) from ra to rb, and eval_swap's d1 is
+    // exactly -d0 (rounding is symmetric). With one rank in the pool, the
+    // level falls and the other rank rises with u (each monotone, rounding
+    // included), so at any point c one of them is at least its value at c:
+    // c is where they meet. Neither in the pool: the same with the two loads.
+    // Both in the pool: the level stays up to two roundings, a few 1e-16
+    // relative; the slack (1e-12 relative) covers them.
+    double floor(double spread) const {
+      if (a_in_pool && b_in_pool) return std::max(outside, peak - 1e-12 * (1.0 + std::abs(peak) + spread));
+      if (a_in_pool) {
+        const double c = (peak - load_b) * n / (n + 1);
+        return std::min(peak + (-c) / n, std::max(outside, load_b + c));
+      }
+      if (b_in_pool) {
+        const double c = (load_a - peak) * n / (n + 1);
+        return std::min(peak + c / n, std::max(outside, load_a + (-c)));
+      }
+      const double c = (load_a - load_b) / 2;
+      return std::max(std::max(peak, outside), std::min(load_a + (-c), load_b + c));
+    }
   };
   std::vector<PoolPairTerms> pool_pair_;
+  // Per-batch, scan_hot's swaps of ra with rb, per scenario: the largest
+  // amount (absolute) of an expert of ra, and pool_pair_'s floor with the
+  // spread that and rb's amounts give ([K]).
+  std::vector<double> swap_aabs_, swap_floor_;
   // Static shares, scan_hot's give-a-replica moves to a slot t of rank rj,
   // prepared once per rank and scan (prepare_replace_rank): the amount of
   // the slot's expert y on rj and the busiest of y's other ranks after
@@ -490,6 +528,9 @@ class IntervalSearch {
   // busiest rank outside the pool and bridge load (-1: rj in the pool) after
   // the slot's expert y leaves rj, before the bridge, [R * S * K].
   std::vector<double> y_level_, y_out_, y_bridge_;
+  // Per-batch, the same: per slot a lower bound on pool_replace_on_rank's F
+  // change for every expert that takes the slot ([R * S]).
+  std::vector<double> y_floor_;
   PreparedMarks y_ready_;                      // [R]: prepare_replace_rank / prepare_pool_replace_rank(r) done
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;

@@ -110,9 +110,15 @@ inline IntervalSearch::ReplaceTerms IntervalSearch::replace_terms(int32_t k, int
 }
 
 inline IntervalSearch::SwapFrom IntervalSearch::swap_from(int32_t i, int32_t rb, bool priced) const {
+  const ExpertId a = slot_[static_cast<size_t>(i)];
+  return swap_from_at(replica_amounts(a, i / S_), ranks_[static_cast<size_t>(a)].size(), i, rb, priced);
+}
+
+inline IntervalSearch::SwapFrom IntervalSearch::swap_from_at(const double* pa, size_t na, int32_t i, int32_t rb,
+                                                             bool priced) const {
   const int32_t ra = i / S_;
   const ExpertId a = slot_[static_cast<size_t>(i)];
-  SwapFrom f{replica_amounts(a, ra), ranks_[static_cast<size_t>(a)].size(), 0.0};
+  SwapFrom f{pa, na, 0.0};
   // swap_price's first term (a >= 0): from 0, += the difference.
   if (priced) f.dcost_a += price(rb, a) - price(ra, a);
   return f;

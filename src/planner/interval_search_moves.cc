@@ -422,6 +422,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   // (set_aside; consider() passes over it).
   const bool on_pool_rank = per_batch() && p_.max_moves_per_rank < 0;
   for (int32_t ra : hot) {
+    const double* ra_amt = nullptr;  // ra's slot_amounts, once a pair passes its bound
     // Swaps of a replica of ra with any slot of a partner rank.
     for (int32_t rb : partners) {
       if (rb == ra) continue;
@@ -454,6 +455,18 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
       // brings, for a bound on every swap of one expert of ra; per-batch, the
       // busiest rank outside the pool other than the two.
       double dprice_min = kInf;
+      if (ra_amt == nullptr) {
+        ra_amt = slot_amounts(ra);
+        if (per_batch()) {
+          // The largest amount of an expert of ra, for PoolPairTerms::floor's spread.
+          std::fill(swap_aabs_.begin(), swap_aabs_.end(), 0.0);
+          for (int32_t s = 0; s < S_; ++s)
+            if (slot_[static_cast<size_t>(ra * S_ + s)] >= 0)
+              for (int32_t k = 0; k < K_; ++k)
+                swap_aabs_[static_cast<size_t>(k)] =
+                    std::max(swap_aabs_[static_cast<size_t>(k)], std::abs(ra_amt[static_cast<size_t>(s * K_ + k)]));
+        }
+      }
       {
         if (per_batch()) {
           const int32_t pair[2] = {ra, rb};
@@ -462,21 +475,25 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
         }
         std::fill(swap_bmin_.begin(), swap_bmin_.end(), kInf);
         std::fill(swap_bmax_.begin(), swap_bmax_.end(), -kInf);
+        swap_b_rows_ = slot_amounts(rb);
         for (int32_t t = 0; t < S_; ++t) {
           const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
           if (b >= 0 && holds(ra, b)) continue;
-          const double* pb = b >= 0 ? replica_amounts(b, rb) : nullptr;
-          const size_t nb = b >= 0 ? ranks_[static_cast<size_t>(b)].size() : 0;
-          double* sb = &swap_b_[static_cast<size_t>(t) * static_cast<size_t>(K_)];
+          const double* sb = swap_b_rows_ + static_cast<size_t>(t) * static_cast<size_t>(K_);
           for (int32_t k = 0; k < K_; ++k) {
-            const double bb = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
-            sb[k] = bb;
+            const double bb = sb[k];
             swap_bmin_[static_cast<size_t>(k)] = std::min(swap_bmin_[static_cast<size_t>(k)], bb);
             swap_bmax_[static_cast<size_t>(k)] = std::max(swap_bmax_[static_cast<size_t>(k)], bb);
           }
           dprice_min = std::min(dprice_min, priced && b >= 0 ? price(ra, b) - price(rb, b) : 0.0);
         }
         if (dprice_min == kInf) continue;  // no slot of rb can take an expert of ra
+        if (per_batch())
+          for (int32_t k = 0; k < K_; ++k) {
+            const size_t kk = static_cast<size_t>(k);
+            const double spread = swap_aabs_[kk] + std::max(std::abs(swap_bmin_[kk]), std::abs(swap_bmax_[kk]));
+            swap_floor_[kk] = pool_pair_[kk].floor(spread);
+          }
         if (!per_batch())
           for (int32_t k = 0; k < K_; ++k) {
             pair_load_[static_cast<size_t>(k)] = load_[at(k, ra)];
@@ -496,11 +513,10 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           // eval_swap's operations with b's amount at its least on ra and
           // at its largest on rb, and the least price change (rounding is
           // monotone: a lower bound on every swap of a with rb).
-          const double* pa = replica_amounts(a, ra);
-          const size_t na = ranks_[static_cast<size_t>(a)].size();
+          const double* pa = ra_amt + static_cast<size_t>(s) * static_cast<size_t>(K_);
           double lbs = 0;
           for (int32_t k = 0; k < K_; ++k) {
-            const double aa = pa[static_cast<size_t>(k) * na];
+            const double aa = pa[k];
             const double d0 = swap_bmin_[static_cast<size_t>(k)] - aa, d1 = aa - swap_bmax_[static_cast<size_t>(k)];
             double m = pair_max_[static_cast<size_t>(k)];
             if (!per_batch()) {
@@ -508,13 +524,15 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               m = std::max(m, load_[at(k, rb)] + d1);
             } else {
               m = pool_pair_[static_cast<size_t>(k)].max_after(d0, d1);  // pool_pair_max(k, ra, d0, rb, d1, m)
+              m = std::max(m, swap_floor_[static_cast<size_t>(k)]);
             }
             lbs += m - peak_[static_cast<size_t>(k)];
           }
           const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
           if (passes(lbv, best)) continue;
         }
-        const SwapFrom from = on_pair ? swap_from(i, rb, priced) : SwapFrom{nullptr, 0, 0.0};
+        const SwapFrom from = on_pair ? swap_from_at(ra_amt + static_cast<size_t>(s) * static_cast<size_t>(K_), 1, i, rb, priced)
+                                      : SwapFrom{nullptr, 0, 0.0};
         for (int32_t t = 0; t < S_; ++t) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];
@@ -615,6 +633,9 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             const ExpertId y = slot_[static_cast<size_t>(j)];
             if (y >= 0 && cnt_[static_cast<size_t>(y)] < 2) continue;
             if (on_pool_rank && !set_aside({0, 1, -1, j, xe})) {
+              // pool_replace_on_rank's price change, with the slot's floor.
+              const double dcost = priced ? price(rj, xe) - (y >= 0 ? price(rj, y) : 0.0) : 0.0;
+              if (y_floor_[static_cast<size_t>(j)] + dcost >= second_.delta) continue;
               const double d = pool_replace_on_rank(j, xe, priced);
               offer(Move{d, 1, -1, j, xe}, best);
               continue;
@@ -677,6 +698,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
   bound_ready_.forget();
   rank_ready_.forget();
   y_ready_.forget();
+  amt_ready_.forget();
 }
 
 void IntervalSearch::scan_reverts(Move& best) {

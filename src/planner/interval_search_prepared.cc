@@ -24,7 +24,7 @@ double IntervalSearch::swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, 
   if (priced && b >= 0) dcost += price(ra, b) - price(rb, b);
   const double* pa = from.pa;
   const size_t na = from.na;
-  const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
+  const double* pb = swap_b_rows_ + static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_);
   const double* la = pair_load_.data();
   const double* lb = la + K_;
   double sum = 0;
@@ -61,7 +61,7 @@ double IntervalSearch::swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_
   if (priced && b >= 0) dcost += price(ra, b) - price(rb, b);
   const double* pa = from.pa;
   const size_t na = from.na;
-  const double* pb = &swap_b_[static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_)];
+  const double* pb = swap_b_rows_ + static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_);
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
     const double aa = pa[static_cast<size_t>(k) * na];
@@ -84,6 +84,7 @@ void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
     pair_load_[static_cast<size_t>(K_ + k)] = load_[at(k, rb)];
   }
   if (per_batch()) prepare_pool_pair(ra, rb);
+  swap_b_rows_ = swap_b_.data();
   for (int32_t t = 0; t < S_; ++t) {
     const ExpertId b = slot_[static_cast<size_t>(rb * S_ + t)];
     if (b >= 0 && holds(ra, b)) continue;
@@ -92,6 +93,19 @@ void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
     double* sb = &swap_b_[static_cast<size_t>(t) * static_cast<size_t>(K_)];
     for (int32_t k = 0; k < K_; ++k) sb[k] = pb != nullptr ? pb[static_cast<size_t>(k) * nb] : 0.0;
   }
+}
+
+const double* IntervalSearch::slot_amounts(int32_t r) {
+  double* rows = &slot_amt_[static_cast<size_t>(r) * static_cast<size_t>(S_) * static_cast<size_t>(K_)];
+  if (!amt_ready_.claim(r)) return rows;
+  for (int32_t t = 0; t < S_; ++t) {
+    const ExpertId y = slot_[static_cast<size_t>(r * S_ + t)];
+    const double* py = y >= 0 ? replica_amounts(y, r) : nullptr;
+    const size_t ny = y >= 0 ? ranks_[static_cast<size_t>(y)].size() : 0;
+    double* row = rows + static_cast<size_t>(t) * static_cast<size_t>(K_);
+    for (int32_t k = 0; k < K_; ++k) row[k] = py != nullptr ? py[static_cast<size_t>(k) * ny] : 0.0;
+  }
+  return rows;
 }
 
 void IntervalSearch::prepare_replace_rank(int32_t rj) {
@@ -163,12 +177,28 @@ void IntervalSearch::prepare_pool_replace_rank(int32_t rj) {
     touched_.push_back(rj);
     for (int32_t q : ry)
       if (q != rj) touched_.push_back(q);
+    double floor = 0;
     for (int32_t k = 0; k < K_; ++k) {
       const auto [level, outside, bridge_load] = replace_terms(k, rj, rj, y, ry, cy, py);
       y_level_[base + static_cast<size_t>(k)] = level;
       y_out_[base + static_cast<size_t>(k)] = outside;
       y_bridge_[base + static_cast<size_t>(k)] = bridge_load;
+      // pool_replace_on_rank's term for any x: bridge_to_pool lowers the
+      // level to no less than the merged level, or leaves it and counts the
+      // bridge outside (the same operations; rounding is monotone).
+      double m = std::max(level, outside);
+      if (bridge_load >= 0) {
+        double l = level, o = outside;
+        bridge_to_pool(static_cast<double>(pool_size_[static_cast<size_t>(k)]), 0.0, bridge_load, l, o);
+        m = std::max(l, o);
+        if (bridge_load < level) {
+          const double n = static_cast<double>(pool_size_[static_cast<size_t>(k)]);
+          m = std::min(m, std::max((n * level + bridge_load) / (n + 1), outside));
+        }
+      }
+      floor += m - peak_[static_cast<size_t>(k)];
     }
+    y_floor_[static_cast<size_t>(rj * S_ + t)] = floor / K_;
   }
 }
 
