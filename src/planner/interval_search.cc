@@ -209,6 +209,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   pool_pair_.resize(static_cast<size_t>(K_));
   swap_floor_.resize(static_cast<size_t>(K_));
   swap_aabs_.resize(static_cast<size_t>(K_));
+  slot_rest_.resize(static_cast<size_t>(K_) + 1);
   y_on_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_max_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
   y_ready_.reset(static_cast<size_t>(R_));

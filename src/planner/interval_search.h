@@ -271,6 +271,17 @@ class IntervalSearch {
   // eval_swap(i, j, priced) (the same operations in the same order), for a
   // move that no per-rank limit can refuse; slot i holds an expert.
   double swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const;
+  // swap_on_pair and swap_on_pool_pair that stop once the value is known to
+  // be at least `cut`: rest[k] ([K + 1]) is the sum of lower bounds on the
+  // terms of the scenarios after k (the scan's per-slot bound), rest[K] at
+  // least the sum of their magnitudes. Returns the value when below cut,
+  // else a value >= cut.
+  double swap_on_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest, double cut) const;
+  double swap_on_pool_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
+                               double cut) const;
+  template <bool kPool, bool kCut>
+  double swap_on_pair_terms(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
+                            double cut) const;
   // Prepares pair_max_, pair_load_ and swap_b_ (the slots of rb whose expert
   // ra does not hold) for swap_on_pair between ra and rb (per-batch:
   // pair_max_ outside the pool, for swap_on_pool_pair).
@@ -518,6 +529,10 @@ class IntervalSearch {
   // amount (absolute) of an expert of ra, and pool_pair_'s floor with the
   // spread that and rb's amounts give ([K]).
   std::vector<double> swap_aabs_, swap_floor_;
+  // scan_hot's swaps of a slot of ra with rb: what swap_on_pair_cut and
+  // swap_on_pool_pair_cut read as `rest` ([K + 1]; while the per-slot
+  // bound is summed, its partial sums).
+  std::vector<double> slot_rest_;
   // Static shares, scan_hot's give-a-replica moves to a slot t of rank rj,
   // prepared once per rank and scan (prepare_replace_rank): the amount of
   // the slot's expert y on rj and the busiest of y's other ranks after

@@ -514,7 +514,7 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           // at its largest on rb, and the least price change (rounding is
           // monotone: a lower bound on every swap of a with rb).
           const double* pa = ra_amt + static_cast<size_t>(s) * static_cast<size_t>(K_);
-          double lbs = 0;
+          double lbs = 0, lbs_abs = 0;
           for (int32_t k = 0; k < K_; ++k) {
             const double aa = pa[k];
             const double d0 = swap_bmin_[static_cast<size_t>(k)] - aa, d1 = aa - swap_bmax_[static_cast<size_t>(k)];
@@ -526,10 +526,21 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
               m = pool_pair_[static_cast<size_t>(k)].max_after(d0, d1);  // pool_pair_max(k, ra, d0, rb, d1, m)
               m = std::max(m, swap_floor_[static_cast<size_t>(k)]);
             }
-            lbs += m - peak_[static_cast<size_t>(k)];
+            const double term = m - peak_[static_cast<size_t>(k)];
+            lbs += term;
+            lbs_abs += std::abs(term);
+            slot_rest_[static_cast<size_t>(k)] = lbs;
           }
           const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
           if (passes(lbv, best)) continue;
+          if (on_pair) {
+            // Per k, the bound's terms after k (its sum less the sum up to
+            // k), and the magnitude of all its terms, for the cut of
+            // swap_on_pair_cut / swap_on_pool_pair_cut.
+            double* rest = slot_rest_.data();
+            for (int32_t k = 0; k < K_; ++k) rest[k] = lbs - rest[k];
+            rest[K_] = lbs_abs;
+          }
         }
         const SwapFrom from = on_pair ? swap_from_at(ra_amt + static_cast<size_t>(s) * static_cast<size_t>(K_), 1, i, rb, priced)
                                       : SwapFrom{nullptr, 0, 0.0};
@@ -538,11 +549,14 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
           if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
+            // Cut at what the move must beat (a value at or above it is
+            // never taken: offer() and the test below pass over it).
             if (pool_pair) {
-              offer(Move{swap_on_pool_pair(from, i, j, priced), 0, i, j, kEmptySlot}, best);
+              offer(Move{swap_on_pool_pair_cut(from, i, j, priced, slot_rest_.data(), second_.delta), 0, i, j, kEmptySlot},
+                    best);
             } else {
               // Static shares set no move aside: no runner-up kept.
-              const double d = swap_on_pair(from, i, j, priced);
+              const double d = swap_on_pair_cut(from, i, j, priced, slot_rest_.data(), best.delta);
               if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
             }
             continue;

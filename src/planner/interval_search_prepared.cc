@@ -6,6 +6,7 @@
 // slot of a rank to another expert. The same operations in the same order as
 // eval_swap and eval_replace (interval_search_moves.cc), so the same values.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -16,7 +17,11 @@
 
 namespace omni::detail {
 
-double IntervalSearch::swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
+// swap_on_pair (static shares) and swap_on_pool_pair (per-batch), with or
+// without the cut: the same operations in the same order as eval_swap.
+template <bool kPool, bool kCut>
+double IntervalSearch::swap_on_pair_terms(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
+                                          double cut) const {
   const int32_t ra = i / S_, rb = j / S_;
   const ExpertId b = slot_[static_cast<size_t>(j)];
   // swap_price's second term.
@@ -26,18 +31,50 @@ double IntervalSearch::swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, 
   const size_t na = from.na;
   const double* pb = swap_b_rows_ + static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_);
   const double* la = pair_load_.data();
-  const double* lb = la + K_;
+  const double* lbk = la + K_;
   double sum = 0;
   for (int32_t k = 0; k < K_; ++k) {
     const double aa = pa[static_cast<size_t>(k) * na];
     const double bb = pb[k];
     const double d0 = bb - aa, d1 = aa - bb;
-    double m = pair_max_[static_cast<size_t>(k)];
-    m = std::max(m, la[k] + d0);
-    m = std::max(m, lb[k] + d1);
-    sum += m - peak_[static_cast<size_t>(k)];
+    if constexpr (kPool) {
+      // pool_pair_max(k, ra, d0, rb, d1, pair_max_[k]) from pool_pair_.
+      const PoolPairTerms& q = pool_pair_[static_cast<size_t>(k)];
+      const double m = q.max_after(d0, d1);
+      sum += m - q.peak;
+    } else {
+      double m = pair_max_[static_cast<size_t>(k)];
+      m = std::max(m, la[k] + d0);
+      m = std::max(m, lbk[k] + d1);
+      sum += m - peak_[static_cast<size_t>(k)];
+    }
+    if constexpr (kCut) {
+      // The sum with the terms after k at their bounds: rest[k] found in
+      // another order than the loop would add them, so less a slack (1e-12
+      // relative) far above the rounding of either order (some K x 1e-16).
+      const double bound = (sum + rest[k] - 1e-12 * (1.0 + std::abs(sum) + rest[K_])) / K_ + dcost;
+      if (bound >= cut) return bound;
+    }
   }
   return sum / K_ + dcost;
+}
+
+double IntervalSearch::swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
+  return swap_on_pair_terms<false, false>(from, i, j, priced, nullptr, 0.0);
+}
+
+double IntervalSearch::swap_on_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
+                                        double cut) const {
+  return swap_on_pair_terms<false, true>(from, i, j, priced, rest, cut);
+}
+
+double IntervalSearch::swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
+  return swap_on_pair_terms<true, false>(from, i, j, priced, nullptr, 0.0);
+}
+
+double IntervalSearch::swap_on_pool_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
+                                             double cut) const {
+  return swap_on_pair_terms<true, true>(from, i, j, priced, rest, cut);
 }
 
 void IntervalSearch::prepare_pool_pair(int32_t ra, int32_t rb) {
@@ -51,28 +88,6 @@ void IntervalSearch::prepare_pool_pair(int32_t ra, int32_t rb) {
     q.a_in_pool = in_pool_[at(k, ra)] != 0;
     q.b_in_pool = in_pool_[at(k, rb)] != 0;
   }
-}
-
-double IntervalSearch::swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
-  const int32_t ra = i / S_, rb = j / S_;
-  const ExpertId b = slot_[static_cast<size_t>(j)];
-  // swap_price's second term.
-  double dcost = from.dcost_a;
-  if (priced && b >= 0) dcost += price(ra, b) - price(rb, b);
-  const double* pa = from.pa;
-  const size_t na = from.na;
-  const double* pb = swap_b_rows_ + static_cast<size_t>(j - rb * S_) * static_cast<size_t>(K_);
-  double sum = 0;
-  for (int32_t k = 0; k < K_; ++k) {
-    const double aa = pa[static_cast<size_t>(k) * na];
-    const double bb = pb[k];
-    const double d0 = bb - aa, d1 = aa - bb;
-    // pool_pair_max(k, ra, d0, rb, d1, pair_max_[k]) from pool_pair_.
-    const PoolPairTerms& q = pool_pair_[static_cast<size_t>(k)];
-    const double m = q.max_after(d0, d1);
-    sum += m - q.peak;
-  }
-  return sum / K_ + dcost;
 }
 
 void IntervalSearch::prepare_pair(int32_t ra, int32_t rb) {
