@@ -218,6 +218,8 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
     y_out_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
     y_bridge_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_) * static_cast<size_t>(K_));
     y_floor_.resize(static_cast<size_t>(R_) * static_cast<size_t>(S_));
+    y_rank_floor_.resize(static_cast<size_t>(R_));
+    y_rank_refund_.resize(static_cast<size_t>(R_));
   }
   bound_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   bound_ready_.reset(static_cast<size_t>(E_));

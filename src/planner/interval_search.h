@@ -546,6 +546,9 @@ class IntervalSearch {
   // Per-batch, the same: per slot a lower bound on pool_replace_on_rank's F
   // change for every expert that takes the slot ([R * S]).
   std::vector<double> y_floor_;
+  // Per rank, over the slots scan_hot may give (empty, or an expert with
+  // another replica): the least y_floor_ and the dearest price given up ([R]).
+  std::vector<double> y_rank_floor_, y_rank_refund_;
   PreparedMarks y_ready_;                      // [R]: prepare_replace_rank / prepare_pool_replace_rank(r) done
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;

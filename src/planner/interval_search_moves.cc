@@ -636,6 +636,13 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           } else {
             // The same with the per-batch split (split_replace_bound).
             if (passes(group_bound_[pi], best)) continue;
+            if (on_pool_rank) {
+              // Every slot's floor less the dearest price given up (never
+              // offered at or above the runner-up).
+              prepare_pool_replace_rank(rj);
+              const double dcost = priced ? price(rj, xe) - y_rank_refund_[static_cast<size_t>(rj)] : 0.0;
+              if (y_rank_floor_[static_cast<size_t>(rj)] + dcost >= second_.delta) continue;
+            }
             const double refund = group_refund_[pi];  // computed as above, per partner
             const double lb = split_replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
             if (passes(lb, best)) continue;
@@ -686,6 +693,13 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
                 }
               }
             } else {
+              if (on_pool_rank) {
+                // The slot's floor and the exact price change (never offered
+                // at or above the runner-up).
+                prepare_pool_replace_rank(ra);
+                const double dcost = priced ? price(ra, x2) - price(ra, xe) : 0.0;
+                if (y_floor_[static_cast<size_t>(i)] + dcost >= second_.delta) continue;
+              }
               // split_replace_bound holds for every slot of ra, xe's included.
               double refund = 0;
               if (priced)

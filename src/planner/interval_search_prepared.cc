@@ -179,6 +179,7 @@ double IntervalSearch::replace_on_rank(int32_t j, ExpertId xe, bool priced) cons
 
 void IntervalSearch::prepare_pool_replace_rank(int32_t rj) {
   if (!y_ready_.claim(rj)) return;
+  double rank_floor = kInf, rank_refund = 0;
   for (int32_t t = 0; t < S_; ++t) {
     const size_t base = (static_cast<size_t>(rj) * static_cast<size_t>(S_) + static_cast<size_t>(t)) * static_cast<size_t>(K_);
     const ExpertId y = slot_[static_cast<size_t>(rj * S_ + t)];
@@ -214,7 +215,13 @@ void IntervalSearch::prepare_pool_replace_rank(int32_t rj) {
       floor += m - peak_[static_cast<size_t>(k)];
     }
     y_floor_[static_cast<size_t>(rj * S_ + t)] = floor / K_;
+    if (y < 0 || cnt_[static_cast<size_t>(y)] >= 2) {  // a slot scan_hot may give
+      rank_floor = std::min(rank_floor, floor / K_);
+      rank_refund = std::max(rank_refund, y >= 0 ? price(rj, y) : 0.0);
+    }
   }
+  y_rank_floor_[static_cast<size_t>(rj)] = rank_floor;
+  y_rank_refund_[static_cast<size_t>(rj)] = rank_refund;
 }
 
 double IntervalSearch::pool_replace_on_rank(int32_t j, ExpertId xe, bool priced) const {
