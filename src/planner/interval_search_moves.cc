@@ -598,6 +598,12 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (xe >= 0 && cnt_[static_cast<size_t>(xe)] < p_.cap) least = std::min(least, price(rj, xe));
           }
         }
+        // A partner prepared in this scan whose slots' floor no expert of ra
+        // can get below the runner-up with: no bound needed (kInf).
+        if (on_pool_rank && y_ready_.has(rj) &&
+            y_rank_floor_[static_cast<size_t>(rj)] + (priced ? least - y_rank_refund_[static_cast<size_t>(rj)] : 0.0) >=
+                second_.delta)
+          continue;
         prepare_split_rank(rj);
         group_bound_[pi] = split_replace_bound_at(rj, group_pool_.data()) + (priced ? least - refund : 0.0);
       }
@@ -635,6 +641,10 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (lb >= best.delta) continue;
           } else {
             // The same with the per-batch split (split_replace_bound).
+            if (on_pool_rank && y_ready_.has(rj)) {
+              const double dcost0 = priced ? price(rj, xe) - y_rank_refund_[static_cast<size_t>(rj)] : 0.0;
+              if (y_rank_floor_[static_cast<size_t>(rj)] + dcost0 >= second_.delta) continue;
+            }
             if (passes(group_bound_[pi], best)) continue;
             if (on_pool_rank) {
               // Every slot's floor less the dearest price given up (never
