@@ -276,9 +276,11 @@ class IntervalSearch {
   // terms of the scenarios after k (the scan's per-slot bound), rest[K] at
   // least the sum of their magnitudes. Returns the value when below cut,
   // else a value >= cut.
-  double swap_on_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest, double cut) const;
+  double swap_on_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
+                          double cut) const;
   double swap_on_pool_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
                                double cut) const;
+  // The four above (kPool: swap_on_pool_pair's terms; kCut: with the cut).
   template <bool kPool, bool kCut>
   double swap_on_pair_terms(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
                             double cut) const;

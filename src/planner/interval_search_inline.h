@@ -1,6 +1,6 @@
 // Internal (not installed): what the files evaluating IntervalSearch's
 // candidate moves share (interval_search_moves.cc, interval_search_prepared.cc):
-// kInf, excluded_rank, bridge_to_pool, max_excluding, pool_pair_max, replace_terms and swap_from, defined here so that each file inlines
+// kInf, excluded_rank, bridge_to_pool, max_excluding, pool_pair_max, replace_terms, swap_from and swap_from_at, defined here so that each file inlines
 // them into its evaluations.
 #pragma once
 

@@ -1,7 +1,8 @@
 // IntervalSearch, the candidate moves (see interval_search.h): evaluating a
 // swap or a replacement exactly (eval_swap, eval_replace), the result-
 // preserving bounds that skip moves which cannot beat the best one found
-// (bound_of, replace_bound, swap_bound, split_replace_bound), and the scans
+// (bound_of, replace_bound, swap_bound, split_replace_bound; per-batch also
+// PoolPairTerms::floor and the slots' floors of prepare_pool_replace_rank), and the scans
 // over the busiest ranks and the moves already made (scan_hot,
 // scan_reverts). The evaluations from what a scan prepares per pair of ranks
 // or per rank are in interval_search_prepared.cc; the state they read and the
@@ -542,8 +543,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             rest[K_] = lbs_abs;
           }
         }
-        const SwapFrom from = on_pair ? swap_from_at(ra_amt + static_cast<size_t>(s) * static_cast<size_t>(K_), 1, i, rb, priced)
-                                      : SwapFrom{nullptr, 0, 0.0};
+        const double* pa_row = ra_amt + static_cast<size_t>(s) * static_cast<size_t>(K_);
+        const SwapFrom from = on_pair ? swap_from_at(pa_row, 1, i, rb, priced) : SwapFrom{nullptr, 0, 0.0};
         for (int32_t t = 0; t < S_; ++t) {
           const int32_t j = rb * S_ + t;
           const ExpertId b = slot_[static_cast<size_t>(j)];
@@ -552,8 +553,8 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             // Cut at what the move must beat (a value at or above it is
             // never taken: offer() and the test below pass over it).
             if (pool_pair) {
-              offer(Move{swap_on_pool_pair_cut(from, i, j, priced, slot_rest_.data(), second_.delta), 0, i, j, kEmptySlot},
-                    best);
+              const double d = swap_on_pool_pair_cut(from, i, j, priced, slot_rest_.data(), second_.delta);
+              offer(Move{d, 0, i, j, kEmptySlot}, best);
             } else {
               // Static shares set no move aside: no runner-up kept.
               const double d = swap_on_pair_cut(from, i, j, priced, slot_rest_.data(), best.delta);
