@@ -642,17 +642,21 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             if (lb >= best.delta) continue;
           } else {
             // The same with the per-batch split (split_replace_bound).
-            if (on_pool_rank && y_ready_.has(rj)) {
-              const double dcost0 = priced ? price(rj, xe) - y_rank_refund_[static_cast<size_t>(rj)] : 0.0;
-              if (y_rank_floor_[static_cast<size_t>(rj)] + dcost0 >= second_.delta) continue;
-            }
-            if (passes(group_bound_[pi], best)) continue;
-            if (on_pool_rank) {
-              // Every slot's floor less the dearest price given up (never
-              // offered at or above the runner-up).
-              prepare_pool_replace_rank(rj);
+            // With rj's slots prepared (pool_replace_on_rank): their least
+            // floor less the dearest price given up, at or above the
+            // runner-up, passes x over for rj (never offered); checked
+            // before the group bound when rj was prepared earlier in this
+            // scan, else after it, once rj is prepared.
+            auto below_floor = [&] {
               const double dcost = priced ? price(rj, xe) - y_rank_refund_[static_cast<size_t>(rj)] : 0.0;
-              if (y_rank_floor_[static_cast<size_t>(rj)] + dcost >= second_.delta) continue;
+              return y_rank_floor_[static_cast<size_t>(rj)] + dcost >= second_.delta;
+            };
+            const bool ready = on_pool_rank && y_ready_.has(rj);
+            if (ready && below_floor()) continue;
+            if (passes(group_bound_[pi], best)) continue;
+            if (on_pool_rank && !ready) {
+              prepare_pool_replace_rank(rj);
+              if (below_floor()) continue;
             }
             const double refund = group_refund_[pi];  // computed as above, per partner
             const double lb = split_replace_bound(xe, rj) + (priced ? price(rj, xe) - refund : 0.0);
