@@ -271,16 +271,15 @@ class IntervalSearch {
   // eval_swap(i, j, priced) (the same operations in the same order), for a
   // move that no per-rank limit can refuse; slot i holds an expert.
   double swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const;
-  // swap_on_pair and swap_on_pool_pair that stop once the value is known to
-  // be at least `cut`: rest[k] ([K + 1]) is the sum of lower bounds on the
-  // terms of the scenarios after k (the scan's per-slot bound), rest[K] at
-  // least the sum of their magnitudes. Returns the value when below cut,
-  // else a value >= cut.
-  double swap_on_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
-                          double cut) const;
+  // swap_on_pool_pair that stops once the value is known to be at least
+  // `cut`: rest[k] ([K + 1]) is the sum of lower bounds on the terms of the
+  // scenarios after k (the scan's per-slot bound), rest[K] at least the sum
+  // of their magnitudes. Returns the value when below cut, else a value >= cut.
+  // (Static shares keep swap_on_pair: their cut, the best move, is seldom
+  // reached early, and the test per scenario costs more than it saves.)
   double swap_on_pool_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
                                double cut) const;
-  // The four above (kPool: swap_on_pool_pair's terms; kCut: with the cut).
+  // The three above (kPool: swap_on_pool_pair's terms; kCut: with the cut).
   template <bool kPool, bool kCut>
   double swap_on_pair_terms(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
                             double cut) const;
@@ -531,8 +530,8 @@ class IntervalSearch {
   // amount (absolute) of an expert of ra, and pool_pair_'s floor with the
   // spread that and rb's amounts give ([K]).
   std::vector<double> swap_aabs_, swap_floor_;
-  // scan_hot's swaps of a slot of ra with rb: what swap_on_pair_cut and
-  // swap_on_pool_pair_cut read as `rest` ([K + 1]; while the per-slot
+  // Per-batch, scan_hot's swaps of a slot of ra with rb: what
+  // swap_on_pool_pair_cut reads as `rest` ([K + 1]; while the per-slot
   // bound is summed, its partial sums).
   std::vector<double> slot_rest_;
   // Static shares, scan_hot's give-a-replica moves to a slot t of rank rj,

@@ -529,15 +529,17 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
             }
             const double term = m - peak_[static_cast<size_t>(k)];
             lbs += term;
-            lbs_abs += std::abs(term);
-            slot_rest_[static_cast<size_t>(k)] = lbs;
+            if (per_batch()) {
+              lbs_abs += std::abs(term);
+              slot_rest_[static_cast<size_t>(k)] = lbs;
+            }
           }
           const double lbv = lbs / K_ + (priced ? (price(rb, a) - price(ra, a)) + dprice_min : 0.0);
           if (passes(lbv, best)) continue;
-          if (on_pair) {
+          if (on_pair && per_batch()) {
             // Per k, the bound's terms after k (its sum less the sum up to
             // k), and the magnitude of all its terms, for the cut of
-            // swap_on_pair_cut / swap_on_pool_pair_cut.
+            // swap_on_pool_pair_cut.
             double* rest = slot_rest_.data();
             for (int32_t k = 0; k < K_; ++k) rest[k] = lbs - rest[k];
             rest[K_] = lbs_abs;
@@ -550,14 +552,13 @@ void IntervalSearch::scan_hot(Move& best, bool priced) {
           const ExpertId b = slot_[static_cast<size_t>(j)];
           if (b >= 0 && holds(ra, b)) continue;
           if (on_pair && !set_aside({0, 0, i, j, kEmptySlot})) {
-            // Cut at what the move must beat (a value at or above it is
-            // never taken: offer() and the test below pass over it).
             if (pool_pair) {
+              // Cut at the runner-up: offer() passes over a value at or above it.
               const double d = swap_on_pool_pair_cut(from, i, j, priced, slot_rest_.data(), second_.delta);
               offer(Move{d, 0, i, j, kEmptySlot}, best);
             } else {
               // Static shares set no move aside: no runner-up kept.
-              const double d = swap_on_pair_cut(from, i, j, priced, slot_rest_.data(), best.delta);
+              const double d = swap_on_pair(from, i, j, priced);
               if (d < best.delta) best = Move{d, 0, i, j, kEmptySlot};
             }
             continue;

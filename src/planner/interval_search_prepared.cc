@@ -1,8 +1,8 @@
 // IntervalSearch, the candidate moves evaluated from what a scan prepares once
 // per pair of ranks or per rank (see interval_search.h; static shares unless said):
 // prepare_pair and swap_on_pair for the swaps between two ranks (per-batch:
-// swap_on_pool_pair from what scan_hot prepares; the _cut variants stop at a
-// value they cannot beat), slot_amounts (a rank's amounts, once per scan),
+// swap_on_pool_pair from what scan_hot prepares; swap_on_pool_pair_cut stops
+// at a value it cannot beat), slot_amounts (a rank's amounts, once per scan),
 // prepare_replace_rank and replace_on_rank (with bound_of's terms) for giving a
 // slot of a rank to another expert (per-batch: prepare_pool_replace_rank, with
 // each slot's floor, and pool_replace_on_rank). The same operations in the
@@ -64,11 +64,6 @@ double IntervalSearch::swap_on_pair_terms(const SwapFrom& from, int32_t i, int32
 
 double IntervalSearch::swap_on_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
   return swap_on_pair_terms<false, false>(from, i, j, priced, nullptr, 0.0);
-}
-
-double IntervalSearch::swap_on_pair_cut(const SwapFrom& from, int32_t i, int32_t j, bool priced, const double* rest,
-                                        double cut) const {
-  return swap_on_pair_terms<false, true>(from, i, j, priced, rest, cut);
 }
 
 double IntervalSearch::swap_on_pool_pair(const SwapFrom& from, int32_t i, int32_t j, bool priced) const {
