@@ -2,6 +2,7 @@
 #include "interval_planner.h"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "omniplacement/core/str_cat.h"
@@ -186,7 +187,7 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
   const double token_seconds = serving.seconds_per_token * interval_windows;
 
   // The searches, kept from layer to layer (reset()): their storage serves the next layer.
-  std::optional<IntervalSearch> scorer_kept, path_kept, search_kept, last_kept;
+  std::optional<IntervalSearch> scorer_kept, path_kept, search_kept, last_kept, judge_kept;
   auto for_layer = [](std::optional<IntervalSearch>& kept, const IntervalProblem& problem) -> IntervalSearch& {
     if (kept) {
       kept->reset(problem);
@@ -238,30 +239,46 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       problem.reference = cur;
       // Candidates, scored by expected busiest rank over the scenarios under
       // the dispatch in force plus the prices of their moves; the cheapest
-      // wins: the placement in force; the best prefix of an unpriced search
-      // from it; the from-scratch fit relabelled onto the ranks in force with
-      // every move that does not pay given back; on small layers, a priced
-      // search from the best of these.
-      // The placement in force is scored by the search that starts from it.
-      IntervalSearch& scorer = for_layer(scorer_kept, problem);
+      // wins: the placement in force; the best prefix of an unpriced search from it;
+      // the from-scratch fit relabelled onto the ranks in force with every
+      // move that does not pay given back; on small layers, a priced search
+      // from the best of these.
+      // On layers above kPolishSlots under the per-batch split (no polish
+      // there), the from-scratch candidate's moves are pruned under static
+      // shares, whose evaluations cost a fraction of the split's, and the
+      // pruned candidate is judged under the split (`judge`, from its slots).
+      const bool judged = serving.dispatch == DispatchMode::kPerBatch && static_cast<int64_t>(R) * S > kPolishSlots;
+      IntervalProblem shares_problem = problem;
+      if (judged) shares_problem.dispatch = DispatchMode::kShares;
+      IntervalSearch& scorer = for_layer(scorer_kept, shares_problem);
       IntervalSearch& path = for_layer(path_kept, problem);
+      IntervalSearch* judge = judged ? &for_layer(judge_kept, problem) : nullptr;
+      std::vector<ExpertId> best_row;
+      double best_value = std::numeric_limits<double>::infinity();
+      // Keeps the candidate `from` holds if it is cheaper than the best so far
+      // (its value under the dispatch in force: the judge's where judged).
+      auto offer = [&](IntervalSearch& from, bool judge_it) {
+        IntervalSearch* s = &from;
+        if (judge_it) {
+          judge->start_from(from.slots());
+          s = judge;
+        }
+        if (s->value() < best_value) {
+          best_value = s->value();
+          best_row = s->aligned_slots(cur);
+        }
+      };
+      // The placement in force is scored by the search that starts from it.
       path.start_from(cur);
-      std::vector<ExpertId> best_row = path.aligned_slots(cur);
-      double best_value = path.value();
+      offer(path, false);
       auto consider = [&](const std::vector<ExpertId>& row) {
         scorer.start_from(row);
         scorer.fill_empty();
         scorer.prune();
-        if (scorer.value() < best_value) {
-          best_value = scorer.value();
-          best_row = scorer.aligned_slots(cur);
-        }
+        offer(scorer, judged);
       };
       path.run_path();
-      if (path.value() < best_value) {
-        best_value = path.value();
-        best_row = path.aligned_slots(cur);
-      }
+      offer(path, false);
       out.moves += path.moves();
       out.budget_hit |= path.budget_hit();
       // The fit from scratch moves most slots; under a hard cap on moves per

@@ -12,6 +12,8 @@
 //     the ranks in force by maximum overlap (greedily above 32 ranks), with
 //     every move that does not pay for itself given back (prune);
 //   - on layers of at most 128 slots, a priced search from the best of these.
+// On larger layers under the per-batch split, the fit's prune runs under
+// static shares (cheaper) and its result is judged under the split.
 // Without a placement in force the from-scratch fit is searched from (moves
 // are free).
 #pragma once
