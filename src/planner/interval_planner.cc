@@ -244,14 +244,16 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       // move that does not pay given back; on small layers, a priced search
       // from the best of these.
       // On layers above kPolishSlots under the per-batch split (no polish
-      // there), the from-scratch candidate's moves are pruned under static
-      // shares, whose evaluations cost a fraction of the split's, and the
-      // pruned candidate is judged under the split (`judge`, from its slots).
+      // there), the searches (the path, the from-scratch candidate's prune)
+      // run under static shares, whose evaluations cost a fraction of the
+      // split's, and each candidate (the placement in force, every prefix of
+      // the path, the pruned fit) is judged under the split (`judge`, from
+      // its slots); the empty slots left are filled under the split.
       const bool judged = serving.dispatch == DispatchMode::kPerBatch && static_cast<int64_t>(R) * S > kPolishSlots;
       IntervalProblem shares_problem = problem;
       if (judged) shares_problem.dispatch = DispatchMode::kShares;
       IntervalSearch& scorer = for_layer(scorer_kept, shares_problem);
-      IntervalSearch& path = for_layer(path_kept, problem);
+      IntervalSearch& path = for_layer(path_kept, shares_problem);
       IntervalSearch* judge = judged ? &for_layer(judge_kept, problem) : nullptr;
       std::vector<ExpertId> best_row;
       double best_value = std::numeric_limits<double>::infinity();
@@ -270,15 +272,24 @@ StatusOr<IntervalPlan> plan_for_interval(const PlanInput& in, const OmniOptions&
       };
       // The placement in force is scored by the search that starts from it.
       path.start_from(cur);
-      offer(path, false);
+      offer(path, judged);
       auto consider = [&](const std::vector<ExpertId>& row) {
         scorer.start_from(row);
         scorer.fill_empty();
         scorer.prune();
         offer(scorer, judged);
       };
-      path.run_path();
-      offer(path, false);
+      if (judged) {
+        std::vector<std::vector<ExpertId>> prefixes;
+        path.run_path(&prefixes);
+        for (const std::vector<ExpertId>& row : prefixes) {
+          judge->start_from(row);
+          offer(*judge, false);
+        }
+      } else {
+        path.run_path();
+        offer(path, false);
+      }
       out.moves += path.moves();
       out.budget_hit |= path.budget_hit();
       // The fit from scratch moves most slots; under a hard cap on moves per
