@@ -13,8 +13,8 @@
 //     every move that does not pay for itself given back (prune);
 //   - on layers of at most 128 slots, a priced search from the best of these.
 // On larger layers under the per-batch split, the path and the fit's prune
-// run under static shares (cheaper) and every prefix of the path and the
-// pruned fit are judged under the split.
+// run under static shares (cheaper) and their candidates are judged under
+// the split.
 // Without a placement in force the from-scratch fit is searched from (moves
 // are free).
 #pragma once

@@ -571,7 +571,7 @@ void IntervalSearch::run(bool priced) {
   }
 }
 
-void IntervalSearch::run_path(std::vector<std::vector<ExpertId>>* prefixes) {
+void IntervalSearch::run_path() {
   tabu_.clear();
   next_ready_ = false;
   std::vector<ExpertId> best(slot_);
@@ -582,7 +582,6 @@ void IntervalSearch::run_path(std::vector<std::vector<ExpertId>>* prefixes) {
     if (!step(false)) break;
     if (static_cast<int64_t>(tabu_.size()) != tried) continue;
     ++steps_;
-    if (prefixes != nullptr) prefixes->push_back(slot_);
     if (value() < best_value) {
       best_value = value();
       best = slot_;

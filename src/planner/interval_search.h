@@ -128,9 +128,8 @@ class IntervalSearch {
   // run(false), keeping the state along the way with the least F + C: the
   // unpriced search takes the largest gains first, so the best prefix of its
   // path is the set of moves that pays (a move that only pays in the company
-  // of the next ones is kept with them). `prefixes`, when given, receives
-  // the slots after each move of the path, in order (not the start's).
-  void run_path(std::vector<std::vector<ExpertId>>* prefixes = nullptr);
+  // of the next ones is kept with them).
+  void run_path();
   // Priced, with only the moves that give a move back (scan of the slots
   // that received an expert): what a candidate plan keeps of its moves when
   // each must pay for itself. Cheap: no scan of the busiest ranks.
