@@ -25,7 +25,10 @@
 //      a from-scratch fit of the forecast relabelled onto the ranks in force
 //      with every move that does not pay given back; small layers also get a
 //      priced search from the best. Volatile hot experts get replicas where
-//      the scenarios show them paying. See src/planner/interval_planner.h.
+//      the scenarios show them paying. On layers above 128 slots under the
+//      per-batch split, the searches run under static shares (cheaper) and
+//      their candidates are judged under the split. See
+//      src/planner/interval_planner.h.
 // Without a placement in force it fits the forecast from scratch (moves free).
 //
 // The fit itself (BlockSolver, src/planner/block_solver.h), also the whole
