@@ -161,7 +161,7 @@ void top3(const double* l, int32_t n, const char* skip, int32_t* t) {
 
 void IntervalSearch::summarize() {
   f_ = 0;
-  ++summary_stamp_;  // cool() finds its flags again
+  cool_ready_.forget();  // cool() finds its flags again
   for (int32_t k = 0; k < K_; ++k) {
     const double* l = &load_[at(k, 0)];
     top3(l, R_, nullptr, &top_[static_cast<size_t>(k) * 3]);
@@ -230,7 +230,7 @@ void IntervalSearch::start_from(std::span<const ExpertId> slots) {
   rank_ready_.reset(static_cast<size_t>(R_));
   first_of_.assign(static_cast<size_t>(R_), 0);
   touched_mark_.assign(static_cast<size_t>(R_), 0);
-  cool_stamp_.assign(static_cast<size_t>(R_), 0);
+  cool_ready_.reset(static_cast<size_t>(R_));
   cool_.resize(static_cast<size_t>(R_));
   pool_amount_.resize(static_cast<size_t>(E_) * static_cast<size_t>(K_));
   group_pool_.resize(static_cast<size_t>(K_));
@@ -349,7 +349,7 @@ void IntervalSearch::apply(const Move& m) {
 // computed again.
 void IntervalSearch::summarize_touched() {
   f_ = 0;
-  ++summary_stamp_;  // cool() finds its flags again
+  cool_ready_.forget();  // cool() finds its flags again
   for (int32_t k = 0; k < K_; ++k) {
     const double* l = &load_[at(k, 0)];
     int32_t* t = &top_[static_cast<size_t>(k) * 3];
@@ -408,7 +408,7 @@ bool insert_touched(const double* l, const char* skip, const std::vector<int32_t
 // three are found again.
 void IntervalSearch::summarize_pools_touched() {
   f_ = 0;
-  ++summary_stamp_;  // cool() finds its flags again
+  cool_ready_.forget();  // cool() finds its flags again
   const char* mark = touched_mark_.data();
   for (int32_t k = 0; k < K_; ++k) {
     const double* l = &load_[at(k, 0)];

@@ -339,7 +339,7 @@ class IntervalSearch {
   // Whether rank r is in no scenario's pool (per-batch, in_pool_) or is no
   // scenario's busiest rank (static shares, top_): moves that take load
   // only off such ranks leave F where it is or raise it (scan_reverts_of).
-  // Found once per summarize (cool_, cool_stamp_).
+  // Found once per summarize (cool_, cool_ready_).
   bool cool(int32_t r);
   // Applies a move and updates the loads, the busiest ranks and F.
   // The two experts move m changes (before it is applied): a swap's two, or
@@ -553,11 +553,8 @@ class IntervalSearch {
   PreparedMarks y_ready_;                      // [R]: prepare_replace_rank / prepare_pool_replace_rank(r) done
   // Scratch of the evaluations.
   mutable std::vector<int32_t> touched_;
-  // cool(r) found since the last summarize: cool_stamp_[r] == summary_stamp_
-  // (which every summarize advances; 0 before the first); then cool_[r].
-  uint64_t summary_stamp_ = 0;
-  std::vector<uint64_t> cool_stamp_;           // [R]
-  std::vector<char> cool_;                     // [R]
+  PreparedMarks cool_ready_;                   // [R]: cool(r) found since the last summarize (which forgets)
+  std::vector<char> cool_;                     // [R]: then cool(r)
   std::vector<char> touched_mark_;             // [R]: apply() (static shares) and apply_estimate(), the ranks in touched_
 };
 

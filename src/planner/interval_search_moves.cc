@@ -752,8 +752,7 @@ void IntervalSearch::scan_reverts(Move& best) {
 
 bool IntervalSearch::cool(int32_t r) {
   const auto ur = static_cast<size_t>(r);
-  if (cool_stamp_[ur] == summary_stamp_) return cool_[ur] != 0;
-  cool_stamp_[ur] = summary_stamp_;
+  if (!cool_ready_.claim(r)) return cool_[ur] != 0;
   cool_[ur] = 0;
   for (int32_t k = 0; k < K_; ++k)
     if (per_batch() ? in_pool_[at(k, r)] != 0 : top_[static_cast<size_t>(k) * 3] == r) return false;
@@ -819,22 +818,17 @@ void IntervalSearch::scan_reverts_of(int32_t i, Move& best) {
   // the two changes are the same: found once (drop_delta).
   double drop_delta = 0;
   bool drop_known = false;
-  auto held_before = [&](int32_t rb) {
-    if (!p_.prices->held(rb, a)) return false;
-    for (int32_t h = ref_start_[static_cast<size_t>(a)]; h < ref_end_[static_cast<size_t>(a)]; ++h)
-      if (held_by[h] == rb) return true;
-    return false;
-  };
   for (int32_t s = 0; s < S_; ++s) {
     const size_t g = static_cast<size_t>(ra * S_ + s);
     const ExpertId b = g < ref.size() ? ref[g] : kEmptySlot;
     if (b < 0 || holds(ra, b)) continue;
     for (int32_t rb : ranks_[static_cast<size_t>(b)]) {
       if (holds(rb, a)) continue;
-      // A rank that held a: the swap was offered above (offer() of the
-      // same move again changes nothing: it is best, or its change is not
-      // below the runner-up's).
-      if (held_before(rb)) continue;
+      // A rank that held a (the prices are the reference's: the ranks the
+      // first loop walked): the swap was offered above (offer() of the same
+      // move again changes nothing: it is best, or its change is not below
+      // the runner-up's).
+      if (p_.prices->held(rb, a)) continue;
       const bool off = ra_cool && cool(rb);
       for (int32_t t = 0; t < S_; ++t) {
         const int32_t j = rb * S_ + t;
