@@ -102,9 +102,14 @@ void BlockSolver::solve_from(const std::vector<int32_t>& start, int32_t max_chan
   local_search();
 }
 
-// Keeps the rank x expert bitmap (when used) in step with slot_.
-void BlockSolver::mark(int32_t r, int32_t e, char v) {
-  if (!has_.empty() && e >= 0) has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] = v;
+// Keeps the rank x expert counts (when used) in step with slot_: +1 when a
+// slot of rank r takes e, -1 when one gives it up. Counts, not flags, because
+// a placement in force may hold e twice on r and losing one copy must leave
+// "r holds e" true.
+void BlockSolver::mark(int32_t r, int32_t e, int32_t delta) {
+  if (!has_.empty() && e >= 0)
+    has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] =
+        static_cast<uint16_t>(has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] + delta);
 }
 
 int32_t& BlockSolver::host_count(int32_t e, int32_t h) {
@@ -248,7 +253,7 @@ void BlockSolver::water_fill(int32_t variant) {
 void BlockSolver::place(int32_t r, int32_t s, int32_t e) {
   sizes_ok_ = false;
   slot_[idx(r, s)] = e;
-  mark(r, e, 1);
+  mark(r, e, +1);
   load_[static_cast<size_t>(r)] += size_of(e);
   if (spread_ && e >= 0) ++host_count(e, host_[static_cast<size_t>(r)]);
 }
@@ -259,9 +264,10 @@ void BlockSolver::clear_slots() {
   slot_.assign(static_cast<size_t>(m_) * static_cast<size_t>(S_), -1);
   load_.assign(static_cast<size_t>(m_), 0.0);
   used_.assign(static_cast<size_t>(m_), 0);
-  // A rank x expert bitmap makes "does rank r hold e" O(1); above 16 M
-  // entries the slots of the rank are scanned instead.
-  if (static_cast<int64_t>(m_) * n_ <= (int64_t{1} << 24)) has_.assign(static_cast<size_t>(m_) * static_cast<size_t>(n_), 0);
+  // Rank x expert counts make "does rank r hold e" O(1); above 16 M entries
+  // (or 65,535 slots per rank, past what a count holds) the slots of the rank
+  // are scanned instead.
+  if (static_cast<int64_t>(m_) * n_ <= (int64_t{1} << 24) && S_ < 65536) has_.assign(static_cast<size_t>(m_) * static_cast<size_t>(n_), 0);
   if (spread_) host_cnt_.assign(static_cast<size_t>(n_) * static_cast<size_t>(num_hosts_), 0);
 }
 
@@ -367,12 +373,12 @@ void BlockSolver::set_slot(size_t g, int32_t x) {
   const int32_t r = static_cast<int32_t>(g / static_cast<size_t>(S_));
   const int32_t y = slot_[g];
   if (y >= 0) {
-    mark(r, y, 0);
+    mark(r, y, -1);
     if (spread_) --host_count(y, host_[static_cast<size_t>(r)]);
     if (--cnt_[static_cast<size_t>(y)] > 0) size_[static_cast<size_t>(y)] = w_[static_cast<size_t>(y)] / cnt_[static_cast<size_t>(y)];
   }
   if (x >= 0) {
-    mark(r, x, 1);
+    mark(r, x, +1);
     if (spread_) ++host_count(x, host_[static_cast<size_t>(r)]);
     ++cnt_[static_cast<size_t>(x)];
     size_[static_cast<size_t>(x)] = w_[static_cast<size_t>(x)] / cnt_[static_cast<size_t>(x)];
@@ -419,7 +425,7 @@ int32_t BlockSolver::make_room(int32_t e) {
         if (f < 0 || holds(r, f)) continue;
         load_[static_cast<size_t>(q)] -= size_of(f);
         if (spread_) --host_count(f, host_[static_cast<size_t>(q)]);
-        mark(q, f, 0);
+        mark(q, f, -1);
         slot_[idx(q, s)] = -1;
         sizes_ok_ = false;
         place(r, used_[static_cast<size_t>(r)]++, f);
@@ -450,10 +456,10 @@ void BlockSolver::do_swap(size_t i, size_t j) {
     if (a >= 0) { --host_count(a, host_[static_cast<size_t>(ri)]); ++host_count(a, host_[static_cast<size_t>(rj)]); }
     if (b >= 0) { --host_count(b, host_[static_cast<size_t>(rj)]); ++host_count(b, host_[static_cast<size_t>(ri)]); }
   }
-  mark(ri, a, 0);
-  mark(rj, b, 0);
-  mark(ri, b, 1);
-  mark(rj, a, 1);
+  mark(ri, a, -1);
+  mark(rj, b, -1);
+  mark(ri, b, +1);
+  mark(rj, a, +1);
   std::swap(slot_[i], slot_[j]);
   if (sizes_ok_) std::swap(slot_size_[i], slot_size_[j]);
   rank_stamp_[static_cast<size_t>(ri)] = rank_stamp_[static_cast<size_t>(rj)] = ++clock_;
@@ -472,7 +478,7 @@ void BlockSolver::recompute(int32_t r) {
 // one giving the smallest new max of the two ranks, if below the old max.
 // The hot loop of the planner (about 60 accepted steps per layer at
 // DeepSeek-V3 scale): slot sizes are kept in a flat array and the
-// rank x expert bitmap is read directly.
+// rank x expert counts are read directly.
 bool BlockSolver::swap_step() {
   const int32_t rmax = argmax_rank();
   const double lmax = load_[static_cast<size_t>(rmax)];
@@ -480,7 +486,7 @@ bool BlockSolver::swap_step() {
   size_t bi = 0, bj = 0;
   bool found = false;
   refresh_slot_sizes();
-  const char* has = has_.empty() ? nullptr : has_.data();
+  const uint16_t* has = has_.empty() ? nullptr : has_.data();
   const size_t n = static_cast<size_t>(n_), S = static_cast<size_t>(S_);
   for (int32_t s = 0; s < S_; ++s) {
     const size_t i = idx(rmax, s);
@@ -583,10 +589,9 @@ bool BlockSolver::realloc_step() {
         // is out.
         if (y >= 0) {
           const double dy = w_[static_cast<size_t>(y)] / (cnt_[static_cast<size_t>(y)] - 1) - sy;
-          const auto xr = where(x);  // (not holds(): its bitmap can miss a duplicate left in the start)
           bool over = false;
           for (int32_t q : where(y)) {
-            if (q == r || std::find(xr.begin(), xr.end(), q) != xr.end()) continue;
+            if (q == r || holds(q, x)) continue;
             if (load_[static_cast<size_t>(q)] + dy >= best) {
               over = true;
               break;

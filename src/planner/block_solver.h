@@ -61,8 +61,8 @@ class BlockSolver {
       if (slot_[idx(r, s)] == e) return true;
     return false;
   }
-  // Keeps the rank x expert bitmap (when used) in step with slot_.
-  void mark(int32_t r, int32_t e, char v);
+  // Keeps the rank x expert counts (when used) in step with slot_.
+  void mark(int32_t r, int32_t e, int32_t delta);
   int32_t& host_count(int32_t e, int32_t h);
   // Moving one replica of e from rank a to rank b keeps e on as many hosts.
   bool spread_ok(int32_t e, int32_t a, int32_t b);
@@ -115,7 +115,7 @@ class BlockSolver {
   // one giving the smallest new max of the two ranks, if below the old max.
   // The hot loop of the planner (about 60 accepted steps per layer at
   // DeepSeek-V3 scale): slot sizes are kept in a flat array and the
-  // rank x expert bitmap is read directly.
+  // rank x expert counts are read directly.
   bool swap_step();
   // slot_size_[g] = size of slot g's replica (0 when empty), rebuilt after any
   // change of counts or slots other than a swap (which do_swap mirrors).
@@ -153,7 +153,7 @@ class BlockSolver {
   std::vector<int32_t> slot_;
   std::vector<double> load_;
   std::vector<int32_t> used_;
-  std::vector<char> has_;          // [m, n]: rank r holds expert e (empty when too large)
+  std::vector<uint16_t> has_;      // [m, n]: copies of expert e on rank r (empty when too large)
   std::vector<int32_t> host_cnt_;  // [n, num_hosts]: replicas of e on host h (spread only)
   std::vector<int32_t> where_off_, where_rank_, where_fill_;  // build_where(): ranks of expert e
   std::vector<int32_t> aff_;                                  // realloc_step scratch: affected ranks

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <random>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/random_placement.h"
 #include "omniplacement/core/metrics.h"
@@ -135,6 +138,74 @@ TEST(OmniIncremental, ShapeMismatchIsAnError) {
   auto r = (*p)->plan(s.in);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("current placement"), std::string::npos) << r.status();
+}
+
+// A placement in force may hold an expert twice on one rank (a legal
+// placement, ValidationRules' default). From it every planner path gives a
+// valid plan; the default planner drops the second copies; the local search
+// never adds a copy of an expert to a rank that already holds it (it once
+// did: its rank x expert flags forgot that a rank still held the other copy
+// after one moved away); and a budget of 0 keeps the placement as it is.
+TEST(OmniIncremental, PlacementInForceWithSameRankDuplicates) {
+  constexpr int32_t L = 4, R = 8, E = 64, S = 9;
+  // copies[(l * R + r) * E + e]: replicas of expert e on rank r of layer l.
+  const auto copies = [](const PlacementLayout& layout) {
+    std::vector<int32_t> c;
+    for (const auto& row : layout.phy2log) {
+      std::vector<int32_t> layer(static_cast<size_t>(R) * E, 0);
+      for (size_t g = 0; g < row.size(); ++g)
+        if (row[g] >= 0) ++layer[g / S * E + static_cast<size_t>(row[g])];
+      c.insert(c.end(), layer.begin(), layer.end());
+    }
+    return c;
+  };
+  int64_t start_duplicates = 0;
+  for (uint64_t seed = 20; seed < 40; ++seed) {
+    std::mt19937_64 rng(seed);
+    // The placement in force is eplb's plan of a skewed window (eplb puts
+    // the replicas of a hot expert on one rank when that balances best).
+    const LoadMatrix old_load = testing::random_load(rng, L, E, 1.5);
+    const LoadMatrix new_load = testing::random_load(rng, L, E, 1.5);
+    PlanInput in;
+    in.load = &old_load;
+    in.num_ranks = R;
+    in.num_replicas = int64_t{R} * S;
+    const Placement start = plan_or_die("eplb", in).placement;
+    for (int32_t c : copies(start.layout())) start_duplicates += c > 1;
+    in.load = &new_load;
+    in.current = &start;
+    for (const char* spec : {"omni", "omni(forecast=false)", "omni(forecast=false,max_moves_per_rank=2)",
+                             "omni(forecast=false,max_moves_per_rank=0)"}) {
+      const PlanResult r = plan_or_die(spec, in);
+      const auto v = r.placement.validate(ValidationRules{});
+      EXPECT_TRUE(v.empty()) << spec << " seed " << seed << ": " << violations_to_status(v);
+      const std::string_view name = spec;
+      if (name == "omni") {
+        ValidationRules strict;
+        strict.forbid_same_rank_duplicates = true;
+        const auto vs = r.placement.validate(strict);
+        EXPECT_TRUE(vs.empty()) << spec << " seed " << seed << ": " << violations_to_status(vs);
+      }
+      if (name.ends_with("max_moves_per_rank=0)")) {
+        EXPECT_EQ(r.placement, start) << spec << " seed " << seed;
+      }
+      // A slot the plan changed never holds an expert that another slot of
+      // its rank holds (second copies left in place are the start's).
+      const std::vector<int32_t> after = copies(r.placement.layout());
+      for (LayerId l = 0; l < L; ++l) {
+        const auto& was = start.layout().phy2log[static_cast<size_t>(l)];
+        const auto& now = r.placement.layout().phy2log[static_cast<size_t>(l)];
+        for (size_t g = 0; g < now.size(); ++g) {
+          if (now[g] < 0 || now[g] == was[g]) continue;
+          const size_t rank = g / S;
+          EXPECT_EQ(after[(static_cast<size_t>(l) * R + rank) * E + static_cast<size_t>(now[g])], 1)
+              << spec << " seed " << seed << ": layer " << l << ", rank " << rank << ", slot " << g % S
+              << " changed to expert " << now[g] << ", which the rank already holds";
+        }
+      }
+    }
+  }
+  EXPECT_GT(start_duplicates, 20);  // the case under test occurs
 }
 
 TEST(RankMatching, RecoversAPermutationOfRanks) {
