@@ -19,6 +19,10 @@ namespace omni::transport_internal {
 
 namespace {
 
+// Tags: the sender's rank in the low 32 bits; kTagControl marks the control lane.
+constexpr ucp_tag_t kTagRankMask = 0xffffffffULL;
+constexpr ucp_tag_t kTagControl = ucp_tag_t{1} << 62;
+
 Status ucx_error(ucs_status_t s, const std::string& what) {
   return unavailable_error(str_cat(what, ": ", ucs_status_string(s)));
 }
@@ -45,7 +49,7 @@ class UcxWorkerImpl final : public UcxWorker {
 class UcxWire final : public Wire {
  public:
   UcxWire(std::unique_ptr<UcxWorkerImpl> w, RankId rank, int32_t size)
-      : w_(std::move(w)), rank_(rank), size_(size), incoming_(static_cast<size_t>(size)) {
+      : w_(std::move(w)), rank_(rank), size_(size), incoming_(static_cast<size_t>(size) * kLanes) {
     for (RankId r = 0; r < size; ++r) {
       auto p = std::make_unique<Peer>();
       p->wire = this;
@@ -59,10 +63,12 @@ class UcxWire final : public Wire {
     // that stopped never drains), then force-close every endpoint.
     std::vector<void*> flushes;
     for (auto& p : peers_) {
-      if (p->ep == nullptr) continue;
-      ucp_request_param_t param{};
-      void* r = ucp_ep_flush_nbx(p->ep, &param);
-      if (r != nullptr && !UCS_PTR_IS_ERR(r)) flushes.push_back(r);
+      for (ucp_ep_h ep : p->ep) {
+        if (ep == nullptr) continue;
+        ucp_request_param_t param{};
+        void* r = ucp_ep_flush_nbx(ep, &param);
+        if (r != nullptr && !UCS_PTR_IS_ERR(r)) flushes.push_back(r);
+      }
     }
     const Deadline deadline(std::chrono::milliseconds(500));
     const auto pending = [&] {
@@ -94,15 +100,17 @@ class UcxWire final : public Wire {
   Status start(const std::vector<std::vector<std::byte>>& addresses) {
     for (RankId r = 0; r < size_; ++r) {
       if (r == rank_) continue;
-      ucp_ep_params_t params{};
-      params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                          UCP_EP_PARAM_FIELD_ERR_HANDLER;
-      params.address = reinterpret_cast<const ucp_address_t*>(addresses[static_cast<size_t>(r)].data());
-      params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-      params.err_handler.cb = &UcxWire::on_ep_error;
-      params.err_handler.arg = peers_[static_cast<size_t>(r)].get();
-      const ucs_status_t s = ucp_ep_create(w_->worker, &params, &peers_[static_cast<size_t>(r)]->ep);
-      if (s != UCS_OK) return ucx_error(s, str_cat("rank ", rank_, " (ucx): ucp_ep_create to rank ", r));
+      for (int lane = 0; lane < kLanes; ++lane) {
+        ucp_ep_params_t params{};
+        params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                            UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        params.address = reinterpret_cast<const ucp_address_t*>(addresses[static_cast<size_t>(r)].data());
+        params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+        params.err_handler.cb = &UcxWire::on_ep_error;
+        params.err_handler.arg = peers_[static_cast<size_t>(r)].get();
+        const ucs_status_t s = ucp_ep_create(w_->worker, &params, &peers_[static_cast<size_t>(r)]->ep[lane]);
+        if (s != UCS_OK) return ucx_error(s, str_cat("rank ", rank_, " (ucx): ucp_ep_create to rank ", r));
+      }
     }
     int fd = -1;
     const ucs_status_t s = ucp_worker_get_efd(w_->worker, &fd);
@@ -126,7 +134,8 @@ class UcxWire final : public Wire {
   void post(RankId peer, uint64_t token, std::span<const std::byte> frame,
             std::span<const std::byte> payload) override {
     Peer& p = *peers_[static_cast<size_t>(peer)];
-    if (p.ep == nullptr) {
+    const int lane = payload.size() <= kControlBytes ? kControlLane : kBulkLane;
+    if (p.ep[lane] == nullptr) {
       done_.push_back({token, unavailable_error(str_cat("rank ", peer, " is unreachable"))});
       return;
     }
@@ -141,7 +150,8 @@ class UcxWire final : public Wire {
     param.user_data = req;
     param.datatype = ucp_dt_make_iov();
     const size_t count = payload.empty() ? 1 : 2;
-    const ucs_status_ptr_t r = ucp_tag_send_nbx(p.ep, req->iov, count, static_cast<ucp_tag_t>(rank_), &param);
+    const ucp_tag_t tag = static_cast<ucp_tag_t>(rank_) | (lane == kControlLane ? kTagControl : 0);
+    const ucs_status_ptr_t r = ucp_tag_send_nbx(p.ep[lane], req->iov, count, tag, &param);
     if (r == nullptr) {
       done_.push_back({token, ok_status()});
       delete req;
@@ -161,7 +171,8 @@ class UcxWire final : public Wire {
       if (msg == nullptr) break;
       any = true;
       auto req = std::make_unique<RecvReq>();
-      req->src = static_cast<RankId>(info.sender_tag);
+      req->src = static_cast<RankId>(info.sender_tag & kTagRankMask);
+      req->lane = (info.sender_tag & kTagControl) != 0 ? kControlLane : kBulkLane;
       if (req->src >= 0 && req->src < size_) sink.on_arrival(req->src);
       const bool framed = info.length >= kFrameBytes;
       req->payload.resize(framed ? info.length - kFrameBytes : info.length);
@@ -182,19 +193,20 @@ class UcxWire final : public Wire {
       }
       req->valid = framed && req->src >= 0 && req->src < size_;
       if (req->valid) {
-        incoming_[static_cast<size_t>(req->src)].push_back(std::move(req));
+        incoming_[static_cast<size_t>(req->src) * kLanes + static_cast<size_t>(req->lane)].push_back(std::move(req));
       } else {
         junk_.push_back(std::move(req));  // not ours: received and dropped
       }
     }
     std::erase_if(junk_, [](const std::unique_ptr<RecvReq>& r) { return r->done; });
-    for (RankId src = 0; src < size_; ++src) {
-      auto& queue = incoming_[static_cast<size_t>(src)];
+    for (size_t q = 0; q < incoming_.size(); ++q) {
+      const auto src = static_cast<RankId>(q / kLanes);
+      auto& queue = incoming_[q];
       while (!queue.empty() && queue.front()->done) {
         std::unique_ptr<RecvReq> req = std::move(queue.front());
         queue.pop_front();
         any = true;
-        if (req->status == UCS_OK && peers_[static_cast<size_t>(src)]->ep != nullptr) {
+        if (req->status == UCS_OK && peers_[static_cast<size_t>(src)]->ep[req->lane] != nullptr) {
           sink.on_message(src, req->frame, std::move(req->payload));
         }
       }
@@ -239,10 +251,21 @@ class UcxWire final : public Wire {
   }
 
  private:
+  // Two endpoints (two connections) per peer. Messages whose payload is at
+  // most kControlBytes (frames, headers, claims, heartbeats, small
+  // collectives) take the control lane; larger ones the bulk lane. Each lane
+  // keeps its order; a small message does not wait behind a large one
+  // posted before it (over TCP a connection delivers its bytes in order: a
+  // heartbeat posted behind an 8 MiB collective contribution waited up to
+  // 240 ms for it with 4 processes on 2 cores, past a 100 ms timeout).
+  static constexpr int kBulkLane = 0;
+  static constexpr int kControlLane = 1;
+  static constexpr int kLanes = 2;
+  static constexpr size_t kControlBytes = 4096;
   struct Peer {
     UcxWire* wire = nullptr;
     RankId rank = -1;
-    ucp_ep_h ep = nullptr;
+    ucp_ep_h ep[2] = {nullptr, nullptr};  // [kBulkLane], [kControlLane]
     bool failed = false;
     ucs_status_t error = UCS_OK;
   };
@@ -253,6 +276,7 @@ class UcxWire final : public Wire {
   };
   struct RecvReq {
     RankId src = -1;
+    int lane = 0;
     bool valid = false;
     bool done = false;
     ucs_status_t status = UCS_OK;
@@ -282,24 +306,26 @@ class UcxWire final : public Wire {
     p->wire->lost_.push_back(p->rank);
   }
 
-  // Force-closes p's endpoint: its outstanding sends complete with UCS_ERR_CANCELED.
+  // Force-closes p's endpoints: their outstanding sends complete with UCS_ERR_CANCELED.
   void close_ep(Peer& p) {
-    if (p.ep == nullptr) return;
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    void* r = ucp_ep_close_nbx(p.ep, &param);
-    p.ep = nullptr;
-    if (r == nullptr || UCS_PTR_IS_ERR(r)) return;
-    while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(w_->worker);
-    ucp_request_free(r);
+    for (ucp_ep_h& ep : p.ep) {
+      if (ep == nullptr) continue;
+      ucp_request_param_t param{};
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* r = ucp_ep_close_nbx(ep, &param);
+      ep = nullptr;
+      if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
+      while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(w_->worker);
+      ucp_request_free(r);
+    }
   }
 
   std::unique_ptr<UcxWorkerImpl> w_;
   const RankId rank_;
   const int32_t size_;
   std::vector<std::unique_ptr<Peer>> peers_;
-  std::vector<std::deque<std::unique_ptr<RecvReq>>> incoming_;  // per source, in arrival order
+  std::vector<std::deque<std::unique_ptr<RecvReq>>> incoming_;  // [source * kLanes + lane], in arrival order
   std::vector<std::unique_ptr<RecvReq>> junk_;
   std::deque<std::pair<uint64_t, Status>> done_;
   std::deque<RankId> lost_;

@@ -57,8 +57,13 @@ class Wire {
   virtual std::string_view name() const = 0;
 
   // Sends frame (kFrameBytes) and payload to peer (peer != rank()). Both must
-  // stay valid until on_sent(token). Messages posted to one peer arrive in
-  // the order they were posted.
+  // stay valid until on_sent(token). Messages posted to one peer with
+  // payloads of at most 4096 bytes arrive in the order they were posted, and
+  // so do those with larger payloads; a small message may overtake a large
+  // one posted before it (UcxWire sends the two on separate connections so
+  // that frames and heartbeats do not wait behind bulk data). The engine
+  // relies on neither kind of order across the two: a message's data follows
+  // its claim, and collective contributions carry their sequence number.
   virtual void post(RankId peer, uint64_t token, std::span<const std::byte> frame,
                     std::span<const std::byte> payload) = 0;
   // Makes progress and reports what completed to sink. Returns whether
