@@ -85,7 +85,7 @@ struct Announced {
   uint64_t seq = 0;
   uint64_t size = 0;
   bool inlined = false;
-  std::vector<std::byte> payload;  // inlined messages only
+  Payload payload;  // inlined messages only
   Clock::time_point decided_by;    // when the sender's deadline passes (it answers a claim by then)
 };
 
@@ -98,7 +98,7 @@ struct RecvOp {
   State state = kWaiting;
   Announced msg;  // kClaimed: the message claimed
   Status result;
-  std::vector<std::byte> payload;
+  Payload payload;
   std::condition_variable cv;
 };
 
@@ -327,7 +327,7 @@ Status MessageEngine::usable(const Channel& ch, RankId peer, const char* what) c
 
 // --- Outgoing ----------------------------------------------------------------------
 
-void MessageEngine::enqueue(RankId peer, const Frame& frame, std::shared_ptr<const std::vector<std::byte>> owned,
+void MessageEngine::enqueue(RankId peer, const Frame& frame, std::shared_ptr<const Payload> owned,
                             std::span<const std::byte> user, std::shared_ptr<SendOp> op) {
   if (exit_) return;
   Outgoing o;
@@ -363,7 +363,7 @@ void MessageEngine::on_sent(uint64_t token, Status status) {
 
 // --- Incoming ----------------------------------------------------------------------
 
-void MessageEngine::on_message(RankId src, std::span<const std::byte> frame, std::vector<std::byte> payload) {
+void MessageEngine::on_message(RankId src, std::span<const std::byte> frame, Payload payload) {
   Incoming in;
   in.src = src;
   std::memcpy(&in.frame, frame.data(), sizeof(Frame));
@@ -513,8 +513,8 @@ Status MessageEngine::send(Channel& ch, RankId dst, int32_t tag, std::span<const
   op->tag = tag;
   op->data = data;
   op->inlined = data.size() <= kInlineBytes;
-  std::shared_ptr<const std::vector<std::byte>> owned;
-  if (op->inlined) owned = std::make_shared<const std::vector<std::byte>>(data.begin(), data.end());
+  std::shared_ptr<const Payload> owned;
+  if (op->inlined) owned = std::make_shared<const Payload>(data.begin(), data.end());
   const auto what = [&] { return str_cat(who(), ": send to rank ", dst, " (tag ", tag, ", ", data.size(), " bytes)"); };
   std::unique_lock<std::mutex> lock(mu_);
   OMNI_RETURN_IF_ERROR(usable(ch, dst, "send to"));
@@ -585,7 +585,7 @@ Status MessageEngine::receive(Channel& ch, RankId src, int32_t tag, std::span<st
   if (!op->result.ok()) return op->result;
   lock.unlock();
   if (grown != nullptr) {
-    *grown = std::move(op->payload);
+    grown->assign(op->payload.begin(), op->payload.end());
   } else if (!fixed.empty()) {
     std::memcpy(fixed.data(), op->payload.data(), fixed.size());
   }
@@ -599,7 +599,7 @@ StatusOr<Contributions> MessageEngine::collective(Channel& ch, const CollMeta& m
                                                   RankId wait_from, Timeout timeout) {
   const Deadline deadline(timeout);
   const auto R = static_cast<size_t>(size_);
-  auto payload = std::make_shared<std::vector<std::byte>>(R + contribution.size());
+  auto payload = std::make_shared<Payload>(R + contribution.size());  // written whole below
   if (!contribution.empty()) std::memcpy(payload->data() + R, contribution.data(), contribution.size());
   std::unique_lock<std::mutex> lock(mu_);
   OMNI_RETURN_IF_ERROR(usable(ch, -1, coll_name(meta.kind).c_str()));
@@ -624,7 +624,7 @@ StatusOr<Contributions> MessageEngine::collective(Channel& ch, const CollMeta& m
   f.arg2 = meta.bytes;
   f.size = payload->size();
   if (send) {
-    std::shared_ptr<const std::vector<std::byte>> shared = payload;
+    std::shared_ptr<const Payload> shared = payload;
     for (RankId r = 0; r < size_; ++r) {
       if (r != rank_ && !ch.failed[static_cast<size_t>(r)]) enqueue(r, f, shared);
     }
@@ -718,7 +718,7 @@ Status MessageEngine::mark_failed(Channel& ch, RankId r) {
 }
 
 void MessageEngine::send_fence(Channel& ch, RankId r) {
-  auto failed = std::make_shared<std::vector<std::byte>>(ch.failed.size());
+  auto failed = std::make_shared<Payload>(ch.failed.size());
   std::memcpy(failed->data(), ch.failed.data(), ch.failed.size());
   Frame f = make_frame(kFence, ch.id, 0);
   f.size = failed->size();
@@ -819,7 +819,7 @@ void MessageEngine::on_relay_request(Channel& ch, RankId asker, const Frame& f) 
     reply.arg = found->frame.arg;
     reply.arg2 = found->frame.arg2;
     reply.size = found->payload.size();
-    enqueue(asker, reply, std::shared_ptr<const std::vector<std::byte>>(found, &found->payload));
+    enqueue(asker, reply, std::shared_ptr<const Payload>(found, &found->payload));
     return;
   }
   // "None" only once this rank can never accept r's contribution any more.

@@ -118,7 +118,7 @@ static_assert(sizeof(Frame) == kFrameBytes);
 struct Incoming {
   RankId src = -1;
   Frame frame;
-  std::vector<std::byte> payload;
+  Payload payload;
   std::chrono::steady_clock::time_point arrived;
 };
 
@@ -128,7 +128,7 @@ struct Outgoing {
   RankId peer = -1;
   uint64_t token = 0;
   Frame frame;
-  std::shared_ptr<const std::vector<std::byte>> owned;
+  std::shared_ptr<const Payload> owned;
   std::span<const std::byte> user;
   std::shared_ptr<SendOp> op;
 };
@@ -136,7 +136,7 @@ struct Outgoing {
 class MessageEngine final : private WireSink {
  public:
   // Payloads up to this many bytes travel inside the header message.
-  static constexpr size_t kInlineBytes = 4096;
+  static constexpr size_t kInlineBytes = kSmallPayloadBytes;
   // How long a committed transfer may run past the deadlines before the peer
   // is considered stopped.
   static constexpr std::chrono::seconds kCommittedGrace{5};
@@ -171,7 +171,8 @@ class MessageEngine final : private WireSink {
 
   // --- Point-to-point (transport.h semantics).
   Status send(Channel& channel, RankId dst, int32_t tag, std::span<const std::byte> data, Timeout timeout);
-  // Into fixed (grown == nullptr: the message must have fixed.size() bytes) or into *grown.
+  // Into fixed (grown == nullptr: the message must have fixed.size() bytes) or
+  // into *grown (resized and copied on the calling thread).
   Status receive(Channel& channel, RankId src, int32_t tag, std::span<std::byte> fixed, std::vector<std::byte>* grown,
                  Timeout timeout);
 
@@ -211,7 +212,7 @@ class MessageEngine final : private WireSink {
   explicit MessageEngine(std::unique_ptr<Wire> wire);
 
   // WireSink (progress thread).
-  void on_message(RankId src, std::span<const std::byte> frame, std::vector<std::byte> payload) override;
+  void on_message(RankId src, std::span<const std::byte> frame, Payload payload) override;
   void on_sent(uint64_t token, Status status) override;
   void on_peer_lost(RankId peer, Status why) override;
   void on_arrival(RankId src) override;
@@ -220,7 +221,7 @@ class MessageEngine final : private WireSink {
 
   // Everything below runs with mu_ held.
   void handle(Channel& ch, Incoming in);
-  void enqueue(RankId peer, const Frame& frame, std::shared_ptr<const std::vector<std::byte>> owned = nullptr,
+  void enqueue(RankId peer, const Frame& frame, std::shared_ptr<const Payload> owned = nullptr,
                std::span<const std::byte> user = {}, std::shared_ptr<SendOp> op = nullptr);
   void match(Channel& ch, RankId src, int32_t tag);
   void on_contribution(Channel& ch, Incoming in);

@@ -194,7 +194,7 @@ class MpiWire final : public Wire {
   };
   struct In {
     std::vector<std::byte> head;
-    std::vector<std::byte> payload;
+    Payload payload;  // not zero-filled: MPI writes it whole
     std::vector<MPI_Request> chunks;
   };
 

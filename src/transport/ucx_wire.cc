@@ -7,6 +7,7 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -91,8 +92,32 @@ class UcxWire final : public Wire {
       while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(w_->worker);
       ucp_request_free(r);
     }
-    // Receives still in progress belong to the worker being destroyed.
+    // Receives still in progress (a large message from a peer that stopped
+    // in the middle of it): cancelled, and progressed until UCX has called
+    // back, before their buffers are freed. Freeing them first left UCX
+    // writing into freed memory when the worker was destroyed (heap
+    // corruption in a rank that resumed after a stall).
+    std::vector<RecvReq*> open;
+    for (auto& queue : incoming_)
+      for (auto& req : queue)
+        if (!req->done) open.push_back(req.get());
+    for (auto& req : junk_)
+      if (!req->done) open.push_back(req.get());
+    for (RecvReq* req : open) ucp_request_cancel(w_->worker, req->request);
+    const Deadline cancel_deadline(std::chrono::milliseconds(500));
+    while (std::any_of(open.begin(), open.end(), [](const RecvReq* r) { return !r->done; }) &&
+           !cancel_deadline.expired())
+      ucp_worker_progress(w_->worker);
+    if (std::any_of(open.begin(), open.end(), [](const RecvReq* r) { return !r->done; })) {
+      // UCX still holds some buffers: leak them rather than let it write into freed memory.
+      for (auto& queue : incoming_)
+        for (auto& req : queue)
+          if (!req->done) (void)req.release();
+      for (auto& req : junk_)
+        if (!req->done) (void)req.release();
+    }
     incoming_.clear();
+    junk_.clear();
     if (epfd_ >= 0) ::close(epfd_);
     if (wakefd_ >= 0) ::close(wakefd_);
   }
@@ -134,7 +159,7 @@ class UcxWire final : public Wire {
   void post(RankId peer, uint64_t token, std::span<const std::byte> frame,
             std::span<const std::byte> payload) override {
     Peer& p = *peers_[static_cast<size_t>(peer)];
-    const int lane = payload.size() <= kControlBytes ? kControlLane : kBulkLane;
+    const int lane = payload.size() <= kSmallPayloadBytes ? kControlLane : kBulkLane;
     if (p.ep[lane] == nullptr) {
       done_.push_back({token, unavailable_error(str_cat("rank ", peer, " is unreachable"))});
       return;
@@ -190,6 +215,8 @@ class UcxWire final : public Wire {
       } else if (UCS_PTR_IS_ERR(r)) {
         req->done = true;
         req->status = UCS_PTR_STATUS(r);
+      } else {
+        req->request = r;  // freed by on_recv_done
       }
       req->valid = framed && req->src >= 0 && req->src < size_;
       if (req->valid) {
@@ -252,7 +279,7 @@ class UcxWire final : public Wire {
 
  private:
   // Two endpoints (two connections) per peer. Messages whose payload is at
-  // most kControlBytes (frames, headers, claims, heartbeats, small
+  // most kSmallPayloadBytes (frames, headers, claims, heartbeats, small
   // collectives) take the control lane; larger ones the bulk lane. Each lane
   // keeps its order; a small message does not wait behind a large one
   // posted before it (over TCP a connection delivers its bytes in order: a
@@ -261,11 +288,10 @@ class UcxWire final : public Wire {
   static constexpr int kBulkLane = 0;
   static constexpr int kControlLane = 1;
   static constexpr int kLanes = 2;
-  static constexpr size_t kControlBytes = 4096;
   struct Peer {
     UcxWire* wire = nullptr;
     RankId rank = -1;
-    ucp_ep_h ep[2] = {nullptr, nullptr};  // [kBulkLane], [kControlLane]
+    std::array<ucp_ep_h, kLanes> ep{};  // [kBulkLane], [kControlLane]
     bool failed = false;
     ucs_status_t error = UCS_OK;
   };
@@ -279,9 +305,10 @@ class UcxWire final : public Wire {
     int lane = 0;
     bool valid = false;
     bool done = false;
+    void* request = nullptr;  // UCX's request while the receive is in progress
     ucs_status_t status = UCS_OK;
     std::array<std::byte, kFrameBytes> frame{};
-    std::vector<std::byte> payload;
+    Payload payload;  // not zero-filled: UCX writes it whole
     ucp_dt_iov_t iov[2];
   };
 

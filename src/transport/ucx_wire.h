@@ -19,9 +19,9 @@
 // found with ucp_tag_probe_nb, so the receiver learns their size before it
 // allocates; frame and payload travel as one message (an iov of two
 // buffers, no copy). Each peer has two endpoints: messages with payloads of
-// at most 4096 bytes (protocol frames, heartbeats, small collectives) on
-// one, larger ones on the other, so that a heartbeat is not held behind a
-// large transfer on the same TCP connection.
+// at most kSmallPayloadBytes (wire.h: protocol frames, heartbeats, small
+// collectives) on one, larger ones on the other, so that a heartbeat is not
+// held behind a large transfer on the same TCP connection.
 // Idle waits block in epoll on the worker's event descriptor (no polling).
 #pragma once
 

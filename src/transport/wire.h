@@ -16,7 +16,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <span>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -29,12 +32,44 @@ namespace omni::transport_internal {
 // Frame); the wire carries it as opaque bytes.
 inline constexpr size_t kFrameBytes = 64;
 
+// Payloads of at most this many bytes are small: the engine sends them with
+// their header (no claim round trip), and UcxWire carries them on its control
+// lane, apart from larger ones (see Wire::post).
+inline constexpr size_t kSmallPayloadBytes = 4096;
+
+// An allocator whose resize() leaves new bytes uninitialised: every buffer
+// made with it is written whole before it is read (a wire receives into it,
+// the engine copies into it). A receive buffer of several MiB is then not
+// zero-filled on the progress thread: on a VM each fresh page costs a fault
+// (about 12 us here), and zero-filling an 8 MiB contribution there held every
+// heartbeat back for 50-300 ms, past a 100 ms failure timeout.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  using value_type = T;
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+  friend bool operator==(const UninitAllocator&, const UninitAllocator&) noexcept { return true; }
+};
+
+// The bytes of a message's payload, as a wire delivers them and the engine
+// keeps and sends them.
+using Payload = std::vector<std::byte, UninitAllocator<std::byte>>;
+
 // What a wire reports from progress(). Called on the progress thread.
 class WireSink {
  public:
   virtual ~WireSink() = default;
   // A whole message from src: its frame (kFrameBytes) and its payload.
-  virtual void on_message(RankId src, std::span<const std::byte> frame, std::vector<std::byte> payload) = 0;
+  virtual void on_message(RankId src, std::span<const std::byte> frame, Payload payload) = 0;
   // The message posted with `token` has left its buffers (OK) or was dropped
   // (UNAVAILABLE: peer lost or dropped). Its buffers are free again.
   virtual void on_sent(uint64_t token, Status status) = 0;
@@ -58,7 +93,7 @@ class Wire {
 
   // Sends frame (kFrameBytes) and payload to peer (peer != rank()). Both must
   // stay valid until on_sent(token). Messages posted to one peer with
-  // payloads of at most 4096 bytes arrive in the order they were posted, and
+  // payloads of at most kSmallPayloadBytes arrive in the order they were posted, and
   // so do those with larger payloads; a small message may overtake a large
   // one posted before it (UcxWire sends the two on separate connections so
   // that frames and heartbeats do not wait behind bulk data). The engine
