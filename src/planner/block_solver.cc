@@ -107,9 +107,9 @@ void BlockSolver::solve_from(const std::vector<int32_t>& start, int32_t max_chan
 // a placement in force may hold e twice on r and losing one copy must leave
 // "r holds e" true.
 void BlockSolver::mark(int32_t r, int32_t e, int32_t delta) {
-  if (!has_.empty() && e >= 0)
-    has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] =
-        static_cast<uint16_t>(has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)] + delta);
+  if (has_.empty() || e < 0) return;
+  uint16_t& count = has_[static_cast<size_t>(r) * static_cast<size_t>(n_) + static_cast<size_t>(e)];
+  count = static_cast<uint16_t>(count + delta);
 }
 
 int32_t& BlockSolver::host_count(int32_t e, int32_t h) {
