@@ -19,6 +19,13 @@ wrong expert, or by half-copied weights, gives a different output.
 
     PYTHONPATH=build/python /usr/bin/python3 examples/torch_ep_serving.py --nprocs 4
     PYTHONPATH=build/python /usr/bin/python3 examples/torch_ep_serving.py --nprocs 4 --json
+    PYTHONPATH=build/python python3 examples/torch_ep_serving.py --nprocs 4 --device cuda
+
+With --device cuda each process keeps its slot tensors, routing tables and counts on a GPU
+(cuda:rank modulo the GPUs there are) and runs its experts there; the manager then records and
+dispatches on the GPU, waits on CUDA events before it reads counts or slots, and stages the rows
+it sends through host memory (gloo carries host tensors). The all-to-alls of tokens stay on the
+host for the same reason.
 
 The table (or JSON: wrong_outputs, epochs_committed, experts_moved, bytes_moved,
 dynamic_max_over_mean, static_max_over_mean, ...) gives the max/mean rank load of blocks of
@@ -116,6 +123,8 @@ def read_windows(steps_per_window):
 # ----------------------------------------------------------------------------- a worker
 def worker(rank, args, port, out_dir):
     torch.set_num_threads(1)
+    if args.device == "cuda":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
     result = {"rank": rank, "status": "ok", "error": "", "steps_done": 0, "fault_fired": False}
     try:
         store = dist.TCPStore("127.0.0.1", port, None, False, timeout=datetime.timedelta(seconds=120))
@@ -148,9 +157,12 @@ def serve(rank, args, result):
     freqs, _ = read_windows(args.steps_per_window)
     S = E // N + args.redundant
     placement = op.Placement.contiguous(L, N, E, S)
-    # This rank's slot tensors, filled with the experts of the initial placement.
-    w1, b1, w2, b2 = (torch.zeros(L, S, F, H, dtype=torch.float64), torch.zeros(L, S, F, dtype=torch.float64),
-                      torch.zeros(L, S, H, F, dtype=torch.float64), torch.zeros(L, S, H, dtype=torch.float64))
+    dev = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
+    # This rank's slot tensors on its device, filled with the experts of the initial placement.
+    w1, b1, w2, b2 = (torch.zeros(L, S, F, H, dtype=torch.float64, device=dev),
+                      torch.zeros(L, S, F, dtype=torch.float64, device=dev),
+                      torch.zeros(L, S, H, F, dtype=torch.float64, device=dev),
+                      torch.zeros(L, S, H, dtype=torch.float64, device=dev))
     for l in range(L):
         for s in range(S):
             e = placement.expert_at(l, rank * S + s)
@@ -183,6 +195,7 @@ def serve(rank, args, result):
                     pm.record(l, ids)
                     slots = pm.dispatch(l, ids)
                     cpu_calls[step] += time.thread_time() - c0
+                    slots = slots.cpu()  # on the device (--device cuda); the all-to-all is on the host
                     Sl = pm.tables.slots_of(l)
                     dst, local = (slots // Sl).reshape(-1), (slots % Sl).reshape(-1)
                     # Fixed-capacity all-to-all: rows * N per rank; column H marks a row in use,
@@ -203,7 +216,7 @@ def serve(rank, args, result):
                     slot_of = recv[:, H + 1].long()
                     for s in torch.unique(slot_of[used]).tolist():
                         sel = used & (slot_of == s)
-                        y[sel] = experts[l][s](recv[sel, :H])
+                        y[sel] = experts[l][s](recv[sel, :H].to(dev)).cpu()
                     back = torch.empty_like(y)
                     dist.all_to_all_single(back, y)
                     back = back.view(N, rows, H)
@@ -236,7 +249,7 @@ def weights_match(pm, args, rank, weights):
         S = p.slots_per_rank(l)
         for s in range(S):
             e = p.expert_at(l, rank * S + s)
-            if e >= 0 and not all(torch.equal(t[s], ref)
+            if e >= 0 and not all(torch.equal(t[s].cpu(), ref)
                                   for t, ref in zip(ws, expert_params(args.seed, l, e, args.hidden, args.ffn))):
                 return False
     return True
@@ -324,10 +337,10 @@ def run(args):
         for r in range(args.nprocs):
             path = os.path.join(out_dir, f"rank{r}.pt")
             if os.path.exists(path):
-                results[r] = torch.load(path)
+                results[r] = torch.load(path, weights_only=False)  # our workers' own reports (numpy arrays)
     wall = time.perf_counter() - t0
     ref, ids_all = dense_reference(args, freqs)
-    report = {"nprocs": args.nprocs, "steps": args.steps, "planner": args.planner, "wall_seconds": round(wall, 2),
+    report = {"nprocs": args.nprocs, "device": args.device, "steps": args.steps, "planner": args.planner, "wall_seconds": round(wall, 2),
               "metric_steps": args.metric_steps,
               "exit_codes": exit_codes, "hung_ranks": hung, "fault": args.fault}
     wrong = checked = 0
@@ -427,6 +440,9 @@ def parse_args(argv):
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  PYTHONPATH=build/python /usr/bin/python3 examples/torch_ep_serving.py --nprocs 4 --json")
     ap.add_argument("--nprocs", type=int, default=4, help="worker processes (ranks); must divide --experts")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where each process keeps its slot tensors and runs its experts "
+                         "(cuda: cuda:rank modulo the GPUs there are; needs a CUDA build of torch)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--steps", type=int, default=120, help="serving steps (forward passes)")
     ap.add_argument("--steps-per-window", type=int, default=2, help="steps per window of the trace")
@@ -464,6 +480,8 @@ def parse_args(argv):
         ap.error(f"--nprocs must be >= 2 and divide --experts ({args.experts})")
     if not 1 <= args.layers <= 12 or args.experts != 60:
         ap.error("the Qwen1.5-MoE trace has 12 layers of 60 experts: --layers in [1, 12], --experts 60")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device cuda: this torch ({torch.__version__}) sees no CUDA device; use --device cpu")
     return args
 
 

@@ -73,3 +73,38 @@ def test_the_check_reports_wrong_outputs():
     code, r = run_example("--nprocs", "2", "--steps", "3", "--layers", "2", "--corrupt-step", "1")
     assert code == 1
     assert r["wrong_outputs"] > 0 and any("slot weights" in p for p in r["problems"])
+
+
+
+def test_cuda_serves_exactly_as_the_cpu_does():
+    """--device cuda: slots, tables and counts on the GPU. Skipped without a CUDA device (run on
+    an H200, docs/BENCHMARKS.md). The schedule is fixed (stage_wait), so the loads served must
+    equal the CPU run's."""
+    import pytest
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    args = ("--nprocs", "2", "--steps", "16", *SHORT)
+    code, cuda = run_example(*args, "--device", "cuda")
+    assert code == 0, cuda["problems"]
+    assert cuda["device"] == "cuda"
+    assert cuda["wrong_outputs"] == 0 and cuda["outputs_checked"] == 2 * 16 * 12 * 16
+    assert cuda["epochs_committed"] >= 1 and cuda["experts_moved"] > 0
+    code, cpu = run_example(*args, "--device", "cpu")
+    assert code == 0, cpu["problems"]
+    assert cuda["dynamic_max_over_mean"] == cpu["dynamic_max_over_mean"]
+    assert cuda["experts_moved"] == cpu["experts_moved"]
+
+
+def test_cuda_without_a_cuda_device_is_refused_with_what_to_do(capsys):
+    import pytest
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    if os.path.dirname(EXAMPLE) not in sys.path:
+        sys.path.insert(0, os.path.dirname(EXAMPLE))
+    import torch_ep_serving
+    with pytest.raises(SystemExit):
+        torch_ep_serving.parse_args(["--device", "cuda"])
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "sees no CUDA device" in err and "--device cpu" in err
