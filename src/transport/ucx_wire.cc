@@ -71,12 +71,12 @@ class UcxWire final : public Wire {
         if (r != nullptr && !UCS_PTR_IS_ERR(r)) flushes.push_back(r);
       }
     }
-    const Deadline deadline(std::chrono::milliseconds(500));
-    const auto pending = [&] {
-      return std::any_of(flushes.begin(), flushes.end(),
-                         [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
-    };
-    while (pending() && !deadline.expired()) ucp_worker_progress(w_->worker);
+    progress_until(
+        [&] {
+          return std::none_of(flushes.begin(), flushes.end(),
+                              [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
+        },
+        std::chrono::milliseconds(500));
     for (auto& p : peers_) close_ep(*p);
     for (void* r : flushes) ucp_request_free(r);
     // Messages that arrived after the engine stopped listening: received and
@@ -97,24 +97,21 @@ class UcxWire final : public Wire {
     // back, before their buffers are freed. Freeing them first left UCX
     // writing into freed memory when the worker was destroyed (heap
     // corruption in a rank that resumed after a stall).
-    std::vector<RecvReq*> open;
-    for (auto& queue : incoming_)
-      for (auto& req : queue)
-        if (!req->done) open.push_back(req.get());
-    for (auto& req : junk_)
-      if (!req->done) open.push_back(req.get());
-    for (RecvReq* req : open) ucp_request_cancel(w_->worker, req->request);
-    const Deadline cancel_deadline(std::chrono::milliseconds(500));
-    while (std::any_of(open.begin(), open.end(), [](const RecvReq* r) { return !r->done; }) &&
-           !cancel_deadline.expired())
-      ucp_worker_progress(w_->worker);
-    if (std::any_of(open.begin(), open.end(), [](const RecvReq* r) { return !r->done; })) {
+    for_each_recv([&](std::unique_ptr<RecvReq>& req) {
+      if (!req->done) ucp_request_cancel(w_->worker, req->request);
+    });
+    const bool all_done = progress_until(
+        [&] {
+          bool done = true;
+          for_each_recv([&](std::unique_ptr<RecvReq>& req) { done = done && req->done; });
+          return done;
+        },
+        std::chrono::milliseconds(500));
+    if (!all_done) {
       // UCX still holds some buffers: leak them rather than let it write into freed memory.
-      for (auto& queue : incoming_)
-        for (auto& req : queue)
-          if (!req->done) (void)req.release();
-      for (auto& req : junk_)
+      for_each_recv([](std::unique_ptr<RecvReq>& req) {
         if (!req->done) (void)req.release();
+      });
     }
     incoming_.clear();
     junk_.clear();
@@ -331,6 +328,21 @@ class UcxWire final : public Wire {
     p->failed = true;
     p->error = status;
     p->wire->lost_.push_back(p->rank);
+  }
+
+  // Progresses the worker until done() holds or `limit` passed; returns done().
+  template <class Done>
+  bool progress_until(Done done, std::chrono::milliseconds limit) {
+    const Deadline deadline(limit);
+    while (!done() && !deadline.expired()) ucp_worker_progress(w_->worker);
+    return done();
+  }
+  // Calls fn on every receive request the wire holds (incoming_ and junk_).
+  template <class Fn>
+  void for_each_recv(Fn fn) {
+    for (auto& queue : incoming_)
+      for (auto& req : queue) fn(req);
+    for (auto& req : junk_) fn(req);
   }
 
   // Force-closes p's endpoints: their outstanding sends complete with UCS_ERR_CANCELED.

@@ -19,8 +19,8 @@
 #include <memory>
 #include <new>
 #include <span>
-#include <utility>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "omniplacement/core/ids.h"
