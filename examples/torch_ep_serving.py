@@ -340,8 +340,8 @@ def run(args):
                 results[r] = torch.load(path, weights_only=False)  # our workers' own reports (numpy arrays)
     wall = time.perf_counter() - t0
     ref, ids_all = dense_reference(args, freqs)
-    report = {"nprocs": args.nprocs, "device": args.device, "steps": args.steps, "planner": args.planner, "wall_seconds": round(wall, 2),
-              "metric_steps": args.metric_steps,
+    report = {"nprocs": args.nprocs, "device": args.device, "steps": args.steps, "planner": args.planner,
+              "wall_seconds": round(wall, 2), "metric_steps": args.metric_steps,
               "exit_codes": exit_codes, "hung_ranks": hung, "fault": args.fault}
     wrong = checked = 0
     problems = []

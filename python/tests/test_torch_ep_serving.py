@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+import pytest
+
 SOURCE_DIR = os.environ.get("OMNI_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLE = os.path.join(SOURCE_DIR, "examples", "torch_ep_serving.py")
 # Short runs: one trace window per step (bookcorpus then wikitext), a round every 4 steps,
@@ -75,12 +77,10 @@ def test_the_check_reports_wrong_outputs():
     assert r["wrong_outputs"] > 0 and any("slot weights" in p for p in r["problems"])
 
 
-
 def test_cuda_serves_exactly_as_the_cpu_does():
     """--device cuda: slots, tables and counts on the GPU. Skipped without a CUDA device (run on
     an H200, docs/BENCHMARKS.md). The schedule is fixed (stage_wait), so the loads served must
     equal the CPU run's."""
-    import pytest
     import torch
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
@@ -97,7 +97,6 @@ def test_cuda_serves_exactly_as_the_cpu_does():
 
 
 def test_cuda_without_a_cuda_device_is_refused_with_what_to_do(capsys):
-    import pytest
     import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
