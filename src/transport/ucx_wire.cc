@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 
 #include "omniplacement/core/str_cat.h"
 #include "deadline.h"
@@ -59,6 +61,10 @@ class UcxWire final : public Wire {
     }
   }
 
+  // How long teardown steps (flushes, force-closes, drains, cancels) progress
+  // the worker before giving up on a peer that no longer answers.
+  static constexpr std::chrono::milliseconds kTeardownWait{500};
+
   ~UcxWire() override {
     // Flush what is still queued towards live peers (a short while: a peer
     // that stopped never drains), then force-close every endpoint.
@@ -76,7 +82,7 @@ class UcxWire final : public Wire {
           return std::none_of(flushes.begin(), flushes.end(),
                               [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
         },
-        std::chrono::milliseconds(500));
+        kTeardownWait);
     for (auto& p : peers_) close_ep(*p);
     for (void* r : flushes) ucp_request_free(r);
     // Messages that arrived after the engine stopped listening: received and
@@ -85,11 +91,19 @@ class UcxWire final : public Wire {
       ucp_tag_recv_info_t info;
       ucp_tag_message_h msg = ucp_tag_probe_nb(w_->worker, 0, 0, 1, &info);
       if (msg == nullptr) break;
-      std::vector<std::byte> sink(info.length);
+      auto sink = std::make_unique<std::byte[]>(info.length);
       ucp_request_param_t param{};
-      void* r = ucp_tag_msg_recv_nbx(w_->worker, sink.data(), sink.size(), msg, &param);
+      void* r = ucp_tag_msg_recv_nbx(w_->worker, sink.get(), info.length, msg, &param);
       if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
-      while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(w_->worker);
+      auto settled = [r] { return ucp_request_check_status(r) != UCS_INPROGRESS; };
+      if (!progress_until(settled, kTeardownWait)) {
+        // The sender stopped in the middle of it: cancelled; if UCX still
+        // holds the buffer after that, it is leaked rather than freed under it.
+        ucp_request_cancel(w_->worker, r);
+        if (!progress_until(settled, kTeardownWait)) (void)sink.release();
+        ucp_request_free(r);
+        break;
+      }
       ucp_request_free(r);
     }
     // Receives still in progress (a large message from a peer that stopped
@@ -106,7 +120,7 @@ class UcxWire final : public Wire {
           for_each_recv([&](std::unique_ptr<RecvReq>& req) { done = done && req->done; });
           return done;
         },
-        std::chrono::milliseconds(500));
+        kTeardownWait);
     if (!all_done) {
       // UCX still holds some buffers: leak them rather than let it write into freed memory.
       for_each_recv([](std::unique_ptr<RecvReq>& req) {
@@ -345,7 +359,8 @@ class UcxWire final : public Wire {
     for (auto& req : junk_) fn(req);
   }
 
-  // Force-closes p's endpoints: their outstanding sends complete with UCS_ERR_CANCELED.
+  // Force-closes p's endpoints: their outstanding sends complete with
+  // UCS_ERR_CANCELED. Waits at most kTeardownWait per endpoint.
   void close_ep(Peer& p) {
     for (ucp_ep_h& ep : p.ep) {
       if (ep == nullptr) continue;
@@ -355,7 +370,9 @@ class UcxWire final : public Wire {
       void* r = ucp_ep_close_nbx(ep, &param);
       ep = nullptr;
       if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
-      while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(w_->worker);
+      // A force-close completes locally; should it not, the request is handed
+      // back to UCX (which finishes it on its own) instead of waiting forever.
+      progress_until([r] { return ucp_request_check_status(r) != UCS_INPROGRESS; }, kTeardownWait);
       ucp_request_free(r);
     }
   }
