@@ -46,5 +46,6 @@ CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWit
   -DOMNI_SANITIZE=address -DOMNI_BUILD_FUZZERS=$fuzz_flag -DOMNI_MODULES=core,dispatch,planner,io -DOMNI_BUILD_TESTS=ON \
   -DOMNI_BUILD_BENCH=OFF -DOMNI_BUILD_TOOLS=OFF >build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
 cmake --build build-asan -j"$(nproc)"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest -L "cpu|fuzz" --output-on-failure)
+# One suite per core: each fuzz target runs for a fixed time on one thread.
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest -L "cpu|fuzz" --output-on-failure -j"$(nproc)")
 echo "== all test stages passed in $(( $(date +%s) - start )) s"
