@@ -91,7 +91,7 @@ class UcxWire final : public Wire {
       ucp_tag_recv_info_t info;
       ucp_tag_message_h msg = ucp_tag_probe_nb(w_->worker, 0, 0, 1, &info);
       if (msg == nullptr) break;
-      auto sink = std::make_unique<std::byte[]>(info.length);
+      auto sink = std::make_unique_for_overwrite<std::byte[]>(info.length);  // written by UCX
       ucp_request_param_t param{};
       void* r = ucp_tag_msg_recv_nbx(w_->worker, sink.get(), info.length, msg, &param);
       if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
