@@ -29,7 +29,12 @@ void PlacementManager::planner_main() {
     {
       MutexLock lock(mu_);
       cv_.wait(lock.native(), [&]() OMNI_REQUIRES(mu_) { return stop_ || job_ != nullptr || !checks_.empty(); });
-      if (stop_) return;
+      // Work handed over is done even when stopping: every rank was handed
+      // the same at the same step, and the other planners may already wait
+      // in its collectives, which would hold them (and their ranks' shutdown)
+      // for collective_timeout. A stopping rank aborts a round at its
+      // agreement (agree_on_round): shutdown costs two collectives.
+      if (job_ == nullptr && checks_.empty()) return;
       // Checks first: every one was handed over before the round job waiting
       // (none is handed over while a round runs), and every rank runs the
       // same collectives in the same order.
@@ -222,13 +227,20 @@ Status PlacementManager::agree_on_round(const Job& job, const RoundKind& kind, b
   // same maximum and minimum, hence the same verdict.
   const int64_t failed = failure_gen_.load() != job.failure_gen || missing_chunk ? 1 : 0;
   const int64_t base = vote_checksum(job.base->checksum());
-  std::array<int64_t, 7> v = {failed, kind.leader, -int64_t{kind.leader}, kind.restore, -int64_t{kind.restore}, base,
-                              -base};
+  int64_t stopping = 0;
+  {
+    MutexLock lock(mu_);
+    stopping = stop_ ? 1 : 0;
+  }
+  std::array<int64_t, 8> v = {failed, kind.leader, -int64_t{kind.leader}, kind.restore, -int64_t{kind.restore}, base,
+                              -base, stopping};
   OMNI_RETURN_IF_ERROR(planner_transport_->all_reduce(std::span<int64_t>(v), ReduceOp::kMax, options_.collective_timeout)
                            .with_context(str_cat("round ", job.round, ": agreeing on the round")));
   if (v[0] != 0)
     return aborted_error(str_cat("round ", job.round, ": a rank failed",
                                  job.shift ? " (or lost the shift check's load to a failure)" : ""));
+  // A rank's PlacementManager is being destroyed: no rank plans or moves.
+  if (v[7] != 0) return aborted_error(str_cat("round ", job.round, ": a rank is shutting down"));
   if (v[1] != -v[2] || v[3] != -v[4] || v[5] != -v[6])
     return failed_precondition_error(str_cat("round ", job.round, ": the ranks started it from different states (leader ",
                                              -v[2], "..", v[1], ", restore ", -v[4], "..", v[3],

@@ -299,6 +299,12 @@ class PlacementManager {
   static StatusOr<std::unique_ptr<PlacementManager>> create(Transport& transport, const Topology& topology,
                                                             const Placement& initial, WeightStore& store,
                                                             PlacementManagerOptions options);
+  // Stops the planner thread and writes what the dump queue holds. A round
+  // or shift check already handed to the planner still takes part in its
+  // collectives (the other ranks' planners may be in them) and then aborts
+  // on every rank: destroying the managers of every rank after the same
+  // step returns within a few collectives, not after collective_timeout.
+  // Engine thread, after its last step_boundary.
   ~PlacementManager();
   PlacementManager(const PlacementManager&) = delete;
   PlacementManager& operator=(const PlacementManager&) = delete;
@@ -371,7 +377,8 @@ class PlacementManager {
   // every shift_check_steps steps, then agree on its verdict (tiny collective).
   Status shift_step(int64_t step) OMNI_EXCLUDES(mu_, publish_mu_);
   // Collective: every rank's (leader, restore, placement in force, failure
-  // seen) compared; a difference fails the round on every rank alike.
+  // seen) compared; a difference fails the round on every rank alike, and so
+  // does a rank that is shutting down (its destructor has run).
   // missing_chunk: a shift round whose check this rank could not aggregate.
   Status agree_on_round(const Job& job, const RoundKind& kind, bool missing_chunk);
   StatusOr<Placement> leader_plan(const Job& job, RankId leader, const LoadMatrix& load,
