@@ -79,8 +79,7 @@ class UcxWire final : public Wire {
     }
     progress_until(
         [&] {
-          return std::none_of(flushes.begin(), flushes.end(),
-                              [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
+          return std::all_of(flushes.begin(), flushes.end(), settled);
         },
         kTeardownWait);
     for (auto& p : peers_) close_ep(*p);
@@ -95,12 +94,12 @@ class UcxWire final : public Wire {
       ucp_request_param_t param{};
       void* r = ucp_tag_msg_recv_nbx(w_->worker, sink.get(), info.length, msg, &param);
       if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
-      auto settled = [r] { return ucp_request_check_status(r) != UCS_INPROGRESS; };
-      if (!progress_until(settled, kTeardownWait)) {
+      const auto done = [r] { return settled(r); };
+      if (!progress_until(done, kTeardownWait)) {
         // The sender stopped in the middle of it: cancelled; if UCX still
         // holds the buffer after that, it is leaked rather than freed under it.
         ucp_request_cancel(w_->worker, r);
-        if (!progress_until(settled, kTeardownWait)) (void)sink.release();
+        if (!progress_until(done, kTeardownWait)) (void)sink.release();
         ucp_request_free(r);
         break;
       }
@@ -344,6 +343,8 @@ class UcxWire final : public Wire {
     p->wire->lost_.push_back(p->rank);
   }
 
+  // Whether a UCX request has completed (successfully, with an error, or cancelled).
+  static bool settled(void* request) { return ucp_request_check_status(request) != UCS_INPROGRESS; }
   // Progresses the worker until done() holds or `limit` passed; returns done().
   template <class Done>
   bool progress_until(Done done, std::chrono::milliseconds limit) {
@@ -372,7 +373,7 @@ class UcxWire final : public Wire {
       if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
       // A force-close completes locally; should it not, the request is handed
       // back to UCX (which finishes it on its own) instead of waiting forever.
-      progress_until([r] { return ucp_request_check_status(r) != UCS_INPROGRESS; }, kTeardownWait);
+      progress_until([r] { return settled(r); }, kTeardownWait);
       ucp_request_free(r);
     }
   }
